@@ -1,0 +1,230 @@
+"""The `pypi-insiders` command: argument parsing, and the only place errors become exit statuses.
+
+Each command's work lives in the module that owns it; this file only wires arguments to it.
+Those modules are imported when their command runs, so `--help` and `check-config` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from pypi_insiders import __version__, config, sd
+from pypi_insiders.errors import InsidersError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _load(args: argparse.Namespace) -> config.Config:
+    loaded = config.load(args.config)
+    if getattr(args, "command", None) == "serve":
+        loaded = config.with_overrides(loaded, listen=args.listen, store=args.store,
+                                       upstream=args.upstream, fallback=args.fallback)
+    return loaded
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pypi_insiders import service  # noqa: PLC0415
+
+    return service.serve(_load(args), config_arg=args.config)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from pypi_insiders import generate  # noqa: PLC0415
+
+    loaded = _load(args)
+    config.check_directories(loaded, create=True)
+    generate.Generator.from_config(loaded).generate_all()
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    config.check_directories(loaded, create=False)
+    where = loaded.path or "embedded default (no config file)"
+    if args.json:
+        print(json.dumps(_summary(loaded), indent=2))
+    else:
+        print(f"{where}: OK")
+        for key, value in _summary(loaded).items():
+            print(f"  {key}: {value}")
+    return 0
+
+
+def _summary(loaded: config.Config) -> dict[str, object]:
+    return {
+        "listen": f"{loaded.server.host}:{loaded.server.port}",
+        "store": str(loaded.paths.store),
+        "index": str(loaded.paths.index),
+        "state": str(loaded.paths.state),
+        "cache": str(loaded.paths.cache),
+        "upstream": f"{loaded.upstream.url} ({loaded.upstream.url_source})",
+        "fallback": loaded.upstream.fallback,
+        "upload": "enabled" if loaded.upload.enabled else "disabled",
+        "repositories": len(loaded.repos),
+    }
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from pypi_insiders import auth  # noqa: PLC0415
+
+    loaded = _load(args)
+    users_file = loaded.upload.users_file
+    if args.users_command == "add":
+        return auth.cli_add(users_file, args.name, token=args.token)
+    if args.users_command == "remove":
+        return auth.cli_remove(users_file, args.name)
+    return auth.cli_list(users_file)
+
+
+def cmd_repos(args: argparse.Namespace) -> int:
+    from pypi_insiders import repos  # noqa: PLC0415
+
+    loaded = _load(args)
+    if args.repos_command == "add":
+        return repos.cli_add(loaded, args.source, args.distribution, subdirectory=args.subdirectory,
+                             tag_pattern=args.tag_pattern, build=args.build,
+                             min_version=args.min_version, credential=args.credential,
+                             username=args.username)
+    if args.repos_command == "remove":
+        return repos.cli_remove(loaded, args.key)
+    return repos.cli_list(loaded, as_json=args.json)
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    from pypi_insiders import runner  # noqa: PLC0415
+
+    return runner.cli_update(_load(args), args.repos, force=args.force)
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from pypi_insiders import runner  # noqa: PLC0415
+
+    return runner.cli_update(_load(args), [], force=False)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pypi_insiders import status  # noqa: PLC0415
+
+    return status.cli_status(_load(args), as_json=args.json)
+
+
+def cmd_units(args: argparse.Namespace) -> int:
+    from pypi_insiders import units  # noqa: PLC0415
+
+    return units.cli(args.command, args.unit_command, follow=getattr(args, "follow", False),
+                     lines=getattr(args, "lines", 50))
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the index (what pypi-insiders-index.service runs)")
+    p.add_argument("--listen", metavar="HOST:PORT", help="address to bind (default 127.0.0.1:31411)")
+    p.add_argument("--store", metavar="DIR", help="directory of distributions to serve")
+    p.add_argument("--upstream", metavar="URL", help="simple index for names not held locally")
+    p.add_argument("--fallback", choices=["redirect", "proxy", "off"],
+                   help="what to do for names not held locally")
+    p.set_defaults(handler=cmd_serve)
+
+
+def _users_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("users", help="manage upload users")
+    users = p.add_subparsers(dest="users_command", required=True, metavar="{add,remove,list}")
+    add = users.add_parser("add", help="add or change a user; the secret is read from standard input")
+    add.add_argument("name")
+    add.add_argument("--token", action="store_true",
+                     help="generate a random API token, print it once, and store its hash")
+    remove = users.add_parser("remove", help="remove a user")
+    remove.add_argument("name")
+    users.add_parser("list", help="list users")
+    p.set_defaults(handler=cmd_users)
+
+
+def _repos_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("repos", help="manage watched git repositories")
+    repos = p.add_subparsers(dest="repos_command", required=True, metavar="{add,list,remove}")
+    add = repos.add_parser("add", help="watch a repository (NAMESPACE/PROJECT[:DIST] or a git URL)")
+    add.add_argument("source", help="NAMESPACE/PROJECT, NAMESPACE/PROJECT:DISTRIBUTION or a git URL")
+    add.add_argument("distribution", nargs="?", help="distribution name (default: from its metadata)")
+    add.add_argument("--subdirectory", help="project directory inside the repository")
+    add.add_argument("--tag-pattern", metavar="REGEX", help="only tags matching this pattern")
+    add.add_argument("--build", choices=["new", "latest"], help="build every new tag or only the latest")
+    add.add_argument("--min-version", metavar="VERSION", help="ignore versions below this one")
+    add.add_argument("--credential", metavar="NAME", help="credential file name for this repository")
+    add.add_argument("--username", help="user name for HTTPS (the token is the password)")
+    remove = repos.add_parser("remove", help="stop watching a repository")
+    remove.add_argument("key", help="the repository as `repos list` shows it")
+    listing = repos.add_parser("list", help="list watched repositories")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=cmd_repos)
+
+
+def _unit_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for name, what in (("server", "the index service"), ("watcher", "the fetch timer and service")):
+        p = sub.add_parser(name, help=f"drive {what} through systemctl and journalctl")
+        actions = p.add_subparsers(dest="unit_command", required=True,
+                                   metavar="{start,stop,restart,status,logs}")
+        for action in ("start", "stop", "restart", "status"):
+            actions.add_parser(action, help=f"{action} {what}")
+        logs = actions.add_parser("logs", help=f"show the journal of {what}")
+        logs.add_argument("-f", "--follow", action="store_true", help="keep printing new entries")
+        logs.add_argument("-n", "--lines", type=int, default=50, help="how many entries to show")
+        p.set_defaults(handler=cmd_units)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pypi-insiders",
+        description="Serve Insiders builds of Python projects under their public names.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-c", "--config", metavar="PATH",
+                        help="config file (default: $PYPI_INSIDERS_CONFIG or /etc/pypi-insiders/config.toml)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _serve_parser(sub)
+    check = sub.add_parser("check-config", help="validate the configuration and exit")
+    check.add_argument("--json", action="store_true", help="print the effective settings as JSON")
+    check.set_defaults(handler=cmd_check_config)
+    gen = sub.add_parser("generate", help="regenerate the static index from the store once")
+    gen.set_defaults(handler=cmd_generate)
+    _users_parser(sub)
+    _repos_parser(sub)
+    update = sub.add_parser("update", help="fetch watched repositories and build new tags now")
+    update.add_argument("repos", nargs="*", metavar="REPO", help="only these (default: all)")
+    update.add_argument("--force", action="store_true", help="ignore failure back-off")
+    update.set_defaults(handler=cmd_update)
+    fetch = sub.add_parser("fetch", help="what the timer runs: update every repository")
+    fetch.set_defaults(handler=cmd_fetch)
+    status = sub.add_parser("status", help="show what each watched repository last did")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=cmd_status)
+    _unit_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    sd.setup_logging(args.verbose, daemon=args.command == "serve")
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except InsidersError as error:
+        for line in getattr(error, "problems", None) or [str(error)]:
+            print(f"pypi-insiders: {line}", file=sys.stderr)
+        return error.exit_status
+    except KeyboardInterrupt:
+        print("pypi-insiders: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 141

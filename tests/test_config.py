@@ -1,0 +1,133 @@
+"""Config parsing and validation: every error names the file and the dotted key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pypi_insiders import config, pipconf
+from pypi_insiders.cli import main
+from pypi_insiders.errors import ConfigError
+from tests.conftest import ConfigMaker
+
+
+def test_config_defaults_from_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(config, "DEFAULT_CONFIG", Path("/nonexistent/config.toml"))
+    loaded = config.load(None)
+    assert loaded.path is None
+    assert (loaded.server.host, loaded.server.port) == ("127.0.0.1", 31411)
+    assert loaded.upstream.fallback == "redirect"
+    assert loaded.upload.enabled is False
+
+
+def test_config_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "etc" / "config.toml"
+    path.parent.mkdir()
+    path.write_text('[paths]\ndata = "../var"\n[upstream]\nurl = "http://127.0.0.1:1/simple"\n')
+    loaded = config.load(str(path))
+    assert loaded.paths.store == tmp_path / "etc" / ".." / "var" / "store"
+    assert loaded.upstream.url == "http://127.0.0.1:1/simple/"
+    assert loaded.upstream.url_source == "config"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[server]\nlisten = "nowhere"\n', r"server\.listen: expected HOST:PORT"),
+        ('[server]\nlisten = "example:80"\n', r"server\.listen: expected an IP address"),
+        ('[server]\nthreads = "8"\n', r"server\.threads: expected an integer"),
+        ('[server]\nlisen = "127.0.0.1:1"\n', r"server\.lisen: unknown key \(did you mean 'listen'\?\)"),
+        ('[upstream]\nfallback = "maybe"\n', r"upstream\.fallback: must be one of"),
+        ('[upstream]\nurl = "ftp://x/"\n', r"upstream\.url: not an http\(s\) URL"),
+        ('[serve]\n', r"serve: unknown key \(did you mean 'server'\?\)"),
+        ('[repos."a/b"]\nbuild = "all"\n', r'repos\."a/b"\.url: missing'),
+        ('[repos.x]\nurl = "file:///r"\ntag_pattern = "("\n', r"repos\.x\.tag_pattern: not a regular"),
+        ('[repos.x]\nurl = "file:///r"\nmin_version = "one"\n', r"repos\.x\.min_version: not a PEP 440"),
+        ('[repos.x]\nurl = "file:///r"\nsubdirectory = "../up"\n', r"repos\.x\.subdirectory: must be"),
+        ('[repos.x]\nurl = "file:///r"\ncredential = "../../etc/shadow"\n', r"repos\.x\.credential:"),
+        ('[yank.foo]\n"1.0" = 3\n', r"yank\.foo\.1\.0: expected a reason"),
+        ("[server\n", r"not valid TOML"),
+    ],
+)
+def test_config_rejects_bad_input(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        config.load(str(path))
+    assert str(path) in str(caught.value)
+    assert re.search(message, str(caught.value)), caught.value
+
+
+def test_config_reports_every_problem_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[server]\nthreads = 0\nlisten = "x"\n[upstream]\ntimeout = -1\n')
+    with pytest.raises(ConfigError) as caught:
+        config.load(str(path))
+    assert len(caught.value.problems) == 3
+
+
+def test_config_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        config.load(str(tmp_path / "absent.toml"))
+
+
+def test_config_env_variable_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[server]\nlisten = "127.0.0.1:4000"\n')
+    monkeypatch.setenv("PYPI_INSIDERS_CONFIG", str(path))
+    assert config.load(None).server.port == 4000
+    monkeypatch.delenv("PYPI_INSIDERS_CONFIG")
+
+
+def test_config_overrides_win_and_are_validated(loaded_config: config.Config) -> None:
+    changed = config.with_overrides(loaded_config, listen="[::1]:8080", fallback="proxy",
+                                    upstream="http://127.0.0.1:5/x")
+    assert (changed.server.host, changed.server.port) == ("::1", 8080)
+    assert changed.upstream.url == "http://127.0.0.1:5/x/"
+    assert changed.upstream.fallback == "proxy"
+    with pytest.raises(ConfigError, match="--listen"):
+        config.with_overrides(loaded_config, listen="no")
+
+
+def test_config_repos_dropins_are_merged(make_config: ConfigMaker, tmp_path: Path) -> None:
+    (tmp_path / "repos.d").mkdir()
+    (tmp_path / "repos.d" / "one.toml").write_text('[repos.one]\nurl = "file:///one"\n')
+    (tmp_path / "repos.d" / "two.toml").write_text('[repos.one]\nurl = "file:///two"\n')
+    with pytest.raises(ConfigError, match=r"two\.toml: repos\.one: already defined"):
+        config.load(str(make_config()))
+    (tmp_path / "repos.d" / "two.toml").unlink()
+    loaded = config.load(str(make_config()))
+    assert [r.key for r in loaded.repos] == ["one"]
+
+
+def test_check_config_cli_prints_one_line_per_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[server]\nlisten = "x"\n')
+    assert main(["--config", str(path), "check-config"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"pypi-insiders: {path}: server.listen:")
+    assert "Traceback" not in err
+
+
+def test_pipconf_environment_wins(tmp_path: Path) -> None:
+    conf = tmp_path / "pip.conf"
+    conf.write_text("[global]\nindex-url = http://127.0.0.1:7/a\n[install]\nindex-url = http://127.0.0.1:7/b\n")
+    env = {"HOME": str(tmp_path), "PIP_CONFIG_FILE": str(conf), "XDG_CONFIG_DIRS": str(tmp_path / "none")}
+    found = pipconf.configured_index_url(env)
+    assert (found.url, found.source) == ("http://127.0.0.1:7/b/", str(conf))
+    env["PIP_INDEX_URL"] = "http://127.0.0.1:7/c"
+    assert pipconf.configured_index_url(env).url == "http://127.0.0.1:7/c/"
+
+
+def test_pipconf_falls_back_to_pips_own_default(tmp_path: Path) -> None:
+    found = pipconf.configured_index_url({"HOME": str(tmp_path), "XDG_CONFIG_DIRS": str(tmp_path)})
+    if found.source == "pip's default":
+        assert found.url
+        assert found.url.startswith("https://")
+        assert found.url.endswith("/simple/")
+    else:  # a site-wide pip.conf on this host names an index: that must win over pip's default
+        assert found.source.endswith("pip.conf")
