@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,13 @@ def test_pipconf_falls_back_to_pips_own_default(tmp_path: Path) -> None:
         assert found.url.endswith("/simple/")
     else:  # a site-wide pip.conf on this host names an index: that must win over pip's default
         assert found.source.endswith("pip.conf")
+
+
+def test_config_shipped_file_is_valid_and_matches_defaults() -> None:
+    shipped = Path(__file__).parent.parent / "etc" / "pypi-insiders" / "config.toml"
+    loaded = config.load(str(shipped))
+    assert (loaded.server.host, loaded.server.port) == ("127.0.0.1", 31411)
+    assert loaded.upload.users_file == shipped.parent / "users"
+    # Every commented-out default in the shipped file, uncommented, must still be valid.
+    uncommented = re.sub(r"^#(\[?[a-z\"])", r"\1", shipped.read_text(), flags=re.MULTILINE)
+    assert config.from_mapping(tomllib.loads(uncommented), shipped).repos
