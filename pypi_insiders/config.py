@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import pwd
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -120,8 +121,17 @@ class Config:
 # --------------------------------------------------------------------------- defaults
 
 
+SERVICE_USER = "pypi-insiders"
+
+
 def _is_root() -> bool:
-    return os.geteuid() == 0
+    """Root and the units' service user share the system layout (/var/lib, /var/cache, /etc)."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name == SERVICE_USER
+    except KeyError:  # a uid without a passwd entry (a container, a dynamic user)
+        return False
 
 
 def _xdg(var: str, fallback: str) -> Path:
