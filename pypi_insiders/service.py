@@ -1,0 +1,206 @@
+"""`pypi-insiders serve`: generate the index, keep it current, serve it, obey systemd and signals.
+
+Order matters for systemd: `READY=1` is sent only once the first generation is on disk and
+the socket is bound, so a unit ordered after ours never sees an empty index. SIGTERM and
+SIGINT stop cleanly (exit 0); SIGHUP re-reads the same config file and applies what can
+change live (upstream, fallback, yanking, upload), keeping the old config when the new one
+is broken.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+from dataclasses import replace
+from types import FrameType
+from typing import Any
+
+import waitress
+
+from pypi_insiders import config as config_module
+from pypi_insiders import sd
+from pypi_insiders.app import IndexApp, make_app
+from pypi_insiders.config import Config
+from pypi_insiders.errors import ConfigError
+from pypi_insiders.upstream import split_credentials
+
+log = logging.getLogger(__name__)
+
+_BODY_SLACK = 1024 * 1024  # multipart framing around the largest allowed upload
+
+
+def create_server(app: IndexApp, config: Config) -> Any:  # noqa: ANN401 - waitress is untyped
+    """A waitress server bound to the configured address (port 0 picks a free one)."""
+    return waitress.create_server(
+        app, host=config.server.host, port=config.server.port, threads=config.server.threads,
+        ident="pypi-insiders", asyncore_use_poll=True, connection_limit=1000,
+        max_request_body_size=config.upload.max_size + _BODY_SLACK)
+
+
+def listening(server: Any) -> list[tuple[str, int]]:  # noqa: ANN401
+    """Every (host, port) actually bound; with port 0 this is where to find us."""
+    if hasattr(server, "effective_listen"):
+        return [(str(h), int(p)) for h, p in server.effective_listen]
+    return [(str(server.effective_host), int(server.effective_port))]
+
+
+def url_of(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+class Service:
+    """The running pieces and the signal-driven transitions between them."""
+
+    def __init__(self, config: Config, config_arg: str | None) -> None:
+        from pypi_insiders import generate  # noqa: PLC0415 - engineer A's module, heavy imports
+
+        self.config = config
+        self.config_arg = config_arg
+        self.file_config = _reload_file(config_arg, config)
+        self.generator = generate.Generator.from_config(config)
+        self.app = make_app(config)
+        self.server: Any = None
+        self.watcher: Any = None
+        self.stopped = threading.Event()
+        self.reload_requested = threading.Event()
+
+    def start(self) -> str:
+        """First generation, then bind, then watch; returns the URL we answer on."""
+        sd.status("generating the index")
+        began = time.monotonic()
+        self.generator.generate_all()
+        log.info("index generated in %.2f s", time.monotonic() - began)
+        self.server = create_server(self.app, self.config)
+        host, port = listening(self.server)[0]
+        from pypi_insiders import watcher  # noqa: PLC0415
+
+        self.watcher = watcher.Watcher(self.config, self.generator)
+        self.watcher.start()
+        return url_of(host, port)
+
+    def healthy(self) -> bool:
+        """Worth a watchdog ping: the watcher runs and the server answers a request."""
+        alive = getattr(self.watcher, "is_alive", None)
+        if callable(alive) and not alive():
+            return False
+        host, port = listening(self.server)[0]
+        return _answers(host if host not in ("0.0.0.0", "::") else "127.0.0.1", port)  # noqa: S104
+
+    def reload(self) -> None:
+        sd.reloading()
+        try:
+            new_file = _reload_file(self.config_arg, None)
+        except ConfigError as error:
+            log.error("reload: keeping the running configuration: %s", error)  # noqa: TRY400
+            sd.status("serving (reload failed: config is broken)")
+            return
+        new = _keep_overrides(self.file_config, self.config, new_file)
+        self.app.reconfigure(new)
+        reconfigure = getattr(self.generator, "reconfigure", None)
+        if callable(reconfigure):
+            reconfigure(new)
+        self.config, self.file_config = new, new_file
+        log.info("configuration reloaded: upstream %s, fallback %s, upload %s",
+                 _public(new.upstream.url), new.upstream.fallback,
+                 "enabled" if new.upload.enabled else "disabled")
+        sd.ready("serving (configuration reloaded)")
+
+    def stop(self) -> None:
+        self.stopped.set()
+        sd.stopping()
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.server is not None:
+            self.server.close()
+
+
+def _reload_file(config_arg: str | None, fallback: Config | None) -> Config:
+    """The config as the file says, before command-line overrides; `fallback` if unreadable at start."""
+    try:
+        return config_module.load(config_arg)
+    except ConfigError:
+        if fallback is None:
+            raise
+        return fallback
+
+
+def _keep_overrides(old_file: Config, effective: Config, new_file: Config) -> Config:
+    """Command-line flags keep winning over the file; what needs a restart keeps its old value."""
+    upstream = new_file.upstream
+    if effective.upstream.url_source == "--upstream":
+        upstream = replace(upstream, url=effective.upstream.url, url_source="--upstream")
+    if effective.upstream.fallback != old_file.upstream.fallback:
+        upstream = replace(upstream, fallback=effective.upstream.fallback)
+    if (new_file.server, new_file.paths) != (old_file.server, old_file.paths):
+        log.warning("reload: listen address, threads and paths change only with a restart")
+    return replace(new_file, server=effective.server, paths=effective.paths, upstream=upstream)
+
+
+def _public(url: str | None) -> str:
+    return split_credentials(url)[0] if url else "none"
+
+
+def _answers(host: str, port: int, timeout: float = 5.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            conn.sendall(b"HEAD /simple/ HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            return conn.recv(12).startswith(b"HTTP/1.")
+    except OSError:
+        return False
+
+
+def _watchdog(service: Service, interval: float) -> None:
+    while not service.stopped.wait(interval):
+        if service.healthy():
+            sd.watchdog_ping()
+        else:
+            log.warning("watchdog: not healthy, skipping the ping")
+
+
+def _reloader(service: Service) -> None:
+    while not service.stopped.is_set():
+        if service.reload_requested.wait(1.0):
+            service.reload_requested.clear()
+            if not service.stopped.is_set():
+                service.reload()
+
+
+def _install_signals(service: Service) -> None:
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s received, stopping", signal.Signals(signum).name)
+        raise SystemExit(0)  # waitress's loop catches it and shuts its threads down
+
+    def hup(_signum: int, _frame: FrameType | None) -> None:
+        service.reload_requested.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, hup)
+
+
+def _thread(target: Any, *args: Any) -> None:  # noqa: ANN401
+    threading.Thread(target=target, args=args, daemon=True, name=target.__name__).start()
+
+
+def serve(config: Config, config_arg: str | None) -> int:
+    config_module.check_directories(config, create=True)
+    service = Service(config, config_arg)
+    _install_signals(service)
+    try:
+        url = service.start()
+        upstream = config.upstream
+        log.info("serving %s at %s; store %s; upstream %s (%s), fallback %s", config.paths.index, url,
+                 config.paths.store, _public(upstream.url), upstream.url_source, upstream.fallback)
+        _thread(_reloader, service)
+        interval = sd.watchdog_interval()
+        if interval:
+            _thread(_watchdog, service, interval)
+        sd.ready(f"serving {url}")
+        service.server.run()
+    finally:
+        service.stop()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,154 @@
+"""Files on disk as HTTP responses: generated pages cached in memory, distributions streamed.
+
+The index is regenerated behind our back (by the watcher, or by `pypi-insiders generate` in
+another process), so a cached page is trusted only while the file's stat still matches; one
+`stat` per request is far cheaper than reading and hashing the page again. Every path is
+resolved inside its root and checked again after symlinks are followed, so no request can
+read outside the data directories.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from email.utils import formatdate, parsedate_to_datetime
+from stat import S_ISREG
+from typing import Final
+
+Headers = list[tuple[str, str]]
+
+PAGE_CACHE_CONTROL: Final = "max-age=30, public"
+FILE_CACHE_CONTROL: Final = "max-age=31536000, public, immutable"
+_PAGE_CACHE_BYTES: Final = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page's bytes with every header precomputed, valid while the file's stat is unchanged."""
+
+    body: bytes
+    identity: tuple[int, int, int]  # (st_ino, st_size, st_mtime_ns)
+    etag: str
+    mtime: int  # seconds, what Last-Modified can express
+    headers: Headers = field(repr=False)
+    not_modified: Headers = field(repr=False)
+
+
+def http_date(seconds: float) -> str:
+    return formatdate(seconds, usegmt=True)
+
+
+def validators(etag: str, mtime: int, cache_control: str) -> Headers:
+    return [("ETag", etag), ("Last-Modified", http_date(mtime)), ("Cache-Control", cache_control)]
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int]:
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+class PageCache:
+    """Generated pages by (file, content type), bounded in bytes, oldest evicted first."""
+
+    def __init__(self, limit_bytes: int = _PAGE_CACHE_BYTES) -> None:
+        self._pages: OrderedDict[tuple[str, str], Page] = OrderedDict()
+        self._bytes = 0
+        self._limit = limit_bytes
+        self._lock = threading.Lock()
+
+    def get(self, file: str, content_type: str, vary: bool) -> Page | None:
+        """The page in `file`, reloaded when it changed on disk; None when it does not exist."""
+        key = (file, content_type)
+        try:
+            stat = os.stat(file)  # noqa: PTH116 - str paths keep the hot path cheap
+        except (FileNotFoundError, NotADirectoryError):
+            self._drop(key)
+            return None
+        page = self._pages.get(key)
+        if page is not None and page.identity == _identity(stat):
+            return page
+        return self._load(key, vary)
+
+    def _load(self, key: tuple[str, str], vary: bool) -> Page | None:
+        try:
+            with open(key[0], "rb") as stream:  # noqa: PTH123 - str paths keep the hot path cheap
+                stat = os.fstat(stream.fileno())
+                body = stream.read()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            self._drop(key)
+            return None
+        etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        mtime = int(stat.st_mtime)
+        common = validators(etag, mtime, PAGE_CACHE_CONTROL) + ([("Vary", "Accept")] if vary else [])
+        headers = [("Content-Type", key[1]), ("Content-Length", str(len(body))), *common]
+        page = Page(body, _identity(stat), etag, mtime, headers, common)
+        with self._lock:
+            old = self._pages.pop(key, None)
+            self._bytes += len(body) - (len(old.body) if old else 0)
+            self._pages[key] = page
+            while self._bytes > self._limit and len(self._pages) > 1:
+                _key, evicted = self._pages.popitem(last=False)
+                self._bytes -= len(evicted.body)
+        return page
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            old = self._pages.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old.body)
+
+
+def not_modified(environ: dict[str, object], etag: str, mtime: int) -> bool:
+    """RFC 9110 13.1: If-None-Match decides when present; If-Modified-Since only otherwise."""
+    inm = environ.get("HTTP_IF_NONE_MATCH")
+    if isinstance(inm, str):
+        if inm == etag:
+            return True
+        tags = [t.strip().removeprefix("W/") for t in inm.split(",")]
+        return "*" in tags or etag in tags
+    ims = environ.get("HTTP_IF_MODIFIED_SINCE")
+    if not isinstance(ims, str) or not ims:
+        return False
+    try:
+        since = parsedate_to_datetime(ims).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False
+    return mtime <= since
+
+
+def resolve_inside(root: str, relpath: str) -> str | None:
+    """The real path of `relpath` below `root` (already real), or None when it would escape.
+
+    Hidden names are refused too: they are temporary files that are not published yet.
+    """
+    parts = relpath.split("/")
+    for part in parts:
+        if not part or part[0] == "." or "\0" in part or "\\" in part:
+            return None
+    real = os.path.realpath(os.path.join(root, *parts))  # noqa: PTH118
+    if not real.startswith(root + os.sep):
+        return None
+    return real
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What a distribution (or metadata) response needs before its bytes are read."""
+
+    path: str
+    size: int
+    etag: str
+    mtime: int
+
+
+def file_info(path: str) -> FileInfo | None:
+    """None for anything but a readable regular file, so directories and devices are 404s."""
+    try:
+        stat = os.stat(path)  # noqa: PTH116
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return None
+    if not S_ISREG(stat.st_mode):
+        return None
+    return FileInfo(path, stat.st_size, f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"', int(stat.st_mtime))

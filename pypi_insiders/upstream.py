@@ -1,0 +1,285 @@
+"""What a name the store does not hold gets: a redirect, a proxied page, or a 404.
+
+This is the dependency-confusion guard. A name the store holds is answered by the app from
+the generated pages and never reaches this module; a name that was ever local is *pinned*
+(the generator records it) and gets a 404 here rather than a public project of the same
+name. Only a name that was never ours goes upstream, in the way `upstream.fallback` says.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import OrderedDict
+from html import escape
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+from packaging.utils import NormalizedName, canonicalize_name
+
+from pypi_insiders import __version__
+from pypi_insiders.config import UpstreamConfig
+from pypi_insiders.negotiate import Format
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, str]]
+PINNED_FILE = "pinned-projects.txt"
+_MAX_PAGE = 64 * 1024 * 1024
+_CACHE_ENTRIES = 4096
+_CACHE_BYTES = 128 * 1024 * 1024
+_GATES = 64
+_TEXT = "text/plain; charset=utf-8"
+
+
+class Answer(NamedTuple):
+    status: str
+    headers: Headers
+    body: bytes
+    etag: str = ""
+    mtime: int = 0
+
+
+def text_answer(status: str, message: str, extra: Headers | None = None) -> Answer:
+    body = (message + "\n").encode()
+    headers = [("Content-Type", _TEXT), ("Content-Length", str(len(body)))] + (extra or [])
+    return Answer(status, headers, body)
+
+
+class Pins:
+    """The names the generator pinned to local, re-read whenever the file changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: tuple[int, int] | None = None
+        self._names: frozenset[str] = frozenset()
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return False
+        if (stat.st_mtime_ns, stat.st_size) != self._seen:
+            lines = self.path.read_text(encoding="utf-8").split()
+            self._names = frozenset(canonicalize_name(line) for line in lines)
+            self._seen = (stat.st_mtime_ns, stat.st_size)
+        return name in self._names
+
+
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """The URL without user:password, and a Basic header value for them (None without any)."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None
+    netloc = parts.hostname or ""
+    netloc = f"[{netloc}]" if ":" in netloc else netloc
+    if parts.port:
+        netloc += f":{parts.port}"
+    secret = f"{parts.username}:{parts.password or ''}".encode()
+    plain = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return plain, "Basic " + base64.b64encode(secret).decode()
+
+
+class _Absolutizer(HTMLParser):
+    """Re-emits an HTML page with every href made absolute; all other attributes kept as they are."""
+
+    def __init__(self, base: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.base = base
+        self.out: list[str] = []
+
+    def _tag(self, tag: str, attrs: list[tuple[str, str | None]], close: str) -> None:
+        if tag == "base":
+            self.base = urljoin(self.base, dict(attrs).get("href") or "")
+            return
+        rendered = []
+        for key, value in attrs:
+            if value is None:
+                rendered.append(f" {key}")
+                continue
+            text = urljoin(self.base, value) if key == "href" else value
+            rendered.append(f' {key}="{escape(text)}"')
+        self.out.append(f"<{tag}{''.join(rendered)}{close}>")
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._tag(tag, attrs, "")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._tag(tag, attrs, " /")
+
+    def handle_endtag(self, tag: str) -> None:
+        self.out.append(f"</{tag}>")
+
+    def handle_data(self, data: str) -> None:
+        self.out.append(escape(data, quote=False))
+
+    def handle_decl(self, decl: str) -> None:
+        self.out.append(f"<!{decl}>")
+
+
+def absolute_html(page: str, base: str) -> str:
+    parser = _Absolutizer(base)
+    parser.feed(page)
+    parser.close()
+    return "".join(parser.out)
+
+
+def absolute_json(page: bytes, base: str) -> str:
+    data: dict[str, Any] = json.loads(page)
+    for entry in data.get("files", []):
+        if isinstance(entry, dict) and isinstance(entry.get("url"), str):
+            entry["url"] = urljoin(base, entry["url"])
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _accept_header(formats: tuple[Format, ...]) -> str:
+    """Ask upstream for what the client accepts, in the client's order."""
+    qualities = ("1.0", "0.5", "0.1")
+    return ", ".join(f"{f.media_type};q={q}" for f, q in zip(formats, qualities, strict=False))
+
+
+class _Entry(NamedTuple):
+    fetched: float
+    answer: Answer
+
+
+class UpstreamError(Exception):
+    """Upstream failed (down, slow, 5xx, garbage): serve the stale copy or a 502."""
+
+
+class Fallback:
+    """The policy for names that are not local, with the proxy's page cache."""
+
+    def __init__(self, settings: UpstreamConfig, pins: Pins, store_root: Path) -> None:
+        self.settings = settings
+        self.pins = pins
+        self.store_root = store_root
+        self._cache: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        self._cache_bytes = 0
+        self._lock = threading.Lock()
+        # Striped locks: concurrent misses for one page make one upstream request, in bounded memory.
+        self._gates = tuple(threading.Lock() for _ in range(_GATES))
+
+    def reconfigure(self, settings: UpstreamConfig) -> None:
+        """A new URL makes every cached page meaningless; a new TTL or timeout does not."""
+        if settings.url != self.settings.url:
+            with self._lock:
+                self._cache.clear()
+                self._cache_bytes = 0
+        self.settings = settings
+
+    def is_local(self, name: NormalizedName) -> bool:
+        return name in self.pins or os.path.isdir(os.path.join(self.store_root, name))  # noqa: PTH112,PTH118
+
+    def answer(self, name: NormalizedName, formats: tuple[Format, ...], query: str) -> Answer:
+        settings = self.settings
+        if self.is_local(name):
+            return text_answer("404 Not Found", "project has no files here (pinned to local)")
+        if settings.fallback == "off":
+            return text_answer("404 Not Found", "project not found (upstream fallback is off)")
+        if settings.url is None:
+            return text_answer("404 Not Found", "project not found (no upstream index configured)")
+        if settings.fallback == "redirect":
+            target = split_credentials(settings.url)[0] + name + "/" + (f"?{query}" if query else "")
+            return text_answer("302 Found", f"not held here; see {target}", [("Location", target)])
+        return self._proxy(name, formats, settings)
+
+    def _proxy(self, name: NormalizedName, formats: tuple[Format, ...], settings: UpstreamConfig) -> Answer:
+        key = (name, ",".join(f.media_type for f in formats))
+        # One upstream request per page at a time; the others wait and take its result.
+        with self._gates[hash(key) % _GATES]:
+            entry = self._cache.get(key)
+            if entry is not None and time.monotonic() - entry.fetched < settings.cache_ttl:
+                return entry.answer
+            try:
+                answer = self._fetch(name, formats, settings)
+            except UpstreamError as error:
+                log.warning("upstream failed for %s: %s%s", name, error,
+                            "; serving the stale copy" if entry else "", extra={"PROJECT": name})
+                if entry is not None:
+                    return entry.answer
+                return text_answer("502 Bad Gateway", f"upstream index failed: {error}")
+            self._remember(key, answer)
+            return answer
+
+    def _remember(self, key: tuple[str, str], answer: Answer) -> None:
+        """Oldest first out: a bounded cache, not an LRU, because hits must stay cheap."""
+        with self._lock:
+            old = self._cache.pop(key, None)
+            self._cache_bytes += _size(answer) - (_size(old.answer) if old else 0)
+            self._cache[key] = _Entry(time.monotonic(), answer)
+            while self._cache and (len(self._cache) > _CACHE_ENTRIES or self._cache_bytes > _CACHE_BYTES):
+                _key, evicted = self._cache.popitem(last=False)
+                self._cache_bytes -= _size(evicted.answer)
+
+    def _fetch(self, name: NormalizedName, formats: tuple[Format, ...], settings: UpstreamConfig) -> Answer:
+        assert settings.url is not None  # noqa: S101 - answer() checked it
+        url, authorization = split_credentials(settings.url)
+        url += name + "/"
+        request = urllib.request.Request(url, headers={  # noqa: S310 - http(s) checked by config
+            "Accept": _accept_header(formats), "User-Agent": f"pypi-insiders/{__version__}"})
+        if authorization:
+            request.add_unredirected_header("Authorization", authorization)
+        deadline = time.monotonic() + settings.timeout
+        try:
+            with urllib.request.urlopen(request, timeout=settings.timeout) as response:  # noqa: S310
+                body = _read_until(response, deadline)
+                final_url, content_type = response.geturl(), response.headers.get_content_type()
+                charset = response.headers.get_content_charset() or "utf-8"
+        except urllib.error.HTTPError as error:
+            error.close()
+            if error.code == 404:
+                return text_answer("404 Not Found", "project not found here or upstream")
+            raise UpstreamError(f"{url} answered {error.code}") from None
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            reason = getattr(error, "reason", error)
+            raise UpstreamError(f"{url}: {reason}") from None
+        return _relay(body, final_url, content_type, charset)
+
+
+def _read_until(response: BinaryIO, deadline: float) -> bytes:
+    """The whole body, or UpstreamError once the deadline or the size limit is passed."""
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := response.read(65536):
+        total += len(chunk)
+        if total > _MAX_PAGE:
+            raise UpstreamError(f"page larger than {_MAX_PAGE} bytes")
+        if time.monotonic() > deadline:
+            raise UpstreamError("timed out reading the page")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _relay(body: bytes, base: str, content_type: str, charset: str) -> Answer:
+    """Upstream's page with absolute file URLs, so clients download from upstream directly."""
+    try:
+        if content_type.endswith("+json"):
+            text = absolute_json(body, base)
+            media = content_type
+        elif content_type in ("text/html", "application/vnd.pypi.simple.v1+html"):
+            text = absolute_html(body.decode(charset, errors="replace"), base)
+            media = content_type + ("; charset=utf-8" if content_type == "text/html" else "")
+        else:
+            raise UpstreamError(f"unexpected content type {content_type!r}")
+    except (ValueError, LookupError) as error:
+        raise UpstreamError(f"unreadable page: {error}") from None
+    data = text.encode()
+    etag = '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
+    mtime = int(time.time())
+    headers = [("Content-Type", media), ("Content-Length", str(len(data))), ("ETag", etag),
+               ("Cache-Control", "max-age=60, public"), ("Vary", "Accept")]
+    return Answer("200 OK", headers, data, etag, mtime)
+
+
+def _size(answer: Answer) -> int:
+    return len(answer.body) + 256  # headers and bookkeeping, roughly
