@@ -1,0 +1,193 @@
+"""Bare git mirrors of the watched repositories, kept current with dulwich; tags peeled to commits.
+
+The remote is asked for its refs first: when every tag it advertises is already in the mirror,
+nothing else is requested, so a timer run over many unchanged repositories costs one small
+request each. Only tag objects are wanted (never branches), which is all a build needs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from dulwich.client import (
+    GitClient,
+    HTTPUnauthorized,
+    SubprocessSSHVendor,
+    default_urllib3_manager,
+    get_transport_and_path,
+)
+from dulwich.errors import GitProtocolError, NotGitRepository
+from dulwich.object_store import peel_sha
+from dulwich.objects import Commit
+from dulwich.repo import Repo
+
+from pypi_insiders import credentials, state
+from pypi_insiders.config import Config, RepoConfig
+from pypi_insiders.errors import CredentialError, FetchError
+
+log = logging.getLogger(__name__)
+
+_TAGS = b"refs/tags/"
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    tags: dict[str, str]  # tag name -> commit sha, as the mirror holds them now
+    fetched: bool  # whether objects were requested from the remote at all
+    changed: int  # tag refs added, moved or removed in the mirror
+
+
+def display_url(url: str) -> str:
+    """The URL without any password, for logs, errors and the status page."""
+    parts = urlsplit(url)
+    if parts.scheme and parts.password is not None:
+        host = parts.hostname or ""
+        netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def scheme_of(url: str) -> str:
+    """The transport dulwich will use: ssh also for `git@host:path`, "file" for local paths."""
+    parts = urlsplit(url)
+    if parts.scheme in ("ssh", "git+ssh"):
+        return "ssh"
+    if parts.scheme:
+        return parts.scheme
+    if ":" in url.split("/", 1)[0]:
+        return "ssh"
+    return "file"
+
+
+def mirror_path(config: Config, key: str) -> Path:
+    return config.paths.cache / "mirrors" / f"{state.slug(key)}.git"
+
+
+def open_mirror(path: Path) -> Repo:
+    """The bare mirror, made when missing or when a killed run left it half-initialised."""
+    try:
+        return Repo(str(path))
+    except NotGitRepository:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            log.warning("%s: not a usable git repository, starting it again", path, extra={"FILE": str(path)})
+            _remove_tree(path)
+        made: Repo = _dulwich(Repo).init_bare(str(path), mkdir=True)
+        return made
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil  # noqa: PLC0415 - only needed to repair a broken mirror
+
+    shutil.rmtree(path)
+
+
+def client_for(config: Config, repo: RepoConfig, extra: dict[str, Any]) -> tuple[GitClient, str]:
+    kwargs = dict(extra)
+    scheme = scheme_of(repo.url)
+    if scheme in ("http", "https"):
+        kwargs["pool_manager"] = default_urllib3_manager(None, base_url=repo.url,
+                                                         timeout=config.fetch.fetch_timeout)
+    elif scheme == "ssh":
+        kwargs["vendor"] = SubprocessSSHVendor()
+    try:
+        return get_transport_and_path(repo.url, **kwargs)
+    except ValueError as error:
+        raise FetchError(f"repository {repo.key}: unusable URL {display_url(repo.url)}: {error}") from None
+
+
+def _dulwich(thing: object) -> Any:  # noqa: ANN401 - the one typed/untyped boundary
+    """dulwich 0.21 is only partly annotated; its untyped calls go through here, on purpose."""
+    return thing
+
+
+def remote_tags(refs: dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """Tag refs as advertised, without the peeled `^{}` lines some servers add."""
+    return {name: sha for name, sha in refs.items()
+            if name.startswith(_TAGS) and not name.endswith(b"^{}")}
+
+
+def update(config: Config, repo: RepoConfig) -> FetchOutcome:
+    """Bring the mirror's tags up to date with the remote; fetch objects only for new tags."""
+    with credentials.transport_kwargs(config, repo, scheme_of(repo.url)) as extra:
+        client, path = client_for(config, repo, extra)
+        with _translated_errors(repo):
+            remote = remote_tags(_dulwich(client).get_refs(path))
+            mirror = open_mirror(mirror_path(config, repo.key))
+            try:
+                missing = sorted({sha for sha in remote.values() if sha not in mirror.object_store})
+                if missing:
+                    log.info("%s: fetching %d new tag(s)", repo.key, len(missing),
+                             extra={"REPO": repo.key, "STEP": "fetch"})
+                    client.fetch(path, mirror, determine_wants=_wants(missing))
+                changed = _set_tag_refs(mirror, remote)
+                return FetchOutcome(peeled_tags(mirror), bool(missing), changed)
+            finally:
+                _dulwich(mirror).close()
+
+
+def _wants(missing: list[bytes]) -> Callable[[dict[bytes, bytes], int | None], list[bytes]]:
+    def determine_wants(_refs: dict[bytes, bytes], _depth: int | None = None) -> list[bytes]:
+        return missing
+    return determine_wants
+
+
+def _set_tag_refs(mirror: Repo, remote: dict[bytes, bytes]) -> int:
+    """Make the mirror's tags exactly the remote's (moved and deleted tags included)."""
+    refs = _dulwich(mirror.refs)
+    local = {_TAGS + name: refs[_TAGS + name] for name in refs.keys(_TAGS)}
+    changed = 0
+    for name, sha in remote.items():
+        if local.get(name) != sha:
+            refs[name] = sha
+            changed += 1
+    for name in local.keys() - remote.keys():
+        del refs[name]
+        changed += 1
+    return changed
+
+
+def peeled_tags(mirror: Repo) -> dict[str, str]:
+    """Tag name -> commit sha; tags of trees or blobs, or with names not UTF-8, are left out."""
+    tags: dict[str, str] = {}
+    for name in _dulwich(mirror.refs).keys(_TAGS):
+        try:
+            _tag, target = peel_sha(mirror.object_store, mirror.refs[_TAGS + name])
+            if isinstance(target, Commit):
+                tags[name.decode()] = target.id.decode()
+        except (KeyError, UnicodeDecodeError):
+            continue
+    return tags
+
+
+@contextmanager
+def _translated_errors(repo: RepoConfig) -> Iterator[None]:
+    """dulwich's and the network's exceptions become one line naming the repository."""
+    where = f"repository {repo.key} ({display_url(repo.url)})"
+    try:
+        yield
+    except HTTPUnauthorized:
+        what = "refused the credentials" if repo.credential else "needs credentials"
+        raise CredentialError(f"{where}: the server {what} (HTTP 401)") from None
+    except NotGitRepository:
+        raise FetchError(f"{where}: not found or not a git repository") from None
+    except (GitProtocolError, OSError) as error:
+        raise FetchError(f"{where}: cannot fetch: {_one_line(error)}") from None
+    except Exception as error:
+        if not _is_urllib3_error(error):
+            raise
+        raise FetchError(f"{where}: cannot fetch: {_one_line(error)}") from None
+
+
+def _one_line(error: BaseException) -> str:
+    return (" ".join(str(error).split()) or type(error).__name__)[:500]
+
+
+def _is_urllib3_error(error: BaseException) -> bool:
+    return type(error).__module__.startswith("urllib3")

@@ -1,0 +1,109 @@
+"""What each watched repository last did: refs seen, versions built, errors and back-off.
+
+One JSON file per repository under `<paths.state>/repos/`, replaced atomically, so a run
+killed at any point leaves either the previous state or the next one. This is the only
+record that cannot be rebuilt from the store (the distribution name found at the first
+build, the failure count), so it lives in the state directory, not the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pypi_insiders.config import Config
+from pypi_insiders.store import atomic_write
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START = 300.0  # the first retry after a failure waits five minutes, then doubles
+
+
+def slug(key: str) -> str:
+    """A file name for a repository key; the hash keeps `a/b` and `a-b` apart."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", key).strip(".-")[:80] or "repo"
+    return f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+@dataclass
+class BuildRecord:
+    tag: str
+    version: str
+    result: str  # "ok" or "failed"
+    time: float
+    files: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class RepoState:
+    key: str
+    distribution: str | None = None
+    refs: dict[str, str] = field(default_factory=dict)  # tag name -> commit sha (peeled)
+    built: dict[str, str] = field(default_factory=dict)  # version -> tag it was built from
+    last_check: float | None = None
+    last_result: str | None = None  # "updated", "unchanged" or "failed"
+    last_build: BuildRecord | None = None
+    last_error: str | None = None
+    failures: int = 0
+    next_attempt: float | None = None
+
+    def record_failure(self, message: str, backoff_max: float, now: float | None = None) -> None:
+        """Exponential back-off: a broken repository is retried less and less often, up to the cap."""
+        now = time.time() if now is None else now
+        self.failures += 1
+        self.last_error = message
+        self.last_result = "failed"
+        self.next_attempt = now + min(BACKOFF_START * 2 ** (self.failures - 1), backoff_max)
+
+    def record_success(self, result: str) -> None:
+        self.failures = 0
+        self.last_error = None
+        self.last_result = result
+        self.next_attempt = None
+
+
+def path_of(config: Config, key: str) -> Path:
+    return config.paths.state / "repos" / f"{slug(key)}.json"
+
+
+def load(config: Config, key: str) -> RepoState:
+    """The saved state, or a fresh one when there is none or it is unreadable (logged)."""
+    path = path_of(config, key)
+    try:
+        data = json.loads(path.read_text())
+        return _from_dict(key, data)
+    except FileNotFoundError:
+        return RepoState(key)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        log.warning("%s: unreadable state, starting afresh: %s", path, error,
+                    extra={"REPO": key, "FILE": str(path)})
+        return RepoState(key)
+
+
+def _from_dict(key: str, data: dict[str, Any]) -> RepoState:
+    build = data.get("last_build")
+    return RepoState(
+        key=key,
+        distribution=data.get("distribution"),
+        refs=dict(data.get("refs", {})),
+        built=dict(data.get("built", {})),
+        last_check=data.get("last_check"),
+        last_result=data.get("last_result"),
+        last_build=BuildRecord(**build) if isinstance(build, dict) else None,
+        last_error=data.get("last_error"),
+        failures=int(data.get("failures", 0)),
+        next_attempt=data.get("next_attempt"),
+    )
+
+
+def save(config: Config, state: RepoState) -> None:
+    path = path_of(config, state.key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(asdict(state), indent=2, sort_keys=True).encode() + b"\n")
