@@ -45,17 +45,21 @@ class SshKey:
 
 
 Credential = HttpAuth | SshKey
+SYSTEMD_CREDENTIAL_PREFIX = "repo_"
 
 
 def find_file(config: Config, name: str) -> Path:
     """The credential file: systemd's private directory wins over the configured one."""
     systemd_dir = os.environ.get("CREDENTIALS_DIRECTORY", "")
-    candidates = [Path(systemd_dir) / name] if systemd_dir else []
+    # The fetch unit loads the whole credentials directory (LoadCredential=repo:DIR), which
+    # systemd 252 names `repo_<file name>`; a unit of the admin's may load single files.
+    candidates = [Path(systemd_dir) / f"{SYSTEMD_CREDENTIAL_PREFIX}{name}",
+                  Path(systemd_dir) / name] if systemd_dir else []
     candidates.append(config.fetch.credentials_dir / name)
     for path in candidates:
         if path.is_file():
             return path
-    where = " or ".join(str(p.parent) for p in candidates)
+    where = " or ".join(dict.fromkeys(str(p.parent) for p in candidates))
     raise CredentialError(f"credential {name!r} not found in {where}")
 
 
