@@ -1,0 +1,177 @@
+"""`pypi-insiders update` and `fetch`: every watched repository in turn, one failure stops none.
+
+A lock keeps the timer's run and a manual one from overlapping. For each repository: fetch
+its tags, pick the versions to build, build and publish them, and record the outcome in its
+state file after every step, so a run killed at any point loses at most the build in
+progress and leaves nothing half-written in the store (builds happen in the cache directory;
+the store only ever receives verified files through `Store.add`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
+
+from pypi_insiders import builder, fetcher, publish, sd, state, versions
+from pypi_insiders.config import Config, RepoConfig, check_directories
+from pypi_insiders.errors import (
+    BuildError,
+    CredentialError,
+    FetchError,
+    InvalidDistributionError,
+    LockedError,
+    StoreError,
+    UsageError,
+)
+from pypi_insiders.store import parse_filename
+
+log = logging.getLogger(__name__)
+
+RepoFailure = (BuildError, CredentialError, FetchError, StoreError)
+
+
+def cli_update(config: Config, repo_keys: list[str], *, force: bool = False) -> int:
+    repos = select(config, repo_keys)
+    check_directories(config, create=True)
+    with run_lock(config.paths.state / "update.lock"):
+        clear_stale_builds(config.paths.cache / "builds")
+        outcomes: Counter[str] = Counter()
+        for number, repo in enumerate(repos, 1):
+            sd.status(f"updating {repo.key} ({number}/{len(repos)})")
+            outcome = update_repo(config, repo, force=force)
+            outcomes[outcome] += 1
+            if sys.stderr.isatty():
+                print(f"[{number}/{len(repos)}] {repo.key}: {outcome}", file=sys.stderr)
+    log_summary(len(repos), outcomes)
+    return 1 if outcomes["failed"] else 0
+
+
+def select(config: Config, repo_keys: list[str]) -> list[RepoConfig]:
+    """The repositories to update, in config order; an unknown key is a usage error naming it."""
+    if not repo_keys:
+        return list(config.repos)
+    unknown = [key for key in repo_keys if config.repo(key) is None]
+    if unknown:
+        raise UsageError(f"unknown repository {unknown[0]!r} (see `pypi-insiders repos list`)")
+    return [r for r in config.repos if r.key in repo_keys]
+
+
+@contextmanager
+def run_lock(path: Path) -> Iterator[None]:
+    """An flock the kernel drops when the process dies, so a killed run never blocks the next."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockedError(f"another update is running (it holds {path}); try again later") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def clear_stale_builds(directory: Path) -> None:
+    """Build directories left by a killed run; safe to remove because we hold the lock."""
+    if directory.is_dir():
+        for leftover in directory.iterdir():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def log_summary(total: int, outcomes: Counter[str]) -> None:
+    waiting = f", {outcomes['waiting']} waiting after failures" if outcomes["waiting"] else ""
+    log.info("%d repositories: %d updated, %d unchanged, %d failed%s", total, outcomes["updated"],
+             outcomes["unchanged"], outcomes["failed"], waiting,
+             extra={"STEP": "summary", "UPDATED": outcomes["updated"], "FAILED": outcomes["failed"]})
+
+
+def update_repo(config: Config, repo: RepoConfig, *, force: bool) -> str:
+    """Fetch, build and publish one repository; returns updated, unchanged, failed or waiting."""
+    record = state.load(config, repo.key)
+    now = time.time()
+    if not force and record.next_attempt is not None and record.next_attempt > now:
+        log.info("%s: waiting after %d failure(s) until %s (use --force to retry now)", repo.key,
+                 record.failures, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.next_attempt)),
+                 extra={"REPO": repo.key, "STEP": "backoff"})
+        return "waiting"
+    record.last_check = now
+    try:
+        outcome = fetcher.update(config, repo)
+        record.refs = outcome.tags
+        built = build_new(config, repo, record, outcome.tags)
+        record.record_success("updated" if built else "unchanged")
+    except RepoFailure as error:
+        log.error("%s", error, extra={"REPO": repo.key, "STEP": "update"})
+        record.record_failure(str(error), config.fetch.backoff_max, now)
+    state.save(config, record)
+    return record.last_result or "failed"
+
+
+def build_new(config: Config, repo: RepoConfig, record: state.RepoState, tags: dict[str, str]) -> int:
+    """Build every version the policy asks for; a failing tag does not stop the next one."""
+    distribution = repo.distribution or _normalized(record.distribution)
+    done = {Version(v) for v in record.built} | published_versions(config, distribution)
+    todo = versions.to_build(versions.tag_versions(tags, repo), done, repo.build)
+    errors: list[BuildError | StoreError] = []
+    for tag in todo:
+        try:
+            build_one(config, repo, record, tag)
+        except (BuildError, StoreError) as error:
+            log.error("%s", error, extra={"REPO": repo.key, "TAG": tag.tag, "STEP": "build"})
+            record.last_build = state.BuildRecord(tag.tag, str(tag.version), "failed", time.time(),
+                                                  error=str(error))
+            errors.append(error)
+        state.save(config, record)
+    if errors:
+        more = f" (and {len(errors) - 1} more failed builds)" if len(errors) > 1 else ""
+        raise BuildError(f"{errors[0]}{more}")
+    return len(todo)
+
+
+def build_one(config: Config, repo: RepoConfig, record: state.RepoState, tag: versions.TagVersion) -> None:
+    workdir = builder.new_workdir(config.paths.cache / "builds")
+    try:
+        request = builder.BuildRequest(repo.key, fetcher.mirror_path(config, repo.key), tag,
+                                       repo.subdirectory, repo.distribution, config.fetch.build_timeout,
+                                       workdir, config.paths.cache / "pip")
+        files = builder.build(request)
+        names = publish.publish(config, files, repo.key)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    record.distribution = record.distribution or files[0].name
+    record.built[str(tag.version)] = tag.tag
+    record.last_build = state.BuildRecord(tag.tag, str(tag.version), "ok", time.time(), names)
+
+
+def _normalized(name: str | None) -> NormalizedName | None:
+    return canonicalize_name(name) if name else None
+
+
+def published_versions(config: Config, distribution: NormalizedName | None) -> set[Version]:
+    """Versions with a wheel already in the store, whoever put it there: never built twice."""
+    if distribution is None or config.fetch.publish != "store":
+        return set()
+    found: set[Version] = set()
+    try:
+        names = [p.name for p in (config.paths.store / distribution).iterdir()]
+    except OSError:
+        return found
+    for name in names:
+        try:
+            parsed = parse_filename(name)
+        except InvalidDistributionError:
+            continue
+        if parsed.kind == "wheel" and parsed.project == distribution:
+            found.add(parsed.version)
+    return found
