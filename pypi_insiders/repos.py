@@ -1,0 +1,149 @@
+"""`pypi-insiders repos add|list|remove`: one drop-in file per repository in `fetch.repos_dir`.
+
+The command never rewrites config.toml: an administrator's hand-written tables (and comments)
+stay untouched, and each added repository is one `<repos_dir>/<slug>.toml` holding a single
+`[repos."KEY"]` table, which `remove` deletes. Both kinds are read by `config.load`, and a key
+defined twice is a config error, so the two ways cannot silently disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from packaging.utils import canonicalize_name
+
+from pypi_insiders import config as config_module
+from pypi_insiders.config import Config, RepoConfig
+from pypi_insiders.errors import ConfigError, UsageError
+from pypi_insiders.fetcher import display_url
+from pypi_insiders.state import slug
+from pypi_insiders.store import atomic_write
+
+SHORTHAND_HOST = "https://github.com"  # the original's NAMESPACE/PROJECT meant a GitHub repository
+_NAME = r"[A-Za-z0-9_.-]+"
+_SHORTHAND = re.compile(rf"(?P<namespace>{_NAME})/(?P<project>{_NAME})(?::(?P<dist>{_NAME}))?")
+_SCP_LIKE = re.compile(r"(?:[^@/:]+@)?[^@/:]+:[^/].*|(?:[^@/:]+@)?[^@/:]+:/.+")
+_URL_SCHEMES = ("https", "http", "ssh", "git+ssh", "file")
+
+
+def parse_source(source: str) -> tuple[str, str, str | None]:
+    """(key, git URL, distribution from `:DIST`) for every accepted SOURCE spelling."""
+    if "://" in source:
+        scheme = source.split("://", 1)[0]
+        if scheme not in _URL_SCHEMES:
+            raise UsageError(f"{source}: unsupported URL scheme {scheme!r} (use {', '.join(_URL_SCHEMES)})")
+        if urlsplit(source).password is not None:
+            raise UsageError(f"{display_url(source)}: a password in the URL would be stored in clear; "
+                             "put it in a credential file and use --credential")
+        return _key_from_path(urlsplit(source).path), source, None
+    if source.startswith(("/", "./", "../", "~")) or Path(source).exists():
+        path = Path(source).expanduser().absolute()
+        return path.name.removesuffix(".git"), str(path), None
+    shorthand = _SHORTHAND.fullmatch(source)
+    if shorthand:
+        key = f"{shorthand['namespace']}/{shorthand['project']}"
+        return key, f"{SHORTHAND_HOST}/{key}.git", shorthand["dist"]
+    if _SCP_LIKE.fullmatch(source):
+        return _key_from_path(source.split(":", 1)[1]), source, None
+    raise UsageError(f"{source}: not NAMESPACE/PROJECT[:DISTRIBUTION], a git URL or a local path")
+
+
+def _key_from_path(path: str) -> str:
+    """`team/project` from the last two path components: readable, and unique in practice."""
+    parts = [p.removesuffix(".git") for p in path.strip("/").split("/") if p]
+    if not parts:
+        raise UsageError(f"{path!r}: the URL has no repository path")
+    return "/".join(parts[-2:])
+
+
+def entry(url: str, distribution: str | None, options: dict[str, str | None]) -> dict[str, str]:
+    table = {"url": url}
+    if distribution:
+        table["distribution"] = distribution
+    table.update({k: v for k, v in options.items() if v})
+    return table
+
+
+def cli_add(config: Config, source: str, distribution: str | None, *, subdirectory: str | None = None,
+            tag_pattern: str | None = None, build: str | None = None, min_version: str | None = None,
+            credential: str | None = None, username: str | None = None) -> int:
+    key, url, dist_from_source = parse_source(source)
+    if distribution and dist_from_source and (
+            canonicalize_name(distribution) != canonicalize_name(dist_from_source)):
+        raise UsageError(f"{source}: names distribution {dist_from_source!r}, "
+                         f"the argument says {distribution!r}")
+    existing = config.repo(key)
+    if existing is not None:
+        where = existing.source_file or config.path or "the configuration"
+        raise UsageError(f"repository {key!r} already exists in {where}")
+    table = entry(url, distribution or dist_from_source,
+                  {"subdirectory": subdirectory, "tag_pattern": tag_pattern, "build": build,
+                   "min_version": min_version, "credential": credential, "username": username})
+    path = dropin_path(config.fetch.repos_dir, key)
+    problems: list[str] = []
+    if config_module.parse_repo(key, table, str(path), path, problems) is None:
+        raise ConfigError(problems)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, render_dropin(key, table).encode())
+    print(f"added {key} ({display_url(url)}) in {path}")
+    return 0
+
+
+def dropin_path(directory: Path, key: str) -> Path:
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", key).strip(".-") or "repo"
+    path = directory / f"{readable}.toml"
+    return directory / f"{slug(key)}.toml" if path.exists() else path
+
+
+def _toml_string(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+
+
+def render_dropin(key: str, table: dict[str, str]) -> str:
+    lines = ["# Written by `pypi-insiders repos add`; `pypi-insiders repos remove` deletes this file.",
+             f"[repos.{_toml_string(key)}]"]
+    lines += [f"{name} = {_toml_string(value)}" for name, value in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def cli_remove(config: Config, key: str) -> int:
+    repo = config.repo(key)
+    if repo is None:
+        raise UsageError(f"unknown repository {key!r} (see `pypi-insiders repos list`)")
+    if repo.source_file is None:
+        raise UsageError(f"repository {key!r} is defined in {config.path}; edit that file to remove it")
+    others = [r.key for r in config.repos if r.source_file == repo.source_file and r.key != key]
+    if others:
+        raise UsageError(f"{repo.source_file} also defines {others[0]!r}; edit that file to remove {key!r}")
+    repo.source_file.unlink()
+    print(f"removed {key} ({repo.source_file}); its built files stay in the store")
+    return 0
+
+
+def describe(repo: RepoConfig, config: Config) -> dict[str, Any]:
+    return {"key": repo.key, "url": display_url(repo.url), "distribution": repo.distribution,
+            "subdirectory": repo.subdirectory or None,
+            "tag_pattern": repo.tag_pattern.pattern if repo.tag_pattern else None,
+            "build": repo.build, "min_version": str(repo.min_version) if repo.min_version else None,
+            "credential": repo.credential,
+            "defined_in": str(repo.source_file or config.path or "<embedded default>")}
+
+
+def cli_list(config: Config, *, as_json: bool = False) -> int:
+    rows = [describe(repo, config) for repo in config.repos]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no repositories watched (add one with `pypi-insiders repos add`; drop-ins in "
+              f"{config.fetch.repos_dir})")
+        return 0
+    for row in rows:
+        extras = [f"{name}={row[name]}" for name in ("distribution", "subdirectory", "tag_pattern",
+                                                     "min_version", "credential") if row[name]]
+        print(f"{row['key']}  {row['url']}  build={row['build']}  {' '.join(extras)}".rstrip())
+    return 0
