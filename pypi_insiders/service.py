@@ -18,7 +18,7 @@ from dataclasses import replace
 from types import FrameType
 from typing import Any
 
-import waitress
+from waitress.server import create_server as _waitress_server
 
 from pypi_insiders import config as config_module
 from pypi_insiders import sd
@@ -34,9 +34,10 @@ _BODY_SLACK = 1024 * 1024  # multipart framing around the largest allowed upload
 
 def create_server(app: IndexApp, config: Config) -> Any:  # noqa: ANN401 - waitress is untyped
     """A waitress server bound to the configured address (port 0 picks a free one)."""
-    return waitress.create_server(
+    return _waitress_server(
         app, host=config.server.host, port=config.server.port, threads=config.server.threads,
         ident="pypi-insiders", asyncore_use_poll=True, connection_limit=1000,
+        clear_untrusted_proxy_headers=True,
         max_request_body_size=config.upload.max_size + _BODY_SLACK)
 
 
@@ -94,7 +95,7 @@ class Service:
         try:
             new_file = _reload_file(self.config_arg, None)
         except ConfigError as error:
-            log.error("reload: keeping the running configuration: %s", error)  # noqa: TRY400
+            log.error("reload: keeping the running configuration: %s", error)
             sd.status("serving (reload failed: config is broken)")
             return
         new = _keep_overrides(self.file_config, self.config, new_file)

@@ -1,0 +1,265 @@
+"""The WSGI app over real HTTP: routes, negotiation, caching headers, refusals, path safety.
+
+The index tree is written by hand in the generator's on-disk format so these tests exercise
+the app alone; tests/test_install.py runs the whole service with the real generator.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pypi_insiders import config
+from pypi_insiders.app import make_app
+from pypi_insiders.negotiate import acceptable
+from pypi_insiders.store import atomic_write
+from tests.conftest import ConfigMaker
+from tests.distfiles import make_wheel
+from tests.server_fixtures import JSON_TYPE, Reply, ThreadedServer, request, write_index
+
+WHEEL = "demo_pkg-1.0-py3-none-any.whl"
+
+
+@dataclass
+class Served:
+    url: str
+    data: Path
+    config: config.Config
+
+    def get(self, path: str, method: str = "GET", **headers: str) -> Reply:
+        return request(self.url, path, method, {k.replace("_", "-"): v for k, v in headers.items()})
+
+
+@pytest.fixture
+def served(make_config: ConfigMaker, data_dir: Path) -> Iterator[Served]:
+    loaded = config.load(str(make_config()))
+    make_wheel(data_dir / "store" / "demo-pkg", "demo-pkg", "1.0")
+    (data_dir / "store" / "demo-pkg" / "notes.txt").write_text("not a distribution")
+    (data_dir / "store" / "demo-pkg" / ".demo_pkg-2.0-py3-none-any.whl.part").write_text("half")
+    write_index(data_dir / "index", {"demo-pkg": [f"demo-pkg/{WHEEL}"]})
+    metadata = data_dir / "index" / "packages" / "demo-pkg" / f"{WHEEL}.metadata"
+    metadata.parent.mkdir(parents=True)
+    metadata.write_text("Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\n")
+    with ThreadedServer(make_app(loaded)) as server:
+        yield Served(server.url, data_dir, loaded)
+
+
+def test_app_project_page_is_html_by_default(served: Served) -> None:
+    reply = served.get("/simple/demo-pkg/")
+    assert reply.status == 200
+    assert reply.header("Content-Type") == "text/html; charset=utf-8"
+    assert reply.header("Content-Length") == str(len(reply.body))
+    assert reply.header("Vary") == "Accept"
+    assert reply.header("ETag")
+    assert reply.header("Last-Modified")
+    assert "max-age=" in (reply.header("Cache-Control") or "")
+    assert f"../../packages/demo-pkg/{WHEEL}".encode() in reply.body
+
+
+@pytest.mark.parametrize(("accept", "expected"), [
+    ("", "text/html"),
+    ("*/*", "text/html"),
+    ("text/html", "text/html"),
+    ("application/vnd.pypi.simple.v1+json", JSON_TYPE),
+    ("application/vnd.pypi.simple.v1+html", "application/vnd.pypi.simple.v1+html"),
+    ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.1, text/html;q=0.01",
+     JSON_TYPE),
+    ("text/html;q=0.2, application/vnd.pypi.simple.v1+json;q=0.9", JSON_TYPE),
+    ("application/*;q=0.5, text/html;q=0.4", "application/vnd.pypi.simple.v1+html"),
+    ("application/vnd.pypi.simple.v1+json;q=0, */*;q=0.1", "text/html"),
+    ("application/json", None),
+    ("text/plain, image/*", None),
+    ("*/*;q=0", None),
+])
+def test_app_negotiates_pep_691_formats(served: Served, accept: str, expected: str | None) -> None:
+    for path in ("/simple/", "/simple/demo-pkg/"):
+        reply = served.get(path, Accept=accept)
+        if expected is None:
+            assert reply.status == 406, path
+            assert b"application/vnd.pypi.simple.v1+json" in reply.body
+        else:
+            assert reply.status == 200, path
+            assert (reply.header("Content-Type") or "").split(";")[0] == expected
+        assert reply.header("Vary") == "Accept"
+
+
+def test_app_json_page_is_the_generated_json(served: Served) -> None:
+    reply = served.get("/simple/demo-pkg/", Accept=JSON_TYPE)
+    assert reply.body == (served.data / "index/simple/demo-pkg/index.json").read_bytes()
+
+
+@pytest.mark.parametrize(("query", "status", "content_type"), [
+    ("?format=application/vnd.pypi.simple.v1+json", 200, JSON_TYPE),
+    ("?format=application%2Fvnd.pypi.simple.v1%2Bjson", 200, JSON_TYPE),
+    ("?format=text/html", 200, "text/html"),
+    ("?format=application/xml", 406, None),
+])
+def test_app_format_query_overrides_accept(served: Served, query: str, status: int,
+                                           content_type: str | None) -> None:
+    reply = served.get(f"/simple/demo-pkg/{query}", Accept="text/html")
+    assert reply.status == status
+    if content_type:
+        assert (reply.header("Content-Type") or "").split(";")[0] == content_type
+
+
+def test_app_acceptable_ignores_malformed_ranges() -> None:
+    assert acceptable("garbage, text/html;q=abc")[0].media_type == "text/html"
+
+
+def test_app_head_sends_headers_without_body(served: Served) -> None:
+    for path in ("/", "/simple/", "/simple/demo-pkg/", f"/packages/demo-pkg/{WHEEL}"):
+        get, head = served.get(path), served.get(path, "HEAD")
+        assert head.status == 200
+        assert head.body == b""
+        assert head.header("Content-Length") == get.header("Content-Length") == str(len(get.body))
+        assert head.header("ETag") == get.header("ETag")
+
+
+def test_app_answers_304_to_if_none_match_and_if_modified_since(served: Served) -> None:
+    for path in ("/simple/demo-pkg/", "/simple/", f"/packages/demo-pkg/{WHEEL}"):
+        first = served.get(path)
+        etag, modified = first.header("ETag") or "", first.header("Last-Modified") or ""
+        assert served.get(path, If_None_Match=etag).status == 304
+        assert served.get(path, If_None_Match=f'"other", W/{etag}').status == 304
+        assert served.get(path, If_None_Match='"other"').status == 200
+        assert served.get(path, If_Modified_Since=modified).status == 304
+        assert served.get(path, If_Modified_Since="Thu, 01 Jan 1970 00:00:00 GMT").status == 200
+        # If-None-Match wins over If-Modified-Since (RFC 9110)
+        assert served.get(path, If_None_Match='"other"', If_Modified_Since=modified).status == 200
+        reply = served.get(path, If_None_Match=etag)
+        assert reply.body == b""
+        assert reply.header("ETag") == etag
+
+
+def test_app_serves_a_regenerated_page_at_once(served: Served) -> None:
+    page = served.data / "index/simple/demo-pkg/index.html"
+    before = served.get("/simple/demo-pkg/")
+    atomic_write(page, b"<a href='x'>new page</a>", durable=False)
+    after = served.get("/simple/demo-pkg/")
+    assert after.body == b"<a href='x'>new page</a>"
+    assert after.header("ETag") != before.header("ETag")
+    assert served.get("/simple/demo-pkg/", If_None_Match=before.header("ETag") or "").status == 200
+
+
+@pytest.mark.parametrize(("path", "location"), [
+    ("/simple/Demo-Pkg/", "../demo-pkg/"),
+    ("/simple/demo_pkg/", "../demo-pkg/"),
+    ("/simple/DEMO.PKG/?format=text/html", "../demo-pkg/?format=text/html"),
+    ("/simple/demo-pkg", "demo-pkg/"),
+    ("/simple/Demo_Pkg", "demo-pkg/"),
+    ("/simple", "simple/"),
+])
+def test_app_redirects_to_the_normalized_url(served: Served, path: str, location: str) -> None:
+    reply = served.get(path)
+    assert reply.status == 301
+    assert reply.header("Location") == location
+
+
+@pytest.mark.parametrize("path", [
+    "/nothing", "/simple/demo-pkg/extra", "/simple/-bad-/", "/simple/demo-pkg//", "/packages/",
+    "/packages/demo-pkg/", "/packages/demo-pkg/demo_pkg-9.0-py3-none-any.whl", "/index.html",
+    "/simple/index.json/x", "/packages/demo-pkg/notes.txt",
+])
+def test_app_unknown_paths_are_404_with_a_reason(served: Served, path: str) -> None:
+    reply = served.get(path)
+    assert reply.status == 404
+    assert reply.header("Content-Type") == "text/plain; charset=utf-8"
+    assert 0 < len(reply.body) < 100
+    assert reply.body.endswith(b"\n")
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("PUT", "/simple/demo-pkg/", "GET, HEAD"),
+    ("DELETE", f"/packages/demo-pkg/{WHEEL}", "GET, HEAD"),
+    ("POST", "/simple/", "GET, HEAD"),
+    ("OPTIONS", "/", "GET, HEAD, POST"),
+    ("GET", "/legacy/", "POST"),
+    ("PATCH", "/legacy/", "POST"),
+])
+def test_app_other_methods_are_405_with_allow(served: Served, method: str, path: str, allow: str) -> None:
+    reply = served.get(path, method)
+    assert reply.status == 405
+    assert reply.header("Allow") == allow
+
+
+def test_app_upload_is_403_when_disabled(served: Served) -> None:
+    assert not served.config.upload.enabled
+    for path in ("/", "/legacy/"):
+        reply = request(served.url, path, "POST", {"Content-Type": "multipart/form-data; boundary=x"},
+                        body=b"--x--\r\n")
+        assert reply.status == 403
+        assert reply.body == b"uploads are disabled\n"
+
+
+def test_app_streams_distribution_files_and_metadata(served: Served) -> None:
+    wheel = served.get(f"/packages/demo-pkg/{WHEEL}")
+    assert wheel.status == 200
+    assert wheel.body == (served.data / "store/demo-pkg" / WHEEL).read_bytes()
+    assert wheel.header("Content-Type") == "application/octet-stream"
+    assert "immutable" in (wheel.header("Cache-Control") or "")
+    metadata = served.get(f"/packages/demo-pkg/{WHEEL}.metadata")
+    assert metadata.status == 200
+    assert metadata.body.startswith(b"Metadata-Version: 2.1")
+
+
+@pytest.mark.parametrize("path", [
+    "/packages/../config.toml",
+    "/packages/%2e%2e/config.toml",
+    "/packages/demo-pkg/%2e%2e/%2e%2e/config.toml",
+    "/packages/demo-pkg%2f..%2f..%2fconfig.toml",
+    "/packages/%2fetc%2fpasswd",
+    "/packages//etc/passwd",
+    "/packages/demo-pkg/demo_pkg-1.0-py3-none-any.whl%00.txt",
+    "/packages/demo-pkg/.demo_pkg-2.0-py3-none-any.whl.part",
+    "/packages/./demo-pkg/" + WHEEL,
+    "/packages/demo-pkg\\..\\..\\config.toml",
+    "/packages/escape/outside-1.0-py3-none-any.whl",
+    "/packages/escape/outside-1.0-py3-none-any.whl.metadata",
+    "/packages/../index/simple/index.html",
+    "/packages/..%2f..%2fconfig.toml.metadata",
+    "/simple/..%2f..%2fconfig.toml/",
+    "/simple/%2e%2e/",
+])
+def test_app_no_path_leaves_the_data_directories(served: Served, tmp_path: Path, path: str) -> None:
+    outside = tmp_path / "outside"
+    make_wheel(outside, "outside", "1.0")
+    (outside / "outside-1.0-py3-none-any.whl.metadata").write_text("secret")
+    (served.data / "store" / "escape").symlink_to(outside)
+    (served.data / "index" / "packages" / "escape").symlink_to(outside)
+    reply = served.get(path)
+    assert reply.status in (404, 400), reply
+    assert b"secret" not in reply.body
+    assert b"[paths]" not in reply.body
+
+
+def test_app_follows_symlinks_that_stay_inside_the_store(served: Served) -> None:
+    (served.data / "store" / "alias").symlink_to(served.data / "store" / "demo-pkg")
+    assert served.get(f"/packages/alias/{WHEEL}").status == 200
+
+
+def test_app_root_pages_are_503_before_the_first_generation(served: Served) -> None:
+    for page in ("index.html", "simple/index.html", "simple/index.json"):
+        os.unlink(served.data / "index" / page)  # noqa: PTH108
+    assert served.get("/").status == 503
+    assert served.get("/simple/").status == 503
+    assert served.get("/simple/", Accept=JSON_TYPE).status == 503
+
+
+def test_app_home_page_is_html(served: Served) -> None:
+    reply = served.get("/")
+    assert reply.status == 200
+    assert reply.header("Content-Type") == "text/html; charset=utf-8"
+    assert reply.header("Vary") is None
+
+
+def test_app_project_page_removed_is_404_not_stale(served: Served) -> None:
+    assert served.get("/simple/demo-pkg/").status == 200
+    for name in ("index.html", "index.json"):
+        os.unlink(served.data / "index/simple/demo-pkg" / name)  # noqa: PTH108
+    time.sleep(0.01)
+    assert served.get("/simple/demo-pkg/").status == 404
