@@ -1,0 +1,182 @@
+"""What each watched repository last did, for `pypi-insiders status` and the index's /status page.
+
+Everything comes from the state files the runner writes, plus two cheap outside facts: the
+fetch timer's next run (asked of systemd only when systemd is running) and, per distribution,
+the newest public release upstream. Upstream answers are cached on disk for a few minutes so
+that a busy /status page costs no upstream requests and the command and the app share them.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from pypi_insiders import state, versions
+from pypi_insiders.config import Config, RepoConfig
+from pypi_insiders.errors import InvalidDistributionError
+from pypi_insiders.fetcher import display_url
+from pypi_insiders.store import atomic_write, parse_filename
+
+log = logging.getLogger(__name__)
+
+UPSTREAM_TTL = 300.0
+TIMER = "pypi-insiders-fetch.timer"
+_JSON = "application/vnd.pypi.simple.v1+json"
+
+
+def _iso(timestamp: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp)) if timestamp else None
+
+
+def next_run() -> str | None:
+    """The timer's next elapse as systemd prints it; None without systemd or without the timer."""
+    if not Path("/run/systemd/system").is_dir():
+        return None
+    try:
+        done = subprocess.run(["systemctl", "show", TIMER, "-p", "NextElapseUSecRealtime", "--value"],
+                              capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    value = done.stdout.strip()
+    return value if done.returncode == 0 and value and value != "n/a" else None
+
+
+def newest_public(config: Config, distribution: str) -> Version | None:
+    """The newest final release upstream (PEP 691 JSON), None when unknown or unreachable."""
+    if not config.upstream.url:
+        return None
+    request = urllib.request.Request(f"{config.upstream.url}{distribution}/", headers={"Accept": _JSON})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=min(config.upstream.timeout, 5.0)) as response:  # noqa: S310
+            data = json.loads(response.read(16 * 1024 * 1024))
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    found: list[Version] = []
+    for text in data.get("versions") or []:
+        try:
+            found.append(Version(str(text)))
+        except InvalidVersion:
+            continue
+    for entry in data.get("files") or []:
+        try:
+            if not entry.get("yanked"):
+                found.append(parse_filename(str(entry.get("filename"))).version)
+        except InvalidDistributionError:
+            continue
+    finals = [v for v in found if not v.is_prerelease and not v.is_devrelease]
+    return max(finals, default=None)
+
+
+def upstream_versions(config: Config, distributions: set[str]) -> dict[str, str | None]:
+    """Newest public version per distribution, from the disk cache or asked again in parallel."""
+    path = config.paths.cache / "upstream-releases.json"
+    try:
+        cache: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    now = time.time()
+    stale = sorted(d for d in distributions
+                   if not isinstance(cache.get(d), dict) or now - cache[d].get("checked", 0) > UPSTREAM_TTL)
+    if stale:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for name, found in zip(stale, pool.map(lambda d: newest_public(config, d), stale), strict=True):
+                cache[name] = {"checked": now, "version": str(found) if found else None}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, json.dumps(cache).encode(), durable=False)
+        except OSError as error:
+            log.debug("cannot cache upstream versions in %s: %s", path, error)
+    return {d: cache[d].get("version") for d in distributions}
+
+
+def _newest_tag(repo: RepoConfig, record: state.RepoState) -> versions.TagVersion | None:
+    candidates = versions.tag_versions(record.refs, repo)
+    return candidates[-1] if candidates else None
+
+
+def repo_status(repo: RepoConfig, record: state.RepoState, upstream: str | None) -> dict[str, Any]:
+    newest = _newest_tag(repo, record)
+    built = max((Version(v) for v in record.built), default=None)
+    warning = None
+    if upstream and built and Version(upstream) > versions.public_part(built):
+        warning = (f"upstream has {record.distribution or repo.distribution} {upstream}, newer than "
+                   f"the newest Insiders build {built}")
+    last = record.last_build
+    return {
+        "key": repo.key, "url": display_url(repo.url),
+        "distribution": repo.distribution or record.distribution,
+        "last_check": _iso(record.last_check), "last_result": record.last_result,
+        "newest_tag": newest.tag if newest else None,
+        "newest_build": str(built) if built else None,
+        "last_build": None if last is None else {
+            "tag": last.tag, "version": last.version, "result": last.result,
+            "time": _iso(last.time), "files": last.files, "error": last.error},
+        "last_error": record.last_error, "failures": record.failures,
+        "next_attempt": _iso(record.next_attempt),
+        "upstream_version": upstream, "warning": warning,
+    }
+
+
+def collect(config: Config) -> dict[str, Any]:
+    records = {repo.key: state.load(config, repo.key) for repo in config.repos}
+    names = {repo.distribution or records[repo.key].distribution for repo in config.repos}
+    upstream = upstream_versions(config, {n for n in names if n})
+    repositories = []
+    for repo in config.repos:
+        record = records[repo.key]
+        name = repo.distribution or record.distribution
+        repositories.append(repo_status(repo, record, upstream.get(name) if name else None))
+    return {"generated": _iso(time.time()), "next_run": next_run(), "repositories": repositories}
+
+
+def _cell(value: object) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def render_html(data: dict[str, Any]) -> str:
+    rows = []
+    for repo in data["repositories"]:
+        build = repo["last_build"] or {}
+        problem = repo["last_error"] or repo["warning"] or ""
+        cells = (repo["key"], repo["distribution"], repo["last_check"], repo["newest_tag"],
+                 f"{build.get('version', '')} {build.get('result', '')}".strip(), repo["last_result"],
+                 repo["next_attempt"] or data["next_run"])
+        rows.append("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in cells)
+                    + f'<td class="problem">{_cell(problem)}</td></tr>')
+    head = "".join(f"<th>{h}</th>" for h in ("repository", "distribution", "last check", "newest tag",
+                                               "last build", "result", "next run", "problem"))
+    body = "\n".join(rows) or '<tr><td colspan="8">no repositories watched</td></tr>'
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>pypi-insiders status</title>"
+            "<style>td,th{padding:2px 8px;text-align:left}.problem{color:#a00}</style></head><body>\n"
+            f"<h1>Watched repositories</h1>\n<p>Generated {_cell(data['generated'])}; next fetch run: "
+            f"{_cell(data['next_run'] or 'unknown')}.</p>\n<table>\n<tr>{head}</tr>\n{body}\n</table>\n"
+            "</body></html>\n")
+
+
+def cli_status(config: Config, *, as_json: bool = False) -> int:
+    data = collect(config)
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return 0
+    if not data["repositories"]:
+        print("no repositories watched")
+    for repo in data["repositories"]:
+        build = repo["last_build"]
+        built = f"{build['version']} ({build['result']} {build['time']})" if build else "none"
+        print(f"{repo['key']}: checked {repo['last_check'] or 'never'}, {repo['last_result'] or 'not run'}; "
+              f"newest tag {repo['newest_tag'] or '-'}; last build {built}")
+        for problem in (repo["last_error"], repo["warning"]):
+            if problem:
+                print(f"  ! {problem}")
+    print(f"next run: {data['next_run'] or 'unknown (systemd timer not available)'}")
+    return 0
