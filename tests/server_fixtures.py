@@ -73,6 +73,8 @@ class ThreadedServer:
     def stop(self) -> None:
         from waitress import wasyncore  # noqa: PLC0415
 
+        if not self.thread.is_alive():
+            return
         # Closing every channel from inside the loop's own thread empties its map, which ends it.
         server_map = self.server._map
         self.server.trigger.pull_trigger(lambda: wasyncore.close_all(server_map))
