@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from waitress.server import create_server
 
@@ -58,8 +58,8 @@ class ThreadedServer:
     """waitress on 127.0.0.1 port 0 in a thread; `stop` closes every channel and joins."""
 
     def __init__(self, app: WsgiApp, threads: int = 4) -> None:
-        self.server: Any = create_server(app, host="127.0.0.1", port=0, threads=threads,
-                                    asyncore_loop_timeout=0.2, clear_untrusted_proxy_headers=True)
+        self.server: Any = cast(Any, create_server(app, host="127.0.0.1", port=0, threads=threads,
+                                    asyncore_loop_timeout=0.2, clear_untrusted_proxy_headers=True))
         self.url = f"http://127.0.0.1:{self.server.effective_port}/"
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
