@@ -1,0 +1,81 @@
+"""What the index needs to know about one distribution file, read from the file itself.
+
+A file is served only if its name parses, its archive is whole and its own metadata agrees
+with its name: an index that serves a file pip then rejects (or worse, installs as another
+project) is broken in a way users cannot see. This is the only place the generator reads a
+distribution's bytes, and it reads them once per change thanks to the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pypi_insiders.errors import InvalidDistributionError
+from pypi_insiders.metadata import read_core_metadata
+from pypi_insiders.store import parse_filename
+
+_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    project: str
+    version: str
+    kind: str
+    sha256: str
+    requires_python: str | None
+    metadata: bytes | None  # the core metadata a PEP 658 file serves; wheels only
+    size: int
+    mtime_ns: int
+
+
+def inspect(path: Path, filename: str) -> FileInfo:
+    """Everything served about one file; raises InvalidDistributionError if it must not be served."""
+    parsed = parse_filename(filename)
+    sha256, size, mtime_ns = _digest(path, filename)
+    core = read_core_metadata(path, filename)
+    if core.name != parsed.project:
+        raise InvalidDistributionError(
+            f"{filename}: its metadata names project {core.name!r}, its filename {parsed.project!r}")
+    if core.version != parsed.version:
+        raise InvalidDistributionError(
+            f"{filename}: its metadata says version {core.version}, its filename {parsed.version}")
+    return FileInfo(project=parsed.project, version=str(parsed.version), kind=parsed.kind,
+                    sha256=sha256, requires_python=core.requires_python,
+                    metadata=core.raw if parsed.kind == "wheel" else None,
+                    size=size, mtime_ns=mtime_ns)
+
+
+def _digest(path: Path, filename: str) -> tuple[str, int, int]:
+    """sha256 of the file and its stat after reading; a .tar.gz is also checked to the last byte.
+
+    A truncated tarball can still yield its PKG-INFO (it comes first), so only decompressing
+    the whole stream proves it is complete; zip archives prove it with their central directory.
+    """
+    digest = hashlib.sha256()
+    gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS) if filename.endswith(".tar.gz") else None
+    try:
+        with path.open("rb") as stream:
+            while chunk := stream.read(_CHUNK):
+                digest.update(chunk)
+                if gunzip is not None:
+                    _drain(gunzip, chunk)
+            stat = os.fstat(stream.fileno())
+    except zlib.error as error:
+        raise InvalidDistributionError(f"{filename}: broken gzip stream: {error}") from None
+    except OSError as error:
+        raise InvalidDistributionError(f"{filename}: cannot read: {error.strerror}") from None
+    if gunzip is not None and not gunzip.eof:
+        raise InvalidDistributionError(f"{filename}: truncated gzip stream")
+    return digest.hexdigest(), stat.st_size, stat.st_mtime_ns
+
+
+def _drain(gunzip: zlib._Decompress, data: bytes) -> None:
+    """Decompress and discard, in bounded pieces so a gzip bomb costs time, not memory."""
+    while data and not gunzip.eof:
+        gunzip.decompress(data, 4 * _CHUNK)
+        data = gunzip.unconsumed_tail

@@ -1,0 +1,369 @@
+"""The static simple index, derived only from the store: pages, metadata files, pinned names.
+
+A rescan must be cheap at 200,000 files, so work is skipped at two levels: a directory whose
+listing fingerprint is unchanged is not even diffed, and a file whose (size, mtime_ns) is
+unchanged is not read again. Only projects that changed are rendered again; the root list is
+rewritten only when the set of projects changes. Every output goes through `atomic_write`,
+metadata files before the pages that point to them, so a reader never sees half a page or a
+link to a missing file. One lock serialises the watcher thread and reloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from packaging.utils import NormalizedName
+
+from pypi_insiders import pages, storescan
+from pypi_insiders.cache import Cache, FileRecord
+from pypi_insiders.config import Config
+from pypi_insiders.errors import InvalidDistributionError, StoreError
+from pypi_insiders.fileinfo import inspect
+from pypi_insiders.metadata import read_core_metadata
+from pypi_insiders.store import Store, atomic_write, is_hidden
+
+log = logging.getLogger(__name__)
+
+PAGE_FORMAT = "1"  # bump when the pages change shape: every project is then rendered again
+PINNED_FILE = "pinned-projects.txt"
+CACHE_FILE = "index.sqlite3"
+_COMMIT_EVERY = 2000  # files read (or projects rendered) between commits of a long cold run
+_LATEST = 20
+
+
+@dataclass
+class Stats:
+    """Counters since this generator was made, for tests and status lines."""
+
+    runs: int = 0
+    files_read: int = 0
+    projects_regenerated: int = 0
+    root_writes: int = 0
+
+
+@dataclass
+class _Run:
+    dirty: set[str] = field(default_factory=set)
+    served: set[str] = field(default_factory=set)
+    files_read: int = 0
+    regenerated: int = 0
+    root_changed: bool = False
+
+
+def _yank_table(yanked: Mapping[NormalizedName, Mapping[str, str]]) -> dict[str, dict[str, str]]:
+    return {project: pages.yank_reasons(versions) for project, versions in yanked.items() if versions}
+
+
+def _encodable(name: str) -> bool:
+    """sqlite (and every client) needs UTF-8; an undecodable name cannot be a distribution anyway."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class Generator:
+    def __init__(self, store: Store, index_dir: Path, state_dir: Path, cache_dir: Path,
+                 yanked: Mapping[NormalizedName, Mapping[str, str]]) -> None:
+        self.store = store
+        self._root = str(store.root)
+        self.index_dir = index_dir
+        self._simple = index_dir / "simple"
+        self._packages = index_dir / "packages"
+        self.pins_file = state_dir / PINNED_FILE
+        self._lock = threading.RLock()
+        self._cache = Cache(cache_dir / CACHE_FILE)
+        self._yanked = _yank_table(yanked)
+        self._pinned = self._read_pins()
+        self.stats = Stats()
+
+    @classmethod
+    def from_config(cls, config: Config) -> Generator:
+        paths = config.paths
+        return cls(Store(paths.store), paths.index, paths.state, paths.cache, config.index.yanked)
+
+    def close(self) -> None:
+        with self._lock:
+            self._cache.close()
+
+    # ----------------------------------------------------------------- public API
+
+    def generate_all(self) -> None:
+        """Full scan: bring every page up to date with the store, reading only what changed."""
+        started = time.monotonic()
+        with self._lock, self._transaction():
+            run = _Run()
+            self._sync_tree("", run, self._cache.dir_fingerprints())
+            run.dirty |= self._stale_projects()
+            self._publish(run, full=True)
+            projects, files = self._cache.totals()
+        log.info("index generated: %d projects, %d files, %d regenerated, %d skipped, %d files read, "
+                 "%.2f s", projects, files, run.regenerated, max(projects - run.regenerated, 0),
+                 run.files_read, time.monotonic() - started)
+
+    def update_paths(self, relpaths: Iterable[str]) -> None:
+        """Store-relative paths that changed (files or directories, created, moved or deleted)."""
+        with self._lock, self._transaction():
+            run = _Run()
+            for relpath in sorted({p.strip("/") for p in relpaths}):
+                self._update_one(relpath, run)
+            self._publish(run, full=False)
+
+    def reconfigure(self, config: Config) -> None:
+        """New yank settings: render again exactly the projects whose settings changed."""
+        if (config.paths.store, config.paths.index) != (self.store.root, self.index_dir):
+            log.warning("paths.store and paths.index changes take effect at the next restart")
+        with self._lock, self._transaction():
+            self._yanked = _yank_table(config.index.yanked)
+            run = _Run(dirty={name for name, (_files, yank) in self._cache.project_state().items()
+                              if yank != self._yank_key(name)})
+            self._publish(run, full=False)
+
+    # ----------------------------------------------------------------- reading the store
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._cache.begin()
+        try:
+            yield
+        except BaseException:
+            self._cache.rollback()
+            raise
+        self._cache.commit()
+
+    def _checkpoint(self, count: int) -> None:
+        """Commit now and then in long runs, so an interrupted cold start keeps its progress."""
+        if count % _COMMIT_EVERY == 0:
+            self._cache.commit()
+            self._cache.begin()
+
+    def _sync_tree(self, top: str, run: _Run, known: dict[str, bytes]) -> None:
+        """Diff every directory below `top` whose fingerprint is not in `known`; drop vanished ones."""
+        seen: set[str] = set()
+        for directory, fingerprint in storescan.walk_fingerprints(self._root, top):
+            seen.add(directory)
+            if known.get(directory) != fingerprint:
+                self._sync_dir(directory, run)
+        for directory in self._cache.dirs_with_files(top) - seen:
+            for record in self._cache.files_in_dir(directory).values():
+                self._drop(record, run)
+        self._cache.forget_tree(top, keep=seen)
+
+    def _sync_dir(self, directory: str, run: _Run) -> None:
+        files = [f for f in storescan.list_files(self._root, directory) if _encodable(f[0])]
+        old = self._cache.files_in_dir(directory)
+        for name, size, mtime_ns in files:
+            relpath = storescan.join(directory, name)
+            previous = old.pop(relpath, None)
+            if previous is None or (previous.size, previous.mtime_ns) != (size, mtime_ns):
+                self._read_file(relpath, previous, run)
+        for record in old.values():
+            self._drop(record, run)
+        self._cache.set_dir_fingerprint(directory, storescan.fingerprint(files))
+
+    def _update_one(self, relpath: str, run: _Run) -> None:
+        if any(is_hidden(part) for part in relpath.split("/")):
+            return
+        if not relpath:
+            self._sync_tree("", run, {})
+            return
+        try:
+            path = self.store.path_of(relpath)
+        except StoreError as error:
+            log.warning("ignoring change notice: %s", error)
+            return
+        if path.is_dir() and not path.is_symlink():
+            self._sync_tree(relpath, run, {})
+        elif path.is_file():
+            previous = self._cache.file(relpath)
+            stat = path.stat()
+            if previous is None or (previous.size, previous.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+                self._read_file(relpath, previous, run)
+        else:
+            self._sync_tree(relpath, run, {})  # nothing there now: forgets what was
+        # The parent's fingerprint no longer describes its rows: make the next rescan diff it.
+        self._cache.forget_dirs([relpath.rpartition("/")[0]])
+
+    def _read_file(self, relpath: str, previous: FileRecord | None, run: _Run) -> None:
+        path = self.store.path_of(relpath)
+        directory, _, filename = relpath.rpartition("/")
+        try:
+            info = inspect(path, filename)
+            if info.metadata is not None:
+                self._write_metadata(relpath, info.metadata)
+            record = FileRecord(
+                relpath, directory, info.size, info.mtime_ns, info.project, info.version, info.kind,
+                info.sha256, info.requires_python,
+                hashlib.sha256(info.metadata).hexdigest() if info.metadata is not None else None,
+                previous.upload_time_ns if previous else info.mtime_ns, None)
+        except FileNotFoundError:
+            if previous is not None:
+                self._drop(previous, run)
+            return
+        except InvalidDistributionError as error:
+            broken = self._broken(path, relpath, previous, str(error).removeprefix(f"{filename}: "))
+            if broken is None:
+                return
+            record = broken
+        self._cache.put_file(record)
+        for project in {previous.project if previous else None, record.project} - {None}:
+            self._mark(str(project), run)
+        run.files_read += 1
+        self.stats.files_read += 1
+        self._checkpoint(run.files_read)
+
+    def _broken(self, path: Path, relpath: str, previous: FileRecord | None,
+                reason: str) -> FileRecord | None:
+        """Remembered as broken, so the warning is given once per version of the file."""
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        log.warning("not serving %s: %s", relpath, reason, extra={"FILE": str(path)})
+        return FileRecord(relpath, relpath.rpartition("/")[0], stat.st_size, stat.st_mtime_ns,
+                          None, None, None, None, None, None,
+                          previous.upload_time_ns if previous else stat.st_mtime_ns, reason)
+
+    def _drop(self, record: FileRecord, run: _Run) -> None:
+        self._cache.delete_file(record.relpath)
+        if record.metadata_sha256:
+            self._metadata_path(record.relpath).unlink(missing_ok=True)
+        if record.project:
+            self._mark(record.project, run)
+
+    def _mark(self, project: str, run: _Run) -> None:
+        run.dirty.add(project)
+        self._cache.mark_dirty(project)
+
+    # ----------------------------------------------------------------- writing the index
+
+    def _stale_projects(self) -> set[str]:
+        """Projects to render although no file changed: left dirty, yanks changed, pages missing."""
+        stale = self._cache.dirty_projects()
+        everything = self._cache.get_meta("page_format") != PAGE_FORMAT
+        for name, (files, yank) in self._cache.project_state().items():
+            if everything or yank != self._yank_key(name) or (files > 0 and not self._has_pages(name)):
+                stale.add(name)
+        return stale
+
+    def _has_pages(self, name: str) -> bool:
+        """Strings and os.stat: this runs for every project at every rescan."""
+        base = f"{self._simple}/{name}/index."
+        try:
+            os.stat(base + "html")  # noqa: PTH116 - a Path per project costs more than the stat
+            os.stat(base + "json")  # noqa: PTH116
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _publish(self, run: _Run, *, full: bool) -> None:
+        for count, name in enumerate(sorted(run.dirty), 1):
+            self._regenerate(name, run)
+            self._checkpoint(count)
+        root_missing = not all((self._simple / page).exists() for page in ("index.html", "index.json"))
+        if run.root_changed or root_missing or (full and self._cache.get_meta("page_format") != PAGE_FORMAT):
+            served = list(self._cache.served_projects())
+            self._write_root(served)
+            if full:
+                run.served.update(served)
+        elif full:
+            run.served.update(self._cache.served_projects())
+        if run.regenerated or run.root_changed or not (self.index_dir / "index.html").exists():
+            projects, files = self._cache.totals()
+            atomic_write(self.index_dir / "index.html",
+                         pages.home_page(projects, files, self._cache.latest_files(_LATEST)), durable=False)
+        self._cache.set_meta("page_format", PAGE_FORMAT)
+        self._pin(run.served)
+        self.stats.runs += 1
+
+    def _regenerate(self, name: str, run: _Run) -> None:
+        records = self._servable(self._cache.project_files(name))
+        was_served = self._cache.served_count(name) > 0
+        directory = self._simple / name
+        if records:
+            html, document = pages.project_pages(name, records, self._yanked.get(name, {}))
+            directory.mkdir(parents=True, exist_ok=True)
+            atomic_write(directory / "index.json", document, durable=False)
+            atomic_write(directory / "index.html", html, durable=False)
+            run.served.add(name)
+        else:
+            for page in ("index.html", "index.json"):
+                (directory / page).unlink(missing_ok=True)
+            if directory.exists():
+                directory.rmdir()
+        self._cache.set_project(name, len(records), self._yank_key(name))
+        run.root_changed |= was_served != bool(records)
+        run.regenerated += 1
+        self.stats.projects_regenerated += 1
+
+    def _servable(self, records: list[FileRecord]) -> list[FileRecord]:
+        """One record per filename (the first path wins), each with its metadata file in place."""
+        chosen: dict[str, FileRecord] = {}
+        for record in sorted(records, key=lambda r: r.relpath):
+            kept = chosen.get(record.filename)
+            if kept is not None:
+                log.warning("%s is in the store twice, as %s and %s: serving %s", record.filename,
+                            kept.relpath, record.relpath, kept.relpath, extra={"FILE": record.relpath})
+                continue
+            chosen[record.filename] = self._with_metadata(record)
+        return list(chosen.values())
+
+    def _with_metadata(self, record: FileRecord) -> FileRecord:
+        """The metadata file is derived too: rebuild it if the index was deleted under us."""
+        if not record.metadata_sha256 or self._metadata_path(record.relpath).exists():
+            return record
+        try:
+            raw = read_core_metadata(self.store.path_of(record.relpath), record.filename).raw
+        except (InvalidDistributionError, OSError):
+            raw = b""
+        if hashlib.sha256(raw).hexdigest() != record.metadata_sha256:
+            return replace(record, metadata_sha256=None)  # changed under us; the next scan reads it
+        self._write_metadata(record.relpath, raw)
+        return record
+
+    def _metadata_path(self, relpath: str) -> Path:
+        return self._packages / f"{relpath}.metadata"
+
+    def _write_metadata(self, relpath: str, data: bytes) -> None:
+        path = self._metadata_path(relpath)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data, durable=False)
+
+    def _write_root(self, served: list[str]) -> None:
+        html, document = pages.root_pages(served)
+        self._simple.mkdir(parents=True, exist_ok=True)
+        atomic_write(self._simple / "index.json", document, durable=False)
+        atomic_write(self._simple / "index.html", html, durable=False)
+        self.stats.root_writes += 1
+
+    def _yank_key(self, name: str) -> str:
+        reasons = self._yanked.get(name)
+        return json.dumps(sorted(reasons.items())) if reasons else ""
+
+    # ----------------------------------------------------------------- pinned names
+
+    def _read_pins(self) -> set[str]:
+        try:
+            return {line.strip() for line in self.pins_file.read_text().splitlines() if line.strip()}
+        except FileNotFoundError:
+            return set()
+
+    def _pin(self, served: Iterable[str]) -> None:
+        """Once served here, a name never falls through to upstream: the list only grows."""
+        new = set(served) - self._pinned
+        if not new:
+            return
+        self._pinned |= new
+        self.pins_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.pins_file, "".join(f"{name}\n" for name in sorted(self._pinned)).encode())
+        log.info("pinned %d new project name(s) to this index", len(new))

@@ -1,0 +1,126 @@
+"""The bytes of the index pages: PEP 503 HTML and PEP 691 JSON, from cached file records.
+
+Pure functions of their inputs, so a page is a function of the store and the yank settings
+and nothing else (no clock), and an unchanged project renders to the same bytes. URLs are
+relative (`../../packages/...`) so the same tree works at any prefix, behind any server.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from html import escape
+from urllib.parse import quote
+
+from packaging.version import InvalidVersion, Version
+
+from pypi_insiders.cache import FileRecord
+
+API_VERSION = "1.1"
+_META = f'<meta name="pypi:repository-version" content="{API_VERSION}">'
+
+
+def normalize_version_key(text: str) -> str:
+    """A yank key as written in the config, in the form file versions are stored in."""
+    try:
+        return str(Version(text))
+    except InvalidVersion:
+        return text
+
+
+def yank_reasons(configured: Mapping[str, str]) -> dict[str, str]:
+    return {normalize_version_key(version): reason for version, reason in configured.items()}
+
+
+def upload_time(ns: int) -> str:
+    """ISO 8601 in UTC with a "Z", as PEP 700 asks, to the microsecond."""
+    seconds, rest = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest // 1000:06d}Z"
+
+
+def file_url(record: FileRecord) -> str:
+    return f"../../packages/{quote(record.relpath)}#sha256={record.sha256}"
+
+
+def _sort_key(record: FileRecord) -> tuple[Version, str]:
+    return Version(record.version or "0"), record.filename
+
+
+def _html_link(record: FileRecord, yanked: Mapping[str, str]) -> str:
+    attributes = [f'href="{escape(file_url(record))}"']
+    if record.requires_python:
+        attributes.append(f'data-requires-python="{escape(record.requires_python)}"')
+    if record.metadata_sha256:
+        value = f"sha256={record.metadata_sha256}"
+        attributes.append(f'data-core-metadata="{value}" data-dist-info-metadata="{value}"')
+    reason = yanked.get(record.version or "")
+    if reason is not None:
+        attributes.append(f'data-yanked="{escape(reason)}"')
+    return f"    <a {' '.join(attributes)}>{escape(record.filename)}</a><br>\n"
+
+
+def _json_file(record: FileRecord, yanked: Mapping[str, str]) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "filename": record.filename,
+        "url": file_url(record),
+        "hashes": {"sha256": record.sha256},
+    }
+    if record.requires_python:
+        entry["requires-python"] = record.requires_python
+    if record.metadata_sha256:
+        entry["core-metadata"] = {"sha256": record.metadata_sha256}
+        entry["dist-info-metadata"] = {"sha256": record.metadata_sha256}
+    reason = yanked.get(record.version or "")
+    entry["yanked"] = False if reason is None else (reason or True)
+    entry["size"] = record.size
+    entry["upload-time"] = upload_time(record.upload_time_ns)
+    return entry
+
+
+def project_pages(project: str, files: Sequence[FileRecord],
+                  yanked: Mapping[str, str]) -> tuple[bytes, bytes]:
+    """(HTML, JSON) of one project page; `yanked` maps normalized versions to reasons."""
+    ordered = sorted(files, key=_sort_key)
+    name = escape(project)
+    html = (f"<!DOCTYPE html>\n<html>\n  <head>\n    {_META}\n    <title>Links for {name}</title>\n"
+            f"  </head>\n  <body>\n    <h1>Links for {name}</h1>\n"
+            + "".join(_html_link(record, yanked) for record in ordered)
+            + "  </body>\n</html>\n")
+    versions = sorted({Version(r.version or "0") for r in ordered})
+    document = {
+        "meta": {"api-version": API_VERSION},
+        "name": project,
+        "files": [_json_file(record, yanked) for record in ordered],
+        "versions": [str(v) for v in versions],
+    }
+    return html.encode(), json.dumps(document, separators=(",", ":")).encode()
+
+
+def root_pages(projects: Iterable[str]) -> tuple[bytes, bytes]:
+    """(HTML, JSON) of the root list; names are already normalized, so are their URLs."""
+    names = list(projects)
+    html = (f"<!DOCTYPE html>\n<html>\n  <head>\n    {_META}\n    <title>Simple index</title>\n"
+            "  </head>\n  <body>\n"
+            + "".join(f'    <a href="{escape(quote(n))}/">{escape(n)}</a><br>\n' for n in names)
+            + "  </body>\n</html>\n")
+    document = {"meta": {"api-version": API_VERSION}, "projects": [{"name": n} for n in names]}
+    return html.encode(), json.dumps(document, separators=(",", ":")).encode()
+
+
+def home_page(projects: int, files: int, latest: Sequence[FileRecord]) -> bytes:
+    """The human page at "/": what this index holds and what arrived last."""
+    rows = "".join(
+        f'      <li><a href="simple/{escape(quote(r.project or ""))}/">{escape(r.project or "")}</a> '
+        f"{escape(r.filename)} <small>{upload_time(r.upload_time_ns)[:19].replace('T', ' ')} UTC"
+        "</small></li>\n" for r in latest)
+    latest_html = f"    <h2>Latest files</h2>\n    <ul>\n{rows}    </ul>\n" if latest else ""
+    return (
+        "<!DOCTYPE html>\n<html>\n  <head>\n    <meta charset=\"utf-8\">\n"
+        "    <title>pypi-insiders</title>\n  </head>\n  <body>\n    <h1>pypi-insiders</h1>\n"
+        f"    <p>This index serves {files} file{'s' if files != 1 else ''} of {projects} "
+        f"project{'s' if projects != 1 else ''}.</p>\n"
+        '    <p>Install with <code>pip install --index-url &lt;this address&gt;/simple/ NAME</code>; '
+        'browse the <a href="simple/">simple index</a>, or see the <a href="status">fetcher status</a>.'
+        "</p>\n" + latest_html + "  </body>\n</html>\n"
+    ).encode()
