@@ -1,0 +1,246 @@
+"""The legacy upload API (what `twine upload` speaks), with the public index's rules.
+
+An upload is checked completely before anything reaches the store: credentials, the filename,
+the form's name and version against the filename and against the archive's own metadata, the
+digests and the size. The file arrives in a hidden temporary file in the store root and is
+published with `Store.add`, which never overwrites; the watcher then puts it in the index.
+A filename, once published, is recorded in `<state>/published-filenames.txt` and never accepted
+with other bytes again, even after the file was deleted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from pypi_insiders.auth import Users
+from pypi_insiders.config import Config
+from pypi_insiders.errors import InvalidDistributionError, StoreError, UploadError
+from pypi_insiders.metadata import read_core_metadata
+from pypi_insiders.multipart import FILE_FIELD, BodyReader, FilePart, Form, Parser, boundary_of
+from pypi_insiders.store import ParsedFilename, Store, is_hidden, parse_filename
+
+log = logging.getLogger(__name__)
+
+_MAX_FIELDS = 8 * 1024 * 1024  # all text fields together; a long README description fits
+_FILETYPES = {"wheel": "bdist_wheel", "sdist": "sdist"}
+_DIGESTS = ("sha256_digest", "md5_digest", "blake2_256_digest")
+RECORD_NAME = "published-filenames.txt"
+
+
+class PublishedFilenames:
+    """Every filename ever published here; only grows. State, not cache: it cannot be rebuilt.
+
+    Created on first use from the store's current files. Lines are appended with one O_APPEND
+    write each and fsynced, so a concurrent reader sees whole lines only.
+    """
+
+    def __init__(self, path: Path, store: Store) -> None:
+        self.path = path
+        self.store = store
+        self._names: set[str] | None = None
+        self._stamp: int | None = None
+
+    def __contains__(self, filename: str) -> bool:
+        return filename in self._load()
+
+    def add(self, filenames: list[str]) -> None:
+        names = self._load()
+        new = [name for name in dict.fromkeys(filenames) if name not in names]
+        if new:
+            self._append(new)
+            names.update(new)
+
+    def _append(self, filenames: list[str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, "".join(f"{name}\n" for name in filenames).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._stamp = self.path.stat().st_mtime_ns
+
+    def _load(self) -> set[str]:
+        try:
+            stamp = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            self._names = {Path(entry.relpath).name for entry in self.store.walk()}
+            self._append(sorted(self._names))
+            return self._names
+        if self._names is None or stamp != self._stamp:
+            text = self.path.read_text(encoding="utf-8")
+            self._names, self._stamp = {line for line in text.splitlines() if line}, stamp
+        return self._names
+
+
+class Uploads:
+    def __init__(self, config: Config, store: Store, users: Users | None = None) -> None:
+        self.store = store
+        self.max_size = config.upload.max_size
+        self.users = users or Users(config.upload.users_file)
+        self.index_dir = config.paths.index
+        self.published = PublishedFilenames(config.paths.state / RECORD_NAME, store)
+        self._commit = threading.Lock()
+
+    def handle(self, environ: Mapping[str, Any]) -> tuple[int, str]:
+        """HTTP status and a one-line message; 401 means the app must ask for Basic credentials."""
+        client = str(environ.get("REMOTE_ADDR", "-"))
+        user = "-"
+        try:
+            user = self._authenticate(environ)
+            form = self._receive(environ)
+            try:
+                return self._accept(form, user, client)
+            finally:
+                form.discard()
+        except UploadError as error:
+            log.warning("upload refused (%d) for user %s from %s: %s", error.status, user, client, error,
+                        extra={"CLIENT": client, "USER": user})
+            return error.status, str(error)
+
+    def _authenticate(self, environ: Mapping[str, Any]) -> str:
+        header = str(environ.get("HTTP_AUTHORIZATION", ""))
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic" or not encoded.strip():
+            raise UploadError(401, "authentication required (HTTP Basic)")
+        try:
+            name, sep, secret = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise UploadError(401, "malformed HTTP Basic credentials") from None
+        if not sep or not name:
+            raise UploadError(401, "malformed HTTP Basic credentials")
+        account = self.users.verify(name, secret)
+        if account is None:
+            if not len(self.users):
+                log.warning("%s has no users: every upload is refused", self.users.path,
+                            extra={"FILE": str(self.users.path)})
+            raise UploadError(403, f"invalid credentials for user {name!r}")
+        return account
+
+    def _receive(self, environ: Mapping[str, Any]) -> Form:
+        if environ.get("REQUEST_METHOD") != "POST":
+            raise UploadError(405, "uploads are POST requests")
+        try:
+            length = int(str(environ.get("CONTENT_LENGTH") or ""))
+        except ValueError:
+            raise UploadError(411, "Content-Length required") from None
+        if length > self.max_size + _MAX_FIELDS:
+            raise UploadError(413, f"request of {length} bytes exceeds the upload limit of "
+                                   f"{self.max_size} bytes")
+        boundary = boundary_of(str(environ.get("CONTENT_TYPE", "")))
+        stream: BinaryIO = environ["wsgi.input"]
+        parser = Parser(BodyReader(stream, length), boundary, spool_dir=self.store.root,
+                        max_file=self.max_size, max_fields=_MAX_FIELDS, check_filename=check_filename)
+        return parser.parse()
+
+    def _accept(self, form: Form, user: str, client: str) -> tuple[int, str]:
+        if form.get(":action") != "file_upload":
+            raise UploadError(400, f"unsupported :action {form.get(':action')!r}; only file_upload")
+        if form.file is None:
+            raise UploadError(400, f"no file in form field {FILE_FIELD!r}")
+        file = form.file
+        parsed = parse_filename(file.filename)
+        check_form(form, file, parsed)
+        check_archive(file, parsed)
+        with self._commit:
+            status, message = self._publish(file, parsed)
+        log.info("upload accepted from %s, user %s: %s", client, user, message,
+                 extra={"PROJECT": parsed.project, "FILE": file.filename, "CLIENT": client, "USER": user})
+        return status, message
+
+    def _publish(self, file: FilePart, parsed: ParsedFilename) -> tuple[int, str]:
+        """Compare with what the index lists and the record holds, then link into the store."""
+        listed = self._listed(parsed.project)
+        self.published.add(list(listed))  # files dropped in by hand count as published too
+        sha256 = file.digests["sha256_digest"]
+        if file.filename in listed:
+            if listed[file.filename] != sha256:
+                raise UploadError(409, f"{file.filename}: already exists with different content")
+            return 200, f"{file.filename}: identical file already uploaded"
+        target = self.store.root / parsed.project / file.filename
+        if file.filename in self.published and not target.exists():
+            raise UploadError(400, f"{file.filename}: this filename was used before and cannot be "
+                                   "reused; upload a new version")
+        self.published.add([file.filename])
+        try:
+            self.store.add(file.filename, file.path, project=parsed.project)
+        except StoreError:
+            raise UploadError(409, f"{file.filename}: already exists with different content") from None
+        except OSError as error:
+            raise UploadError(500, f"{file.filename}: cannot write to the store: {error.strerror}") from None
+        return 200, f"{file.filename}: uploaded"
+
+    def _listed(self, project: NormalizedName) -> dict[str, str]:
+        """Filename -> sha256 of the files the generated index lists for the project."""
+        page = self.index_dir / "simple" / project / "index.json"
+        try:
+            data = json.loads(page.read_bytes())
+            return {str(f["filename"]): str(f["hashes"]["sha256"]) for f in data["files"]}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            log.warning("%s: unreadable index page (%s); upload checks use the store only", page, error,
+                        extra={"PROJECT": project, "FILE": str(page)})
+            return {}
+
+
+def check_filename(filename: str) -> None:
+    """Refuse a bad name as soon as the part headers arrive, before the file is spooled."""
+    if any(c in filename for c in "/\\\0") or filename in ("", ".", "..") or not filename.isprintable():
+        raise UploadError(400, f"{filename!r}: the filename must be a plain file name, without path parts")
+    if is_hidden(filename):
+        raise UploadError(400, f"{filename!r}: hidden and temporary file names are not distributions")
+    try:
+        parse_filename(filename)
+    except InvalidDistributionError as error:
+        raise UploadError(400, f"not a distribution filename: {error}") from None
+
+
+def check_form(form: Form, file: FilePart, parsed: ParsedFilename) -> None:
+    """The declared name, version, file type and digests must all agree with the file."""
+    name, version = form.get("name"), form.get("version")
+    if not name or not version:
+        raise UploadError(400, "the form must give the distribution's name and version")
+    if canonicalize_name(name) != parsed.project:
+        raise UploadError(400, f"{file.filename}: does not belong to the declared project {name!r}")
+    try:
+        declared = Version(version)
+    except InvalidVersion:
+        raise UploadError(400, f"declared version {version!r} is not a PEP 440 version") from None
+    if declared != parsed.version:
+        raise UploadError(400, f"{file.filename}: is not version {version} as declared")
+    filetype = form.get("filetype")
+    if filetype and filetype != _FILETYPES[parsed.kind]:
+        raise UploadError(400, f"{file.filename}: declared filetype {filetype!r}, but it is a {parsed.kind}")
+    given = {key: (form.get(key) or "").strip().lower() for key in _DIGESTS}
+    if not any(given.values()):
+        raise UploadError(400, "the form gives no digest (sha256_digest, md5_digest or blake2_256_digest)")
+    for key, value in given.items():
+        if value and value != file.digests[key]:
+            raise UploadError(400, f"{file.filename}: {key} does not match the received file "
+                                   "(truncated or corrupted upload?)")
+    if file.size == 0:
+        raise UploadError(400, f"{file.filename}: empty file")
+
+
+def check_archive(file: FilePart, parsed: ParsedFilename) -> None:
+    """The archive must open and its core metadata must name the same project and version."""
+    try:
+        metadata = read_core_metadata(file.path, file.filename)
+    except InvalidDistributionError as error:
+        raise UploadError(400, str(error)) from None
+    if metadata.name != parsed.project:
+        raise UploadError(400, f"{file.filename}: its metadata names project {metadata.name!r}")
+    if metadata.version != parsed.version:
+        raise UploadError(400, f"{file.filename}: its metadata says version {metadata.version}")
