@@ -92,8 +92,8 @@ def client_for(config: Config, repo: RepoConfig, extra: dict[str, Any]) -> tuple
     kwargs = dict(extra)
     scheme = scheme_of(repo.url)
     if scheme in ("http", "https"):
-        kwargs["pool_manager"] = default_urllib3_manager(None, base_url=repo.url,
-                                                         timeout=config.fetch.fetch_timeout)
+        pool = default_urllib3_manager(None, base_url=repo.url, timeout=config.fetch.fetch_timeout)
+        kwargs["pool_manager"] = _closing_responses(pool)
     elif scheme == "ssh":
         kwargs["vendor"] = SubprocessSSHVendor()
     try:
@@ -107,6 +107,20 @@ def _dulwich(thing: object) -> Any:  # noqa: ANN401 - the one typed/untyped boun
     return thing
 
 
+def _closing_responses(pool: Any) -> Any:  # noqa: ANN401 - urllib3 1.26 is untyped
+    """Remember every response: dulwich does not close one it raises about (a 401), we do."""
+    request = pool.request
+    pool.responses = []
+
+    def remembering(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        response = request(*args, **kwargs)
+        pool.responses.append(response)
+        return response
+
+    pool.request = remembering
+    return pool
+
+
 def remote_tags(refs: dict[bytes, bytes]) -> dict[bytes, bytes]:
     """Tag refs as advertised, without the peeled `^{}` lines some servers add."""
     return {name: sha for name, sha in refs.items()
@@ -117,19 +131,30 @@ def update(config: Config, repo: RepoConfig) -> FetchOutcome:
     """Bring the mirror's tags up to date with the remote; fetch objects only for new tags."""
     with credentials.transport_kwargs(config, repo, scheme_of(repo.url)) as extra:
         client, path = client_for(config, repo, extra)
-        with _translated_errors(repo):
-            remote = remote_tags(_dulwich(client).get_refs(path))
-            mirror = open_mirror(mirror_path(config, repo.key))
-            try:
-                missing = sorted({sha for sha in remote.values() if sha not in mirror.object_store})
-                if missing:
-                    log.info("%s: fetching %d new tag(s)", repo.key, len(missing),
-                             extra={"REPO": repo.key, "STEP": "fetch"})
-                    client.fetch(path, mirror, determine_wants=_wants(missing))
-                changed = _set_tag_refs(mirror, remote)
-                return FetchOutcome(peeled_tags(mirror), bool(missing), changed)
-            finally:
-                _dulwich(mirror).close()
+        try:
+            with _translated_errors(repo):
+                return _update_mirror(config, repo, client, path)
+        finally:
+            pool = getattr(client, "pool_manager", None)
+            if pool is not None:
+                for response in getattr(pool, "responses", ()):
+                    response.close()
+                pool.clear()  # close the HTTP connections now, not when garbage collected
+
+
+def _update_mirror(config: Config, repo: RepoConfig, client: GitClient, path: str) -> FetchOutcome:
+    remote = remote_tags(_dulwich(client).get_refs(path))
+    mirror = open_mirror(mirror_path(config, repo.key))
+    try:
+        missing = sorted({sha for sha in remote.values() if sha not in mirror.object_store})
+        if missing:
+            log.info("%s: fetching %d new tag(s)", repo.key, len(missing),
+                     extra={"REPO": repo.key, "STEP": "fetch"})
+            client.fetch(path, mirror, determine_wants=_wants(missing))
+        changed = _set_tag_refs(mirror, remote)
+        return FetchOutcome(peeled_tags(mirror), bool(missing), changed)
+    finally:
+        _dulwich(mirror).close()
 
 
 def _wants(missing: list[bytes]) -> Callable[[dict[bytes, bytes], int | None], list[bytes]]:

@@ -9,17 +9,23 @@ writes a real sdist and wheel. Real third-party backends are in `BACKEND_PYPROJE
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from dulwich import porcelain
+from dulwich import porcelain as _porcelain
+from dulwich import server as _server
+from dulwich import web as _web
 from dulwich.repo import Repo
-from dulwich.server import DictBackend
-from dulwich.web import make_wsgi_chain
+
+from tests.server_fixtures import ThreadedServer
+
+# dulwich 0.21 is only partly annotated: its untyped helpers are used through Any, on purpose.
+porcelain = cast(Any, _porcelain)
+dulwich_server = cast(Any, _server)
+dulwich_web = cast(Any, _web)
 
 IDENTITY = b"Test Author <author@example.invalid>"
 
@@ -66,7 +72,8 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     info = f"{module}-{version}.dist-info"
     files = {f"{module}/__init__.py": f"VERSION = {version!r}\n".encode(),
              f"{info}/METADATA": _metadata(name, version),
-             f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: intree\nRoot-Is-Purelib: true\nTag: py3-none-any\n\n"}
+             f"{info}/WHEEL": (b"Wheel-Version: 1.0\nGenerator: intree\nRoot-Is-Purelib: true\n"
+                               b"Tag: py3-none-any\n\n")}
     record = "".join(f"{p},{_hash(d)},{len(d)}\n" for p, d in files.items()) + f"{info}/RECORD,,\n"
     files[f"{info}/RECORD"] = record.encode()
     filename = f"{module}-{version}-py3-none-any.whl"
@@ -169,7 +176,7 @@ def tag(path: Path, name: str, *, annotated: bool = True) -> None:
 
 
 def object_count(repo_path: Path) -> int:
-    repo = Repo(str(repo_path))
+    repo: Any = Repo(str(repo_path))
     try:
         return sum(1 for _ in repo.object_store)
     finally:
@@ -200,7 +207,7 @@ def _basic_auth(app: Callable[..., Any], user: str, password: str,
             return [b"credentials required\n"]
 
         def recording_start(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
-            log.append((method, path, int(status.split()[0])))
+            log.append((method, path, int(status.split(maxsplit=1)[0])))
             return start_response(status, headers, *args)
 
         return app(environ, recording_start)
@@ -211,18 +218,12 @@ def _basic_auth(app: Callable[..., Any], user: str, password: str,
 @contextmanager
 def git_http_server(repos: dict[str, Path], user: str, password: str) -> Iterator[GitServer]:
     """Serve `repos` (URL path -> repository) over smart HTTP with basic auth, on 127.0.0.1:0."""
-    from waitress.server import create_server  # noqa: PLC0415
-
-    backend = DictBackend({f"/{name}": Repo(str(path)) for name, path in repos.items()})
+    backend = dulwich_server.DictBackend({f"/{name}": Repo(str(path)) for name, path in repos.items()})
     log: list[tuple[str, str, int]] = []
-    app = _basic_auth(make_wsgi_chain(backend), user, password, log)
-    server = create_server(app, host="127.0.0.1", port=0, threads=2)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    app = _basic_auth(dulwich_web.make_wsgi_chain(backend), user, password, log)
     try:
-        yield GitServer(f"http://127.0.0.1:{server.effective_port}", log)
+        with ThreadedServer(app, threads=2) as server:
+            yield GitServer(server.url.rstrip("/"), log)
     finally:
-        server.close()
-        thread.join(timeout=10)
         for repo in backend.repos.values():
             repo.close()
