@@ -1,0 +1,281 @@
+"""Upload users: the `pypi-insiders users` commands as subprocesses, and the checks the app runs.
+
+The CLI runs as a real process (stdin piped, or a real pseudo-terminal for the prompts); the
+Users class reads the very file the CLI wrote.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pypi_insiders import auth
+from pypi_insiders.auth import Users
+from tests.conftest import ConfigMaker
+
+SECRET = "s3cret-passphrase"
+HASH_LINE = re.compile(r"[a-z0-9.-]+:\$scrypt\$ln=14,r=8,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}")
+
+
+@pytest.fixture
+def config_file(make_config: ConfigMaker) -> Path:
+    return make_config()
+
+
+@pytest.fixture
+def users_file(tmp_path: Path) -> Path:
+    return tmp_path / "users"  # what make_config points upload.users_file at
+
+
+def users_cli(config_file: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pypi_insiders", "--config", str(config_file), "users",
+                           *args], input=stdin, capture_output=True, text=True, timeout=60,
+                          check=False, env=dict(os.environ))
+
+
+def test_auth_hash_is_salted_scrypt_with_its_parameters() -> None:
+    first, second = auth.hash_secret(SECRET), auth.hash_secret(SECRET)
+    assert first != second  # a salt of its own per hash
+    assert HASH_LINE.fullmatch(f"alice:{first}")
+    assert auth.verify_secret(SECRET, first)
+    assert not auth.verify_secret(SECRET + "x", first)
+
+
+@pytest.mark.parametrize("encoded", [
+    "", "plain", "$scrypt$ln=14,r=8,p=1$AAAA", "$pbkdf2$ln=14,r=8,p=1$AAAA$AAAA",
+    "$scrypt$ln=40,r=8,p=1$AAAA$AAAA", "$scrypt$ln=14,r=8$AAAA$AAAA", "$scrypt$ln=14,r=8,p=1$!!$AAAA",
+])
+def test_auth_check_hash_rejects_malformed_or_hostile_parameters(encoded: str) -> None:
+    assert not auth.check_hash(encoded)
+
+
+def test_users_cli_add_reads_the_secret_from_stdin(config_file: Path, users_file: Path) -> None:
+    result = users_cli(config_file, "add", "alice", stdin=SECRET + "\n")
+    assert result.returncode == 0, result.stderr
+    assert "added user alice" in result.stdout
+    assert users_file.stat().st_mode & 0o777 == 0o640
+    lines = users_file.read_text().splitlines()
+    assert len(lines) == 1
+    assert HASH_LINE.fullmatch(lines[0])
+    assert SECRET not in users_file.read_text()
+    assert Users(users_file).verify("alice", SECRET) == "alice"
+    assert Users(users_file).verify("alice", SECRET + "\n") is None
+
+
+def test_users_cli_add_existing_user_replaces_its_secret(config_file: Path, users_file: Path) -> None:
+    assert users_cli(config_file, "add", "alice", stdin=SECRET).returncode == 0
+    assert users_cli(config_file, "add", "bob", stdin="bobs-secret\r\n").returncode == 0
+    result = users_cli(config_file, "add", "alice", stdin="new-secret-value\n")
+    assert result.returncode == 0
+    assert "changed the secret of user alice" in result.stdout
+    assert [line.split(":")[0] for line in users_file.read_text().splitlines()] == ["alice", "bob"]
+    users = Users(users_file)
+    assert users.verify("alice", SECRET) is None
+    assert users.verify("alice", "new-secret-value") == "alice"
+    assert users.verify("bob", "bobs-secret") == "bob"
+
+
+def test_users_cli_token_is_printed_once_and_only_its_hash_stored(config_file: Path,
+                                                                  users_file: Path) -> None:
+    result = users_cli(config_file, "add", "ci-bot", "--token", stdin="ignored\n")
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert token.startswith(auth.TOKEN_PREFIX)
+    assert len(token) > 40
+    assert token not in users_file.read_text()
+    assert token not in result.stderr
+    users = Users(users_file)
+    assert users.verify("ci-bot", token) == "ci-bot"
+    assert users.verify(auth.TOKEN_USER, token) == "ci-bot"
+    again = users_cli(config_file, "add", "ci-bot", "--token").stdout.strip()
+    assert again != token
+    assert Users(users_file).verify(auth.TOKEN_USER, token) is None
+
+
+def test_users_cli_list_and_remove(config_file: Path, users_file: Path) -> None:
+    for name in ("alice", "bob", "carol"):
+        assert users_cli(config_file, "add", name, stdin=SECRET).returncode == 0
+    assert users_cli(config_file, "list").stdout.split() == ["alice", "bob", "carol"]
+    removed = users_cli(config_file, "remove", "bob")
+    assert removed.returncode == 0
+    assert users_cli(config_file, "list").stdout.split() == ["alice", "carol"]
+    assert users_file.stat().st_mode & 0o777 == 0o640
+    assert Users(users_file).verify("bob", SECRET) is None
+
+
+def test_users_cli_remove_unknown_user_is_one_line_error(config_file: Path, users_file: Path) -> None:
+    assert users_cli(config_file, "add", "alice", stdin=SECRET).returncode == 0
+    before = users_file.read_bytes()
+    result = users_cli(config_file, "remove", "mallory")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"pypi-insiders: 'mallory': no such user in {users_file}"]
+    assert users_file.read_bytes() == before
+
+
+def test_users_cli_list_without_a_file_lists_nothing(config_file: Path, users_file: Path) -> None:
+    result = users_cli(config_file, "list")
+    assert (result.returncode, result.stdout) == (0, "")
+    assert not users_file.exists()
+
+
+@pytest.mark.parametrize("name", ["a:b", "a b", "tab\tname", "x" * 65, "__token__", "-dash", "ümlaut",
+                                  "new\nline"])
+def test_users_cli_add_refuses_bad_names(config_file: Path, users_file: Path, name: str) -> None:
+    result = users_cli(config_file, "add", "--", name, stdin=SECRET)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+    assert not users_file.exists()
+
+
+@pytest.mark.parametrize("secret", ["", "\n", "short\n", "x" * 1025])
+def test_users_cli_add_refuses_empty_short_or_huge_secrets(config_file: Path, users_file: Path,
+                                                           secret: str) -> None:
+    result = users_cli(config_file, "add", "alice", stdin=secret)
+    assert result.returncode == 2
+    assert result.stderr.startswith("pypi-insiders: the secret must be")
+    assert not users_file.exists()
+
+
+def test_users_cli_prompts_twice_on_a_terminal(config_file: Path, users_file: Path) -> None:
+    """A real pseudo-terminal as the controlling tty, so getpass prompts without echo."""
+    assert _on_terminal(config_file, ["add", "alice"], [SECRET, SECRET]) == 0
+    assert Users(users_file).verify("alice", SECRET) == "alice"
+    assert _on_terminal(config_file, ["add", "alice"], ["other-secret", "different"]) == 2
+    assert Users(users_file).verify("alice", SECRET) == "alice"
+
+
+def _on_terminal(config_file: Path, args: list[str], answers: list[str]) -> int:
+    argv = [sys.executable, "-m", "pypi_insiders", "--config", str(config_file), "users", *args]
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.execve(sys.executable, argv, dict(os.environ))  # noqa: S606 - argv list, no shell
+    status: int | None = None
+    try:
+        output = b""
+        for answer in answers:
+            output = _read_until(fd, b"secret", output)
+            output = output[output.rfind(b"secret") + len(b"secret"):]
+            os.write(fd, answer.encode() + b"\n")
+        deadline = time.monotonic() + 60
+        while status is None and time.monotonic() < deadline:
+            _read_until(fd, b"", b"", timeout=0.2)  # drain, so the child never blocks on output
+            waited, raw = os.waitpid(pid, os.WNOHANG)
+            status = os.waitstatus_to_exitcode(raw) if waited else None
+        assert status is not None, "users add did not finish on the terminal"
+        return status
+    finally:
+        if status is None:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        os.close(fd)
+
+
+def _read_until(fd: int, marker: bytes, seen: bytes, timeout: float = 30) -> bytes:
+    deadline = time.monotonic() + timeout
+    while marker not in seen or not marker:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            if not marker:
+                return seen
+            raise AssertionError(f"no {marker!r} prompt; terminal showed {seen!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                seen += os.read(fd, 1024)
+            except OSError:  # the child closed the terminal
+                return seen
+    return seen
+
+
+def test_users_file_keeps_its_group(config_file: Path, users_file: Path) -> None:
+    others = [g for g in ({*os.getgroups(), 65534} if os.geteuid() == 0 else set(os.getgroups()))
+              if g != os.getegid()]
+    if not others:
+        pytest.skip("this user belongs to no second group to give the file")
+    users_file.write_text("")
+    os.chown(users_file, -1, others[0])
+    assert users_cli(config_file, "add", "alice", stdin=SECRET).returncode == 0
+    assert users_file.stat().st_gid == others[0]
+    assert users_file.stat().st_mode & 0o777 == 0o640
+
+
+def test_users_file_comments_are_kept_and_bad_lines_skipped(config_file: Path, users_file: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    users_file.write_text(f"# upload users\n\nbroken line\nbob:{auth.hash_secret(SECRET)}\n")
+    users = Users(users_file)
+    assert users.verify("bob", SECRET) == "bob"
+    assert len(users) == 1
+    assert f"{users_file}:3: not NAME:HASH" in caplog.text
+    assert users_cli(config_file, "add", "alice", stdin=SECRET).returncode == 0
+    lines = users_file.read_text().splitlines()
+    assert lines[:3] == ["# upload users", "", "broken line"]
+    assert [line.split(":")[0] for line in lines[3:]] == ["bob", "alice"]
+
+
+def test_users_rereads_the_file_when_it_changes(users_file: Path) -> None:
+    auth.write_lines(users_file, auth.parse_lines(f"alice:{auth.hash_secret(SECRET)}\n", users_file))
+    users = Users(users_file)
+    assert users.verify("alice", SECRET) == "alice"
+    assert users.verify("bob", SECRET) is None
+    auth.write_lines(users_file, auth.parse_lines(f"bob:{auth.hash_secret(SECRET)}\n", users_file))
+    assert users.verify("alice", SECRET) is None  # the cached success is forgotten
+    assert users.verify("bob", SECRET) == "bob"
+
+
+def test_users_cache_spares_the_kdf_for_repeated_credentials(users_file: Path) -> None:
+    users_file.write_text(f"alice:{auth.hash_secret(SECRET)}\n")
+    users = Users(users_file)
+    began = time.perf_counter()
+    assert users.verify("alice", SECRET) == "alice"
+    one_kdf = time.perf_counter() - began
+    began = time.perf_counter()
+    for _ in range(50):
+        assert users.verify("alice", SECRET) == "alice"
+    assert time.perf_counter() - began < one_kdf
+    began = time.perf_counter()
+    assert users.verify("alice", "wrong-secret") is None
+    assert time.perf_counter() - began > one_kdf / 4  # failures are never cached: no cheap guessing
+
+
+def test_users_missing_or_empty_file_refuses_everyone_with_one_warning(
+        users_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    users = Users(users_file)
+    for _ in range(3):
+        assert users.verify("alice", SECRET) is None
+    warnings = [r for r in caplog.records if "no upload users" in r.getMessage()]
+    assert len(warnings) == 1
+    users_file.write_text("# nobody yet\n")
+    assert users.verify("alice", SECRET) is None
+    assert len(users) == 0
+
+
+def test_users_checks_never_log_secrets(config_file: Path, users_file: Path,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    users_file.write_text(f"alice:{auth.hash_secret(SECRET)}\nbroken:{SECRET}\n")
+    users = Users(users_file)
+    users.verify("alice", SECRET)
+    users.verify("alice", "another-secret")
+    users.verify(auth.TOKEN_USER, SECRET)
+    assert SECRET not in caplog.text
+    assert "another-secret" not in caplog.text
+
+
+@pytest.mark.parametrize("token", ["", "insiders-", "insiders-!!.x", "pypi-AgEIcHlwaS5vcmc", "insiders-.x",
+                                   "insiders-OjpiYWQ.x"])
+def test_auth_token_owner_ignores_foreign_or_forged_tokens(token: str) -> None:
+    assert auth.token_owner(token) is None
+
+
+def test_auth_token_owner_finds_the_user() -> None:
+    assert auth.token_owner(auth.make_token("ci.bot@example")) == "ci.bot@example"
