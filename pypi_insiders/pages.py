@@ -69,8 +69,9 @@ def _json_file(record: FileRecord, yanked: Mapping[str, str]) -> dict[str, objec
     if record.requires_python:
         entry["requires-python"] = record.requires_python
     if record.metadata_sha256:
+        # PEP 714 allows the old name only in HTML: pip 22.3 to 23.1 (bookworm ships 23.0.1)
+        # crash on a JSON "dist-info-metadata" object.
         entry["core-metadata"] = {"sha256": record.metadata_sha256}
-        entry["dist-info-metadata"] = {"sha256": record.metadata_sha256}
     reason = yanked.get(record.version or "")
     entry["yanked"] = False if reason is None else (reason or True)
     entry["size"] = record.size
