@@ -24,7 +24,7 @@ from packaging.utils import (
     parse_sdist_filename,
     parse_wheel_filename,
 )
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from pypi_insiders.errors import InvalidDistributionError, StoreError
 
@@ -66,7 +66,7 @@ def parse_filename(filename: str) -> ParsedFilename:
         if filename.endswith((".tar.gz", ".zip")):
             name, version = parse_sdist_filename(filename)
             return ParsedFilename(name, version, "sdist")
-    except (InvalidWheelFilename, InvalidSdistFilename) as error:
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion) as error:  # 23.0 lets sdists' through
         raise InvalidDistributionError(f"{filename}: {error}") from None
     raise InvalidDistributionError(f"{filename}: not a wheel (.whl) or sdist (.tar.gz, .zip)")
 
