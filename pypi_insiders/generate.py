@@ -189,8 +189,11 @@ class Generator:
             stat = path.stat()
             if previous is None or (previous.size, previous.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
                 self._read_file(relpath, previous, run)
-        else:
-            self._sync_tree(relpath, run, {})  # nothing there now: forgets what was
+        else:  # nothing there now: forget the file, or the directory and all below it
+            gone = self._cache.file(relpath)
+            if gone is not None:
+                self._drop(gone, run)
+            self._sync_tree(relpath, run, {})
         # The parent's fingerprint no longer describes its rows: make the next rescan diff it.
         self._cache.forget_dirs([relpath.rpartition("/")[0]])
 
@@ -250,7 +253,8 @@ class Generator:
     def _stale_projects(self) -> set[str]:
         """Projects to render although no file changed: left dirty, yanks changed, pages missing."""
         stale = self._cache.dirty_projects()
-        everything = self._cache.get_meta("page_format") != PAGE_FORMAT
+        everything = (self._cache.get_meta("page_format") != PAGE_FORMAT
+                      or not self._packages.is_dir())  # metadata files deleted: rebuild them all
         for name, (files, yank) in self._cache.project_state().items():
             if everything or yank != self._yank_key(name) or (files > 0 and not self._has_pages(name)):
                 stale.add(name)
@@ -283,6 +287,7 @@ class Generator:
             atomic_write(self.index_dir / "index.html",
                          pages.home_page(projects, files, self._cache.latest_files(_LATEST)), durable=False)
         self._cache.set_meta("page_format", PAGE_FORMAT)
+        self._packages.mkdir(parents=True, exist_ok=True)  # its absence means "rebuild metadata"
         self._pin(run.served)
         self.stats.runs += 1
 

@@ -24,8 +24,8 @@ def join(directory: str, name: str) -> str:
     return f"{directory}/{name}" if directory else name
 
 
-def _scan(root: str, directory: str) -> tuple[list[Entry], list[str]]:
-    """Visible files (with stat) and subdirectory names of one directory; empty if it is gone."""
+def _scan(root: str, directory: str) -> tuple[list[Entry], list[str]] | None:
+    """Visible files (with stat) and subdirectory names of one directory; None if it is gone."""
     files: list[Entry] = []
     subdirectories: list[str] = []
     try:
@@ -43,7 +43,7 @@ def _scan(root: str, directory: str) -> tuple[list[Entry], list[str]]:
                 except FileNotFoundError:  # removed while we looked
                     continue
     except (FileNotFoundError, NotADirectoryError):
-        pass
+        return None
     except OSError as error:
         log.warning("cannot list %s: %s", join(root, directory), error.strerror,
                     extra={"FILE": join(root, directory)})
@@ -51,7 +51,8 @@ def _scan(root: str, directory: str) -> tuple[list[Entry], list[str]]:
 
 
 def list_files(root: str, directory: str) -> list[Entry]:
-    return _scan(root, directory)[0]
+    found = _scan(root, directory)
+    return [] if found is None else found[0]
 
 
 def fingerprint(files: list[Entry]) -> bytes:
@@ -61,10 +62,13 @@ def fingerprint(files: list[Entry]) -> bytes:
 
 
 def walk_fingerprints(root: str, top: str = "") -> Iterator[tuple[str, bytes]]:
-    """(store-relative directory, fingerprint) for `top` and every directory below it."""
+    """(store-relative directory, fingerprint) for `top` and every directory below it, if any."""
     stack = [top]
     while stack:
         directory = stack.pop()
-        files, subdirectories = _scan(root, directory)
+        found = _scan(root, directory)
+        if found is None:
+            continue
+        files, subdirectories = found
         stack.extend(join(directory, name) for name in subdirectories)
         yield directory, fingerprint(files)
