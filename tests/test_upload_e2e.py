@@ -1,0 +1,102 @@
+"""End to end: users made with `pypi-insiders users`, real twine uploads to `pypi-insiders serve`,
+the watcher publishing them, and pip installing what was uploaded from the same server.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pypi_insiders import config
+from tests.conftest import ConfigMaker
+from tests.distfiles import make_sdist, make_wheel
+from tests.server_fixtures import Running, python, request, serve_process, service_env, wait_for
+
+SECRET = "twine-secret-123"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def config_file(make_config: ConfigMaker) -> Path:
+    path = make_config(upload={"enabled": True})
+    added = subprocess.run([sys.executable, "-m", "pypi_insiders", "--config", str(path), "users", "add",
+                            "alice"], input=SECRET + "\n", capture_output=True, text=True, timeout=60,
+                           check=False, env=service_env())
+    assert added.returncode == 0, added.stderr
+    return path
+
+
+@pytest.fixture
+def server(config_file: Path) -> Iterator[Running]:
+    with serve_process(config_file) as running:
+        yield running
+
+
+def twine(url: str, user: str, secret: str, *files: Path) -> subprocess.CompletedProcess[str]:
+    env = service_env({"TWINE_NON_INTERACTIVE": "1",
+                       "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"})
+    return subprocess.run([python(), "-m", "twine", "upload", "--disable-progress-bar", "--verbose",
+                           "--repository-url", url, "-u", user, "-p", secret, *map(str, files)],
+                          capture_output=True, text=True, timeout=120, check=False, env=env)
+
+
+def listed(url: str, project: str) -> set[str]:
+    reply = request(url, f"/simple/{project}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    if reply.status != 200:
+        return set()
+    return {f["filename"] for f in json.loads(reply.body)["files"]}
+
+
+def test_upload_twine_then_pip_installs_from_the_same_server(server: Running, tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path / "dist", "Twine-Demo", "1.0")
+    sdist = make_sdist(tmp_path / "dist", "Twine-Demo", "1.0")
+    uploaded = twine(server.url, "alice", SECRET, wheel, sdist)
+    assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
+    assert wait_for(lambda: listed(server.url, "twine-demo") == {wheel.name, sdist.name}), server.output()
+    assert "upload accepted from 127.0.0.1, user alice" in server.output()
+
+    target = tmp_path / "target"
+    pip = subprocess.run([python(), "-m", "pip", "install", "--no-cache-dir", "--no-deps", "--only-binary",
+                          ":all:", "--target", str(target), "--index-url", f"{server.url}simple/",
+                          "twine-demo==1.0"], capture_output=True, text=True, timeout=120, check=False,
+                         env=service_env())
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    assert (target / "twine_demo" / "__init__.py").read_text() == "VERSION = '1.0'\n"
+    sdist_reply = request(server.url, f"/packages/twine-demo/{sdist.name}")
+    assert sdist_reply.body == sdist.read_bytes()
+
+    again = twine(server.url, "alice", SECRET, wheel)  # identical re-upload: accepted, nothing changes
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_upload_twine_is_refused_with_a_wrong_secret_or_changed_bytes(server: Running, config_file: Path,
+                                                                      tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path / "dist", "Twine-Demo", "1.0")
+    wrong = twine(server.url, "alice", "not-the-secret", wheel)
+    assert wrong.returncode != 0
+    assert "403" in wrong.stdout + wrong.stderr
+    assert twine(server.url, "alice", SECRET, wheel).returncode == 0
+    changed = make_wheel(tmp_path / "changed", "Twine-Demo", "1.0", requires=["attrs"])
+    refused = twine(server.url, "alice", SECRET, changed)
+    assert refused.returncode != 0
+    assert "different content" in refused.stdout + refused.stderr
+    store = config.load(str(config_file)).paths.store / "twine-demo" / wheel.name
+    assert store.read_bytes() == wheel.read_bytes()
+
+
+def test_upload_twine_with_an_api_token(server: Running, config_file: Path, tmp_path: Path) -> None:
+    made = subprocess.run([sys.executable, "-m", "pypi_insiders", "--config", str(config_file), "users",
+                           "add", "ci-bot", "--token"], capture_output=True, text=True, timeout=60,
+                          check=False, env=service_env())
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    wheel = make_wheel(tmp_path / "dist", "Token-Demo", "0.1")
+    uploaded = twine(server.url, "__token__", token, wheel)
+    assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
+    assert token not in server.output()
+    assert wait_for(lambda: listed(server.url, "token-demo") == {wheel.name}), server.output()
