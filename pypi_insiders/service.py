@@ -188,6 +188,8 @@ def _thread(target: Any, *args: Any) -> None:  # noqa: ANN401
 
 def serve(config: Config, config_arg: str | None) -> int:
     config_module.check_directories(config, create=True)
+    # waitress warns on every request queued behind busy threads: per-request noise under load.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     service = Service(config, config_arg)
     _install_signals(service)
     try:

@@ -169,13 +169,14 @@ def _listen_url(log: Path, process: subprocess.Popen[str], deadline: float) -> s
 
 
 @contextmanager
-def serve_process(config_file: Path, *args: str, timeout: float = 30.0) -> Iterator[Running]:
+def serve_process(config_file: Path, *args: str, timeout: float = 30.0,
+                  env: dict[str, str] | None = None) -> Iterator[Running]:
     """`pypi-insiders serve` as a subprocess, until it answers; stopped by PID afterwards."""
     log = config_file.parent / f"serve-{time.monotonic_ns()}.log"
     with log.open("w") as out:
         process = subprocess.Popen(
             [str(VENV_BIN / "pypi-insiders"), "--config", str(config_file), "serve", *args],
-            stdout=out, stderr=subprocess.STDOUT, text=True, env=service_env(), cwd=config_file.parent)
+            stdout=out, stderr=subprocess.STDOUT, text=True, env=service_env(env), cwd=config_file.parent)
     try:
         url = _listen_url(log, process, time.monotonic() + timeout)
         deadline = time.monotonic() + timeout

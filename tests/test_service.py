@@ -1,0 +1,160 @@
+"""`pypi-insiders serve` as a real process: start-up, signals, reload, systemd notifications,
+the watcher publishing new files, and the pinned-name rule end to end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ConfigMaker
+from tests.distfiles import make_wheel
+from tests.server_fixtures import (
+    VENV_BIN,
+    FakeUpstream,
+    ThreadedServer,
+    request,
+    serve_process,
+    service_env,
+    stop_process,
+    wait_for,
+)
+
+
+@pytest.fixture
+def store(data_dir: Path) -> Path:
+    make_wheel(data_dir / "store" / "local-pkg", "local-pkg", "1.0")
+    return data_dir / "store"
+
+
+@pytest.fixture
+def upstream() -> Iterator[tuple[FakeUpstream, ThreadedServer]]:
+    fake = FakeUpstream(projects={"remote-only": {"remote_only-1.0-py3-none-any.whl": b"x"},
+                                  "local-pkg": {"local_pkg-99.0-py3-none-any.whl": b"public"}})
+    with ThreadedServer(fake.app) as server:
+        yield fake, server
+
+
+def test_service_starts_logs_where_and_serves(make_config: ConfigMaker, store: Path) -> None:
+    with serve_process(make_config()) as running:
+        line = next(entry for entry in running.output().splitlines() if " at http://" in entry)
+        assert "INFO" in line
+        assert str(store) in line
+        assert "upstream http://127.0.0.1:9/simple/ (config)" in line
+        assert ":0/" not in running.url  # the effective port, not the configured 0
+        reply = request(running.url, "/simple/local-pkg/")
+        assert reply.status == 200
+        assert b"local_pkg-1.0-py3-none-any.whl" in reply.body
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_service_stops_cleanly_on_signal(make_config: ConfigMaker, store: Path, signum: int) -> None:
+    with serve_process(make_config()) as running:
+        running.process.send_signal(signum)
+        assert running.process.wait(timeout=15) == 0
+        assert "stopped" in running.output()
+
+
+def test_service_broken_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    config_file = tmp_path / "broken.toml"
+    config_file.write_text('[server]\nlisten = "nowhere"\n')
+    result = subprocess.run([str(VENV_BIN / "pypi-insiders"), "--config", str(config_file), "serve"],
+                            env=service_env(), capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(config_file) in lines[0]
+    assert "server.listen" in lines[0]
+
+
+def test_service_sighup_reload_changes_fallback(make_config: ConfigMaker, store: Path,
+                                                upstream: tuple[FakeUpstream, ThreadedServer]) -> None:
+    url = upstream[1].url + "simple/"
+    config_file = make_config(upstream={"url": url, "fallback": "off"})
+    with serve_process(config_file) as running:
+        assert request(running.url, "/simple/remote-only/").status == 404
+        make_config(upstream={"url": url, "fallback": "redirect"})
+        running.process.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: request(running.url, "/simple/remote-only/").status == 302)
+        assert request(running.url, "/simple/local-pkg/").status == 200
+        assert running.process.poll() is None
+
+
+def test_service_sighup_with_a_broken_config_keeps_the_old_one(make_config: ConfigMaker, store: Path,
+                                                               upstream: tuple[FakeUpstream, ThreadedServer]
+                                                               ) -> None:
+    config_file = make_config(upstream={"url": upstream[1].url + "simple/", "fallback": "redirect"})
+    with serve_process(config_file) as running:
+        config_file.write_text('[upstream]\nfallback = "sideways"\n')
+        running.process.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "keeping the running configuration" in running.output())
+        assert "upstream.fallback" in running.output()
+        assert request(running.url, "/simple/remote-only/").status == 302
+        assert running.process.poll() is None
+
+
+def test_service_publishes_a_new_file_within_a_second(make_config: ConfigMaker, store: Path,
+                                                       tmp_path: Path) -> None:
+    with serve_process(make_config(index={"debounce": 0.05})) as running:
+        assert request(running.url, "/simple/fresh-pkg/").status == 404
+        wheel = make_wheel(tmp_path / "build", "fresh-pkg", "2.0")
+        (store / "fresh-pkg").mkdir()
+        began = time.monotonic()
+        os.replace(wheel, store / "fresh-pkg" / wheel.name)
+        assert wait_for(lambda: request(running.url, "/simple/fresh-pkg/").status == 200, timeout=5)
+        assert time.monotonic() - began < 1.0
+        assert request(running.url, f"/packages/fresh-pkg/{wheel.name}").status == 200
+
+
+def test_service_pinned_name_never_falls_through(make_config: ConfigMaker, store: Path,
+                                                 upstream: tuple[FakeUpstream, ThreadedServer]) -> None:
+    """Deleting the last file of a local project gives 404, not the public project of that name."""
+    config_file = make_config(upstream={"url": upstream[1].url + "simple/", "fallback": "proxy"},
+                              index={"debounce": 0.05})
+    with serve_process(config_file) as running:
+        assert request(running.url, "/simple/local-pkg/").status == 200
+        for wheel in (store / "local-pkg").iterdir():
+            wheel.unlink()
+        (store / "local-pkg").rmdir()
+        assert wait_for(lambda: request(running.url, "/simple/local-pkg/").status == 404)
+        reply = request(running.url, "/simple/local-pkg/")
+        assert b"pinned to local" in reply.body
+        assert request(running.url, "/simple/remote-only/").status == 200  # proxy works otherwise
+    assert upstream[0].count("/simple/local-pkg/") == 0
+
+
+def _notifications(sock: socket.socket, until: str, timeout: float) -> list[str]:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not any(until in m for m in seen):
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        try:
+            seen.append(sock.recv(4096).decode())
+        except TimeoutError:
+            break
+    return seen
+
+
+def test_service_notifies_ready_after_generation_and_pings_the_watchdog(make_config: ConfigMaker,
+                                                                        store: Path, tmp_path: Path) -> None:
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"}
+        with serve_process(make_config(), env=env) as running:
+            messages = _notifications(sock, "WATCHDOG=1", timeout=10)
+            ready = next(i for i, m in enumerate(messages) if "READY=1" in m)
+            assert any("STATUS=generating" in m for m in messages[:ready])
+            assert running.url in messages[ready]
+            assert any("WATCHDOG=1" in m for m in messages[ready:])
+            running.process.send_signal(signal.SIGHUP)
+            assert any("RELOADING=1" in m for m in _notifications(sock, "RELOADING=1", timeout=10))
+            assert stop_process(running.process) == 0
+            assert any("STOPPING=1" in m for m in _notifications(sock, "STOPPING=1", timeout=5))
