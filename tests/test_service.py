@@ -4,7 +4,6 @@ the watcher publishing new files, and the pinned-name rule end to end.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -107,7 +106,7 @@ def test_service_publishes_a_new_file_within_a_second(make_config: ConfigMaker, 
         wheel = make_wheel(tmp_path / "build", "fresh-pkg", "2.0")
         (store / "fresh-pkg").mkdir()
         began = time.monotonic()
-        os.replace(wheel, store / "fresh-pkg" / wheel.name)
+        wheel.replace(store / "fresh-pkg" / wheel.name)
         assert wait_for(lambda: request(running.url, "/simple/fresh-pkg/").status == 200, timeout=5)
         assert time.monotonic() - began < 1.0
         assert request(running.url, f"/packages/fresh-pkg/{wheel.name}").status == 200
