@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from pypi_insiders.metadata import read_core_metadata
 from pypi_insiders.store import parse_filename
 
 _CHUNK = 256 * 1024
+# A PEP 508 name, normalized. packaging 23.0 does not check sdist names; pages and paths rely on it.
+_VALID_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class FileInfo:
 def inspect(path: Path, filename: str) -> FileInfo:
     """Everything served about one file; raises InvalidDistributionError if it must not be served."""
     parsed = parse_filename(filename)
+    if not _VALID_NAME.fullmatch(parsed.project):
+        raise InvalidDistributionError(f"{filename}: not a valid project name (PEP 508)")
     sha256, size, mtime_ns = _digest(path, filename)
     core = read_core_metadata(path, filename)
     if core.name != parsed.project:

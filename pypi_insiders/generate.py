@@ -154,7 +154,10 @@ class Generator:
             seen.add(directory)
             if known.get(directory) != fingerprint:
                 self._sync_dir(directory, run)
-        for directory in self._cache.dirs_with_files(top) - seen:
+        # Every directory holding rows has a fingerprint row (maybe invalidated), so for a
+        # full scan `known` lists them all without reading the files table.
+        candidates = set(known) if known else self._cache.dirs_with_files(top)
+        for directory in candidates - seen:
             for record in self._cache.files_in_dir(directory).values():
                 self._drop(record, run)
         self._cache.forget_tree(top, keep=seen)
@@ -195,7 +198,7 @@ class Generator:
                 self._drop(gone, run)
             self._sync_tree(relpath, run, {})
         # The parent's fingerprint no longer describes its rows: make the next rescan diff it.
-        self._cache.forget_dirs([relpath.rpartition("/")[0]])
+        self._cache.set_dir_fingerprint(relpath.rpartition("/")[0], b"")
 
     def _read_file(self, relpath: str, previous: FileRecord | None, run: _Run) -> None:
         path = self.store.path_of(relpath)

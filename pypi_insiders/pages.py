@@ -99,11 +99,15 @@ def project_pages(project: str, files: Sequence[FileRecord],
 
 
 def root_pages(projects: Iterable[str]) -> tuple[bytes, bytes]:
-    """(HTML, JSON) of the root list; names are already normalized, so are their URLs."""
+    """(HTML, JSON) of the root list.
+
+    Names are normalized PEP 508 names (letters, digits, "-"), checked when each file was read,
+    so they need no escaping: at 20,000 projects escaping was most of the cost of this page.
+    """
     names = list(projects)
     html = (f"<!DOCTYPE html>\n<html>\n  <head>\n    {_META}\n    <title>Simple index</title>\n"
             "  </head>\n  <body>\n"
-            + "".join(f'    <a href="{escape(quote(n))}/">{escape(n)}</a><br>\n' for n in names)
+            + "".join(f'    <a href="{n}/">{n}</a><br>\n' for n in names)
             + "  </body>\n</html>\n")
     document = {"meta": {"api-version": API_VERSION}, "projects": [{"name": n} for n in names]}
     return html.encode(), json.dumps(document, separators=(",", ":")).encode()

@@ -30,14 +30,15 @@ def _scan(root: str, directory: str) -> tuple[list[Entry], list[str]] | None:
     subdirectories: list[str] = []
     try:
         with os.scandir(join(root, directory) if directory else root) as entries:
-            for entry in entries:
+            for entry in entries:  # the hot loop of every rescan: keep it flat
                 name = entry.name
                 if is_hidden(name):
                     continue
+                if entry.is_dir(follow_symlinks=False):
+                    subdirectories.append(name)
+                    continue
                 try:
-                    if entry.is_dir(follow_symlinks=False):
-                        subdirectories.append(name)
-                    elif entry.is_file():
+                    if entry.is_file():
                         stat = entry.stat()
                         files.append((name, stat.st_size, stat.st_mtime_ns))
                 except FileNotFoundError:  # removed while we looked

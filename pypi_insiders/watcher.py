@@ -1,0 +1,181 @@
+"""Filesystem events on the store -> debounced `Generator.update_paths`, plus a periodic rescan.
+
+A build drops several files at once and an upload is a temp file then a link, so events are
+collected until the store has been quiet for `index.debounce` seconds (never longer than
+`_MAX_DELAY`, so a steady stream still gets published) and handed over as one batch of
+store-relative paths. Events can be missed (inotify queue overflow, watch limits, changes
+made while we were stopped), so a full rescan runs every `index.rescan_interval` seconds and
+once right after start. The watcher never renders anything itself: the generator does.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from watchdog.events import (
+    DirModifiedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+    FileSystemMovedEvent,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+
+from pypi_insiders.config import Config
+from pypi_insiders.store import is_hidden
+
+log = logging.getLogger(__name__)
+
+_MAX_DELAY = 2.0  # seconds: a batch is published at the latest this long after its first event
+_RETRY_AFTER_FAILURE = 10.0  # seconds until a full rescan after a failed regeneration
+
+
+class Generates(Protocol):
+    def generate_all(self) -> None: ...
+
+    def update_paths(self, relpaths: Iterable[str]) -> None: ...
+
+
+def coalesce(relpaths: Iterable[str]) -> list[str]:
+    """Drop paths below another path of the batch: syncing a directory covers its contents."""
+    kept: list[str] = []
+    for path in sorted(set(relpaths)):
+        if kept and (kept[-1] == "" or path.startswith(kept[-1] + "/")):
+            continue
+        kept.append(path)
+    return kept
+
+
+class _Events(FileSystemEventHandler):
+    """Turns watchdog events into store-relative paths; a directory's own "modified" is noise."""
+
+    def __init__(self, root: str, notify: Callable[[list[str]], None]) -> None:
+        self._root = root
+        self._notify = notify
+
+    def relpath(self, path: str | bytes | None) -> str | None:
+        if not isinstance(path, str):
+            return None
+        if path == self._root:
+            return ""
+        if not path.startswith(self._root + "/"):
+            return None
+        relpath = path[len(self._root) + 1:]
+        return None if any(is_hidden(part) for part in relpath.split("/")) else relpath
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if isinstance(event, DirModifiedEvent):
+            return
+        paths = [event.src_path]
+        if isinstance(event, FileSystemMovedEvent):
+            paths.append(event.dest_path)
+        relpaths = [r for r in map(self.relpath, paths) if r is not None]
+        if relpaths:
+            self._notify(relpaths)
+
+
+class Watcher:
+    def __init__(self, config: Config, generator: Generates) -> None:
+        self._root = config.paths.store
+        self._debounce = config.index.debounce
+        self._rescan_interval = config.index.rescan_interval
+        self._generator = generator
+        self._condition = threading.Condition()
+        self._pending: set[str] = set()
+        self._first_event = self._last_event = 0.0
+        self._next_rescan = 0.0  # right after start: catch what changed before the watch began
+        self._stopping = False
+        self._observer: BaseObserver | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._observer = self._start_observer()
+        self._thread = threading.Thread(target=self._run, name="index-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._condition:
+            self._stopping = True
+            self._condition.notify_all()
+        if self._observer is not None:
+            self._observer.stop()  # type: ignore[no-untyped-call]
+            self._observer.join(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _start_observer(self) -> BaseObserver | None:
+        """An inotify limit is not fatal: the periodic rescan still publishes every change."""
+        root = str(self._root.resolve())
+        observer = Observer()  # type: ignore[no-untyped-call]
+        observer.schedule(_Events(root, self._notify), root, recursive=True)  # type: ignore[no-untyped-call]
+        try:
+            observer.start()  # type: ignore[no-untyped-call]
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EMFILE):
+                raise
+            log.warning("cannot watch %s (%s: raise fs.inotify.max_user_watches or max_user_instances); "
+                        "new files appear only at the rescan every %.0f s",
+                        self._root, error.strerror, self._rescan_interval, extra={"FILE": str(self._root)})
+            return None
+        return observer
+
+    def _notify(self, relpaths: list[str]) -> None:
+        now = time.monotonic()
+        with self._condition:
+            if not self._pending:
+                self._first_event = now
+            self._pending.update(relpaths)
+            self._last_event = now
+            self._condition.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            batch, rescan = self._wait_for_work()
+            if batch is None:
+                return
+            if batch:
+                self._safely(self._generator.update_paths, coalesce(batch))
+            if rescan:
+                self._safely(self._generator.generate_all)
+
+    def _wait_for_work(self) -> tuple[set[str] | None, bool]:
+        """(batch of paths, whether a full rescan is due); None when stopping."""
+        with self._condition:
+            while not self._stopping:
+                now = time.monotonic()
+                rescan = now >= self._next_rescan
+                settled = self._pending and (now - self._last_event >= self._debounce
+                                             or now - self._first_event >= _MAX_DELAY)
+                if rescan or settled:
+                    batch: set[str] = set()
+                    if settled:
+                        batch, self._pending = self._pending, set()
+                    if rescan:
+                        self._next_rescan = now + self._rescan_interval
+                    return batch, rescan
+                self._condition.wait(self._timeout(now))
+            return None, False
+
+    def _timeout(self, now: float) -> float:
+        deadline = self._next_rescan
+        if self._pending:
+            deadline = min(deadline, self._last_event + self._debounce, self._first_event + _MAX_DELAY)
+        return max(deadline - now, 0.001)
+
+    def _safely(self, work: Callable[..., None], *args: object) -> None:
+        """A failed regeneration must not end the watcher: log it and rescan soon."""
+        try:
+            work(*args)
+        except Exception:
+            log.exception("index regeneration failed; a full rescan follows in %.0f s", _RETRY_AFTER_FAILURE)
+            with self._condition:
+                self._next_rescan = min(self._next_rescan, time.monotonic() + _RETRY_AFTER_FAILURE)
