@@ -1,0 +1,333 @@
+#!/usr/bin/env bash
+# End-to-end test of the installed Debian package under a real systemd (PID 1). Runs as root
+# inside the throwaway container that ../shared/systemd-sandbox boots, after it has run
+# `apt-get install` of the .deb. Usage: in-container.sh [PORT]  (the index's port; 31411 as
+# shipped, another one when .ci/e2e found 31411 taken: the container shares the host network)
+# [SECTION...] (default: all, in order; see ALL_SECTIONS at the end).
+# Every wait is bounded; the container (and whatever this script leaves) is thrown away.
+set -euo pipefail
+
+PORT="${1:-31411}"
+SHIPPED_PORT=31411
+INDEX=pypi-insiders-index.service
+FETCH=pypi-insiders-fetch.service
+TIMER=pypi-insiders-fetch.timer
+CONFIG=/etc/pypi-insiders/config.toml
+STORE=/var/lib/pypi-insiders/store
+WORK=/srv/e2e                  # not /tmp: the services have a private /tmp
+INDEX_MAX_EXPOSURE=2.0
+FETCH_MAX_EXPOSURE=3.5
+export PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_NO_INPUT=1
+
+start=$(date +%s)
+step() { printf '\n[e2e %4ss] === %s\n' "$(( $(date +%s) - start ))" "$*"; }
+ok() { printf '[e2e %4ss] ok: %s\n' "$(( $(date +%s) - start ))" "$*"; }
+fail() {
+    printf '[e2e %4ss] FAILED: %s\n' "$(( $(date +%s) - start ))" "$*" >&2
+    echo "--- journal of the pypi-insiders units (last 80 lines)" >&2
+    journalctl -u "$INDEX" -u "$FETCH" -u "$TIMER" --no-pager -n 80 >&2 || true
+    exit 1
+}
+upstream_pid=""
+cleanup() {
+    if [ -n "$upstream_pid" ]; then
+        kill "$upstream_pid" 2>/dev/null || true
+        wait "$upstream_pid" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+
+# wait_for SECONDS DESCRIPTION COMMAND...: retry COMMAND every 0.5 s until it succeeds.
+wait_for() {
+    local limit=$1 what=$2 deadline
+    shift 2
+    deadline=$(( $(date +%s) + limit ))
+    until "$@" >/dev/null 2>&1; do
+        [ "$(date +%s)" -lt "$deadline" ] || fail "$what (not within ${limit}s)"
+        sleep 0.5
+    done
+    ok "$what"
+}
+http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$@"; }
+page_has() { curl -sf --max-time 10 "$1" | grep -q -- "$2"; }
+index_url() { echo "http://127.0.0.1:$PORT$1"; }
+unit_active() { [ "$(systemctl is-active "$1")" = active ]; }
+
+make_wheel() {  # make_wheel DIR NAME VERSION: a real, installable pure-Python wheel
+    python3 - "$@" <<'PY'
+import base64, hashlib, pathlib, sys, zipfile
+out, name, version = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+out.mkdir(parents=True, exist_ok=True)
+info = f"{name}-{version}.dist-info"
+files = {
+    f"{name}/__init__.py": f'VERSION = "{version}"\n',
+    f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+    f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: e2e\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+def digest(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+record = "".join(f"{p},{digest(t.encode())},{len(t.encode())}\n" for p, t in files.items())
+files[f"{info}/RECORD"] = record + f"{info}/RECORD,,\n"
+path = out / f"{name}-{version}-py3-none-any.whl"
+with zipfile.ZipFile(path, "w") as whl:
+    for member, text in files.items():
+        whl.writestr(member, text)
+print(path)
+PY
+}
+
+git_commit() {  # git_commit VERSION: commit the project at VERSION and tag it vVERSION
+    python3 - "$WORK/git/gitthing" "$1" <<'PY'
+import pathlib, sys
+from dulwich import porcelain
+from dulwich.repo import Repo
+root, version = pathlib.Path(sys.argv[1]), sys.argv[2]
+if not (root / ".git").exists():
+    root.mkdir(parents=True, exist_ok=True)
+    porcelain.init(str(root))
+(root / "gitthing").mkdir(exist_ok=True)
+(root / "gitthing" / "__init__.py").write_text(f'VERSION = "{version}"\n')
+(root / "pyproject.toml").write_text(
+    '[build-system]\nrequires = ["setuptools>=66"]\nbuild-backend = "setuptools.build_meta"\n\n'
+    f'[project]\nname = "gitthing"\nversion = "{version}"\n\n'
+    '[tool.setuptools]\npackages = ["gitthing"]\n')
+repo = Repo(str(root))
+porcelain.add(repo, [str(root / "pyproject.toml"), str(root / "gitthing" / "__init__.py")])
+author = b"e2e <e2e@localhost>"
+porcelain.commit(repo, message=f"gitthing {version}".encode(), author=author, committer=author)
+porcelain.tag_create(repo, f"v{version}".encode(), author=author, message=b"release", annotated=True)
+PY
+    chmod -R a+rX "$WORK/git"
+}
+
+write_config() {  # write_config FALLBACK [EXTRA TOML]
+    cat > "$CONFIG" <<EOF
+# written by tests/e2e/in-container.sh
+[server]
+listen = "127.0.0.1:$PORT"
+
+[upstream]
+url = "http://127.0.0.1:$upstream_port/simple/"
+fallback = "$1"
+
+[repos.gitthing]
+url = "$WORK/git/gitthing"
+${2:-}
+EOF
+}
+
+check_exposure() {  # check_exposure UNIT MAX
+    local out exposure
+    out=$(systemd-analyze security --no-pager "$1")
+    echo "$out"
+    exposure=$(echo "$out" | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+    [ -n "$exposure" ] || fail "no exposure level for $1"
+    awk -v e="$exposure" -v m="$2" 'BEGIN { exit !(e <= m) }' || fail "$1: exposure $exposure > $2"
+    ok "$1: exposure $exposure (at most $2)"
+}
+
+# ------------------------------------------------------------------------------------------
+test_installed() {
+    step "package installed: account, directories, units enabled"
+    getent passwd pypi-insiders >/dev/null || fail "no user pypi-insiders"
+    getent group pypi-insiders >/dev/null || fail "no group pypi-insiders"
+    [ "$(stat -c '%U:%G %a' /etc/pypi-insiders/credentials)" = "root:pypi-insiders 750" ] \
+        || fail "/etc/pypi-insiders/credentials is $(stat -c '%U:%G %a' /etc/pypi-insiders/credentials)"
+    [ "$(stat -c '%U:%G' /var/lib/pypi-insiders)" = "pypi-insiders:pypi-insiders" ] || fail "owner of /var/lib/pypi-insiders"
+    dpkg-query -W -f '${Conffiles}\n' pypi-insiders | grep -q "$CONFIG" || fail "$CONFIG is not a conffile"
+    [ "$(systemctl is-enabled $INDEX)" = enabled ] || fail "$INDEX not enabled"
+    [ "$(systemctl is-enabled $TIMER)" = enabled ] || fail "$TIMER not enabled"
+    wait_for 10 "$TIMER is active" unit_active $TIMER
+    ok "user, group, credentials directory, conffile, enabled units"
+
+    if [ "$PORT" = "$SHIPPED_PORT" ]; then
+        wait_for 60 "$INDEX active after install" unit_active $INDEX
+        wait_for 20 "index answers on 127.0.0.1:$SHIPPED_PORT as shipped" page_has "$(index_url /simple/)" "<html"
+        systemctl is-active --quiet $INDEX || fail "$INDEX not active"
+    else
+        echo "port $SHIPPED_PORT is taken on this host: the index will use $PORT"
+    fi
+}
+
+# ------------------------------------------------------------------------------------------
+test_security() {
+    step "systemd-analyze verify and security"
+    man_option=()
+    command -v man >/dev/null || man_option=(--man=no)   # no man-db in a minimal system
+    verify_out=$(systemd-analyze verify "${man_option[@]}" /lib/systemd/system/$INDEX \
+                     /lib/systemd/system/$FETCH /lib/systemd/system/$TIMER 2>&1) \
+        || fail "systemd-analyze verify: $verify_out"
+    [ -z "$verify_out" ] || fail "systemd-analyze verify printed: $verify_out"
+    ok "systemd-analyze verify: clean"
+    check_exposure $INDEX "$INDEX_MAX_EXPOSURE"
+    check_exposure $FETCH "$FETCH_MAX_EXPOSURE"
+}
+
+# ------------------------------------------------------------------------------------------
+test_upstream() {
+    step "stand-in upstream index on loopback, config pointing at it"
+    mkdir -p "$WORK/upstream/simple/upthing" "$WORK/upstream/simple/localthing" "$WORK/upstream/files"
+    up_wheel=$(make_wheel "$WORK/upstream/files" upthing 2.0)
+    # the dependency-confusion case: upstream has a newer "localthing" than the store
+    evil_wheel=$(make_wheel "$WORK/upstream/files" localthing 9.9)
+    for wheel in "$up_wheel" "$evil_wheel"; do
+        name=$(basename "$wheel"); project=${name%%-*}
+        sha=$(sha256sum "$wheel" | cut -d' ' -f1)
+        printf '<!DOCTYPE html><html><body><a href="../../files/%s#sha256=%s">%s</a></body></html>\n' \
+            "$name" "$sha" "$name" > "$WORK/upstream/simple/$project/index.html"
+    done
+    upstream_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    python3 -m http.server "$upstream_port" --bind 127.0.0.1 --directory "$WORK/upstream" \
+        >"$WORK/upstream.log" 2>&1 &
+    upstream_pid=$!
+    wait_for 10 "upstream stand-in on port $upstream_port" page_has "http://127.0.0.1:$upstream_port/simple/upthing/" upthing
+
+    mkdir -p "$WORK/git"
+    write_config redirect
+    pypi-insiders check-config || fail "check-config refused the test config"
+    systemctl restart $INDEX || fail "restart with the test config"
+    wait_for 30 "$INDEX active on 127.0.0.1:$PORT" page_has "$(index_url /simple/)" "<html"
+}
+
+# ------------------------------------------------------------------------------------------
+test_pip() {
+    step "a local project and an upstream-only project, installed with pip through the index"
+    install -d -o pypi-insiders -g pypi-insiders "$STORE/localthing"
+    make_wheel "$STORE/localthing" localthing 1.0 >/dev/null
+    wait_for 15 "localthing appears in the index" page_has "$(index_url /simple/localthing/)" "localthing-1.0-py3-none-any.whl"
+    code=$(http_code "$(index_url /simple/upthing/)")
+    case "$code" in 301|302|303|307|308) ok "upthing redirects to upstream ($code)" ;; *) fail "upthing: HTTP $code" ;; esac
+    python3 -m venv "$WORK/venv"
+    timeout 180 "$WORK/venv/bin/pip" install -q --index-url "$(index_url /simple/)" localthing upthing \
+        || fail "pip install localthing upthing through the index"
+    versions=$("$WORK/venv/bin/python" -c 'import localthing, upthing; print(localthing.VERSION, upthing.VERSION)')
+    [ "$versions" = "1.0 2.0" ] || fail "installed versions: $versions (want local 1.0, upstream 2.0)"
+    ok "pip installed localthing 1.0 from the store (not upstream's 9.9) and upthing 2.0 via upstream"
+}
+
+# ------------------------------------------------------------------------------------------
+test_journal() {
+    step "structured journal entries"
+    structured() { journalctl -u $INDEX -o verbose --no-pager | grep -E '^\s+(PROJECT|FILE|CLIENT)=' ; }
+    wait_for 10 "journal has PROJECT=/FILE=/CLIENT= fields" structured
+    structured | sort | uniq -c | sort -rn | head -5
+}
+
+# ------------------------------------------------------------------------------------------
+test_reload() {
+    step "an edited config takes effect on reload"
+    main_pid=$(systemctl show -p MainPID --value $INDEX)
+    write_config off
+    systemctl reload $INDEX || fail "systemctl reload"
+    wait_for 15 "upthing is 404 after fallback = off and a reload" \
+        bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 $(index_url /simple/upthing/))\" = 404 ]"
+    [ "$(systemctl show -p MainPID --value $INDEX)" = "$main_pid" ] || fail "reload restarted the process"
+    ok "reloaded in place (same PID $main_pid)"
+}
+
+# ------------------------------------------------------------------------------------------
+test_fetch() {
+    step "a watched git repository: a tag built by the fetch service, another by the timer"
+    # Builds are isolated (python3 -m build); this container must not depend on the registry, so
+    # pip takes setuptools and wheel from Debian's python3-*-whl packages, as an admin would
+    # configure it with `systemctl edit pypi-insiders-fetch.service`.
+    ls /usr/share/python-wheels/setuptools-*.whl /usr/share/python-wheels/wheel-*.whl \
+        || fail "python3-setuptools-whl / python3-wheel-whl (Recommends) are not installed"
+    mkdir -p /etc/systemd/system/$FETCH.d
+    printf '[Service]\nEnvironment=PIP_NO_INDEX=1 PIP_FIND_LINKS=/usr/share/python-wheels\n' \
+        > /etc/systemd/system/$FETCH.d/offline.conf
+    systemctl daemon-reload
+    git_commit 1.0.0
+    timeout 300 systemctl start $FETCH || fail "systemctl start $FETCH"
+    [ "$(systemctl show -p Result --value $FETCH)" = success ] || fail "$FETCH result"
+    wait_for 15 "gitthing 1.0.0 built and served" page_has "$(index_url /simple/gitthing/)" "gitthing-1.0.0-py3-none-any.whl"
+    page_has "$(index_url /simple/gitthing/)" "gitthing-1.0.0.tar.gz" || fail "no sdist of gitthing 1.0.0"
+    timeout 180 "$WORK/venv/bin/pip" install -q --index-url "$(index_url /simple/)" gitthing==1.0.0 \
+        || fail "pip install gitthing==1.0.0"
+    pypi-insiders status || fail "pypi-insiders status"
+
+    git_commit 1.1.0
+    mkdir -p /etc/systemd/system/$TIMER.d
+    printf '[Timer]\nOnCalendar=\nOnActiveSec=2s\nRandomizedDelaySec=0\nAccuracySec=1s\n' \
+        > /etc/systemd/system/$TIMER.d/soon.conf
+    systemctl daemon-reload
+    systemctl restart $TIMER
+    wait_for 180 "the timer fired and gitthing 1.1.0 is served" \
+        page_has "$(index_url /simple/gitthing/)" "gitthing-1.1.0-py3-none-any.whl"
+    rm -r /etc/systemd/system/$TIMER.d /etc/systemd/system/$FETCH.d
+    systemctl daemon-reload
+    runs=$(journalctl -u $FETCH --no-pager | grep -c 'Finished pypi-insiders-fetch.service' || true)
+    [ "$runs" -ge 2 ] || fail "expected 2 fetch runs in the journal, found $runs"
+    ok "$runs fetch runs (one by hand, one by the timer)"
+}
+
+# ------------------------------------------------------------------------------------------
+test_cli() {
+    step "pypi-insiders server|watcher drive the units"
+    pypi-insiders server status >/dev/null || fail "pypi-insiders server status"
+    pypi-insiders watcher status | grep -q "$TIMER" || true
+    pypi-insiders server logs -n 3 || fail "pypi-insiders server logs"
+    pypi-insiders watcher logs -n 3 || fail "pypi-insiders watcher logs"
+    ok "server status/logs, watcher logs"
+}
+
+# ------------------------------------------------------------------------------------------
+test_broken() {
+    step "a broken config makes the restart fail, with the one-line error in systemctl status"
+    cp "$CONFIG" "$WORK/config.good"
+    printf '[server]\nlisten = "127.0.0.1:%s"\nthreads = "many"\n' "$PORT" > "$CONFIG"
+    if systemctl restart $INDEX 2>/dev/null; then fail "restart with a broken config succeeded"; fi
+    status_out=$(systemctl status --no-pager -n 20 $INDEX || true)
+    echo "$status_out"
+    echo "$status_out" | grep -q "pypi-insiders: $CONFIG: server.threads" \
+        || fail "systemctl status does not show the one-line config error"
+    if journalctl -u $INDEX --no-pager | grep -q Traceback; then fail "a traceback in the journal"; fi
+    cp "$WORK/config.good" "$CONFIG"
+    systemctl reset-failed $INDEX || true
+    systemctl restart $INDEX || fail "restart with the config repaired"
+    wait_for 30 "$INDEX active again" page_has "$(index_url /simple/)" "<html"
+}
+
+# ------------------------------------------------------------------------------------------
+test_stop() {
+    step "systemctl stop stops cleanly"
+    stop_start=$(date +%s%N)
+    systemctl stop $INDEX || fail "systemctl stop"
+    stop_ms=$(( ($(date +%s%N) - stop_start) / 1000000 ))
+    [ "$(systemctl is-active $INDEX || true)" = inactive ] || fail "$INDEX is $(systemctl is-active $INDEX || true)"
+    [ "$(systemctl show -p Result --value $INDEX)" = success ] || fail "stop result: $(systemctl show -p Result --value $INDEX)"
+    [ "$stop_ms" -lt 10000 ] || fail "stop took $stop_ms ms"
+    ok "stopped in $stop_ms ms, result success"
+}
+
+# ------------------------------------------------------------------------------------------
+test_purge() {
+    step "apt remove keeps config and data; apt purge removes config, data and the account"
+    cleanup; upstream_pid=""
+    echo "data the admin keeps" > /var/lib/pypi-insiders/e2e-marker
+    DEBIAN_FRONTEND=noninteractive apt-get remove -y -q pypi-insiders >/dev/null || fail "apt-get remove"
+    [ -f "$CONFIG" ] || fail "remove deleted $CONFIG"
+    [ -f /var/lib/pypi-insiders/e2e-marker ] || fail "remove deleted /var/lib/pypi-insiders"
+    getent passwd pypi-insiders >/dev/null || fail "remove deleted the user"
+    ok "after remove: config, data and user kept"
+    DEBIAN_FRONTEND=noninteractive apt-get purge -y -q pypi-insiders >/dev/null || fail "apt-get purge"
+    for path in /etc/pypi-insiders /var/lib/pypi-insiders /var/cache/pypi-insiders \
+                /etc/systemd/system/multi-user.target.wants/$INDEX /etc/systemd/system/timers.target.wants/$TIMER; do
+        [ ! -e "$path" ] || fail "purge left $path"
+    done
+    if getent passwd pypi-insiders >/dev/null; then fail "purge left the user"; fi
+    if getent group pypi-insiders >/dev/null; then fail "purge left the group"; fi
+    ok "after purge: no config, no state, no cache, no user, no group"
+
+}
+
+# ------------------------------------------------------------------------------------------
+# Sections run in this order, each relying on the ones before; naming some (after PORT) runs
+# only those, for working on one part of the package.
+ALL_SECTIONS=(installed security upstream pip journal reload fetch cli broken stop purge)
+sections=("${@:2}")
+[ ${#sections[@]} -gt 0 ] || sections=("${ALL_SECTIONS[@]}")
+for section in "${sections[@]}"; do
+    "test_$section"
+done
+step "end-to-end checks passed: ${sections[*]}"
