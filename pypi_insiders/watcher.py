@@ -138,14 +138,16 @@ class Watcher:
             self._condition.notify_all()
 
     def _run(self) -> None:
+        failed: set[str] = set()  # paths of a failed batch ride along with the next one
         while True:
             batch, rescan = self._wait_for_work()
             if batch is None:
                 return
             if batch:
-                self._safely(self._generator.update_paths, coalesce(batch))
-            if rescan:
-                self._safely(self._generator.generate_all)
+                batch |= failed
+                failed = set() if self._safely(self._generator.update_paths, coalesce(batch)) else batch
+            if rescan and self._safely(self._generator.generate_all):
+                failed = set()
 
     def _wait_for_work(self) -> tuple[set[str] | None, bool]:
         """(batch of paths, whether a full rescan is due); None when stopping."""
@@ -171,7 +173,7 @@ class Watcher:
             deadline = min(deadline, self._last_event + self._debounce, self._first_event + _MAX_DELAY)
         return max(deadline - now, 0.001)
 
-    def _safely(self, work: Callable[..., None], *args: object) -> None:
+    def _safely(self, work: Callable[..., None], *args: object) -> bool:
         """A failed regeneration must not end the watcher: log it and rescan soon."""
         try:
             work(*args)
@@ -179,3 +181,5 @@ class Watcher:
             log.exception("index regeneration failed; a full rescan follows in %.0f s", _RETRY_AFTER_FAILURE)
             with self._condition:
                 self._next_rescan = min(self._next_rescan, time.monotonic() + _RETRY_AFTER_FAILURE)
+            return False
+        return True

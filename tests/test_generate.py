@@ -64,6 +64,10 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def tree(root: Path) -> dict[Path, bytes]:
+    return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
 @pytest.fixture
 def cfg(loaded_config: config.Config) -> config.Config:
     return loaded_config
@@ -208,7 +212,8 @@ def test_generator_serves_unnormalized_filenames_under_the_normalized_name(
                     f"../../packages/{wheel.name}#sha256={sha256(wheel)}"]
 
 
-def test_generator_pins_names_and_keeps_them_when_files_vanish(cfg: config.Config, generator: Generator) -> None:
+def test_generator_pins_names_and_keeps_them_when_files_vanish(
+        cfg: config.Config, generator: Generator) -> None:
     one = make_wheel(cfg.paths.store / "zeta", "zeta", "1.0")
     make_wheel(cfg.paths.store / "eta", "eta", "1.0")
     generator.generate_all()
@@ -224,7 +229,8 @@ def test_generator_pins_names_and_keeps_them_when_files_vanish(cfg: config.Confi
     assert pins.read_text() == "eta\nzeta\n"
 
 
-def test_generator_reuses_cached_hashes_without_reading_files(cfg: config.Config, generator: Generator) -> None:
+def test_generator_reuses_cached_hashes_without_reading_files(
+        cfg: config.Config, generator: Generator) -> None:
     wheel = make_wheel(cfg.paths.store / "theta", "theta", "1.0")
     generator.generate_all()
     original = sha256(wheel)
@@ -247,18 +253,18 @@ def test_generator_reuses_cached_hashes_without_reading_files(cfg: config.Config
     fresh.close()
 
 
-def test_generator_rebuilds_deleted_index_and_cache_identically(cfg: config.Config, generator: Generator) -> None:
+def test_generator_rebuilds_deleted_index_and_cache_identically(
+        cfg: config.Config, generator: Generator) -> None:
     make_wheel(cfg.paths.store / "iota", "iota", "1.0")
     make_sdist(cfg.paths.store / "iota", "iota", "1.1")
     generator.generate_all()
-    before = {p.relative_to(cfg.paths.index): p.read_bytes() for p in cfg.paths.index.rglob("*") if p.is_file()}
+    before = tree(cfg.paths.index)
     generator.close()
     shutil.rmtree(cfg.paths.index)
     shutil.rmtree(cfg.paths.cache)
     again = Generator.from_config(cfg)
     again.generate_all()
-    after = {p.relative_to(cfg.paths.index): p.read_bytes() for p in cfg.paths.index.rglob("*") if p.is_file()}
-    assert after == before
+    assert tree(cfg.paths.index) == before
     shutil.rmtree(cfg.paths.index / "packages")
     again.generate_all()
     assert (cfg.paths.index / "packages" / "iota" / "iota-1.0-py3-none-any.whl.metadata").exists()

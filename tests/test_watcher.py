@@ -1,0 +1,181 @@
+"""The watcher against a real store: real files, real inotify events, real timing bounds."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pypi_insiders import config
+from pypi_insiders.generate import Generator
+from pypi_insiders.store import Store
+from pypi_insiders.watcher import Watcher, coalesce
+from tests.conftest import ConfigMaker
+from tests.distfiles import make_wheel
+
+
+@pytest.fixture
+def cfg(make_config: ConfigMaker) -> config.Config:
+    return config.load(str(make_config(index={"debounce": 0.2, "rescan_interval": 300})))
+
+
+@pytest.fixture
+def generator(cfg: config.Config) -> Iterator[Generator]:
+    made = Generator.from_config(cfg)
+    made.generate_all()
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def watching(cfg: config.Config, generator: Generator) -> Iterator[Watcher]:
+    watcher = Watcher(cfg, generator)
+    runs = generator.stats.runs
+    watcher.start()
+    wait_for(lambda: generator.stats.runs > runs, 5)  # the start-up rescan is done
+    yield watcher
+    watcher.stop()
+    assert not watcher.is_alive()
+
+
+def wait_for(condition: Callable[[], bool], seconds: float) -> float:
+    """Seconds it took for `condition` to hold; fails the test after `seconds`."""
+    began = time.monotonic()
+    while not condition():
+        if time.monotonic() - began > seconds:
+            pytest.fail(f"condition not met within {seconds} s")
+        time.sleep(0.01)
+    return time.monotonic() - began
+
+
+def served(cfg: config.Config, project: str) -> list[str]:
+    try:
+        page = json.loads((cfg.paths.index / "simple" / project / "index.json").read_bytes())
+    except FileNotFoundError:
+        return []
+    return [f["filename"] for f in page["files"]]
+
+
+@pytest.mark.parametrize(("paths", "expected"), [
+    (["a/x.whl", "a", "b/y.whl"], ["a", "b/y.whl"]),
+    (["ab/x.whl", "a"], ["a", "ab/x.whl"]),
+    (["", "a/x.whl"], [""]),
+    (["a/x.whl", "a/x.whl"], ["a/x.whl"]),
+])
+def test_coalesce_keeps_only_outermost_paths(paths: list[str], expected: list[str]) -> None:
+    assert coalesce(paths) == expected
+
+
+def test_watcher_publishes_a_new_file_within_a_second(
+        cfg: config.Config, watching: Watcher, tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path / "build", "fresh", "1.0")
+    Store(cfg.paths.store).add(wheel.name, wheel)
+    took = wait_for(lambda: served(cfg, "fresh") == [wheel.name], 1.0)
+    assert took < 1.0
+
+
+def test_watcher_unpublishes_a_deleted_file(cfg: config.Config, generator: Generator, tmp_path: Path) -> None:
+    keep = make_wheel(cfg.paths.store / "gone", "gone", "1.0")
+    drop = make_wheel(cfg.paths.store / "gone", "gone", "2.0")
+    generator.generate_all()
+    watcher = Watcher(cfg, generator)
+    watcher.start()
+    try:
+        drop.unlink()
+        wait_for(lambda: served(cfg, "gone") == [keep.name], 2.0)
+        assert not (cfg.paths.index / "packages" / "gone" / f"{drop.name}.metadata").exists()
+    finally:
+        watcher.stop()
+
+
+def test_watcher_turns_a_burst_into_one_regeneration(
+        cfg: config.Config, generator: Generator, watching: Watcher, tmp_path: Path) -> None:
+    built = [make_wheel(tmp_path / "build", "burst", f"1.{n}") for n in range(10)]
+    target = cfg.paths.store / "burst"
+    target.mkdir()
+    runs = generator.stats.runs
+    for wheel in built:
+        os.link(wheel, target / wheel.name)
+    wait_for(lambda: len(served(cfg, "burst")) == 10, 3.0)
+    time.sleep(0.5)  # any straggling second batch would have run by now
+    assert generator.stats.runs == runs + 1
+
+
+def test_watcher_ignores_temporary_files(
+        cfg: config.Config, generator: Generator, watching: Watcher) -> None:
+    runs = generator.stats.runs
+    (cfg.paths.store / ".upload.whl.part").write_bytes(b"half a file")
+    (cfg.paths.store / "notes.txt~").write_bytes(b"an editor's backup")
+    time.sleep(0.6)
+    assert generator.stats.runs == runs
+
+
+def test_watcher_picks_up_a_directory_moved_in(cfg: config.Config, watching: Watcher, tmp_path: Path) -> None:
+    outside = tmp_path / "moved"
+    one = make_wheel(outside, "moved", "1.0")
+    two = make_wheel(outside / "sub", "moved", "2.0")
+    outside.rename(cfg.paths.store / "moved")
+    wait_for(lambda: served(cfg, "moved") == [one.name, two.name], 2.0)
+    (cfg.paths.store / "moved").rename(tmp_path / "away")
+    wait_for(lambda: served(cfg, "moved") == [], 2.0)
+
+
+def test_watcher_rescan_catches_changes_made_while_stopped(
+        cfg: config.Config, generator: Generator, tmp_path: Path) -> None:
+    watcher = Watcher(cfg, generator)
+    watcher.start()
+    watcher.stop()
+    late = make_wheel(cfg.paths.store / "late", "late", "1.0")
+    again = Watcher(cfg, generator)
+    again.start()
+    try:
+        wait_for(lambda: served(cfg, "late") == [late.name], 3.0)
+    finally:
+        again.stop()
+
+
+def test_watcher_rescans_periodically(make_config: ConfigMaker) -> None:
+    cfg = config.load(str(make_config(index={"rescan_interval": 0.3})))
+    generator = Generator.from_config(cfg)
+    watcher = Watcher(cfg, generator)
+    watcher.start()
+    try:
+        wait_for(lambda: generator.stats.runs >= 3, 5.0)
+    finally:
+        watcher.stop()
+        generator.close()
+
+
+def test_watcher_survives_a_failed_regeneration(
+        cfg: config.Config, generator: Generator, watching: Watcher, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    blocker = cfg.paths.index / "simple" / "blocked"
+    blocker.write_text("a file where the project's directory must go")
+    caplog.set_level(logging.ERROR, logger="pypi_insiders.watcher")
+    first = make_wheel(tmp_path / "build", "blocked", "1.0")
+    Store(cfg.paths.store).add(first.name, first)
+    wait_for(lambda: any("regeneration failed" in r.getMessage() for r in caplog.records), 3.0)
+    assert watching.is_alive()
+    blocker.unlink()
+    second = make_wheel(tmp_path / "build", "blocked", "2.0")
+    Store(cfg.paths.store).add(second.name, second)
+    wait_for(lambda: served(cfg, "blocked") == [first.name, second.name], 3.0)
+
+
+def test_watcher_creates_a_missing_store(make_config: ConfigMaker, tmp_path: Path) -> None:
+    cfg = config.load(str(make_config(paths={"store": str(tmp_path / "not-yet")})))
+    generator = Generator.from_config(cfg)
+    watcher = Watcher(cfg, generator)
+    watcher.start()
+    try:
+        assert (tmp_path / "not-yet").is_dir()
+        wheel = make_wheel(tmp_path / "not-yet" / "newborn", "newborn", "1.0")
+        wait_for(lambda: served(cfg, "newborn") == [wheel.name], 2.0)
+    finally:
+        watcher.stop()
+        generator.close()
