@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 
 from pypi_insiders import static
 from pypi_insiders.config import Config
-from pypi_insiders.errors import InvalidDistributionError
+from pypi_insiders.errors import InsidersError, InvalidDistributionError
 from pypi_insiders.negotiate import HTML, OFFERED_TEXT, Format, Negotiator
 from pypi_insiders.store import Store, parse_filename
 from pypi_insiders.upstream import PINNED_FILE, Answer, Fallback, Pins, text_answer
@@ -181,7 +181,10 @@ class IndexApp:
             from pypi_insiders import status  # type: ignore[attr-defined,unused-ignore]  # noqa: PLC0415
         except ImportError:
             return _plain("503 Service Unavailable", "status not available")
-        data = status.collect(self.config)
+        try:
+            data = status.collect(self.config)
+        except InsidersError as error:
+            return _plain("503 Service Unavailable", f"status not available: {error}")
         if as_json:
             body, content_type = json.dumps(data, indent=1, default=str).encode(), "application/json"
         else:

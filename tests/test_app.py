@@ -6,6 +6,7 @@ the app alone; tests/test_install.py runs the whole service with the real genera
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -263,3 +264,25 @@ def test_app_project_page_removed_is_404_not_stale(served: Served) -> None:
         os.unlink(served.data / "index/simple/demo-pkg" / name)  # noqa: PTH108
     time.sleep(0.01)
     assert served.get("/simple/demo-pkg/").status == 404
+
+
+def test_app_status_pages_come_from_the_status_module(served: Served) -> None:
+    as_json = served.get("/status.json")
+    assert as_json.status == 200
+    assert as_json.header("Content-Type") == "application/json"
+    assert json.loads(as_json.body)["repositories"] == []
+    page = served.get("/status")
+    assert page.status == 200
+    assert page.header("Content-Type") == "text/html; charset=utf-8"
+    assert b"no repositories watched" in page.body
+
+
+def test_app_upload_without_credentials_asks_for_basic_auth(make_config: ConfigMaker, tmp_path: Path) -> None:
+    (tmp_path / "users").write_text("")
+    loaded = config.load(str(make_config(upload={"enabled": True})))
+    config.check_directories(loaded, create=True)
+    with ThreadedServer(make_app(loaded)) as server:
+        reply = request(server.url, "/legacy/", "POST",
+                        {"Content-Type": "multipart/form-data; boundary=x"}, body=b"--x--\r\n")
+    assert reply.status == 401
+    assert reply.header("WWW-Authenticate") == 'Basic realm="pypi-insiders"'
