@@ -98,7 +98,8 @@ class Uploads:
         client = str(environ.get("REMOTE_ADDR", "-"))
         user = "-"
         try:
-            user = self._authenticate(environ)
+            user, secret = basic_credentials(environ)
+            user = self._authenticate(user, secret)
             form = self._receive(environ)
             try:
                 return self._accept(form, user, client)
@@ -109,17 +110,7 @@ class Uploads:
                         extra={"CLIENT": client, "USER": user})
             return error.status, str(error)
 
-    def _authenticate(self, environ: Mapping[str, Any]) -> str:
-        header = str(environ.get("HTTP_AUTHORIZATION", ""))
-        scheme, _, encoded = header.partition(" ")
-        if scheme.lower() != "basic" or not encoded.strip():
-            raise UploadError(401, "authentication required (HTTP Basic)")
-        try:
-            name, sep, secret = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            raise UploadError(401, "malformed HTTP Basic credentials") from None
-        if not sep or not name:
-            raise UploadError(401, "malformed HTTP Basic credentials")
+    def _authenticate(self, name: str, secret: str) -> str:
         account = self.users.verify(name, secret)
         if account is None:
             if not len(self.users):
@@ -154,7 +145,11 @@ class Uploads:
         check_form(form, file, parsed)
         check_archive(file, parsed)
         with self._commit:
-            status, message = self._publish(file, parsed)
+            try:
+                status, message = self._publish(file, parsed)
+            except OSError as error:
+                log.error("cannot publish %s: %s", file.filename, error, extra={"FILE": file.filename})
+                raise UploadError(500, f"{file.filename}: the server cannot write it") from None
         log.info("upload accepted from %s, user %s: %s", client, user, message,
                  extra={"PROJECT": parsed.project, "FILE": file.filename, "CLIENT": client, "USER": user})
         return status, message
@@ -177,8 +172,6 @@ class Uploads:
             self.store.add(file.filename, file.path, project=parsed.project)
         except StoreError:
             raise UploadError(409, f"{file.filename}: already exists with different content") from None
-        except OSError as error:
-            raise UploadError(500, f"{file.filename}: cannot write to the store: {error.strerror}") from None
         return 200, f"{file.filename}: uploaded"
 
     def _listed(self, project: NormalizedName) -> dict[str, str]:
@@ -193,6 +186,20 @@ class Uploads:
             log.warning("%s: unreadable index page (%s); upload checks use the store only", page, error,
                         extra={"PROJECT": project, "FILE": str(page)})
             return {}
+
+
+def basic_credentials(environ: Mapping[str, Any]) -> tuple[str, str]:
+    """User name and secret of an `Authorization: Basic` header; 401 when absent or unreadable."""
+    scheme, _, encoded = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")
+    if scheme.lower() != "basic" or not encoded.strip():
+        raise UploadError(401, "authentication required (HTTP Basic)")
+    try:
+        name, sep, secret = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise UploadError(401, "malformed HTTP Basic credentials") from None
+    if not sep or not name:
+        raise UploadError(401, "malformed HTTP Basic credentials")
+    return name, secret
 
 
 def check_filename(filename: str) -> None:

@@ -289,6 +289,17 @@ def test_upload_oversized_content_length_is_refused_before_the_body(port: int,
     assert tree(upload_config.paths.store) == []
 
 
+def test_upload_handler_refuses_an_oversized_content_length_without_reading(upload_config: Config) -> None:
+    """Behind a server that streams the body, the handler itself answers 413 before reading it."""
+    environ = {"REQUEST_METHOD": "POST", "REMOTE_ADDR": "127.0.0.1", "HTTP_AUTHORIZATION": AUTH,
+               "CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}",
+               "CONTENT_LENGTH": str(50 * 1024 * 1024), "wsgi.input": io.BytesIO(b"")}
+    status, message = Uploads(upload_config, Store(upload_config.paths.store)).handle(environ)
+    assert status == 413
+    assert "exceeds the upload limit" in message
+    assert tree(upload_config.paths.store) == []
+
+
 def test_upload_oversized_file_is_refused_while_streaming(port: int, upload_config: Config,
                                                           tmp_path: Path) -> None:
     """A body within the request limit whose file part is over max_size (1 MiB here)."""
@@ -339,3 +350,13 @@ def test_upload_empty_file_is_refused(port: int, upload_config: Config) -> None:
     reply = post(port, multipart(twine_fields(name, b"", "Demo-Pkg", "1.0"), (name, b"")), auth=AUTH)
     assert reply.status == 400
     assert tree(upload_config.paths.store) == []
+
+
+def test_upload_store_write_failure_is_a_500_and_leaves_nothing(port: int, upload_config: Config,
+                                                                wheel: Path) -> None:
+    """The project directory cannot be made (a file is in the way): a clear 500, no stray file."""
+    (upload_config.paths.store / "demo-pkg").write_bytes(b"in the way")
+    reply = upload(port, wheel)
+    assert reply.status == 500
+    assert "cannot write" in reply.text
+    assert tree(upload_config.paths.store) == ["demo-pkg"]

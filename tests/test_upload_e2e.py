@@ -4,6 +4,8 @@ the watcher publishing them, and pip installing what was uploaded from the same 
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from pypi_insiders import config
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_sdist, make_wheel
 from tests.server_fixtures import Running, python, request, serve_process, service_env, wait_for
+from tests.upload_fixtures import BOUNDARY, multipart, post, tree, twine_fields
 
 SECRET = "twine-secret-123"
 pytestmark = pytest.mark.slow
@@ -100,3 +103,46 @@ def test_upload_twine_with_an_api_token(server: Running, config_file: Path, tmp_
     assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
     assert token not in server.output()
     assert wait_for(lambda: listed(server.url, "token-demo") == {wheel.name}), server.output()
+
+
+def _bad_requests(tmp_path: Path) -> list[tuple[str, bytes, str | None, int]]:
+    """(what, body, Authorization, expected status) for the refusals, as a raw client sends them."""
+    wheel = make_wheel(tmp_path / "bad", "Raw-Demo", "1.0")
+    data = wheel.read_bytes()
+    fields = twine_fields(wheel.name, data, "Raw-Demo", "1.0")
+    good = multipart(fields, (wheel.name, data))
+    auth = "Basic " + base64.b64encode(f"alice:{SECRET}".encode()).decode()
+    wrong = "Basic " + base64.b64encode(b"alice:wrong-secret").decode()
+    half = data[: len(data) // 2]
+    return [
+        ("no credentials", good, None, 401),
+        ("wrong secret", good, wrong, 403),
+        ("path in filename", multipart(fields, ("../" + wheel.name, data)), auth, 400),
+        ("not a distribution", multipart(fields, ("raw_demo-1.0.exe", data)), auth, 400),
+        ("other project", multipart([(k, "other" if k == "name" else v) for k, v in fields],
+                                    (wheel.name, data)), auth, 400),
+        ("digest mismatch", multipart(fields, (wheel.name, data[:-1] + bytes([data[-1] ^ 0xFF]))), auth, 400),
+        ("truncated archive", multipart(twine_fields(wheel.name, half, "Raw-Demo", "1.0"),
+                                        (wheel.name, half)), auth, 400),
+        ("malformed body", good[: len(good) // 2], auth, 400),
+    ]
+
+
+def test_upload_refusals_through_serve_leave_the_store_untouched(server: Running, config_file: Path,
+                                                                 tmp_path: Path) -> None:
+    store = config.load(str(config_file)).paths.store
+    port = int(server.url.rstrip("/").rsplit(":", 1)[1])
+    for what, body, auth, status in _bad_requests(tmp_path):
+        reply = post(port, body, auth=auth)
+        assert reply.status == status, f"{what}: {reply.status} {reply.text}"
+        assert tree(store) == [], what
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:  # only headers: the service refuses from Content-Length alone, without waiting for a body
+        conn.putrequest("POST", "/legacy/")
+        conn.putheader("Content-Type", f"multipart/form-data; boundary={BOUNDARY}")
+        conn.putheader("Content-Length", str(500 * 1024 * 1024))
+        conn.endheaders()
+        assert conn.getresponse().status == 413
+    finally:
+        conn.close()
+    assert tree(store) == []

@@ -34,19 +34,25 @@ class Reply:
 
 @contextmanager
 def running_app(config: Config) -> Iterator[int]:
-    """The index app as `serve` builds it, on a loopback port; stopped and joined on exit."""
+    """The index app as `serve` builds it, on a loopback port; stopped and joined on exit.
+
+    waitress hands a request to the app only once the whole body is in, so only its own limit
+    can refuse an oversized body early; it is set as the service sets it.
+    """
     server: Any = create_server(app.make_app(config), host="127.0.0.1", port=0, threads=4,
-                                clear_untrusted_proxy_headers=True,
+                                clear_untrusted_proxy_headers=True, asyncore_loop_timeout=0.05,
                                 max_request_body_size=config.upload.max_size + 1024 * 1024)
     thread = threading.Thread(target=server.run, name="upload-test-server", daemon=True)
     thread.start()
     try:
         yield int(server.effective_port)
     finally:
-        server.task_dispatcher.shutdown()
-        wasyncore.close_all(server._map)
+        # Closed from inside the loop's own thread: its map empties and the loop ends.
+        server_map = server._map
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server_map))
         thread.join(10)
         assert not thread.is_alive(), "test server did not stop"
+        server.task_dispatcher.shutdown(timeout=5)
 
 
 def digests(data: bytes) -> list[Field]:
