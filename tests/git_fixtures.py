@@ -35,14 +35,18 @@ import base64, hashlib, io, os, pathlib, tarfile, time, zipfile
 
 def _meta():
     name = pathlib.Path("NAME").read_text().strip()
-    version = os.environ["SETUPTOOLS_SCM_PRETEND_VERSION"]
+    static = pathlib.Path("STATIC_VERSION")
+    version = static.read_text().strip() if static.exists() else os.environ["SETUPTOOLS_SCM_PRETEND_VERSION"]
     return name, version
 
 def _control():
-    slow = pathlib.Path("SLOW")
-    if slow.exists():
-        pathlib.Path(slow.read_text().strip()).write_text(str(os.getpid()))
-        time.sleep(120)
+    slow = pathlib.Path("SLOW")  # names a gate file: while it exists, the build hangs
+    gate = pathlib.Path(slow.read_text().strip()) if slow.exists() else None
+    if gate is not None and gate.exists():
+        gate.with_suffix(".pid").write_text(str(os.getpid()))
+        deadline = time.monotonic() + 120
+        while gate.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
     if pathlib.Path("FAIL").exists():
         raise RuntimeError("this build fails on purpose")
 

@@ -1,0 +1,185 @@
+"""End-to-end tier of the fetcher: `update` runs over real repositories, real builds, the real store."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pypi_insiders import config, runner, state, status
+from pypi_insiders.errors import LockedError, UsageError
+from pypi_insiders.store import Store
+from tests import git_fixtures as g
+from tests.conftest import ConfigMaker
+from tests.server_fixtures import VENV_BIN, serve_process, service_env
+
+TOKEN = "runner-token"
+
+
+def _store_files(loaded: config.Config) -> set[str]:
+    return {entry.relpath for entry in Store(loaded.paths.store).walk()}
+
+
+def _intree_repo(root: Path, name: str, *tags: str, extra: dict[str, str] | None = None) -> Path:
+    repo = g.init_repo(root / name, {**g.intree_files(name), **(extra or {})})
+    for tag in tags:
+        g.tag(repo, tag)
+    return repo
+
+
+def test_update_unknown_repository_is_a_usage_error(make_config: ConfigMaker) -> None:
+    loaded = config.load(str(make_config(repos={"known": {"url": "/nowhere"}})))
+    with pytest.raises(UsageError, match="unknown repository 'unknown'"):
+        runner.cli_update(loaded, ["unknown"])
+
+
+def test_update_refuses_to_overlap_with_a_running_update(loaded_config: config.Config) -> None:
+    with runner.run_lock(loaded_config.paths.state / "update.lock"), \
+            pytest.raises(LockedError, match="another update is running"):
+        runner.cli_update(loaded_config, [])
+
+
+@pytest.mark.slow
+def test_update_builds_a_tag_pushed_after_the_first_run(make_config: ConfigMaker, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    upstream = _intree_repo(tmp_path, "demo-pkg", "v1.0")
+    with g.git_http_server({"demo": upstream}, "x-access-token", TOKEN) as server:
+        credentials = tmp_path / "credentials"
+        credentials.mkdir()
+        (credentials / "tok").write_text(TOKEN)
+        (credentials / "tok").chmod(0o600)
+        loaded = config.load(str(make_config(repos={"demo": {"url": f"{server.url}/demo",
+                                                              "credential": "tok"}})))
+        assert runner.cli_update(loaded, []) == 0
+        assert _store_files(loaded) == {"demo-pkg/demo_pkg-1.0-py3-none-any.whl",
+                                        "demo-pkg/demo_pkg-1.0.tar.gz"}
+        assert state.load(loaded, "demo").distribution == "demo-pkg"  # learned from the built metadata
+
+        posts, store_before = server.upload_pack_posts(), _store_files(loaded)
+        caplog.clear()
+        assert runner.cli_update(loaded, []) == 0  # unchanged remote: no pack, no build
+        assert server.upload_pack_posts() == posts
+        assert _store_files(loaded) == store_before
+        assert "building" not in caplog.text
+        assert "1 repositories: 0 updated, 1 unchanged, 0 failed" in caplog.text
+        assert state.load(loaded, "demo").last_result == "unchanged"
+
+        g.commit_files(upstream, {"CHANGELOG": "1.1\n"})
+        g.tag(upstream, "v1.1")
+        assert runner.cli_update(loaded, ["demo"]) == 0
+        assert server.upload_pack_posts() == posts + 1
+    assert "demo-pkg/demo_pkg-1.1-py3-none-any.whl" in _store_files(loaded)
+    record = state.load(loaded, "demo")
+    assert record.built == {"1.0": "v1.0", "1.1": "v1.1"}
+    assert record.last_build is not None
+    assert record.last_build.result == "ok"
+    assert TOKEN not in caplog.text
+
+
+@pytest.mark.slow
+def test_update_failing_repository_does_not_stop_another(make_config: ConfigMaker, tmp_path: Path) -> None:
+    broken = _intree_repo(tmp_path, "broken", "v1.0", extra={"FAIL": "yes\n"})
+    good = _intree_repo(tmp_path, "good", "v2.0")
+    loaded = config.load(str(make_config(repos={
+        "broken": {"url": str(broken)}, "gone": {"url": str(tmp_path / "missing")},
+        "good": {"url": str(good)},
+    })))
+    assert runner.cli_update(loaded, []) == 1
+    assert _store_files(loaded) == {"good/good-2.0-py3-none-any.whl", "good/good-2.0.tar.gz"}
+    for key, message in (("broken", "build failed"), ("gone", "not found or not a git repository")):
+        record = state.load(loaded, key)
+        assert record.failures == 1
+        assert record.last_error is not None
+        assert message in record.last_error
+        assert record.next_attempt is not None
+        assert record.next_attempt > time.time()
+    broken_build = state.load(loaded, "broken").last_build
+    assert broken_build is not None
+    assert (broken_build.tag, broken_build.result) == ("v1.0", "failed")
+
+    assert runner.cli_update(loaded, []) == 0  # both broken ones wait out their back-off
+    assert state.load(loaded, "broken").failures == 1
+    assert runner.cli_update(loaded, ["gone"], force=True) == 1
+    assert state.load(loaded, "gone").failures == 2
+
+    report = status.collect(loaded)
+    rows = {row["key"]: row for row in report["repositories"]}
+    assert rows["good"]["newest_tag"] == "v2.0"
+    assert rows["good"]["last_build"]["result"] == "ok"
+    assert "build failed" in rows["broken"]["last_error"]
+    assert "broken" in status.render_html(report)
+
+
+def _update_process(config_path: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "pypi_insiders", "-c", str(config_path), "update"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _wait_for_file(path: Path, process: subprocess.Popen[Any], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert process.poll() is None, "the update ended before the build started"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_update_killed_midway_leaves_nothing_in_the_store(make_config: ConfigMaker, tmp_path: Path) -> None:
+    gate = tmp_path / "hang.gate"
+    gate.touch()
+    upstream = _intree_repo(tmp_path, "slow", "v1.0", extra={"SLOW": f"{gate}\n"})
+    config_path = make_config(repos={"slow": {"url": str(upstream)}})
+    loaded = config.load(str(config_path))
+    process = _update_process(config_path)
+    backend_pid = None
+    try:
+        _wait_for_file(gate.with_suffix(".pid"), process, 120)
+        backend_pid = int(gate.with_suffix(".pid").read_text())
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        gate.unlink()  # the orphaned backend stops hanging and exits by itself; make sure of it
+        if backend_pid is not None:
+            _kill_quietly(backend_pid)
+    assert not any(p.is_file() for p in loaded.paths.store.rglob("*"))
+    assert runner.cli_update(loaded, []) == 0  # the lock died with the process; the next run recovers
+    assert _store_files(loaded) == {"slow/slow-1.0-py3-none-any.whl", "slow/slow-1.0.tar.gz"}
+    assert not any((loaded.paths.cache / "builds").iterdir())
+
+
+def _kill_quietly(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_update_then_pip_installs_from_the_index(make_config: ConfigMaker, tmp_path: Path) -> None:
+    upstream = _intree_repo(tmp_path, "fresh-insiders", "9.5.17-insiders-4.53.6")
+    config_path = make_config(repos={"fresh": {"url": f"file://{upstream}"}})
+    with serve_process(config_path) as served:
+        assert runner.cli_update(config.load(str(config_path)), []) == 0
+        target = tmp_path / "target"
+        index_url = f"{served.url.rstrip('/')}/simple/"
+        deadline = time.monotonic() + 10
+        while True:
+            done = subprocess.run(
+                [str(VENV_BIN / "python"), "-m", "pip", "install", "--no-cache-dir", "--target", str(target),
+                 "--index-url", index_url, "fresh-insiders==9.5.17+insiders.4.53.6"],
+                capture_output=True, text=True, timeout=120, env=service_env(), check=False)
+            if done.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)  # the watcher publishes within its debounce
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert (target / "fresh_insiders" / "__init__.py").read_text() == "VERSION = '9.5.17+insiders.4.53.6'\n"
