@@ -101,9 +101,19 @@ class Generator:
     def generate_all(self) -> None:
         """Full scan: bring every page up to date with the store, reading only what changed."""
         started = time.monotonic()
+        with self._lock:
+            known = self._cache.dir_fingerprints()
+        # The walk reads only the filesystem, so it runs without the lock: a new file need not
+        # wait for 200,000 stats. A change made meanwhile is seen by the walk or handled by
+        # update_paths, which also invalidates the fingerprint of the directory it touched.
+        changed, seen = self._changed_dirs("", known)
         with self._lock, self._transaction():
             run = _Run()
-            self._sync_tree("", run, self._cache.dir_fingerprints())
+            for directory in changed:
+                self._sync_dir(directory, run)
+            # Every directory holding rows has a fingerprint row (maybe invalidated), so the
+            # snapshot lists every candidate without reading the files table.
+            self._drop_dirs(set(known) - seen, run)
             run.dirty |= self._stale_projects()
             self._publish(run, full=True)
             projects, files = self._cache.totals()
@@ -147,20 +157,29 @@ class Generator:
             self._cache.commit()
             self._cache.begin()
 
-    def _sync_tree(self, top: str, run: _Run, known: dict[str, bytes]) -> None:
-        """Diff every directory below `top` whose fingerprint is not in `known`; drop vanished ones."""
+    def _changed_dirs(self, top: str, known: dict[str, bytes]) -> tuple[list[str], set[str]]:
+        """Directories below `top` whose fingerprint differs from `known`, and all those seen."""
+        changed: list[str] = []
         seen: set[str] = set()
         for directory, fingerprint in storescan.walk_fingerprints(self._root, top):
             seen.add(directory)
             if known.get(directory) != fingerprint:
-                self._sync_dir(directory, run)
-        # Every directory holding rows has a fingerprint row (maybe invalidated), so for a
-        # full scan `known` lists them all without reading the files table.
-        candidates = set(known) if known else self._cache.dirs_with_files(top)
-        for directory in candidates - seen:
+                changed.append(directory)
+        return changed, seen
+
+    def _sync_tree(self, top: str, run: _Run) -> None:
+        """Diff every directory at or below `top` with its rows; drop rows of vanished ones."""
+        changed, seen = self._changed_dirs(top, {})
+        for directory in changed:
+            self._sync_dir(directory, run)
+        self._drop_dirs(self._cache.dirs_with_files(top) - seen, run)
+        self._cache.forget_tree(top, keep=seen)
+
+    def _drop_dirs(self, directories: set[str], run: _Run) -> None:
+        for directory in directories:
             for record in self._cache.files_in_dir(directory).values():
                 self._drop(record, run)
-        self._cache.forget_tree(top, keep=seen)
+        self._cache.forget_dirs(directories)
 
     def _sync_dir(self, directory: str, run: _Run) -> None:
         files = [f for f in storescan.list_files(self._root, directory) if _encodable(f[0])]
@@ -178,7 +197,7 @@ class Generator:
         if any(is_hidden(part) for part in relpath.split("/")):
             return
         if not relpath:
-            self._sync_tree("", run, {})
+            self._sync_tree("", run)
             return
         try:
             path = self.store.path_of(relpath)
@@ -186,7 +205,7 @@ class Generator:
             log.warning("ignoring change notice: %s", error)
             return
         if path.is_dir() and not path.is_symlink():
-            self._sync_tree(relpath, run, {})
+            self._sync_tree(relpath, run)
         elif path.is_file():
             previous = self._cache.file(relpath)
             stat = path.stat()
@@ -196,7 +215,7 @@ class Generator:
             gone = self._cache.file(relpath)
             if gone is not None:
                 self._drop(gone, run)
-            self._sync_tree(relpath, run, {})
+            self._sync_tree(relpath, run)
         # The parent's fingerprint no longer describes its rows: make the next rescan diff it.
         self._cache.set_dir_fingerprint(relpath.rpartition("/")[0], b"")
 

@@ -94,8 +94,8 @@ class Watcher:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Returns at once: setting up 20,000 inotify watches takes seconds, serving must not wait."""
         self._root.mkdir(parents=True, exist_ok=True)
-        self._observer = self._start_observer()
         self._thread = threading.Thread(target=self._run, name="index-watcher", daemon=True)
         self._thread.start()
 
@@ -103,9 +103,10 @@ class Watcher:
         with self._condition:
             self._stopping = True
             self._condition.notify_all()
-        if self._observer is not None:
-            self._observer.stop()  # type: ignore[no-untyped-call]
-            self._observer.join(timeout)
+            observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()  # type: ignore[no-untyped-call]
+            observer.join(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -120,11 +121,11 @@ class Watcher:
         try:
             observer.start()  # type: ignore[no-untyped-call]
         except OSError as error:
-            if error.errno not in (errno.ENOSPC, errno.EMFILE):
-                raise
-            log.warning("cannot watch %s (%s: raise fs.inotify.max_user_watches or max_user_instances); "
-                        "new files appear only at the rescan every %.0f s",
-                        self._root, error.strerror, self._rescan_interval, extra={"FILE": str(self._root)})
+            hint = (": raise fs.inotify.max_user_watches or max_user_instances"
+                    if error.errno in (errno.ENOSPC, errno.EMFILE) else "")
+            log.warning("cannot watch %s (%s%s); new files appear only at the rescan every %.0f s",
+                        self._root, error.strerror, hint, self._rescan_interval,
+                        extra={"FILE": str(self._root)})
             return None
         return observer
 
@@ -138,6 +139,14 @@ class Watcher:
             self._condition.notify_all()
 
     def _run(self) -> None:
+        observer = self._start_observer()
+        with self._condition:
+            if not self._stopping:
+                self._observer, observer = observer, None
+        if observer is not None:  # stop() came while the watches were being set up
+            observer.stop()  # type: ignore[no-untyped-call]
+            observer.join()
+            return
         failed: set[str] = set()  # paths of a failed batch ride along with the next one
         while True:
             batch, rescan = self._wait_for_work()
