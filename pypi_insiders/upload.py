@@ -32,7 +32,7 @@ from pypi_insiders.store import ParsedFilename, Store, is_hidden, parse_filename
 
 log = logging.getLogger(__name__)
 
-_MAX_FIELDS = 8 * 1024 * 1024  # all text fields together; a long README description fits
+FORM_FIELDS_LIMIT = 8 * 1024 * 1024  # all text fields together; a long README description fits
 _FILETYPES = {"wheel": "bdist_wheel", "sdist": "sdist"}
 _DIGESTS = ("sha256_digest", "md5_digest", "blake2_256_digest")
 RECORD_NAME = "published-filenames.txt"
@@ -126,13 +126,13 @@ class Uploads:
             length = int(str(environ.get("CONTENT_LENGTH") or ""))
         except ValueError:
             raise UploadError(411, "Content-Length required") from None
-        if length > self.max_size + _MAX_FIELDS:
+        if length > self.max_size + FORM_FIELDS_LIMIT:
             raise UploadError(413, f"request of {length} bytes exceeds the upload limit of "
                                    f"{self.max_size} bytes")
         boundary = boundary_of(str(environ.get("CONTENT_TYPE", "")))
         stream: BinaryIO = environ["wsgi.input"]
         parser = Parser(BodyReader(stream, length), boundary, spool_dir=self.store.root,
-                        max_file=self.max_size, max_fields=_MAX_FIELDS, check_filename=check_filename)
+                        max_file=self.max_size, max_fields=FORM_FIELDS_LIMIT, check_filename=check_filename)
         return parser.parse()
 
     def _accept(self, form: Form, user: str, client: str) -> tuple[int, str]:

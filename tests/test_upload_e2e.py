@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -146,3 +147,22 @@ def test_upload_refusals_through_serve_leave_the_store_untouched(server: Running
     finally:
         conn.close()
     assert tree(store) == []
+
+
+def test_upload_body_cut_short_by_the_client_leaves_nothing(server: Running, config_file: Path,
+                                                            tmp_path: Path) -> None:
+    """Half the declared bytes, then the client stops sending: no answer is owed, no file is made."""
+    wheel = make_wheel(tmp_path / "cut", "Cut-Demo", "1.0")
+    data = wheel.read_bytes()
+    body = multipart(twine_fields(wheel.name, data, "Cut-Demo", "1.0"), (wheel.name, data))
+    auth = base64.b64encode(f"alice:{SECRET}".encode()).decode()
+    port = int(server.url.rstrip("/").rsplit(":", 1)[1])
+    head = (f"POST /legacy/ HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n"
+            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.encode() + body[: len(body) // 2])
+        sock.shutdown(socket.SHUT_WR)
+        answer = sock.recv(65536)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer[:80]
+    assert tree(config.load(str(config_file)).paths.store) == []
+    assert "upload accepted" not in server.output()
