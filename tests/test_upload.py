@@ -7,6 +7,8 @@ file, no temporary file left behind.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
+import hashlib
 import io
 import logging
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ import pytest
 
 from pypi_insiders import auth, config
 from pypi_insiders.config import Config
+from pypi_insiders.multipart import BodyReader, Parser
 from pypi_insiders.store import Store
 from pypi_insiders.upload import RECORD_NAME, Uploads
 from tests.conftest import ConfigMaker
@@ -360,3 +363,46 @@ def test_upload_store_write_failure_is_a_500_and_leaves_nothing(port: int, uploa
     assert reply.status == 500
     assert "cannot write" in reply.text
     assert tree(upload_config.paths.store) == ["demo-pkg"]
+
+
+class _Trickle(io.BytesIO):
+    """A client that sends a few bytes at a time, as a slow link does."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        return super().read(min(7, size if size is not None and size >= 0 else 7))
+
+
+@pytest.mark.parametrize("stream", [io.BytesIO, _Trickle])
+@pytest.mark.parametrize("size", [0, 1, 65536 - 40, 65536 - 17, 65536, 65536 + 3, 3 * 65536 + 11])
+def test_multipart_file_with_boundary_like_bytes_survives_chunk_edges(tmp_path: Path, size: int,
+                                                                      stream: type[io.BytesIO]) -> None:
+    """The delimiter's near misses inside the file, and the real one straddling a read boundary."""
+    near_miss = f"\r\n--{BOUNDARY[:-1]}X\r\n--".encode()
+    data = (near_miss * (size // len(near_miss) + 1))[:size]
+    body = multipart([("name", "Demo-Pkg"), ("name", "second value")], ("demo_pkg-1.0.tar.gz", data))
+    parser = Parser(BodyReader(stream(body), len(body)), BOUNDARY.encode(), spool_dir=tmp_path,
+                    max_file=10 * 65536, max_fields=1024, check_filename=lambda _name: None)
+    form = parser.parse()
+    assert form.file is not None
+    assert form.file.path.read_bytes() == data
+    assert form.file.size == size
+    assert form.file.digests["sha256_digest"] == hashlib.sha256(data).hexdigest()
+    assert form.fields["name"] == ["Demo-Pkg", "second value"]
+    form.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_upload_concurrent_uploads_of_one_filename_publish_one_file(port: int, upload_config: Config,
+                                                                    tmp_path: Path) -> None:
+    """Same bytes from several clients: all fine. Other bytes racing in: refused, never mixed."""
+    first = make_wheel(tmp_path / "a", "Demo-Pkg", "1.0")
+    second = make_wheel(tmp_path / "b", "Demo-Pkg", "1.0", requires=["attrs"])
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda path: upload(port, path), [first] * 4 + [second] * 4))
+    statuses = sorted(reply.status for reply in replies)
+    assert set(statuses) <= {200, 409}
+    assert statuses.count(409) == 4  # the four uploads whose bytes lost the race
+    published = (upload_config.paths.store / "demo-pkg" / first.name).read_bytes()
+    winner = first if published == first.read_bytes() else second
+    assert published == winner.read_bytes()
+    assert tree(upload_config.paths.store) == [f"demo-pkg/{first.name}"]
