@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -84,6 +85,35 @@ class PublishedFilenames:
         return self._names
 
 
+class FailedLogins:
+    """Failed logins per client address over a sliding window; past the limit no KDF runs at all.
+
+    A wrong secret costs the server a sixth of a second of CPU: without this, one client could
+    keep every worker thread hashing guesses and the index would stop serving pages.
+    """
+
+    def __init__(self, limit: int = 10, window: float = 60.0) -> None:
+        self.limit, self.window = limit, window
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str) -> int:
+        """Seconds until this client may try again; 0 when it may now."""
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._failures.pop(client, []) if now - t < self.window]
+            if recent:
+                self._failures[client] = recent
+            return int(recent[0] + self.window - now) + 1 if len(recent) >= self.limit else 0
+
+    def failed(self, client: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._failures) > 4096:  # bounded memory: forget clients that went quiet
+                self._failures = {c: ts for c, ts in self._failures.items() if now - ts[-1] < self.window}
+            self._failures.setdefault(client, []).append(now)
+
+
 class Uploads:
     def __init__(self, config: Config, store: Store, users: Users | None = None) -> None:
         self.store = store
@@ -92,6 +122,7 @@ class Uploads:
         self.index_dir = config.paths.index
         self.published = PublishedFilenames(config.paths.state / RECORD_NAME, store)
         self._commit = threading.Lock()
+        self.failed_logins = FailedLogins()
 
     def handle(self, environ: Mapping[str, Any]) -> tuple[int, str]:
         """HTTP status and a one-line message; 401 means the app must ask for Basic credentials."""
@@ -99,7 +130,7 @@ class Uploads:
         user = "-"
         try:
             user, secret = basic_credentials(environ)
-            user = self._authenticate(user, secret)
+            user = self._authenticate(user, secret, client)
             form = self._receive(environ)
             try:
                 return self._accept(form, user, client)
@@ -110,9 +141,13 @@ class Uploads:
                         extra={"CLIENT": client, "USER": user})
             return error.status, str(error)
 
-    def _authenticate(self, name: str, secret: str) -> str:
+    def _authenticate(self, name: str, secret: str, client: str) -> str:
+        wait = self.failed_logins.retry_after(client)
+        if wait:
+            raise UploadError(429, f"too many failed logins from {client}; retry in {wait} s")
         account = self.users.verify(name, secret)
         if account is None:
+            self.failed_logins.failed(client)
             if not len(self.users):
                 log.warning("%s has no users: every upload is refused", self.users.path,
                             extra={"FILE": str(self.users.path)})

@@ -406,3 +406,17 @@ def test_upload_concurrent_uploads_of_one_filename_publish_one_file(port: int, u
     winner = first if published == first.read_bytes() else second
     assert published == winner.read_bytes()
     assert tree(upload_config.paths.store) == [f"demo-pkg/{first.name}"]
+
+
+def test_upload_failed_logins_are_throttled_per_client_address(upload_config: Config) -> None:
+    uploads = Uploads(upload_config, Store(upload_config.paths.store))
+
+    def attempt(client: str, secret: str) -> tuple[int, str]:
+        return uploads.handle({"REQUEST_METHOD": "POST", "REMOTE_ADDR": client, "CONTENT_LENGTH": "0",
+                               "HTTP_AUTHORIZATION": basic("alice", secret), "wsgi.input": io.BytesIO()})
+
+    assert [attempt("192.0.2.1", f"guess-{n}")[0] for n in range(10)] == [403] * 10
+    status, message = attempt("192.0.2.1", SECRET)  # even the right secret waits: no oracle
+    assert status == 429
+    assert "retry in" in message
+    assert attempt("192.0.2.2", SECRET)[0] == 400  # another address logs in (then sends no form)
