@@ -37,6 +37,8 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     threads: int = 8
+    # waitress processes sharing the listening socket: one process is held to one core by the GIL.
+    processes: int = 1
 
 
 @dataclass(frozen=True)
@@ -273,8 +275,9 @@ def _server(root: _Table) -> ServerConfig:
     t = root.table("server")
     host, port = parse_listen(t.get("listen", str, f"127.0.0.1:{DEFAULT_PORT}", _listen_check))
     threads = t.get("threads", int, 8, lambda v: None if 1 <= v <= 256 else "must be 1 to 256")
+    processes = t.get("processes", int, 1, lambda v: None if 1 <= v <= 64 else "must be 1 to 64")
     t.finish()
-    return ServerConfig(host, port, threads)
+    return ServerConfig(host, port, threads, processes)
 
 
 def _paths(root: _Table, base: Path, defaults: PathsConfig) -> PathsConfig:

@@ -4,7 +4,7 @@ Order matters for systemd: `READY=1` is sent only once the first generation is o
 the socket is bound, so a unit ordered after ours never sees an empty index. SIGTERM and
 SIGINT stop cleanly (exit 0); SIGHUP re-reads the same config file and applies what can
 change live (upstream, fallback, yanking, upload), keeping the old config when the new one
-is broken.
+is broken. With `[server] processes` above 1, forked workers share the socket (workers.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from waitress.server import create_server as _waitress_server
 
 from pypi_insiders import config as config_module
-from pypi_insiders import sd
+from pypi_insiders import sd, workers
 from pypi_insiders.app import IndexApp, make_app
 from pypi_insiders.config import Config
 from pypi_insiders.errors import ConfigError
@@ -32,13 +32,14 @@ log = logging.getLogger(__name__)
 _BODY_SLACK = 1024 * 1024  # multipart framing around the largest allowed upload
 
 
-def create_server(app: IndexApp, config: Config) -> Any:  # noqa: ANN401 - waitress is untyped
-    """A waitress server bound to the configured address (port 0 picks a free one)."""
+def create_server(app: IndexApp, config: Config, sock: socket.socket | None = None) -> Any:  # noqa: ANN401
+    """A waitress server on the configured address (port 0 picks a free one) or on `sock`."""
+    where: dict[str, Any] = ({"sockets": [sock]} if sock is not None
+                             else {"host": config.server.host, "port": config.server.port})
     return _waitress_server(
-        app, host=config.server.host, port=config.server.port, threads=config.server.threads,
-        ident="pypi-insiders", asyncore_use_poll=True, connection_limit=1000,
-        clear_untrusted_proxy_headers=True,
-        max_request_body_size=config.upload.max_size + _BODY_SLACK)
+        app, threads=config.server.threads, ident="pypi-insiders", asyncore_use_poll=True,
+        connection_limit=1000, clear_untrusted_proxy_headers=False,
+        max_request_body_size=config.upload.max_size + _BODY_SLACK, **where)
 
 
 def listening(server: Any) -> list[tuple[str, int]]:  # noqa: ANN401
@@ -53,69 +54,100 @@ def url_of(host: str, port: int) -> str:
 
 
 class Service:
-    """The running pieces and the signal-driven transitions between them."""
+    """The running pieces and the signal-driven transitions between them.
 
-    def __init__(self, config: Config, config_arg: str | None) -> None:
-        from pypi_insiders import generate  # noqa: PLC0415 - engineer A's module, heavy imports
+    A forked worker has a Service too, without generator or watcher, and tells systemd nothing.
+    """
 
+    def __init__(self, config: Config, config_arg: str | None, generator: Any = None,  # noqa: ANN401
+                 *, worker: bool = False) -> None:
         self.config = config
         self.config_arg = config_arg
         self.file_config = _reload_file(config_arg, config)
-        self.generator = generate.Generator.from_config(config)
+        self.generator = generator
+        self.worker = worker
         self.app = make_app(config)
         self.server: Any = None
         self.watcher: Any = None
+        self.workers = workers.Workers([])
         self.stopped = threading.Event()
         self.reload_requested = threading.Event()
 
     def start(self) -> str:
-        """First generation, then bind, then watch; returns the URL we answer on."""
+        """First generation, then bind (and fork), then watch; returns the URL we answer on."""
         sd.status("generating the index")
         began = time.monotonic()
         self.generator.generate_all()
         log.info("index generated in %.2f s", time.monotonic() - began)
-        self.server = create_server(self.app, self.config)
-        host, port = listening(self.server)[0]
-        from pypi_insiders import watcher  # noqa: PLC0415
+        extra = self.config.server.processes - 1
+        if extra:
+            sock = workers.bind(self.config)
+            self.workers = workers.Workers(workers.fork(extra, lambda: _serve_worker(self, sock)))
+            self.server = create_server(self.app, self.config, sock)
+        else:
+            self.server = create_server(self.app, self.config)
+        from pypi_insiders import watcher  # noqa: PLC0415 - engineer A's module
 
         self.watcher = watcher.Watcher(self.config, self.generator)
         self.watcher.start()
-        return url_of(host, port)
+        return url_of(*listening(self.server)[0])
 
     def healthy(self) -> bool:
-        """Worth a watchdog ping: the watcher runs and the server answers a request."""
-        alive = getattr(self.watcher, "is_alive", None)
-        if callable(alive) and not alive():
+        """Worth a watchdog ping: the watcher and every worker run, and the server answers."""
+        if self.watcher is not None and not self.watcher.is_alive():
+            return False
+        if not self.workers.alive():
             return False
         host, port = listening(self.server)[0]
         return _answers(host if host not in ("0.0.0.0", "::") else "127.0.0.1", port)  # noqa: S104
 
     def reload(self) -> None:
-        sd.reloading()
+        if not self.worker:
+            sd.reloading()
+            self.workers.signal(signal.SIGHUP)
         try:
             new_file = _reload_file(self.config_arg, None)
         except ConfigError as error:
             log.error("reload: keeping the running configuration: %s", error)
-            sd.status("serving (reload failed: config is broken)")
+            if not self.worker:
+                sd.ready("serving (reload failed: config is broken)")
             return
-        new = _keep_overrides(self.file_config, self.config, new_file)
+        new = _keep_overrides(self.file_config, self.config, new_file, warn=not self.worker)
         self.app.reconfigure(new)
-        reconfigure = getattr(self.generator, "reconfigure", None)
-        if callable(reconfigure):
-            reconfigure(new)
+        if self.generator is not None:
+            self.generator.reconfigure(new)
         self.config, self.file_config = new, new_file
-        log.info("configuration reloaded: upstream %s, fallback %s, upload %s",
-                 _public(new.upstream.url), new.upstream.fallback,
-                 "enabled" if new.upload.enabled else "disabled")
-        sd.ready("serving (configuration reloaded)")
+        if not self.worker:
+            log.info("configuration reloaded: upstream %s, fallback %s, upload %s",
+                     _public(new.upstream.url), new.upstream.fallback,
+                     "enabled" if new.upload.enabled else "disabled")
+            sd.ready("serving (configuration reloaded)")
 
     def stop(self) -> None:
         self.stopped.set()
-        sd.stopping()
+        if not self.worker:
+            sd.stopping()
         if self.watcher is not None:
             self.watcher.stop()
+        self.workers.stop()
         if self.server is not None:
             self.server.close()
+        close = getattr(self.generator, "close", None)
+        if callable(close):
+            close()
+
+
+def _serve_worker(parent: Service, sock: socket.socket) -> None:
+    """What a forked worker runs: the same app on the shared socket, reloading on SIGHUP."""
+    service = Service(parent.config, parent.config_arg, worker=True)
+    service.file_config = parent.file_config
+    _install_signals(service)
+    _thread(_reloader, service)
+    service.server = create_server(service.app, service.config, sock)
+    try:
+        service.server.run()
+    finally:
+        service.stop()
 
 
 def _reload_file(config_arg: str | None, fallback: Config | None) -> Config:
@@ -128,15 +160,15 @@ def _reload_file(config_arg: str | None, fallback: Config | None) -> Config:
         return fallback
 
 
-def _keep_overrides(old_file: Config, effective: Config, new_file: Config) -> Config:
+def _keep_overrides(old_file: Config, effective: Config, new_file: Config, *, warn: bool) -> Config:
     """Command-line flags keep winning over the file; what needs a restart keeps its old value."""
     upstream = new_file.upstream
     if effective.upstream.url_source == "--upstream":
         upstream = replace(upstream, url=effective.upstream.url, url_source="--upstream")
     if effective.upstream.fallback != old_file.upstream.fallback:
         upstream = replace(upstream, fallback=effective.upstream.fallback)
-    if (new_file.server, new_file.paths) != (old_file.server, old_file.paths):
-        log.warning("reload: listen address, threads and paths change only with a restart")
+    if warn and (new_file.server, new_file.paths) != (old_file.server, old_file.paths):
+        log.warning("reload: listen address, threads, processes and paths change only with a restart")
     return replace(new_file, server=effective.server, paths=effective.paths, upstream=upstream)
 
 
@@ -171,14 +203,16 @@ def _reloader(service: Service) -> None:
 
 def _install_signals(service: Service) -> None:
     def stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("%s received, stopping", signal.Signals(signum).name)
+        if not service.worker:
+            log.info("%s received, stopping", signal.Signals(signum).name)
         raise SystemExit(0)  # waitress's loop catches it and shuts its threads down
 
     def hup(_signum: int, _frame: FrameType | None) -> None:
         service.reload_requested.set()
 
     signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    if not service.worker:
+        signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, hup)
 
 
@@ -187,16 +221,19 @@ def _thread(target: Any, *args: Any) -> None:  # noqa: ANN401
 
 
 def serve(config: Config, config_arg: str | None) -> int:
+    from pypi_insiders import generate  # noqa: PLC0415 - engineer A's module, heavy imports
+
     config_module.check_directories(config, create=True)
     # waitress warns on every request queued behind busy threads: per-request noise under load.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    service = Service(config, config_arg)
+    service = Service(config, config_arg, generate.Generator.from_config(config))
     _install_signals(service)
     try:
         url = service.start()
         upstream = config.upstream
-        log.info("serving %s at %s; store %s; upstream %s (%s), fallback %s", config.paths.index, url,
-                 config.paths.store, _public(upstream.url), upstream.url_source, upstream.fallback)
+        log.info("serving %s at %s; store %s; upstream %s (%s), fallback %s; %d process(es) x %d threads",
+                 config.paths.index, url, config.paths.store, _public(upstream.url), upstream.url_source,
+                 upstream.fallback, config.server.processes, config.server.threads)
         _thread(_reloader, service)
         interval = sd.watchdog_interval()
         if interval:

@@ -59,7 +59,7 @@ class ThreadedServer:
 
     def __init__(self, app: WsgiApp, threads: int = 4) -> None:
         self.server: Any = cast(Any, create_server(app, host="127.0.0.1", port=0, threads=threads,
-                                    asyncore_loop_timeout=0.2, clear_untrusted_proxy_headers=True))
+                                    asyncore_loop_timeout=0.2, clear_untrusted_proxy_headers=False))
         self.url = f"http://127.0.0.1:{self.server.effective_port}/"
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

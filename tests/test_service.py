@@ -157,3 +157,32 @@ def test_service_notifies_ready_after_generation_and_pings_the_watchdog(make_con
             assert any("RELOADING=1" in m for m in _notifications(sock, "RELOADING=1", timeout=10))
             assert stop_process(running.process) == 0
             assert any("STOPPING=1" in m for m in _notifications(sock, "STOPPING=1", timeout=5))
+
+
+def _children(pid: int) -> set[int]:
+    return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def test_service_processes_share_the_socket_and_reload_together(
+        make_config: ConfigMaker, store: Path, upstream: tuple[FakeUpstream, ThreadedServer]) -> None:
+    url = upstream[1].url + "simple/"
+    config_file = make_config(server={"processes": 3}, upstream={"url": url, "fallback": "off"})
+    with serve_process(config_file) as running:
+        workers = _children(running.process.pid)
+        assert len(workers) == 2
+        assert all(request(running.url, "/simple/local-pkg/").status == 200 for _ in range(30))
+        make_config(server={"processes": 3}, upstream={"url": url, "fallback": "redirect"})
+        running.process.send_signal(signal.SIGHUP)
+        # fresh connections land on any process: every one of them must have reloaded
+        assert wait_for(lambda: all(request(running.url, "/simple/remote-only/").status == 302
+                                    for _ in range(30)))
+        assert stop_process(running.process) == 0
+    assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_service_workers_exit_when_the_parent_is_killed(make_config: ConfigMaker, store: Path) -> None:
+    with serve_process(make_config(server={"processes": 2})) as running:
+        (worker,) = _children(running.process.pid)
+        running.process.kill()
+        running.process.wait(timeout=10)
+        assert wait_for(lambda: not Path(f"/proc/{worker}").exists(), timeout=10)
