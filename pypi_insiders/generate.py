@@ -1,11 +1,10 @@
 """The static simple index, derived only from the store: pages, metadata files, pinned names.
 
-A rescan must be cheap at 200,000 files, so work is skipped at two levels: a directory whose
-listing fingerprint is unchanged is not even diffed, and a file whose (size, mtime_ns) is
-unchanged is not read again. Only projects that changed are rendered again; the root list is
-rewritten only when the set of projects changes. Every output goes through `atomic_write`,
-metadata files before the pages that point to them, so a reader never sees half a page or a
-link to a missing file. One lock serialises the watcher thread and reloads.
+`sync.StoreSync` says which projects changed (reading only new or changed files); this module
+renders just those again, and the root list only when the set of projects changes. Every
+output goes through `atomic_write`, metadata files before the pages that point to them, so a
+reader never sees half a page or a link to a missing file. One lock serialises the watcher
+thread and reloads; the long walk of a full scan runs outside it.
 """
 
 from __future__ import annotations
@@ -23,13 +22,13 @@ from pathlib import Path
 
 from packaging.utils import NormalizedName
 
-from pypi_insiders import pages, storescan
+from pypi_insiders import pages
 from pypi_insiders.cache import Cache, FileRecord
 from pypi_insiders.config import Config
-from pypi_insiders.errors import InvalidDistributionError, StoreError
-from pypi_insiders.fileinfo import inspect
+from pypi_insiders.errors import InvalidDistributionError
 from pypi_insiders.metadata import read_core_metadata
-from pypi_insiders.store import Store, atomic_write, is_hidden
+from pypi_insiders.store import Store, atomic_write
+from pypi_insiders.sync import Changes, StoreSync
 
 log = logging.getLogger(__name__)
 
@@ -51,25 +50,14 @@ class Stats:
 
 
 @dataclass
-class _Run:
-    dirty: set[str] = field(default_factory=set)
+class _Run(Changes):
     served: set[str] = field(default_factory=set)
-    files_read: int = 0
     regenerated: int = 0
     root_changed: bool = False
 
 
 def _yank_table(yanked: Mapping[NormalizedName, Mapping[str, str]]) -> dict[str, dict[str, str]]:
     return {project: pages.yank_reasons(versions) for project, versions in yanked.items() if versions}
-
-
-def _encodable(name: str) -> bool:
-    """sqlite (and every client) needs UTF-8; an undecodable name cannot be a distribution anyway."""
-    try:
-        name.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class Generator:
@@ -83,6 +71,7 @@ class Generator:
         self.pins_file = state_dir / PINNED_FILE
         self._lock = threading.RLock()
         self._cache = Cache(cache_dir / CACHE_FILE)
+        self._sync = StoreSync(store, self._cache, self._packages, self._checkpoint)
         self._yanked = _yank_table(yanked)
         self._pinned = self._read_pins()
         self.stats = Stats()
@@ -106,14 +95,14 @@ class Generator:
         # The walk reads only the filesystem, so it runs without the lock: a new file need not
         # wait for 200,000 stats. A change made meanwhile is seen by the walk or handled by
         # update_paths, which also invalidates the fingerprint of the directory it touched.
-        changed, seen = self._changed_dirs("", known)
+        changed, seen = self._sync.changed_dirs("", known)
         with self._lock, self._transaction():
             run = _Run()
             for directory in changed:
-                self._sync_dir(directory, run)
+                self._sync.sync_dir(directory, run)
             # Every directory holding rows has a fingerprint row (maybe invalidated), so the
             # snapshot lists every candidate without reading the files table.
-            self._drop_dirs(set(known) - seen, run)
+            self._sync.drop_dirs(set(known) - seen, run)
             run.dirty |= self._stale_projects()
             self._publish(run, full=True)
             projects, files = self._cache.totals()
@@ -126,7 +115,7 @@ class Generator:
         with self._lock, self._transaction():
             run = _Run()
             for relpath in sorted({p.strip("/") for p in relpaths}):
-                self._update_one(relpath, run)
+                self._sync.update(relpath, run)
             self._publish(run, full=False)
 
     def reconfigure(self, config: Config) -> None:
@@ -157,119 +146,6 @@ class Generator:
             self._cache.commit()
             self._cache.begin()
 
-    def _changed_dirs(self, top: str, known: dict[str, bytes]) -> tuple[list[str], set[str]]:
-        """Directories below `top` whose fingerprint differs from `known`, and all those seen."""
-        changed: list[str] = []
-        seen: set[str] = set()
-        for directory, fingerprint in storescan.walk_fingerprints(self._root, top):
-            seen.add(directory)
-            if known.get(directory) != fingerprint:
-                changed.append(directory)
-        return changed, seen
-
-    def _sync_tree(self, top: str, run: _Run) -> None:
-        """Diff every directory at or below `top` with its rows; drop rows of vanished ones."""
-        changed, seen = self._changed_dirs(top, {})
-        for directory in changed:
-            self._sync_dir(directory, run)
-        self._drop_dirs(self._cache.dirs_with_files(top) - seen, run)
-        self._cache.forget_tree(top, keep=seen)
-
-    def _drop_dirs(self, directories: set[str], run: _Run) -> None:
-        for directory in directories:
-            for record in self._cache.files_in_dir(directory).values():
-                self._drop(record, run)
-        self._cache.forget_dirs(directories)
-
-    def _sync_dir(self, directory: str, run: _Run) -> None:
-        files = [f for f in storescan.list_files(self._root, directory) if _encodable(f[0])]
-        old = self._cache.files_in_dir(directory)
-        for name, size, mtime_ns in files:
-            relpath = storescan.join(directory, name)
-            previous = old.pop(relpath, None)
-            if previous is None or (previous.size, previous.mtime_ns) != (size, mtime_ns):
-                self._read_file(relpath, previous, run)
-        for record in old.values():
-            self._drop(record, run)
-        self._cache.set_dir_fingerprint(directory, storescan.fingerprint(files))
-
-    def _update_one(self, relpath: str, run: _Run) -> None:
-        if any(is_hidden(part) for part in relpath.split("/")):
-            return
-        if not relpath:
-            self._sync_tree("", run)
-            return
-        try:
-            path = self.store.path_of(relpath)
-        except StoreError as error:
-            log.warning("ignoring change notice: %s", error)
-            return
-        if path.is_dir() and not path.is_symlink():
-            self._sync_tree(relpath, run)
-        elif path.is_file():
-            previous = self._cache.file(relpath)
-            stat = path.stat()
-            if previous is None or (previous.size, previous.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
-                self._read_file(relpath, previous, run)
-        else:  # nothing there now: forget the file, or the directory and all below it
-            gone = self._cache.file(relpath)
-            if gone is not None:
-                self._drop(gone, run)
-            self._sync_tree(relpath, run)
-        # The parent's fingerprint no longer describes its rows: make the next rescan diff it.
-        self._cache.set_dir_fingerprint(relpath.rpartition("/")[0], b"")
-
-    def _read_file(self, relpath: str, previous: FileRecord | None, run: _Run) -> None:
-        path = self.store.path_of(relpath)
-        directory, _, filename = relpath.rpartition("/")
-        try:
-            info = inspect(path, filename)
-            if info.metadata is not None:
-                self._write_metadata(relpath, info.metadata)
-            record = FileRecord(
-                relpath, directory, info.size, info.mtime_ns, info.project, info.version, info.kind,
-                info.sha256, info.requires_python,
-                hashlib.sha256(info.metadata).hexdigest() if info.metadata is not None else None,
-                previous.upload_time_ns if previous else info.mtime_ns, None)
-        except FileNotFoundError:
-            if previous is not None:
-                self._drop(previous, run)
-            return
-        except InvalidDistributionError as error:
-            broken = self._broken(path, relpath, previous, str(error).removeprefix(f"{filename}: "))
-            if broken is None:
-                return
-            record = broken
-        self._cache.put_file(record)
-        for project in {previous.project if previous else None, record.project} - {None}:
-            self._mark(str(project), run)
-        run.files_read += 1
-        self.stats.files_read += 1
-        self._checkpoint(run.files_read)
-
-    def _broken(self, path: Path, relpath: str, previous: FileRecord | None,
-                reason: str) -> FileRecord | None:
-        """Remembered as broken, so the warning is given once per version of the file."""
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            return None
-        log.warning("not serving %s: %s", relpath, reason, extra={"FILE": str(path)})
-        return FileRecord(relpath, relpath.rpartition("/")[0], stat.st_size, stat.st_mtime_ns,
-                          None, None, None, None, None, None,
-                          previous.upload_time_ns if previous else stat.st_mtime_ns, reason)
-
-    def _drop(self, record: FileRecord, run: _Run) -> None:
-        self._cache.delete_file(record.relpath)
-        if record.metadata_sha256:
-            self._metadata_path(record.relpath).unlink(missing_ok=True)
-        if record.project:
-            self._mark(record.project, run)
-
-    def _mark(self, project: str, run: _Run) -> None:
-        run.dirty.add(project)
-        self._cache.mark_dirty(project)
-
     # ----------------------------------------------------------------- writing the index
 
     def _stale_projects(self) -> set[str]:
@@ -293,6 +169,7 @@ class Generator:
         return True
 
     def _publish(self, run: _Run, *, full: bool) -> None:
+        self.stats.files_read += run.files_read
         for count, name in enumerate(sorted(run.dirty), 1):
             self._regenerate(name, run)
             self._checkpoint(count)
@@ -347,7 +224,7 @@ class Generator:
 
     def _with_metadata(self, record: FileRecord) -> FileRecord:
         """The metadata file is derived too: rebuild it if the index was deleted under us."""
-        if not record.metadata_sha256 or self._metadata_path(record.relpath).exists():
+        if not record.metadata_sha256 or self._sync.metadata_path(record.relpath).exists():
             return record
         try:
             raw = read_core_metadata(self.store.path_of(record.relpath), record.filename).raw
@@ -355,16 +232,8 @@ class Generator:
             raw = b""
         if hashlib.sha256(raw).hexdigest() != record.metadata_sha256:
             return replace(record, metadata_sha256=None)  # changed under us; the next scan reads it
-        self._write_metadata(record.relpath, raw)
+        self._sync.write_metadata(record.relpath, raw)
         return record
-
-    def _metadata_path(self, relpath: str) -> Path:
-        return self._packages / f"{relpath}.metadata"
-
-    def _write_metadata(self, relpath: str, data: bytes) -> None:
-        path = self._metadata_path(relpath)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, data, durable=False)
 
     def _write_root(self, served: list[str]) -> None:
         html, document = pages.root_pages(served)

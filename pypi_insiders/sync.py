@@ -1,0 +1,170 @@
+"""The cache brought in line with the store: which files changed, read once, remembered.
+
+Two levels of skipping keep a rescan of 200,000 files cheap: a directory whose listing
+fingerprint is unchanged is not diffed, and a file whose (size, mtime_ns) is unchanged is not
+read. Reading a wheel also writes its PEP 658 metadata file, before any page can point to it.
+What changed is reported as a set of project names; rendering them is the generator's job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pypi_insiders import storescan
+from pypi_insiders.cache import Cache, FileRecord
+from pypi_insiders.errors import InvalidDistributionError, StoreError
+from pypi_insiders.fileinfo import inspect
+from pypi_insiders.store import Store, atomic_write, is_hidden
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Changes:
+    """What a sync found: projects whose files changed (also marked dirty in the cache)."""
+
+    dirty: set[str] = field(default_factory=set)
+    files_read: int = 0
+
+
+def _encodable(name: str) -> bool:
+    """sqlite (and every client) needs UTF-8; an undecodable name cannot be a distribution anyway."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class StoreSync:
+    def __init__(self, store: Store, cache: Cache, packages_dir: Path,
+                 checkpoint: Callable[[int], None]) -> None:
+        self.store = store
+        self._root = str(store.root)
+        self._cache = cache
+        self._packages = packages_dir
+        self._checkpoint = checkpoint
+
+    def metadata_path(self, relpath: str) -> Path:
+        return self._packages / f"{relpath}.metadata"
+
+    def write_metadata(self, relpath: str, data: bytes) -> None:
+        path = self.metadata_path(relpath)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data, durable=False)
+
+    def changed_dirs(self, top: str, known: dict[str, bytes]) -> tuple[list[str], set[str]]:
+        """Directories below `top` whose fingerprint differs from `known`, and all those seen."""
+        changed: list[str] = []
+        seen: set[str] = set()
+        for directory, fingerprint in storescan.walk_fingerprints(self._root, top):
+            seen.add(directory)
+            if known.get(directory) != fingerprint:
+                changed.append(directory)
+        return changed, seen
+
+    def _sync_tree(self, top: str, changes: Changes) -> None:
+        """Diff every directory at or below `top` with its rows; drop rows of vanished ones."""
+        changed, seen = self.changed_dirs(top, {})
+        for directory in changed:
+            self.sync_dir(directory, changes)
+        self.drop_dirs(self._cache.dirs_with_files(top) - seen, changes)
+        self._cache.forget_tree(top, keep=seen)
+
+    def drop_dirs(self, directories: set[str], changes: Changes) -> None:
+        for directory in directories:
+            for record in self._cache.files_in_dir(directory).values():
+                self._drop(record, changes)
+        self._cache.forget_dirs(directories)
+
+    def sync_dir(self, directory: str, changes: Changes) -> None:
+        files = [f for f in storescan.list_files(self._root, directory) if _encodable(f[0])]
+        old = self._cache.files_in_dir(directory)
+        for name, size, mtime_ns in files:
+            relpath = storescan.join(directory, name)
+            previous = old.pop(relpath, None)
+            if previous is None or (previous.size, previous.mtime_ns) != (size, mtime_ns):
+                self._read_file(relpath, previous, changes)
+        for record in old.values():
+            self._drop(record, changes)
+        self._cache.set_dir_fingerprint(directory, storescan.fingerprint(files))
+
+    def update(self, relpath: str, changes: Changes) -> None:
+        if any(is_hidden(part) for part in relpath.split("/")):
+            return
+        if not relpath:
+            self._sync_tree("", changes)
+            return
+        try:
+            path = self.store.path_of(relpath)
+        except StoreError as error:
+            log.warning("ignoring change notice: %s", error)
+            return
+        if path.is_dir() and not path.is_symlink():
+            self._sync_tree(relpath, changes)
+        elif path.is_file():
+            previous = self._cache.file(relpath)
+            stat = path.stat()
+            if previous is None or (previous.size, previous.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+                self._read_file(relpath, previous, changes)
+        else:  # nothing there now: forget the file, or the directory and all below it
+            gone = self._cache.file(relpath)
+            if gone is not None:
+                self._drop(gone, changes)
+            self._sync_tree(relpath, changes)
+        # The parent's fingerprint no longer describes its rows: make the next rescan diff it.
+        self._cache.set_dir_fingerprint(relpath.rpartition("/")[0], b"")
+
+    def _read_file(self, relpath: str, previous: FileRecord | None, changes: Changes) -> None:
+        path = self.store.path_of(relpath)
+        directory, _, filename = relpath.rpartition("/")
+        try:
+            info = inspect(path, filename)
+            if info.metadata is not None:
+                self.write_metadata(relpath, info.metadata)
+            record = FileRecord(
+                relpath, directory, info.size, info.mtime_ns, info.project, info.version, info.kind,
+                info.sha256, info.requires_python,
+                hashlib.sha256(info.metadata).hexdigest() if info.metadata is not None else None,
+                previous.upload_time_ns if previous else info.mtime_ns, None)
+        except FileNotFoundError:
+            if previous is not None:
+                self._drop(previous, changes)
+            return
+        except InvalidDistributionError as error:
+            broken = self._broken(path, relpath, previous, str(error).removeprefix(f"{filename}: "))
+            if broken is None:
+                return
+            record = broken
+        self._cache.put_file(record)
+        for project in {previous.project if previous else None, record.project} - {None}:
+            self._mark(str(project), changes)
+        changes.files_read += 1
+        self._checkpoint(changes.files_read)
+
+    def _broken(self, path: Path, relpath: str, previous: FileRecord | None,
+                reason: str) -> FileRecord | None:
+        """Remembered as broken, so the warning is given once per version of the file."""
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        log.warning("not serving %s: %s", relpath, reason, extra={"FILE": str(path)})
+        return FileRecord(relpath, relpath.rpartition("/")[0], stat.st_size, stat.st_mtime_ns,
+                          None, None, None, None, None, None,
+                          previous.upload_time_ns if previous else stat.st_mtime_ns, reason)
+
+    def _drop(self, record: FileRecord, changes: Changes) -> None:
+        self._cache.delete_file(record.relpath)
+        if record.metadata_sha256:
+            self.metadata_path(record.relpath).unlink(missing_ok=True)
+        if record.project:
+            self._mark(record.project, changes)
+
+    def _mark(self, project: str, changes: Changes) -> None:
+        changes.dirty.add(project)
+        self._cache.mark_dirty(project)
