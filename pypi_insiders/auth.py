@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
 import getpass
 import hashlib
 import hmac
@@ -24,6 +25,8 @@ import secrets
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,13 +150,12 @@ def write_lines(path: Path, lines: list[Line]) -> None:
         raise CredentialError(f"{path}: cannot write the users file: {error}") from None
 
 
-def check_name(name: str) -> str:
+def check_name(name: str) -> None:
     if name == TOKEN_USER:
         raise UsageError(f"{name!r}: reserved for API tokens, choose another user name")
     if not _NAME.fullmatch(name):
         raise UsageError(f"{name!r}: a user name is 1 to 64 letters, digits or ._@+- "
                          "(no ':' or whitespace), starting with a letter or digit")
-    return name
 
 
 def make_token(name: str) -> str:
@@ -191,16 +193,32 @@ def _read_secret() -> str:
     return secret
 
 
+@contextmanager
+def _locked(users_file: Path) -> Iterator[None]:
+    """Two `users add` at once must not lose one: read-modify-write under a lock on the directory."""
+    try:
+        users_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(users_file.parent, os.O_RDONLY)
+    except OSError as error:
+        raise CredentialError(f"{users_file.parent}: cannot open: {error.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def cli_add(users_file: Path, name: str, token: bool) -> int:
     """Add a user or replace its secret; with `token`, generate one and print it, once."""
     check_name(name)
     secret = make_token(name) if token else _read_secret()
-    lines = read_lines(users_file)
     hashed = hash_secret(secret)
     entry = Line(f"{name}:{hashed}", name, hashed)
-    existed = any(line.name == name for line in lines)
-    lines = [entry if line.name == name else line for line in lines] if existed else [*lines, entry]
-    write_lines(users_file, lines)
+    with _locked(users_file):
+        lines = read_lines(users_file)
+        existed = any(line.name == name for line in lines)
+        lines = [entry if line.name == name else line for line in lines] if existed else [*lines, entry]
+        write_lines(users_file, lines)
     if token:
         print(secret)
         print(f"API token for {name}: shown once; use it as the password with user name "
@@ -211,11 +229,12 @@ def cli_add(users_file: Path, name: str, token: bool) -> int:
 
 
 def cli_remove(users_file: Path, name: str) -> int:
-    lines = read_lines(users_file)
-    kept = [line for line in lines if line.name != name]
-    if len(kept) == len(lines):
-        raise UsageError(f"{name!r}: no such user in {users_file}")
-    write_lines(users_file, kept)
+    with _locked(users_file):
+        lines = read_lines(users_file)
+        kept = [line for line in lines if line.name != name]
+        if len(kept) == len(lines):
+            raise UsageError(f"{name!r}: no such user in {users_file}")
+        write_lines(users_file, kept)
     print(f"removed user {name} from {users_file}")
     return 0
 

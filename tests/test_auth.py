@@ -279,3 +279,19 @@ def test_auth_token_owner_ignores_foreign_or_forged_tokens(token: str) -> None:
 
 def test_auth_token_owner_finds_the_user() -> None:
     assert auth.token_owner(auth.make_token("ci.bot@example")) == "ci.bot@example"
+
+
+def test_users_cli_concurrent_adds_lose_nobody(config_file: Path, users_file: Path) -> None:
+    names = [f"user{n}" for n in range(8)]
+    argv = [sys.executable, "-m", "pypi_insiders", "--config", str(config_file), "users", "add"]
+    processes = [subprocess.Popen([*argv, name], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True, env=dict(os.environ)) for name in names]
+    try:
+        results = [p.communicate(SECRET + "\n", timeout=60) for p in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+    assert [p.returncode for p in processes] == [0] * len(names), results
+    assert sorted(line.split(":")[0] for line in users_file.read_text().splitlines()) == names
