@@ -245,5 +245,7 @@ class Parser:
         self.form.file = sink.part
         try:
             self.scanner.read_until(self.delimiter, sink, f"file {filename!r}")
+        except OSError as error:  # the disk filled up or went away under us
+            raise UploadError(500, f"cannot store the upload: {error.strerror}") from None
         finally:
             sink.finish()
