@@ -106,15 +106,18 @@ def update_repo(config: Config, repo: RepoConfig, *, force: bool) -> str:
                  extra={"REPO": repo.key, "STEP": "backoff"})
         return "waiting"
     record.last_check = now
+    outcome_changed = True
     try:
         outcome = fetcher.update(config, repo)
+        outcome_changed = outcome.changed > 0 or outcome.tags != record.refs
         record.refs = outcome.tags
         built = build_new(config, repo, record, outcome.tags)
         record.record_success("updated" if built else "unchanged")
     except RepoFailure as error:
         log.error("%s", error, extra={"REPO": repo.key, "STEP": "update"})
         record.record_failure(str(error), config.fetch.backoff_max, now)
-    state.save(config, record)
+    unchanged = record.last_result == "unchanged" and not outcome_changed
+    state.save(config, record, durable=not unchanged)
     return record.last_result or "failed"
 
 

@@ -103,7 +103,9 @@ def _from_dict(key: str, data: dict[str, Any]) -> RepoState:
     )
 
 
-def save(config: Config, state: RepoState) -> None:
+def save(config: Config, state: RepoState, *, durable: bool = True) -> None:
+    """`durable=False` skips the fsync: right when only the check time changed, which a crash may lose."""
     path = path_of(config, state.key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(asdict(state), indent=2, sort_keys=True).encode() + b"\n")
+    atomic_write(path, json.dumps(asdict(state), indent=2, sort_keys=True).encode() + b"\n",
+                 durable=durable)
