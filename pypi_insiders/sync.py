@@ -40,6 +40,14 @@ def _encodable(name: str) -> bool:
     return True
 
 
+def _size_and_mtime(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:  # gone since we looked; reading it will notice
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
 class StoreSync:
     def __init__(self, store: Store, cache: Cache, packages_dir: Path,
                  checkpoint: Callable[[int], None]) -> None:
@@ -108,8 +116,7 @@ class StoreSync:
             self._sync_tree(relpath, changes)
         elif path.is_file():
             previous = self._cache.file(relpath)
-            stat = path.stat()
-            if previous is None or (previous.size, previous.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+            if previous is None or (previous.size, previous.mtime_ns) != _size_and_mtime(path):
                 self._read_file(relpath, previous, changes)
         else:  # nothing there now: forget the file, or the directory and all below it
             gone = self._cache.file(relpath)

@@ -370,3 +370,40 @@ def test_generate_command_builds_the_index(make_config: ConfigMaker, data_dir: P
     assert result.returncode == 0, result.stderr
     assert "index generated: 1 projects, 1 files, 1 regenerated" in result.stderr
     assert (data_dir / "index" / "simple" / "omicron" / "index.json").exists()
+
+
+def test_generator_updates_during_a_full_scan_are_not_lost(
+        cfg: config.Config, generator: Generator, tmp_path: Path) -> None:
+    template = make_wheel(tmp_path / "template", "pi", "1.0")
+    for index in range(300):  # enough directories for the walk to take a while
+        (cfg.paths.store / f"d{index}").mkdir(parents=True)
+        os.link(template, cfg.paths.store / f"d{index}" / template.name)
+    generator.generate_all()
+    scans = 0
+    stop = threading.Event()
+
+    def rescan_in_a_loop() -> None:
+        nonlocal scans
+        while not stop.is_set():
+            generator.generate_all()
+            scans += 1
+
+    scanner = threading.Thread(target=rescan_in_a_loop)
+    scanner.start()
+    added = []
+    try:
+        for minor in range(1, 30):
+            wheel = make_wheel(cfg.paths.store / f"d{minor * 7}", "pi", f"1.{minor}")
+            generator.update_paths([f"d{minor * 7}/{wheel.name}"])
+            added.append(wheel.name)
+            (cfg.paths.store / f"d{minor * 7}" / template.name).unlink()
+            generator.update_paths([f"d{minor * 7}/{template.name}"])
+    finally:
+        stop.set()
+        scanner.join(60)
+    assert scans > 1
+    read_before = generator.stats.files_read
+    generator.generate_all()
+    assert generator.stats.files_read == read_before
+    served = [f["filename"] for f in project_json(cfg, "pi")["files"]]
+    assert served == [template.name, *added]
