@@ -110,6 +110,14 @@ class Watcher:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def reconfigure(self, config: Config) -> None:
+        """New debounce and rescan interval; the store path itself needs a restart."""
+        with self._condition:
+            self._debounce = config.index.debounce
+            self._next_rescan += config.index.rescan_interval - self._rescan_interval
+            self._rescan_interval = config.index.rescan_interval
+            self._condition.notify_all()
+
     def is_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 

@@ -179,3 +179,12 @@ def test_watcher_creates_a_missing_store(make_config: ConfigMaker, tmp_path: Pat
     finally:
         watcher.stop()
         generator.close()
+
+
+def test_watcher_reconfigure_shortens_the_rescan_interval(
+        make_config: ConfigMaker, cfg: config.Config, generator: Generator, watching: Watcher) -> None:
+    runs = generator.stats.runs
+    time.sleep(0.5)
+    assert generator.stats.runs == runs
+    watching.reconfigure(config.load(str(make_config(index={"rescan_interval": 0.2}))))
+    wait_for(lambda: generator.stats.runs >= runs + 2, 3.0)
