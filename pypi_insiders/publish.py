@@ -87,7 +87,11 @@ def upload(config: Config, path: Path) -> None:
     except urllib.error.HTTPError as error:
         text = error.read(2000).decode("utf-8", "replace").strip()
         if error.code in (400, 409) and "exist" in text.lower():
-            log.info("%s: already at %s", path.name, url, extra={"FILE": path.name})
+            # Like twine's --skip-existing: a version the target has is published, even when a
+            # rebuild's bytes differ (the target never replaces a file, and neither do we).
+            level = logging.WARNING if "different" in text.lower() else logging.INFO
+            log.log(level, "%s: already at %s (%s)", path.name, url, " ".join(text.split())[:200],
+                    extra={"FILE": path.name, "STEP": "publish"})
             return
         raise BuildError(f"upload of {path.name} to {url} refused: HTTP {error.code} "
                          f"{' '.join(text.split())[:200]}") from None

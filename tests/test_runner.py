@@ -18,7 +18,7 @@ from pypi_insiders import config, runner, state, status
 from pypi_insiders.errors import LockedError, UsageError
 from pypi_insiders.store import Store
 from tests import git_fixtures as g
-from tests.conftest import ConfigMaker
+from tests.conftest import ConfigMaker, to_toml
 from tests.server_fixtures import VENV_BIN, serve_process, service_env
 
 TOKEN = "runner-token"
@@ -183,3 +183,34 @@ def test_update_then_pip_installs_from_the_index(make_config: ConfigMaker, tmp_p
             time.sleep(0.2)  # the watcher publishes within its debounce
         assert done.returncode == 0, done.stdout + done.stderr
     assert (target / "fresh_insiders" / "__init__.py").read_text() == "VERSION = '9.5.17+insiders.4.53.6'\n"
+
+
+@pytest.mark.slow
+def test_update_uploads_to_a_remote_index(make_config: ConfigMaker, tmp_path: Path) -> None:
+    served_config = make_config(upload={"enabled": True})
+    token = subprocess.run([sys.executable, "-m", "pypi_insiders", "-c", str(served_config), "users", "add",
+                            "robot", "--token"], capture_output=True, text=True, timeout=60,
+                           check=True).stdout.strip()
+    upstream = _intree_repo(tmp_path, "pushed", "v3.0")
+    credentials = tmp_path / "fetcher-credentials"
+    credentials.mkdir()
+    (credentials / "upload-token").write_text(token + "\n")
+    (credentials / "upload-token").chmod(0o600)
+    with serve_process(served_config) as served:
+        fetch_config = tmp_path / "fetch.toml"
+        fetch_config.write_text(to_toml({
+            "paths": {"data": str(tmp_path / "fetcher"), "cache": str(tmp_path / "fetcher-cache")},
+            "upstream": {"url": "http://127.0.0.1:9/simple/", "fallback": "off"},
+            "fetch": {"repos_dir": str(tmp_path / "fetcher-repos.d"), "credentials_dir": str(credentials),
+                      "publish": "upload", "upload_url": f"{served.url.rstrip('/')}/legacy/",
+                      "upload_username": "robot", "upload_credential": "upload-token"},
+            "repos": {"pushed": {"url": str(upstream)}}}))
+        loaded = config.load(str(fetch_config))
+        assert runner.cli_update(loaded, []) == 0
+        remote = config.load(str(served_config))
+        assert _store_files(remote) == {"pushed/pushed-3.0-py3-none-any.whl", "pushed/pushed-3.0.tar.gz"}
+        assert _store_files(loaded) == set()
+        state.path_of(loaded, "pushed").unlink()  # forget the build: the target already has the files
+        assert runner.cli_update(loaded, []) == 0
+        assert _store_files(remote) == {"pushed/pushed-3.0-py3-none-any.whl", "pushed/pushed-3.0.tar.gz"}
+    assert token not in served.output()
