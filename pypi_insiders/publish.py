@@ -20,7 +20,7 @@ from pathlib import Path
 from pypi_insiders import credentials
 from pypi_insiders.builder import BuiltFile
 from pypi_insiders.config import Config
-from pypi_insiders.errors import BuildError
+from pypi_insiders.errors import BuildError, StoreError
 from pypi_insiders.metadata import read_core_metadata
 from pypi_insiders.store import Store, parse_filename
 
@@ -34,11 +34,21 @@ def publish(config: Config, files: list[BuiltFile], repo_key: str) -> list[str]:
         if config.fetch.publish == "upload":
             upload(config, built.path)
         else:
-            Store(config.paths.store).add(built.path.name, built.path, project=built.name)
+            add_to_store(Store(config.paths.store), built, repo_key)
         log.info("%s: published %s", repo_key, built.path.name,
                  extra={"REPO": repo_key, "FILE": built.path.name, "VERSION": str(built.version),
                         "STEP": "publish"})
     return [f.path.name for f in ordered]
+
+
+def add_to_store(store: Store, built: BuiltFile, repo_key: str) -> None:
+    """A file of that name with other bytes was published before (a run killed between the
+    sdist and the wheel, or lost state): it stays, as published files always do."""
+    try:
+        store.add(built.path.name, built.path, project=built.name)
+    except StoreError as error:
+        log.warning("%s: kept the file already in the store: %s", repo_key, error,
+                    extra={"REPO": repo_key, "FILE": built.path.name, "STEP": "publish"})
 
 
 def _form(fields: list[tuple[str, str]], file_path: Path, boundary: str) -> bytes:

@@ -38,7 +38,8 @@ from pypi_insiders.store import parse_filename
 
 log = logging.getLogger(__name__)
 
-RepoFailure = (BuildError, CredentialError, FetchError, StoreError)
+# OSError: a full disk or a permission problem in the cache fails this repository, not the run.
+RepoFailure = (BuildError, CredentialError, FetchError, StoreError, OSError)
 
 
 def cli_update(config: Config, repo_keys: list[str], *, force: bool = False) -> int:
@@ -126,11 +127,11 @@ def build_new(config: Config, repo: RepoConfig, record: state.RepoState, tags: d
     distribution = repo.distribution or _normalized(record.distribution)
     done = {Version(v) for v in record.built} | published_versions(config, distribution)
     todo = versions.to_build(versions.tag_versions(tags, repo), done, repo.build)
-    errors: list[BuildError | StoreError] = []
+    errors: list[BuildError | StoreError | OSError] = []
     for tag in todo:
         try:
             build_one(config, repo, record, tag)
-        except (BuildError, StoreError) as error:
+        except (BuildError, StoreError, OSError) as error:
             log.error("%s", error, extra={"REPO": repo.key, "TAG": tag.tag, "STEP": "build"})
             record.last_build = state.BuildRecord(tag.tag, str(tag.version), "failed", time.time(),
                                                   error=str(error))

@@ -19,6 +19,7 @@ from pypi_insiders.errors import LockedError, UsageError
 from pypi_insiders.store import Store
 from tests import git_fixtures as g
 from tests.conftest import ConfigMaker, to_toml
+from tests.distfiles import make_sdist
 from tests.server_fixtures import VENV_BIN, serve_process, service_env
 
 TOKEN = "runner-token"
@@ -214,3 +215,17 @@ def test_update_uploads_to_a_remote_index(make_config: ConfigMaker, tmp_path: Pa
         assert runner.cli_update(loaded, []) == 0
         assert _store_files(remote) == {"pushed/pushed-3.0-py3-none-any.whl", "pushed/pushed-3.0.tar.gz"}
     assert token not in served.output()
+
+
+@pytest.mark.slow
+def test_update_keeps_a_file_published_by_an_earlier_run(make_config: ConfigMaker, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """A run killed between the sdist and the wheel: the next one adds the wheel, keeps the sdist."""
+    upstream = _intree_repo(tmp_path, "half", "v1.0")
+    loaded = config.load(str(make_config(repos={"half": {"url": str(upstream)}})))
+    earlier = make_sdist(loaded.paths.store / "half", "half", "1.0")
+    before = earlier.read_bytes()
+    assert runner.cli_update(loaded, []) == 0
+    assert _store_files(loaded) == {"half/half-1.0-py3-none-any.whl", "half/half-1.0.tar.gz"}
+    assert earlier.read_bytes() == before
+    assert "kept the file already in the store" in caplog.text
