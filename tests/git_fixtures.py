@@ -9,6 +9,7 @@ writes a real sdist and wheel. Real third-party backends are in `BACKEND_PYPROJE
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from dulwich import server as _server
 from dulwich import web as _web
 from dulwich.repo import Repo
 
+import pypi_insiders
 from tests.server_fixtures import ThreadedServer
 
 # dulwich 0.21 is only partly annotated: its untyped helpers are used through Any, on purpose.
@@ -133,6 +135,14 @@ dynamic = ["version"]
 source = "scm"
 """,
 }
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for `python -m pypi_insiders` in a subprocess, whatever its working directory
+    (the Debian build runs the tests from a copy that is importable only from its own directory)."""
+    package_root = str(Path(pypi_insiders.__file__).resolve().parent.parent)
+    paths = [package_root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def write_files(root: Path, files: dict[str, str]) -> None:

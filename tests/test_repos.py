@@ -13,11 +13,12 @@ import pytest
 from pypi_insiders import config
 from pypi_insiders.repos import parse_source
 from tests.conftest import ConfigMaker
+from tests.git_fixtures import cli_env
 
 
 def run(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pypi_insiders", "-c", str(config_path), "repos", *args],
-                          capture_output=True, text=True, timeout=60, check=False)
+                          capture_output=True, text=True, timeout=60, env=cli_env(), check=False)
 
 
 @pytest.mark.parametrize(("source", "key", "url", "dist"), [
@@ -54,7 +55,8 @@ def test_repos_add_makes_a_local_path_absolute(make_config: ConfigMaker, tmp_pat
     path = make_config()
     (tmp_path / "work" / "proj").mkdir(parents=True)
     done = subprocess.run([sys.executable, "-m", "pypi_insiders", "-c", str(path), "repos", "add", "./proj"],
-                          capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path / "work")
+                          capture_output=True, text=True, timeout=60, env=cli_env(), check=False,
+                          cwd=tmp_path / "work")
     assert done.returncode == 0, done.stderr
     assert config.load(str(path)).repo("proj") is not None
     assert config.load(str(path)).repos[0].url == str(tmp_path / "work" / "proj")

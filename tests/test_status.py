@@ -12,6 +12,7 @@ import pytest
 
 from pypi_insiders import config, state, status
 from tests.conftest import ConfigMaker
+from tests.git_fixtures import cli_env
 from tests.server_fixtures import FakeUpstream, ThreadedServer
 
 
@@ -85,11 +86,11 @@ def test_status_command_prints_json_and_text(make_config: ConfigMaker, tmp_path:
                              last_error="repository demo: cannot fetch: refused")
     state.save(loaded, record)
     done = subprocess.run([sys.executable, "-m", "pypi_insiders", "-c", str(path), "status", "--json"],
-                          capture_output=True, text=True, timeout=60, check=True)
+                          capture_output=True, text=True, timeout=60, env=cli_env(), check=True)
     data = json.loads(done.stdout)
     assert data["repositories"][0]["failures"] == 2
     assert "hunter2" not in done.stdout
     text = subprocess.run([sys.executable, "-m", "pypi_insiders", "-c", str(path), "status"],
-                          capture_output=True, text=True, timeout=60, check=True).stdout
+                          capture_output=True, text=True, timeout=60, env=cli_env(), check=True).stdout
     assert "demo: checked 1970-01-01T00:00:01Z, failed; newest tag -; last build none" in text
     assert "  ! repository demo: cannot fetch: refused" in text
