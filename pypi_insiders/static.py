@@ -23,6 +23,7 @@ Headers = list[tuple[str, str]]
 PAGE_CACHE_CONTROL: Final = "max-age=30, public"
 FILE_CACHE_CONTROL: Final = "max-age=31536000, public, immutable"
 _PAGE_CACHE_BYTES: Final = 32 * 1024 * 1024
+_ENTRY_OVERHEAD: Final = 1024  # the Page object, its header lists and the dict slot, roughly
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,14 @@ class PageCache:
         self._limit = limit_bytes
         self._lock = threading.Lock()
 
+    @property
+    def size(self) -> int:
+        """Bytes held, by the same rough measure the bound uses."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._pages)
+
     def get(self, file: str, content_type: str, vary: bool) -> Page | None:
         """The page in `file`, reloaded when it changed on disk; None when it does not exist."""
         key = (file, content_type)
@@ -86,18 +95,22 @@ class PageCache:
         page = Page(body, _identity(stat), etag, mtime, headers, common)
         with self._lock:
             old = self._pages.pop(key, None)
-            self._bytes += len(body) - (len(old.body) if old else 0)
+            self._bytes += _cost(page) - (_cost(old) if old else 0)
             self._pages[key] = page
             while self._bytes > self._limit and len(self._pages) > 1:
                 _key, evicted = self._pages.popitem(last=False)
-                self._bytes -= len(evicted.body)
+                self._bytes -= _cost(evicted)
         return page
 
     def _drop(self, key: tuple[str, str]) -> None:
         with self._lock:
             old = self._pages.pop(key, None)
             if old is not None:
-                self._bytes -= len(old.body)
+                self._bytes -= _cost(old)
+
+
+def _cost(page: Page) -> int:
+    return len(page.body) + _ENTRY_OVERHEAD
 
 
 def not_modified(environ: dict[str, object], etag: str, mtime: int) -> bool:

@@ -230,6 +230,7 @@ class Fallback:
         if authorization:
             request.add_unredirected_header("Authorization", authorization)
         deadline = time.monotonic() + settings.timeout
+        log.debug("fetching %s from upstream", name, extra={"PROJECT": name})
         try:
             with urllib.request.urlopen(request, timeout=settings.timeout) as response:  # noqa: S310
                 body = _read_until(response, deadline)

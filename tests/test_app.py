@@ -18,6 +18,7 @@ import pytest
 from pypi_insiders import config
 from pypi_insiders.app import make_app
 from pypi_insiders.negotiate import acceptable
+from pypi_insiders.static import PageCache
 from pypi_insiders.store import atomic_write
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_wheel
@@ -286,3 +287,17 @@ def test_app_upload_without_credentials_asks_for_basic_auth(make_config: ConfigM
                         {"Content-Type": "multipart/form-data; boundary=x"}, body=b"--x--\r\n")
     assert reply.status == 401
     assert reply.header("WWW-Authenticate") == 'Basic realm="pypi-insiders"'
+
+
+def test_app_page_cache_stays_within_its_bound(tmp_path: Path) -> None:
+    cache = PageCache(limit_bytes=20_000)
+    for number in range(50):
+        page = tmp_path / f"{number}.html"
+        page.write_bytes(b"x" * 1000)
+        found = cache.get(str(page), "text/html", vary=False)
+        assert found is not None
+        assert found.body == b"x" * 1000
+    assert cache.size <= 20_000
+    assert 0 < len(cache) < 50
+    assert cache.get(str(tmp_path / "0.html"), "text/html", vary=False) is not None  # reloaded
+    assert cache.get(str(tmp_path / "missing.html"), "text/html", vary=False) is None
