@@ -132,13 +132,14 @@ class Generator:
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        self._cache.begin()
-        try:
-            yield
-        except BaseException:
-            self._cache.rollback()
-            raise
-        self._cache.commit()
+        with self._cache.exclusive():
+            self._cache.begin()
+            try:
+                yield
+            except BaseException:
+                self._cache.rollback()
+                raise
+            self._cache.commit()
 
     def _checkpoint(self, count: int) -> None:
         """Commit now and then in long runs, so an interrupted cold start keeps its progress."""
@@ -259,7 +260,7 @@ class Generator:
         new = set(served) - self._pinned
         if not new:
             return
-        self._pinned |= new
+        self._pinned |= new | self._read_pins()  # another process (`generate`) may have added some
         self.pins_file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.pins_file, "".join(f"{name}\n" for name in sorted(self._pinned)).encode())
         log.info("pinned %d new project name(s) to this index", len(new))

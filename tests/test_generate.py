@@ -407,3 +407,15 @@ def test_generator_updates_during_a_full_scan_are_not_lost(
     assert generator.stats.files_read == read_before
     served = [f["filename"] for f in project_json(cfg, "pi")["files"]]
     assert served == [template.name, *added]
+
+
+def test_generator_pins_from_two_processes_are_merged(cfg: config.Config, generator: Generator) -> None:
+    make_wheel(cfg.paths.store / "rho", "rho", "1.0")
+    generator.generate_all()
+    other = Generator.from_config(cfg)  # as `pypi-insiders generate` beside a running service
+    make_wheel(cfg.paths.store / "sigma", "sigma", "1.0")
+    other.generate_all()
+    other.close()
+    tau = make_wheel(cfg.paths.store / "tau", "tau", "1.0")
+    generator.update_paths([f"tau/{tau.name}"])
+    assert (cfg.paths.state / "pinned-projects.txt").read_text() == "rho\nsigma\ntau\n"
