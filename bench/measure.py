@@ -1,0 +1,153 @@
+"""Everything measured besides load: start-up, freshness, installs and resident memory.
+
+Each loop here is bounded in count and time; a figure that ran out of time is reported as
+None (a FAIL for targets), never as the bound itself.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from bench.corpus import Corpus
+from bench.servers import REPO, Server
+from tests.distfiles import make_wheel
+
+UV = REPO / ".venv" / "bin" / "uv"
+PYTHON = REPO / ".venv" / "bin" / "python"
+FRESH_PREFIX = "3.0."
+
+
+def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    """Status and body; a refused connection or a timeout is status 0."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback URLs only)
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, b""
+    except (OSError, TimeoutError):
+        return 0, b""
+
+
+def first_answer(server: Server, path: str, timeout: float) -> float | None:
+    """Seconds from process start to the first 200 for `path`, or None if it never came."""
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / 0.01) + 1):
+        status, _body = get(server.url + path, timeout=max(0.1, deadline - time.monotonic()))
+        if status == 200:
+            return time.monotonic() - server.started
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            return None
+        time.sleep(0.01)
+    return None
+
+
+def settle(server: Server, path: str, timeout: float) -> None:
+    """Wait for a server still working off a queue from the last load to answer again."""
+    get(server.url + path, timeout=timeout)
+
+
+def freshness(server: Server, corpus: Corpus, project: str, directory: Path, timeout: float) -> float | None:
+    """Seconds from a new wheel renamed into `directory` until the project page lists it."""
+    staging = Path(tempfile.mkdtemp(prefix="fresh-", dir=corpus.root))
+    version = f"{FRESH_PREFIX}{time.time_ns() // 1000}"
+    wheel = make_wheel(staging, project, version)
+    target = directory / wheel.name
+    url = f"{server.url}/simple/{canonicalize_name(project)}/"
+    try:
+        started = time.monotonic()
+        wheel.rename(target)
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            _status, body = get(url, timeout=max(0.1, deadline - time.monotonic()))
+            if wheel.name.encode() in body:
+                return time.monotonic() - started
+            time.sleep(0.01)
+        return None
+    finally:
+        target.unlink(missing_ok=True)
+        staging.rmdir()
+
+
+def remove_stale_fresh_files(corpus: Corpus) -> None:
+    """A run killed mid-freshness leaves its wheel behind; the corpus must stay as made."""
+    for path in [*corpus.store.glob(f"*/*-{FRESH_PREFIX}*"), *corpus.flat.glob(f"*-{FRESH_PREFIX}*")]:
+        path.unlink()
+    for path in corpus.root.glob("fresh-*"):
+        for child in path.iterdir():
+            child.unlink()
+        path.rmdir()
+
+
+def _timed(argv: list[str], env: dict[str, str], cwd: Path, timeout: float) -> float | None:
+    started = time.monotonic()
+    try:
+        done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return None
+    if done.returncode != 0:
+        print(f"  ! {' '.join(argv[:4])}... failed: {done.stderr.decode(errors='replace')[-300:]}")
+        return None
+    return time.monotonic() - started
+
+
+def install_times(server: Server, project: str, runs: int, timeout: float) -> dict[str, float | None]:
+    """Median seconds of `pip download` and of `uv pip install` of one project, no cache, no deps."""
+    env = {**os.environ, "PIP_CONFIG_FILE": "/dev/null", "UV_NO_CONFIG": "1",
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
+    index = f"{server.url}/simple/"
+    results: dict[str, float | None] = {}
+    commands = {
+        "pip": [str(PYTHON), "-m", "pip", "download", "--no-deps", "--no-cache-dir", "--index-url", index,
+                "--dest", "{out}", project],
+        "uv": [str(UV), "pip", "install", "--no-deps", "--no-cache", "--index-url", index, "--python",
+               str(PYTHON), "--target", "{out}", project],
+    }
+    for tool, template in commands.items():
+        times: list[float] = []
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory(prefix=f"bench-{tool}-") as out:
+                argv = [part.replace("{out}", out) for part in template]
+                elapsed = _timed(argv, env, Path(out), timeout)
+                if elapsed is None or not any(Path(out).iterdir()):
+                    times = []
+                    break
+                times.append(elapsed)
+        results[tool] = statistics.median(times) if times else None
+    return results
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(child) for child in task.read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def rss_mb(pid: int) -> float | None:
+    """VmRSS of a process and all its descendants, in MB (10^6 bytes)."""
+    total_kb, pending, seen = 0, [pid], set[int]()
+    while pending and len(seen) < 1000:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+        except OSError:
+            continue
+        total_kb += next((int(line.split()[1]) for line in status.splitlines()
+                          if line.startswith("VmRSS:")), 0)
+        pending += _children(current)
+    return total_kb * 1024 / 1e6 if seen else None

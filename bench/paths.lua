@@ -1,0 +1,37 @@
+-- wrk script: each thread cycles through the request paths listed in a file (one per line),
+-- starting at its own offset, and prints one JSON line of results when the run is done.
+-- Usage: wrk -s paths.lua URL -- PATHS_FILE
+local counter = 0
+local threads = {}
+
+function setup(thread)
+   counter = counter + 1
+   thread:set("id", counter)
+   table.insert(threads, thread)
+end
+
+function init(args)
+   requests = {}
+   for line in io.lines(args[1]) do
+      if #line > 0 then
+         table.insert(requests, wrk.format("GET", line))
+      end
+   end
+   position = ((id or 1) - 1) * 7919 % #requests
+end
+
+function request()
+   position = position % #requests + 1
+   return requests[position]
+end
+
+function done(summary, latency, requests)
+   local e = summary.errors
+   io.write(string.format(
+      'WRK_JSON {"requests": %d, "duration_us": %d, "bytes": %d, ' ..
+      '"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d, ' ..
+      '"p50_us": %d, "p99_us": %d, "mean_us": %f, "max_us": %d}\n',
+      summary.requests, summary.duration, summary.bytes,
+      e.connect, e.read, e.write, e.status, e.timeout,
+      latency:percentile(50), latency:percentile(99), latency.mean, latency.max))
+end
