@@ -186,8 +186,9 @@ class Generator:
             projects, files = self._cache.totals()
             atomic_write(self.index_dir / "index.html",
                          pages.home_page(projects, files, self._cache.latest_files(_LATEST)), durable=False)
-        self._cache.set_meta("page_format", PAGE_FORMAT)
-        self._packages.mkdir(parents=True, exist_ok=True)  # its absence means "rebuild metadata"
+        if full:  # only a full run has rendered every project in the current format
+            self._cache.set_meta("page_format", PAGE_FORMAT)
+            self._packages.mkdir(parents=True, exist_ok=True)  # its absence means "rebuild metadata"
         self._pin(run.served)
         self.stats.runs += 1
 
