@@ -94,7 +94,8 @@ def log_summary(total: int, outcomes: Counter[str]) -> None:
     waiting = f", {outcomes['waiting']} waiting after failures" if outcomes["waiting"] else ""
     log.info("%d repositories: %d updated, %d unchanged, %d failed%s", total, outcomes["updated"],
              outcomes["unchanged"], outcomes["failed"], waiting,
-             extra={"STEP": "summary", "UPDATED": outcomes["updated"], "FAILED": outcomes["failed"]})
+             extra={"STEP": "summary", "UPDATED": str(outcomes["updated"]),
+                    "FAILED": str(outcomes["failed"])})
 
 
 def update_repo(config: Config, repo: RepoConfig, *, force: bool) -> str:
