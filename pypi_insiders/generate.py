@@ -9,6 +9,7 @@ thread and reloads; the long walk of a full scan runs outside it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -205,7 +206,7 @@ class Generator:
         else:
             for page in ("index.html", "index.json"):
                 (directory / page).unlink(missing_ok=True)
-            if directory.exists():
+            with contextlib.suppress(OSError):  # gone already, or holds a stranger's file: leave it
                 directory.rmdir()
         self._cache.set_project(name, len(records), self._yank_key(name))
         run.root_changed |= was_served != bool(records)
