@@ -188,3 +188,15 @@ def test_watcher_reconfigure_shortens_the_rescan_interval(
     assert generator.stats.runs == runs
     watching.reconfigure(config.load(str(make_config(index={"rescan_interval": 0.2}))))
     wait_for(lambda: generator.stats.runs >= runs + 2, 3.0)
+
+
+def test_watcher_publishes_a_file_renamed_into_place(
+        cfg: config.Config, watching: Watcher, tmp_path: Path) -> None:
+    """rsync and atomic writers rename a hidden temp file: watchdog reports a move, not a creation."""
+    wheel = make_wheel(tmp_path / "build", "renamed", "1.0")
+    target = cfg.paths.store / "renamed"
+    target.mkdir()
+    temp = target / f".{wheel.name}.tmp"
+    temp.write_bytes(wheel.read_bytes())
+    temp.replace(target / wheel.name)
+    wait_for(lambda: served(cfg, "renamed") == [wheel.name], 1.0)
