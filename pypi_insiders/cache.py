@@ -11,12 +11,15 @@ every use behind its lock.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 _SCHEMA_VERSION = "2"
 _SCHEMA = """
@@ -91,11 +94,27 @@ class Cache:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=OFF")  # a cache: a crash costs a rebuild, not data
-        self.db.execute("PRAGMA temp_store=MEMORY")
-        self._migrate()
+        try:
+            self.db = self._open()
+        except sqlite3.DatabaseError as error:  # a damaged cache is rebuilt, never fatal
+            log.warning("%s is unreadable (%s); rebuilding it from the store", path, error,
+                        extra={"FILE": str(path)})
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            self.db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL: no fsync per commit, still never corrupt
+            db.execute("PRAGMA temp_store=MEMORY")
+            self.db = db
+            self._migrate()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
 
     def _migrate(self) -> None:
         """An unknown schema is dropped, not migrated: everything in it can be re-derived."""

@@ -419,3 +419,20 @@ def test_generator_pins_from_two_processes_are_merged(cfg: config.Config, genera
     tau = make_wheel(cfg.paths.store / "tau", "tau", "1.0")
     generator.update_paths([f"tau/{tau.name}"])
     assert (cfg.paths.state / "pinned-projects.txt").read_text() == "rho\nsigma\ntau\n"
+
+
+def test_generator_rebuilds_a_damaged_cache(
+        cfg: config.Config, generator: Generator, caplog: pytest.LogCaptureFixture) -> None:
+    make_wheel(cfg.paths.store / "upsilon", "upsilon", "1.0")
+    generator.generate_all()
+    generator.close()
+    (cfg.paths.cache / "index.sqlite3").write_bytes(b"this is not a database" * 100)
+    for suffix in ("-wal", "-shm"):
+        (cfg.paths.cache / f"index.sqlite3{suffix}").unlink(missing_ok=True)
+    caplog.set_level(logging.WARNING, logger="pypi_insiders")
+    again = Generator.from_config(cfg)
+    again.generate_all()
+    assert any("rebuilding it from the store" in r.getMessage() for r in caplog.records)
+    assert again.stats.files_read == 1
+    assert [f["filename"] for f in project_json(cfg, "upsilon")["files"]] == ["upsilon-1.0-py3-none-any.whl"]
+    again.close()
