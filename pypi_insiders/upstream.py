@@ -38,6 +38,7 @@ _MAX_PAGE = 64 * 1024 * 1024
 _CACHE_ENTRIES = 4096
 _CACHE_BYTES = 128 * 1024 * 1024
 _GATES = 64
+_RETRY_AFTER = 5.0  # seconds after a failed fetch before the same page is asked for again
 _TEXT = "text/plain; charset=utf-8"
 
 
@@ -168,6 +169,7 @@ class Fallback:
         self._lock = threading.Lock()
         # Striped locks: concurrent misses for one page make one upstream request, in bounded memory.
         self._gates = tuple(threading.Lock() for _ in range(_GATES))
+        self._failures: dict[tuple[str, str], tuple[float, str]] = {}
 
     def reconfigure(self, settings: UpstreamConfig) -> None:
         """A new URL makes every cached page meaningless; a new TTL or timeout does not."""
@@ -175,6 +177,7 @@ class Fallback:
             with self._lock:
                 self._cache.clear()
                 self._cache_bytes = 0
+                self._failures.clear()
         self.settings = settings
 
     def is_local(self, name: NormalizedName) -> bool:
@@ -198,16 +201,23 @@ class Fallback:
         # One upstream request per page at a time; the others wait and take its result.
         with self._gates[hash(key) % _GATES]:
             entry = self._cache.get(key)
-            if entry is not None and time.monotonic() - entry.fetched < settings.cache_ttl:
+            now = time.monotonic()
+            if entry is not None and now - entry.fetched < settings.cache_ttl:
                 return entry.answer
+            failed = self._failures.get(key)
+            if failed is not None and now - failed[0] < _RETRY_AFTER:
+                # Requests queued behind a hanging upstream must not each wait out the timeout.
+                return entry.answer if entry else _bad_gateway(failed[1])
             try:
                 answer = self._fetch(name, formats, settings)
             except UpstreamError as error:
                 log.warning("upstream failed for %s: %s%s", name, error,
                             "; serving the stale copy" if entry else "", extra={"PROJECT": name})
-                if entry is not None:
-                    return entry.answer
-                return text_answer("502 Bad Gateway", f"upstream index failed: {error}")
+                if len(self._failures) >= _CACHE_ENTRIES:
+                    self._failures.clear()
+                self._failures[key] = (time.monotonic(), str(error))
+                return entry.answer if entry else _bad_gateway(str(error))
+            self._failures.pop(key, None)
             self._remember(key, answer)
             return answer
 
@@ -280,6 +290,10 @@ def _relay(body: bytes, base: str, content_type: str, charset: str) -> Answer:
     headers = [("Content-Type", media), ("Content-Length", str(len(data))), ("ETag", etag),
                ("Cache-Control", "max-age=60, public"), ("Vary", "Accept")]
     return Answer("200 OK", headers, data, etag, mtime)
+
+
+def _bad_gateway(reason: str) -> Answer:
+    return text_answer("502 Bad Gateway", f"upstream index failed: {reason}")
 
 
 def _size(answer: Answer) -> int:

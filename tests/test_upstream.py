@@ -6,6 +6,7 @@ loopback server playing upstream.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -238,3 +239,24 @@ def test_upstream_absolute_html_keeps_every_attribute() -> None:
     assert "f &amp; 1.0" in out
     assert '<meta name="pypi:repository-version" content="1.1">' in out
     assert "<base" not in out
+
+
+def test_upstream_proxy_does_not_queue_clients_behind_a_hanging_upstream(index: AppMaker,
+                                                                         upstream: Any) -> None:
+    _app, url = index("proxy", timeout=0.5)
+    upstream[0].delay = 3.0
+    replies: list[int] = []
+
+    def fetch() -> None:
+        replies.append(get(url, "/simple/remote-only/").status)
+
+    threads = [threading.Thread(target=fetch) for _ in range(4)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert replies == [502] * 4
+    assert time.monotonic() - began < 1.5  # one timeout, not four in a row
+    assert upstream[0].count("/simple/remote-only/") == 1
+    upstream[0].delay = 0.0
