@@ -99,30 +99,28 @@ def _timed(argv: list[str], env: dict[str, str], cwd: Path, timeout: float) -> f
     return time.monotonic() - started
 
 
-def install_times(server: Server, project: str, runs: int, timeout: float) -> dict[str, float | None]:
-    """Median seconds of `pip download` and of `uv pip install` of one project, no cache, no deps."""
+def _install_argv(tool: str, index: str, project: str, out: str) -> list[str]:
+    if tool == "pip":
+        return [str(PYTHON), "-m", "pip", "download", "--no-deps", "--no-cache-dir", "--index-url", index,
+                "--dest", out, project]
+    return [str(UV), "pip", "install", "--no-deps", "--no-cache", "--index-url", index, "--python",
+            str(PYTHON), "--target", out, project]
+
+
+def install_time(server: Server, tool: str, project: str, timeout: float) -> float | None:
+    """Seconds of one `pip download` or `uv pip install` of one project, no cache, no deps."""
     env = {**os.environ, "PIP_CONFIG_FILE": "/dev/null", "UV_NO_CONFIG": "1",
            "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
-    index = f"{server.url}/simple/"
-    results: dict[str, float | None] = {}
-    commands = {
-        "pip": [str(PYTHON), "-m", "pip", "download", "--no-deps", "--no-cache-dir", "--index-url", index,
-                "--dest", "{out}", project],
-        "uv": [str(UV), "pip", "install", "--no-deps", "--no-cache", "--index-url", index, "--python",
-               str(PYTHON), "--target", "{out}", project],
-    }
-    for tool, template in commands.items():
-        times: list[float] = []
-        for _ in range(runs):
-            with tempfile.TemporaryDirectory(prefix=f"bench-{tool}-") as out:
-                argv = [part.replace("{out}", out) for part in template]
-                elapsed = _timed(argv, env, Path(out), timeout)
-                if elapsed is None or not any(Path(out).iterdir()):
-                    times = []
-                    break
-                times.append(elapsed)
-        results[tool] = statistics.median(times) if times else None
-    return results
+    with tempfile.TemporaryDirectory(prefix=f"bench-{tool}-") as out:
+        elapsed = _timed(_install_argv(tool, f"{server.url}/simple/", project, out), env, Path(out), timeout)
+        return elapsed if elapsed is not None and any(Path(out).iterdir()) else None
+
+
+def median_or_none(times: list[float | None]) -> float | None:
+    """A single failed run fails the figure: a fast median must not hide an error."""
+    if not times or any(t is None for t in times):
+        return None
+    return statistics.median(t for t in times if t is not None)
 
 
 def _children(pid: int) -> list[int]:

@@ -22,10 +22,11 @@ import argparse
 import json
 import random
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,11 @@ from packaging.utils import canonicalize_name
 
 from bench import corpus as corpora
 from bench import measure, report, servers
-from bench.load import run_wrk
+from bench.load import LoadResult, run_wrk
 
 OUT = Path(__file__).resolve().parent / "out"
+SETTLE_TIMEOUT = 120.0  # pypiserver works off a queue of slow requests after each wrk run
+Starter = Callable[[], AbstractContextManager[servers.Server]]
 # Corpora and throwaway venvs are cached here between runs; never inside the repository.
 WORKDIR = Path("/tmp/pypi-insiders-bench")  # noqa: S108
 
@@ -47,8 +50,10 @@ class Settings:
     connections: tuple[int, ...]
     only: tuple[str, ...]
     runs: int
+    rounds: int
     workdir: Path
     start_timeout: float
+    reuse_state: bool
 
 
 @dataclass(frozen=True)
@@ -70,50 +75,90 @@ def corpus_paths(corpus: corpora.Corpus) -> Paths:
     return Paths(corpus.names[middle], rotation)
 
 
-def run_loads(server: servers.Server, paths: Paths, settings: Settings) -> list[dict[str, object]]:
+LoadRows = list[dict[str, object]]
+
+
+def run_loads(running: list[servers.Server], paths: Paths, settings: Settings) -> dict[str, LoadRows]:
+    """Each scenario against each server in turn, so that all of them share the machine's moods.
+
+    With several rounds the best round (most requests per second) of each server counts: other
+    work on the machine only ever slows a round down.
+    """
     scenarios = {"project": [paths.project_page], "root": ["/simple/"], "rotation": paths.rotation}
-    out: list[dict[str, object]] = []
+    out: dict[str, LoadRows] = {server.name: [] for server in running}
     for scenario, scenario_paths in scenarios.items():
         for conns in settings.connections:
-            result = run_wrk(server.url, scenario, scenario_paths, conns, settings.duration)
-            print(f"  {server.name:10} {scenario:8} c{conns:<3} {result.rps:10.1f} rps  "
-                  f"p50 {result.p50_ms:8.2f} ms  p99 {result.p99_ms:8.2f} ms  errors {result.errors}")
-            out.append(result.as_dict())
-            measure.settle(server, paths.project_page, timeout=settings.start_timeout)
+            rounds: dict[str, list[LoadResult]] = {server.name: [] for server in running}
+            for turn in range(settings.rounds):
+                for server in running if turn % 2 == 0 else running[::-1]:
+                    result = run_wrk(server.url, scenario, scenario_paths, conns, settings.duration)
+                    print(f"  {server.name:10} {scenario:8} c{conns:<3} {result.rps:10.1f} rps  "
+                          f"p50 {result.p50_ms:8.2f} ms  p99 {result.p99_ms:8.2f} ms  errors {result.errors}")
+                    rounds[server.name].append(result)
+                    measure.settle(server, paths.project_page, timeout=SETTLE_TIMEOUT)
+            for name, results in rounds.items():
+                best = max(results, key=lambda r: r.rps)
+                out[name].append({**best.as_dict(), "rounds_rps": [r.rps for r in results],
+                                  "errors": sum(r.errors for r in results)})
     return out
 
 
-def bench_server(server: servers.Server, corpus: corpora.Corpus, paths: Paths, settings: Settings,
-                 *, fresh: Path | None) -> dict[str, Any]:
-    """Every figure for one running server; `start_s` is taken first, while it is still starting."""
-    figures: dict[str, Any] = {"pid": server.pid}
-    figures["start_s"] = measure.first_answer(server, "/simple/", settings.start_timeout)
-    print(f"  {server.name:10} first answer after {figures['start_s']} s")
-    if figures["start_s"] is None:
-        print(f"  {server.name} did not answer; its log: {server.log}")
-        return figures
-    figures["load"] = run_loads(server, paths, settings)
-    figures["rss_mb"] = measure.rss_mb(server.pid)
-    if fresh is not None:
-        figures["fresh_s"] = measure.freshness(server, corpus, paths.project, fresh, timeout=120)
-        print(f"  {server.name:10} new file visible after {figures['fresh_s']} s")
-    installs = measure.install_times(server, paths.project, settings.runs, timeout=300)
-    figures.update({f"{tool}_s": seconds for tool, seconds in installs.items()})
-    print(f"  {server.name:10} pip {installs['pip']} s, uv {installs['uv']} s, RSS {figures['rss_mb']} MB")
-    return figures
+def start_all(stack: ExitStack, starters: dict[str, Starter], settings: Settings,
+              results: dict[str, dict[str, Any]]) -> list[servers.Server]:
+    """Start each selected server and wait for its first answer before starting the next."""
+    running: list[servers.Server] = []
+    for name, start in starters.items():
+        if name not in settings.only:
+            continue
+        server = stack.enter_context(start())
+        figures = results.setdefault(name, {})
+        figures["start_s"] = measure.first_answer(server, "/simple/", settings.start_timeout)
+        print(f"  {name:10} first answer after {figures['start_s']} s")
+        if figures["start_s"] is None:
+            print(f"  {name} did not answer; its log: {server.log}")
+        else:
+            running.append(server)
+    return running
 
 
-def bench_ours(corpus: corpora.Corpus, paths: Paths, settings: Settings, state: Path) -> dict[str, Any]:
-    """Cold start on a fresh state directory (generates everything), then measured warm."""
+def measure_after_load(running: list[servers.Server], corpus: corpora.Corpus, paths: Paths,
+                       settings: Settings, results: dict[str, dict[str, Any]]) -> None:
+    for server in running:
+        results[server.name]["rss_mb"] = measure.rss_mb(server.pid)
+        print(f"  {server.name:10} RSS after the load: {results[server.name]['rss_mb']} MB")
+    fresh_dirs = {"ours": corpus.store / paths.project, "pypiserver": corpus.flat}
+    for server in running:
+        figures = results[server.name]
+        if server.name in fresh_dirs:
+            figures["fresh_s"] = measure.freshness(server, corpus, paths.project, fresh_dirs[server.name],
+                                                   timeout=120)
+            print(f"  {server.name:10} new file visible after {figures['fresh_s']} s")
+    for tool in ("pip", "uv"):
+        times: dict[str, list[float | None]] = {server.name: [] for server in running}
+        if running:  # one untimed run first: pip's own start-up must not count against the first server
+            measure.install_time(running[0], tool, paths.project, timeout=300)
+        for turn in range(settings.runs):  # round-robin, in alternating order, as for the loads
+            for server in running if turn % 2 == 0 else running[::-1]:
+                times[server.name].append(measure.install_time(server, tool, paths.project, timeout=300))
+        for name, runs in times.items():
+            results[name][f"{tool}_s"] = measure.median_or_none(runs)
+            results[name][f"{tool}_runs"] = runs
+            print(f"  {name:10} {tool} median {results[name][f'{tool}_s']} s of {runs}")
+
+
+def prepare_state(corpus: corpora.Corpus, settings: Settings, state: Path) -> dict[str, Any]:
+    """A fresh state directory and ours' cold start on it (or a generation when ours is not run)."""
+    if settings.reuse_state and (state / "index" / "simple" / "index.html").exists():
+        return {}
+    shutil.rmtree(state, ignore_errors=True)
+    if "ours" not in settings.only:
+        servers.generate(servers.write_config(state, corpus.store, servers.free_port()),
+                         settings.start_timeout)
+        return {}
     with servers.ours(state, corpus.store) as cold:
         cold_s = measure.first_answer(cold, "/simple/", settings.start_timeout)
-        print(f"  ours       cold start: first answer after {cold_s} s")
-    if cold_s is None:
-        return {"start_cold_s": None}
-    with servers.ours(state, corpus.store) as warm:
-        figures = bench_server(warm, corpus, paths, settings, fresh=corpus.store / paths.project)
-    figures["start_cold_s"] = cold_s
-    return figures
+    print(f"  ours       cold start: first answer after {cold_s} s")
+    return {"start_cold_s": cold_s}
 
 
 def bench_corpus(projects: int, settings: Settings) -> dict[str, Any]:
@@ -122,27 +167,22 @@ def bench_corpus(projects: int, settings: Settings) -> dict[str, Any]:
     measure.remove_stale_fresh_files(corpus)
     print(f"corpus {projects}: {corpus.files} files ready after {time.monotonic() - started:.1f} s")
     paths = corpus_paths(corpus)
-    state = settings.workdir / f"state-{projects}"
-    shutil.rmtree(state, ignore_errors=True)
-    results: dict[str, Any] = {}
-    if "ours" in settings.only:
-        results["ours"] = bench_ours(corpus, paths, settings, state)
-    else:
-        config = servers.write_config(state, corpus.store, servers.free_port())
-        servers.generate(config, settings.start_timeout)
-    index, logs = state / "index", settings.workdir / "logs"
-    others: dict[str, Callable[[], AbstractContextManager[servers.Server]]] = {
+    state, logs = settings.workdir / f"state-{projects}", settings.workdir / "logs"
+    results: dict[str, dict[str, Any]] = {"ours": prepare_state(corpus, settings, state)}
+    index = state / "index"
+    starters: dict[str, Starter] = {
+        "ours": lambda: servers.ours(state, corpus.store),
         "ceiling": lambda: servers.ceiling(index, corpus.store, logs / f"ceiling-{projects}.log"),
         "nginx": lambda: servers.nginx(settings.workdir / f"nginx-{projects}", index, corpus.store),
         "pypiserver": lambda: servers.pypiserver(settings.workdir / "pypiserver-venv", corpus.flat,
                                                  logs / f"pypiserver-{projects}.log"),
     }
-    for name, start in others.items():
-        if name in settings.only:
-            with start() as server:
-                fresh = corpus.flat if name == "pypiserver" else None
-                results[name] = bench_server(server, corpus, paths, settings, fresh=fresh)
-    return results
+    with ExitStack() as stack:
+        running = start_all(stack, starters, settings, results)
+        for name, rows in run_loads(running, paths, settings).items():
+            results[name]["load"] = rows
+        measure_after_load(running, corpus, paths, settings, results)
+    return {name: figures for name, figures in results.items() if name in settings.only}
 
 
 def _csv(kind: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
@@ -153,20 +193,24 @@ def parse_args(argv: list[str] | None) -> tuple[tuple[int, ...], Settings]:
     parser = argparse.ArgumentParser(description="Benchmark our index against a waitress ceiling, "
                                      "nginx and pypiserver (see bench/README.md).")
     parser.add_argument("--corpus", type=_csv(int), default=(2000, 20000), help="project counts")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="wrk runs per scenario and server (the best counts)")
     parser.add_argument("--connections", type=_csv(int), default=(16, 64))
     parser.add_argument("--only", type=_csv(str), default=report.SERVERS,
                         help=f"comma-separated subset of {','.join(report.SERVERS)}")
-    parser.add_argument("--runs", type=int, default=3, help="pip/uv runs per server (median)")
+    parser.add_argument("--runs", type=int, default=5, help="pip/uv runs per server (median)")
     parser.add_argument("--workdir", type=Path, default=WORKDIR)
     parser.add_argument("--start-timeout", type=float, default=600.0,
                         help="longest wait for a server's first answer (a cold start included)")
+    parser.add_argument("--reuse-state", action="store_true",
+                        help="keep ours' state (index, cache) from the last run: no cold start measured")
     args = parser.parse_args(argv)
     unknown = set(args.only) - set(report.SERVERS)
     if unknown:
         parser.error(f"unknown server(s) in --only: {', '.join(sorted(unknown))}")
-    return args.corpus, Settings(args.duration, args.connections, args.only, args.runs, args.workdir,
-                                 args.start_timeout)
+    return args.corpus, Settings(args.duration, args.connections, args.only, args.runs, args.rounds,
+                                 args.workdir, args.start_timeout, args.reuse_state)
 
 
 def _each_corpus(projects: tuple[int, ...], settings: Settings) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -174,8 +218,16 @@ def _each_corpus(projects: tuple[int, ...], settings: Settings) -> Iterator[tupl
         yield count, bench_corpus(count, settings)
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress while it runs
+    # SIGTERM, and SIGINT even when started in the background, unwind through every `finally`
+    # so that each server is stopped by PID.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     projects, settings = parse_args(argv)
     started = time.monotonic()
     all_results: dict[str, Any] = {"settings": {**settings.__dict__, "workdir": str(settings.workdir)},
