@@ -82,13 +82,14 @@ def _json_file(record: FileRecord, yanked: Mapping[str, str]) -> dict[str, objec
 def project_pages(project: str, files: Sequence[FileRecord],
                   yanked: Mapping[str, str]) -> tuple[bytes, bytes]:
     """(HTML, JSON) of one project page; `yanked` maps normalized versions to reasons."""
-    ordered = sorted(files, key=_sort_key)
+    keyed = sorted(((_sort_key(record), record) for record in files), key=lambda pair: pair[0])
+    ordered = [record for _key, record in keyed]
     name = escape(project)
     html = (f"<!DOCTYPE html>\n<html>\n  <head>\n    {_META}\n    <title>Links for {name}</title>\n"
             f"  </head>\n  <body>\n    <h1>Links for {name}</h1>\n"
             + "".join(_html_link(record, yanked) for record in ordered)
             + "  </body>\n</html>\n")
-    versions = sorted({Version(r.version or "0") for r in ordered})
+    versions = sorted({version for (version, _filename), _record in keyed})
     document = {
         "meta": {"api-version": API_VERSION},
         "name": project,

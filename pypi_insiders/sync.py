@@ -173,5 +173,6 @@ class StoreSync:
             self._mark(record.project, changes)
 
     def _mark(self, project: str, changes: Changes) -> None:
-        changes.dirty.add(project)
-        self._cache.mark_dirty(project)
+        if project not in changes.dirty:  # once per run is enough: a project has many files
+            changes.dirty.add(project)
+            self._cache.mark_dirty(project)
