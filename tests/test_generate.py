@@ -436,3 +436,11 @@ def test_generator_rebuilds_a_damaged_cache(
     assert again.stats.files_read == 1
     assert [f["filename"] for f in project_json(cfg, "upsilon")["files"]] == ["upsilon-1.0-py3-none-any.whl"]
     again.close()
+
+
+def test_generator_quotes_store_paths_in_urls(cfg: config.Config, generator: Generator) -> None:
+    wheel = make_wheel(cfg.paths.store / "odd dir#1", "phi", "1.0")
+    generator.generate_all()
+    entry = project_json(cfg, "phi")["files"][0]
+    assert entry["url"] == f"../../packages/odd%20dir%231/{wheel.name}#sha256={sha256(wheel)}"
+    assert (cfg.paths.index / "packages" / "odd dir#1" / f"{wheel.name}.metadata").exists()
