@@ -47,12 +47,14 @@ def running_app(config: Config) -> Iterator[int]:
     try:
         yield int(server.effective_port)
     finally:
-        # Closed from inside the loop's own thread: its map empties and the loop ends.
-        server_map = server._map
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server_map))
+        # An empty map ends the loop after its current poll; the sockets are closed once it has
+        # returned, so no thread closes a descriptor another one is polling.
+        dispatchers = dict(server._map)
+        server._map.clear()
         thread.join(10)
         assert not thread.is_alive(), "test server did not stop"
         server.task_dispatcher.shutdown(timeout=5)
+        wasyncore.close_all(dispatchers)
 
 
 def digests(data: bytes) -> list[Field]:
