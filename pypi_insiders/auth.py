@@ -128,19 +128,26 @@ def read_lines(path: Path) -> list[Line]:
 
 
 def write_lines(path: Path, lines: list[Line]) -> None:
-    """Replace the file atomically, mode 0640, keeping its group (the service reads it through it)."""
+    """Replace the file atomically, mode 0640, keeping its group: the service reads it through it.
+
+    A new file takes its directory's group when this user may give it (root always may).
+    """
     data = "".join(line.text + "\n" for line in lines).encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        group = path.stat().st_gid if path.exists() else -1
+        existing = path.exists()
+        group = (path if existing else path.parent).stat().st_gid
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as error:
         raise CredentialError(f"{path}: cannot write the users file: {error}") from None
     try:
         with os.fdopen(fd, "wb") as out:
             os.fchmod(out.fileno(), 0o640)
-            if group != -1:
+            try:
                 os.fchown(out.fileno(), -1, group)
+            except PermissionError:
+                if existing:
+                    raise
             out.write(data)
             out.flush()
             os.fsync(out.fileno())

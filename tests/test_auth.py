@@ -209,6 +209,19 @@ def test_users_file_keeps_its_group(config_file: Path, users_file: Path) -> None
     assert users_file.stat().st_mode & 0o777 == 0o640
 
 
+def test_users_new_file_takes_its_directory_group(make_config: ConfigMaker, tmp_path: Path) -> None:
+    """As in /etc/pypi-insiders/credentials (root:pypi-insiders 0750), where the service reads it."""
+    if os.geteuid() != 0:
+        pytest.skip("giving a file another group than one's own needs root")
+    directory = tmp_path / "secrets"
+    directory.mkdir()
+    os.chown(directory, -1, 65534)
+    config_file = make_config(upload={"users_file": str(directory / "users")})
+    assert users_cli(config_file, "add", "alice", stdin=SECRET).returncode == 0
+    assert (directory / "users").stat().st_gid == 65534
+    assert (directory / "users").stat().st_mode & 0o777 == 0o640
+
+
 def test_users_file_comments_are_kept_and_bad_lines_skipped(config_file: Path, users_file: Path,
                                                             caplog: pytest.LogCaptureFixture) -> None:
     users_file.write_text(f"# upload users\n\nbroken line\nbob:{auth.hash_secret(SECRET)}\n")
