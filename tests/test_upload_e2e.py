@@ -61,7 +61,8 @@ def test_upload_twine_then_pip_installs_from_the_same_server(server: Running, tm
     sdist = make_sdist(tmp_path / "dist", "Twine-Demo", "1.0")
     uploaded = twine(server.url, "alice", SECRET, wheel, sdist)
     assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
-    assert wait_for(lambda: listed(server.url, "twine-demo") == {wheel.name, sdist.name}), server.output()
+    assert wait_for(lambda: listed(server.url, "twine-demo") == {wheel.name, sdist.name}, timeout=30), \
+        server.output()
     assert "upload accepted from 127.0.0.1, user alice" in server.output()
 
     target = tmp_path / "target"
@@ -103,7 +104,7 @@ def test_upload_twine_with_an_api_token(server: Running, config_file: Path, tmp_
     uploaded = twine(server.url, "__token__", token, wheel)
     assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
     assert token not in server.output()
-    assert wait_for(lambda: listed(server.url, "token-demo") == {wheel.name}), server.output()
+    assert wait_for(lambda: listed(server.url, "token-demo") == {wheel.name}, timeout=30), server.output()
 
 
 def _bad_requests(tmp_path: Path) -> list[tuple[str, bytes, str | None, int]]:
