@@ -238,6 +238,6 @@ def make_app(config: Config, store: Store | None = None, *, fallback: Fallback |
     """The app for one config; the service keeps it to call `reconfigure` on SIGHUP."""
     store = store or Store(config.paths.store)
     fallback = fallback or Fallback(config.upstream, Pins(config.paths.state / PINNED_FILE),
-                                    config.paths.store)
+                                    config.paths.store, config.paths.index / "simple")
     return IndexApp(config, store, fallback, pages)
 

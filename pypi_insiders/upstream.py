@@ -160,10 +160,11 @@ class UpstreamError(Exception):
 class Fallback:
     """The policy for names that are not local, with the proxy's page cache."""
 
-    def __init__(self, settings: UpstreamConfig, pins: Pins, store_root: Path) -> None:
+    def __init__(self, settings: UpstreamConfig, pins: Pins, *local_roots: Path) -> None:
+        """`local_roots`: directories where a subdirectory named like a project makes it local."""
         self.settings = settings
         self.pins = pins
-        self.store_root = store_root
+        self.local_roots = [str(root) for root in local_roots]
         self._cache: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         self._cache_bytes = 0
         self._lock = threading.Lock()
@@ -181,7 +182,9 @@ class Fallback:
         self.settings = settings
 
     def is_local(self, name: NormalizedName) -> bool:
-        return name in self.pins or os.path.isdir(os.path.join(self.store_root, name))  # noqa: PTH112,PTH118
+        """Pinned, or on its way: files in the store or a page half written are local already."""
+        return name in self.pins or any(
+            os.path.isdir(os.path.join(root, name)) for root in self.local_roots)  # noqa: PTH112,PTH118
 
     def answer(self, name: NormalizedName, formats: tuple[Format, ...], query: str) -> Answer:
         settings = self.settings

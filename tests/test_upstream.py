@@ -260,3 +260,15 @@ def test_upstream_proxy_does_not_queue_clients_behind_a_hanging_upstream(index: 
     assert time.monotonic() - began < 1.5  # one timeout, not four in a row
     assert upstream[0].count("/simple/remote-only/") == 1
     upstream[0].delay = 0.0
+
+
+def test_upstream_half_generated_project_counts_as_local(index: AppMaker, upstream: Any,
+                                                         data_dir: Path) -> None:
+    """Only the HTML page written so far: a JSON client must not be sent upstream meanwhile."""
+    page = data_dir / "index" / "simple" / "remote-only"
+    page.mkdir()
+    (page / "index.html").write_text("<a href='x'>x</a>")
+    _app, url = index("proxy")
+    assert get(url, "/simple/remote-only/").status == 200
+    assert get(url, "/simple/remote-only/", JSON_TYPE).status == 404
+    assert upstream[0].count("/") == 0
