@@ -124,6 +124,8 @@ class Service:
             sd.ready("serving (configuration reloaded)")
 
     def stop(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):  # a second signal must not cut cleanup short
+            signal.signal(signum, signal.SIG_IGN)
         self.stopped.set()
         if not self.worker:
             sd.stopping()
