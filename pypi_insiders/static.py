@@ -88,7 +88,8 @@ class PageCache:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             self._drop(key)
             return None
-        etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        # One tag per representation: the same HTML as text/html and as the PEP 691 type differ.
+        etag = '"' + hashlib.blake2b(body + key[1].encode(), digest_size=12).hexdigest() + '"'
         mtime = int(stat.st_mtime)
         common = validators(etag, mtime, PAGE_CACHE_CONTROL) + ([("Vary", "Accept")] if vary else [])
         headers = [("Content-Type", key[1]), ("Content-Length", str(len(body))), *common]

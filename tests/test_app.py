@@ -301,3 +301,9 @@ def test_app_page_cache_stays_within_its_bound(tmp_path: Path) -> None:
     assert 0 < len(cache) < 50
     assert cache.get(str(tmp_path / "0.html"), "text/html", vary=False) is not None  # reloaded
     assert cache.get(str(tmp_path / "missing.html"), "text/html", vary=False) is None
+
+
+def test_app_each_representation_has_its_own_etag(served: Served) -> None:
+    tags = {served.get("/simple/demo-pkg/", Accept=accept).header("ETag")
+            for accept in ("text/html", "application/vnd.pypi.simple.v1+html", JSON_TYPE)}
+    assert len(tags) == 3
