@@ -34,10 +34,15 @@ _BY_TYPE: Final = {f.media_type: f for f in OFFERED}
 _MEMO_LIMIT = 512
 
 
+def _alias(media: str) -> str:
+    """PEP 691's `latest` names whichever version the server serves newest: v1 here."""
+    return media.replace("vnd.pypi.simple.latest+", "vnd.pypi.simple.v1+")
+
+
 def _parse_range(part: str) -> tuple[str, float] | None:
     """One `type/subtype;q=0.5` element; None for junk, which RFC 9110 says to ignore."""
     fields = [f.strip() for f in part.split(";")]
-    media = fields[0].lower()
+    media = _alias(fields[0].lower())
     if media.count("/") != 1:
         return None
     quality = 1.0
@@ -108,6 +113,6 @@ class Negotiator:
             # A literal "+" in a media type is far likelier than a form-encoded space.
             wanted = parse_qs(query.replace("+", "%2B")).get("format")
             if wanted:
-                chosen = _BY_TYPE.get(wanted[-1].strip().lower())
+                chosen = _BY_TYPE.get(_alias(wanted[-1].strip().lower()))
                 return (chosen,) if chosen else ()
         return acceptable(accept)

@@ -74,6 +74,8 @@ def test_app_project_page_is_html_by_default(served: Served) -> None:
     ("text/html;q=0.2, application/vnd.pypi.simple.v1+json;q=0.9", JSON_TYPE),
     ("application/*;q=0.5, text/html;q=0.4", "application/vnd.pypi.simple.v1+html"),
     ("application/vnd.pypi.simple.v1+json;q=0, */*;q=0.1", "text/html"),
+    ("application/vnd.pypi.simple.latest+json", JSON_TYPE),
+    ("application/vnd.pypi.simple.latest+html;q=0.5, text/html;q=0.1", "application/vnd.pypi.simple.v1+html"),
     ("application/json", None),
     ("text/plain, image/*", None),
     ("*/*;q=0", None),
