@@ -205,7 +205,7 @@ class Fallback:
         with self._gates[hash(key) % _GATES]:
             entry = self._cache.get(key)
             now = time.monotonic()
-            if entry is not None and now - entry.fetched < settings.cache_ttl:
+            if entry is not None and now - entry.fetched < _ttl(entry.answer, settings):
                 return entry.answer
             failed = self._failures.get(key)
             if failed is not None and now - failed[0] < _RETRY_AFTER:
@@ -293,6 +293,11 @@ def _relay(body: bytes, base: str, content_type: str, charset: str) -> Answer:
     headers = [("Content-Type", media), ("Content-Length", str(len(data))), ("ETag", etag),
                ("Cache-Control", "max-age=60, public"), ("Vary", "Accept")]
     return Answer("200 OK", headers, data, etag, mtime)
+
+
+def _ttl(answer: Answer, settings: UpstreamConfig) -> float:
+    """A 404 is kept briefly: a project published upstream should show up within a minute."""
+    return settings.cache_ttl if answer.status.startswith("200") else min(settings.cache_ttl, 60.0)
 
 
 def _bad_gateway(reason: str) -> Answer:
