@@ -21,21 +21,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from packaging.utils import NormalizedName, canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.utils import NormalizedName
 
 from pypi_insiders.auth import Users
 from pypi_insiders.config import Config
-from pypi_insiders.errors import InvalidDistributionError, StoreError, UploadError
-from pypi_insiders.metadata import read_core_metadata
+from pypi_insiders.errors import StoreError, UploadError
 from pypi_insiders.multipart import FILE_FIELD, BodyReader, FilePart, Form, Parser, boundary_of
-from pypi_insiders.store import ParsedFilename, Store, is_hidden, parse_filename
+from pypi_insiders.store import ParsedFilename, Store, parse_filename
+from pypi_insiders.uploadcheck import check_archive, check_filename, check_form
 
 log = logging.getLogger(__name__)
 
 FORM_FIELDS_LIMIT = 8 * 1024 * 1024  # all text fields together; a long README description fits
-_FILETYPES = {"wheel": "bdist_wheel", "sdist": "sdist"}
-_DIGESTS = ("sha256_digest", "md5_digest", "blake2_256_digest")
 RECORD_NAME = "published-filenames.txt"
 
 
@@ -235,54 +232,3 @@ def basic_credentials(environ: Mapping[str, Any]) -> tuple[str, str]:
     if not sep or not name:
         raise UploadError(401, "malformed HTTP Basic credentials")
     return name, secret
-
-
-def check_filename(filename: str) -> None:
-    """Refuse a bad name as soon as the part headers arrive, before the file is spooled."""
-    if any(c in filename for c in "/\\\0") or filename in ("", ".", "..") or not filename.isprintable():
-        raise UploadError(400, f"{filename!r}: the filename must be a plain file name, without path parts")
-    if is_hidden(filename):
-        raise UploadError(400, f"{filename!r}: hidden and temporary file names are not distributions")
-    try:
-        parse_filename(filename)
-    except InvalidDistributionError as error:
-        raise UploadError(400, f"not a distribution filename: {error}") from None
-
-
-def check_form(form: Form, file: FilePart, parsed: ParsedFilename) -> None:
-    """The declared name, version, file type and digests must all agree with the file."""
-    name, version = form.get("name"), form.get("version")
-    if not name or not version:
-        raise UploadError(400, "the form must give the distribution's name and version")
-    if canonicalize_name(name) != parsed.project:
-        raise UploadError(400, f"{file.filename}: does not belong to the declared project {name!r}")
-    try:
-        declared = Version(version)
-    except InvalidVersion:
-        raise UploadError(400, f"declared version {version!r} is not a PEP 440 version") from None
-    if declared != parsed.version:
-        raise UploadError(400, f"{file.filename}: is not version {version} as declared")
-    filetype = form.get("filetype")
-    if filetype and filetype != _FILETYPES[parsed.kind]:
-        raise UploadError(400, f"{file.filename}: declared filetype {filetype!r}, but it is a {parsed.kind}")
-    given = {key: (form.get(key) or "").strip().lower() for key in _DIGESTS}
-    if not any(given.values()):
-        raise UploadError(400, "the form gives no digest (sha256_digest, md5_digest or blake2_256_digest)")
-    for key, value in given.items():
-        if value and value != file.digests[key]:
-            raise UploadError(400, f"{file.filename}: {key} does not match the received file "
-                                   "(truncated or corrupted upload?)")
-    if file.size == 0:
-        raise UploadError(400, f"{file.filename}: empty file")
-
-
-def check_archive(file: FilePart, parsed: ParsedFilename) -> None:
-    """The archive must open and its core metadata must name the same project and version."""
-    try:
-        metadata = read_core_metadata(file.path, file.filename)
-    except InvalidDistributionError as error:
-        raise UploadError(400, str(error)) from None
-    if metadata.name != parsed.project:
-        raise UploadError(400, f"{file.filename}: its metadata names project {metadata.name!r}")
-    if metadata.version != parsed.version:
-        raise UploadError(400, f"{file.filename}: its metadata says version {metadata.version}")

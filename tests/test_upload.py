@@ -11,6 +11,9 @@ import concurrent.futures
 import hashlib
 import io
 import logging
+import os
+import tarfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -420,3 +423,47 @@ def test_upload_failed_logins_are_throttled_per_client_address(upload_config: Co
     assert status == 429
     assert "retry in" in message
     assert attempt("192.0.2.2", SECRET)[0] == 400  # another address logs in (then sends no form)
+
+
+def _sdist_with_payload(directory: Path, payload: bytes) -> Path:
+    """An sdist whose PKG-INFO comes first and a large member after it, as real sdists are laid out."""
+    path = make_sdist(directory, "Demo-Pkg", "1.0")
+    with tarfile.open(path) as original:
+        members = [(m, original.extractfile(m).read()) for m in original if m.isfile()]  # type: ignore[union-attr]
+    with tarfile.open(path, "w:gz") as archive:
+        for member, data in members:
+            archive.addfile(member, io.BytesIO(data))
+        info = tarfile.TarInfo("demo_pkg-1.0/payload.bin")
+        info.size = len(payload)
+        archive.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def test_upload_sdist_cut_after_its_metadata_is_refused(port: int, upload_config: Config,
+                                                        tmp_path: Path) -> None:
+    """PKG-INFO still reads from the first bytes; only reading the whole archive finds the cut."""
+    sdist = _sdist_with_payload(tmp_path / "dist", os.urandom(600 * 1024))
+    data = sdist.read_bytes()[: int(sdist.stat().st_size * 0.7)]
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as cut:  # the premise: metadata survives
+        assert cut.next() is not None
+    reply = post(port, multipart(twine_fields(sdist.name, data, "Demo-Pkg", "1.0"), (sdist.name, data)),
+                 auth=AUTH)
+    assert reply.status == 400
+    assert "broken archive" in reply.text
+    assert tree(upload_config.paths.store) == []
+
+
+def test_upload_wheel_with_a_corrupt_member_is_refused(port: int, upload_config: Config,
+                                                       tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path / "dist", "Demo-Pkg", "1.0")
+    with zipfile.ZipFile(wheel, "a", zipfile.ZIP_STORED) as archive:
+        archive.writestr("demo_pkg/data.bin", b"A" * 4096)
+    data = bytearray(wheel.read_bytes())
+    offset = bytes(data).index(b"A" * 4096) + 2048
+    data[offset] ^= 0xFF
+    corrupt = bytes(data)
+    reply = post(port, multipart(twine_fields(wheel.name, corrupt, "Demo-Pkg", "1.0"), (wheel.name, corrupt)),
+                 auth=AUTH)
+    assert reply.status == 400
+    assert "demo_pkg/data.bin is corrupt" in reply.text
+    assert tree(upload_config.paths.store) == []

@@ -1,0 +1,92 @@
+"""What an upload must prove before it reaches the store: a plain distribution filename, a form
+that agrees with it, digests that match, and an archive that is whole and says the same.
+
+Each check raises UploadError with the HTTP status and one line for the client.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zipfile
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from pypi_insiders.errors import InvalidDistributionError, UploadError
+from pypi_insiders.metadata import read_core_metadata
+from pypi_insiders.multipart import FilePart, Form
+from pypi_insiders.store import ParsedFilename, is_hidden, parse_filename
+
+_FILETYPES = {"wheel": "bdist_wheel", "sdist": "sdist"}
+_DIGESTS = ("sha256_digest", "md5_digest", "blake2_256_digest")
+_CHUNK = 1024 * 1024
+
+
+def check_filename(filename: str) -> None:
+    """Refuse a bad name as soon as the part headers arrive, before the file is spooled."""
+    if any(c in filename for c in "/\\\0") or filename in ("", ".", "..") or not filename.isprintable():
+        raise UploadError(400, f"{filename!r}: the filename must be a plain file name, without path parts")
+    if is_hidden(filename):
+        raise UploadError(400, f"{filename!r}: hidden and temporary file names are not distributions")
+    try:
+        parse_filename(filename)
+    except InvalidDistributionError as error:
+        raise UploadError(400, f"not a distribution filename: {error}") from None
+
+
+def check_form(form: Form, file: FilePart, parsed: ParsedFilename) -> None:
+    """The declared name, version, file type and digests must all agree with the file."""
+    name, version = form.get("name"), form.get("version")
+    if not name or not version:
+        raise UploadError(400, "the form must give the distribution's name and version")
+    if canonicalize_name(name) != parsed.project:
+        raise UploadError(400, f"{file.filename}: does not belong to the declared project {name!r}")
+    try:
+        declared = Version(version)
+    except InvalidVersion:
+        raise UploadError(400, f"declared version {version!r} is not a PEP 440 version") from None
+    if declared != parsed.version:
+        raise UploadError(400, f"{file.filename}: is not version {version} as declared")
+    filetype = form.get("filetype")
+    if filetype and filetype != _FILETYPES[parsed.kind]:
+        raise UploadError(400, f"{file.filename}: declared filetype {filetype!r}, but it is a {parsed.kind}")
+    given = {key: (form.get(key) or "").strip().lower() for key in _DIGESTS}
+    if not any(given.values()):
+        raise UploadError(400, "the form gives no digest (sha256_digest, md5_digest or blake2_256_digest)")
+    for key, value in given.items():
+        if value and value != file.digests[key]:
+            raise UploadError(400, f"{file.filename}: {key} does not match the received file "
+                                   "(truncated or corrupted upload?)")
+    if file.size == 0:
+        raise UploadError(400, f"{file.filename}: empty file")
+
+
+def check_archive(file: FilePart, parsed: ParsedFilename) -> None:
+    """The archive must be whole and its core metadata must name the same project and version."""
+    try:
+        metadata = read_core_metadata(file.path, file.filename)
+    except InvalidDistributionError as error:
+        raise UploadError(400, str(error)) from None
+    check_complete(file)
+    if metadata.name != parsed.project:
+        raise UploadError(400, f"{file.filename}: its metadata names project {metadata.name!r}")
+    if metadata.version != parsed.version:
+        raise UploadError(400, f"{file.filename}: its metadata says version {metadata.version}")
+
+
+def check_complete(file: FilePart) -> None:
+    """Every byte of the archive must check out: an sdist's PKG-INFO comes first, so a file cut
+    after it still yields metadata, and a zip member can be corrupt behind an intact directory.
+    """
+    try:
+        if file.filename.endswith((".whl", ".zip")):
+            with zipfile.ZipFile(file.path) as archive:
+                corrupt = archive.testzip()  # reads every member against its CRC
+            if corrupt is not None:
+                raise UploadError(400, f"{file.filename}: broken archive: {corrupt} is corrupt")
+        else:
+            with gzip.open(file.path, "rb") as stream:  # to the end, where the CRC and length are
+                while stream.read(_CHUNK):
+                    pass
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as error:
+        raise UploadError(400, f"{file.filename}: broken archive: {error}") from None
