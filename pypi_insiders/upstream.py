@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -18,17 +17,16 @@ import time
 import urllib.error
 import urllib.request
 from collections import OrderedDict
-from html import escape
-from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from typing import BinaryIO, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
 
 from packaging.utils import NormalizedName, canonicalize_name
 
 from pypi_insiders import __version__
 from pypi_insiders.config import UpstreamConfig
 from pypi_insiders.negotiate import Format
+from pypi_insiders.relay import absolute_html, absolute_json
 
 log = logging.getLogger(__name__)
 
@@ -88,58 +86,6 @@ def split_credentials(url: str) -> tuple[str, str | None]:
     secret = f"{parts.username}:{parts.password or ''}".encode()
     plain = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     return plain, "Basic " + base64.b64encode(secret).decode()
-
-
-class _Absolutizer(HTMLParser):
-    """Re-emits an HTML page with every href made absolute; all other attributes kept as they are."""
-
-    def __init__(self, base: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.base = base
-        self.out: list[str] = []
-
-    def _tag(self, tag: str, attrs: list[tuple[str, str | None]], close: str) -> None:
-        if tag == "base":
-            self.base = urljoin(self.base, dict(attrs).get("href") or "")
-            return
-        rendered = []
-        for key, value in attrs:
-            if value is None:
-                rendered.append(f" {key}")
-                continue
-            text = urljoin(self.base, value) if key == "href" else value
-            rendered.append(f' {key}="{escape(text)}"')
-        self.out.append(f"<{tag}{''.join(rendered)}{close}>")
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._tag(tag, attrs, "")
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._tag(tag, attrs, " /")
-
-    def handle_endtag(self, tag: str) -> None:
-        self.out.append(f"</{tag}>")
-
-    def handle_data(self, data: str) -> None:
-        self.out.append(escape(data, quote=False))
-
-    def handle_decl(self, decl: str) -> None:
-        self.out.append(f"<!{decl}>")
-
-
-def absolute_html(page: str, base: str) -> str:
-    parser = _Absolutizer(base)
-    parser.feed(page)
-    parser.close()
-    return "".join(parser.out)
-
-
-def absolute_json(page: bytes, base: str) -> str:
-    data: dict[str, Any] = json.loads(page)
-    for entry in data.get("files", []):
-        if isinstance(entry, dict) and isinstance(entry.get("url"), str):
-            entry["url"] = urljoin(base, entry["url"])
-    return json.dumps(data, separators=(",", ":"))
 
 
 def _accept_header(formats: tuple[Format, ...]) -> str:

@@ -17,7 +17,8 @@ import pytest
 
 from pypi_insiders import config
 from pypi_insiders.app import IndexApp, make_app
-from pypi_insiders.upstream import PINNED_FILE, absolute_html, split_credentials
+from pypi_insiders.relay import absolute_html
+from pypi_insiders.upstream import PINNED_FILE, split_credentials
 from tests.conftest import ConfigMaker
 from tests.server_fixtures import JSON_TYPE, FakeUpstream, Reply, ThreadedServer, request, write_index
 
