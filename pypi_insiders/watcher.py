@@ -163,8 +163,33 @@ class Watcher:
             if batch:
                 batch |= failed
                 failed = set() if self._safely(self._generator.update_paths, coalesce(batch)) else batch
+                if "" in batch and self._rewatch_if_lost():
+                    rescan = True
             if rescan and self._safely(self._generator.generate_all):
                 failed = set()
+
+    def _rewatch_if_lost(self) -> bool:
+        """inotify drops the watch when the store directory itself is deleted: watch the new one."""
+        with self._condition:
+            observer = self._observer
+        if observer is None:
+            return False
+        for emitter in observer.emitters:
+            emitter.join(1.0)  # a deleted root ends its emitter; give it a moment to finish
+        if any(emitter.is_alive() for emitter in observer.emitters):
+            return False
+        log.warning("the watch on %s ended (the directory was deleted or replaced); watching it again",
+                    self._root, extra={"FILE": str(self._root)})
+        observer.stop()  # type: ignore[no-untyped-call]
+        observer.join(5.0)
+        self._root.mkdir(parents=True, exist_ok=True)
+        fresh = self._start_observer()
+        with self._condition:
+            if not self._stopping:
+                self._observer, fresh = fresh, None
+        if fresh is not None:
+            fresh.stop()  # type: ignore[no-untyped-call]
+        return True
 
     def _wait_for_work(self) -> tuple[set[str] | None, bool]:
         """(batch of paths, whether a full rescan is due); None when stopping."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -200,3 +201,17 @@ def test_watcher_publishes_a_file_renamed_into_place(
     temp.write_bytes(wheel.read_bytes())
     temp.replace(target / wheel.name)
     wait_for(lambda: served(cfg, "renamed") == [wheel.name], 1.0)
+
+
+def test_watcher_keeps_watching_a_store_deleted_and_made_again(
+        cfg: config.Config, generator: Generator, watching: Watcher, tmp_path: Path) -> None:
+    old = make_wheel(tmp_path / "build", "before", "1.0")
+    Store(cfg.paths.store).add(old.name, old)
+    wait_for(lambda: served(cfg, "before") == [old.name], 2.0)
+    shutil.rmtree(cfg.paths.store)
+    wait_for(lambda: served(cfg, "before") == [], 3.0)
+    wait_for(cfg.paths.store.is_dir, 3.0)  # the watcher made it again to watch it
+    new = make_wheel(tmp_path / "build", "after", "1.0")
+    Store(cfg.paths.store).add(new.name, new)
+    wait_for(lambda: served(cfg, "after") == [new.name], 2.0)
+    assert watching.is_alive()
