@@ -49,7 +49,8 @@ wait_for() {
     ok "$what"
 }
 http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$@"; }
-page_has() { curl -sf --max-time 10 "$1" | grep -q -- "$2"; }
+# (grep without -q: with pipefail, an early exit of grep would fail the writer with SIGPIPE)
+page_has() { curl -sf --max-time 10 "$1" | grep -- "$2" >/dev/null; }
 index_url() { echo "http://127.0.0.1:$PORT$1"; }
 unit_active() { [ "$(systemctl is-active "$1")" = active ]; }
 
@@ -134,7 +135,7 @@ test_installed() {
     [ "$(stat -c '%U:%G %a' /etc/pypi-insiders/credentials)" = "root:pypi-insiders 750" ] \
         || fail "/etc/pypi-insiders/credentials is $(stat -c '%U:%G %a' /etc/pypi-insiders/credentials)"
     [ "$(stat -c '%U:%G' /var/lib/pypi-insiders)" = "pypi-insiders:pypi-insiders" ] || fail "owner of /var/lib/pypi-insiders"
-    dpkg-query -W -f '${Conffiles}\n' pypi-insiders | grep -q "$CONFIG" || fail "$CONFIG is not a conffile"
+    dpkg-query -W -f '${Conffiles}\n' pypi-insiders | grep "$CONFIG" >/dev/null || fail "$CONFIG is not a conffile"
     [ "$(systemctl is-enabled $INDEX)" = enabled ] || fail "$INDEX not enabled"
     [ "$(systemctl is-enabled $TIMER)" = enabled ] || fail "$TIMER not enabled"
     wait_for 10 "$TIMER is active" unit_active $TIMER
@@ -207,13 +208,17 @@ test_pip() {
 
 # ------------------------------------------------------------------------------------------
 test_journal() {
-    step "structured journal entries"
+    step "structured journal entries (a broken file in the store is skipped with a warning)"
+    install -d -o pypi-insiders -g pypi-insiders "$STORE/broken"
+    echo "not a zip archive" > "$STORE/broken/broken-1.0-py3-none-any.whl"
     structured() { journalctl -u $INDEX -o verbose --no-pager | grep -E '^\s+(PROJECT|FILE|CLIENT)=' ; }
-    wait_for 10 "journal has PROJECT=/FILE=/CLIENT= fields" structured
-    structured | sort | uniq -c | sort -rn | head -5
+    wait_for 15 "journal entry with FILE= naming the broken file" \
+        bash -c "journalctl -u $INDEX -o verbose --no-pager | grep -E '^\\s+FILE=.*broken-1.0-py3-none-any.whl' >/dev/null"
+    structured | sort | uniq -c | sort -rn | head -5 || true
+    page_has "$(index_url /simple/localthing/)" "localthing-1.0-py3-none-any.whl" || fail "localthing no longer served"
+    rm -r "$STORE/broken"
 }
 
-# ------------------------------------------------------------------------------------------
 test_reload() {
     step "an edited config takes effect on reload"
     main_pid=$(systemctl show -p MainPID --value $INDEX)
@@ -244,6 +249,8 @@ test_fetch() {
     page_has "$(index_url /simple/gitthing/)" "gitthing-1.0.0.tar.gz" || fail "no sdist of gitthing 1.0.0"
     timeout 180 "$WORK/venv/bin/pip" install -q --index-url "$(index_url /simple/)" gitthing==1.0.0 \
         || fail "pip install gitthing==1.0.0"
+    journalctl -u $FETCH -o verbose --no-pager | grep -E '^\s+REPO=gitthing' >/dev/null \
+        || fail "no REPO= field in the fetch service's journal"
     pypi-insiders status || fail "pypi-insiders status"
 
     git_commit 1.1.0
@@ -265,7 +272,8 @@ test_fetch() {
 test_cli() {
     step "pypi-insiders server|watcher drive the units"
     pypi-insiders server status >/dev/null || fail "pypi-insiders server status"
-    pypi-insiders watcher status | grep -q "$TIMER" || true
+    watcher_status=$(pypi-insiders watcher status || true)   # 3: the fetch service is inactive
+    echo "$watcher_status" | grep "$TIMER" >/dev/null || fail "pypi-insiders watcher status: no $TIMER"
     pypi-insiders server logs -n 3 || fail "pypi-insiders server logs"
     pypi-insiders watcher logs -n 3 || fail "pypi-insiders watcher logs"
     ok "server status/logs, watcher logs"
@@ -276,12 +284,21 @@ test_broken() {
     step "a broken config makes the restart fail, with the one-line error in systemctl status"
     cp "$CONFIG" "$WORK/config.good"
     printf '[server]\nlisten = "127.0.0.1:%s"\nthreads = "many"\n' "$PORT" > "$CONFIG"
+    main_pid=$(systemctl show -p MainPID --value $INDEX)
+    if systemctl reload $INDEX 2>/dev/null; then fail "reload with a broken config succeeded"; fi
+    unit_active $INDEX || fail "a refused reload stopped the index"
+    [ "$(systemctl show -p MainPID --value $INDEX)" = "$main_pid" ] || fail "a refused reload restarted the index"
+    page_has "$(index_url /simple/)" "<html" || fail "the index stopped answering after a refused reload"
+    ok "reload refused, the index goes on with the config it has"
     if systemctl restart $INDEX 2>/dev/null; then fail "restart with a broken config succeeded"; fi
-    status_out=$(systemctl status --no-pager -n 20 $INDEX || true)
-    echo "$status_out"
-    echo "$status_out" | grep -q "pypi-insiders: $CONFIG: server.threads" \
-        || fail "systemctl status does not show the one-line config error"
-    if journalctl -u $INDEX --no-pager | grep -q Traceback; then fail "a traceback in the journal"; fi
+    [ "$(systemctl is-active $INDEX || true)" = failed ] || fail "$INDEX is $(systemctl is-active $INDEX || true), not failed"
+    # journald files the line a moment after systemctl returns
+    status_shows_error() {
+        { systemctl status --no-pager -n 20 $INDEX || true; } | grep "pypi-insiders: $CONFIG: server.threads" >/dev/null
+    }
+    wait_for 10 "systemctl status shows the one-line config error" status_shows_error
+    systemctl status --no-pager -n 20 $INDEX || true
+    if journalctl -u $INDEX --no-pager | grep Traceback; then fail "a traceback in the journal"; fi
     cp "$WORK/config.good" "$CONFIG"
     systemctl reset-failed $INDEX || true
     systemctl restart $INDEX || fail "restart with the config repaired"
