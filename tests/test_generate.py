@@ -444,3 +444,21 @@ def test_generator_quotes_store_paths_in_urls(cfg: config.Config, generator: Gen
     entry = project_json(cfg, "phi")["files"][0]
     assert entry["url"] == f"../../packages/odd%20dir%231/{wheel.name}#sha256={sha256(wheel)}"
     assert (cfg.paths.index / "packages" / "odd dir#1" / f"{wheel.name}.metadata").exists()
+
+
+def test_generator_serves_zip_sdists_and_skips_broken_ones(
+        cfg: config.Config, generator: Generator, caplog: pytest.LogCaptureFixture) -> None:
+    directory = cfg.paths.store / "chi"
+    directory.mkdir(parents=True)
+    good = directory / "chi-1.0.zip"
+    with zipfile.ZipFile(good, "w") as archive:
+        archive.writestr("chi-1.0/PKG-INFO", "Metadata-Version: 2.1\nName: chi\nVersion: 1.0\n"
+                                             "Requires-Python: >=3.10\n\n")
+        archive.writestr("chi-1.0/setup.py", "")
+    (directory / "chi-2.0.zip").write_bytes(good.read_bytes()[:-30])  # central directory cut off
+    caplog.set_level(logging.WARNING, logger="pypi_insiders")
+    generator.generate_all()
+    files = project_json(cfg, "chi")["files"]
+    assert [(f["filename"], f["requires-python"]) for f in files] == [("chi-1.0.zip", ">=3.10")]
+    assert "core-metadata" not in files[0]
+    assert [r.getMessage() for r in caplog.records if "chi-2.0.zip" in r.getMessage()]
