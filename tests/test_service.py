@@ -4,9 +4,11 @@ the watcher publishing new files, and the pinned-name rule end to end.
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,9 @@ import pytest
 
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_wheel
+from tests.server_fixtures import (
+    JSON_TYPE as JSON,
+)
 from tests.server_fixtures import (
     VENV_BIN,
     FakeUpstream,
@@ -186,3 +191,51 @@ def test_service_workers_exit_when_the_parent_is_killed(make_config: ConfigMaker
         running.process.kill()
         running.process.wait(timeout=10)
         assert wait_for(lambda: not Path(f"/proc/{worker}").exists(), timeout=10)
+
+
+def test_service_readers_see_only_whole_pages_during_regeneration(make_config: ConfigMaker, store: Path,
+                                                                    tmp_path: Path) -> None:
+    with serve_process(make_config(index={"debounce": 0.01})) as running:
+        stop = threading.Event()
+        problems: list[str] = []
+        seen = {"pages": 0}
+
+        def read() -> None:
+            while not stop.is_set():
+                for path, accept in (("/simple/", ""), ("/simple/churn/", ""), ("/simple/churn/", JSON)):
+                    reply = request(running.url, path, headers={"Accept": accept} if accept else {})
+                    if reply.status != 200:
+                        continue
+                    seen["pages"] += 1
+                    if int(reply.header("Content-Length") or -1) != len(reply.body):
+                        problems.append(f"{path}: length mismatch")
+                    elif accept and not _parses(reply.body):
+                        problems.append(f"{path}: broken JSON")
+                    elif not accept and not reply.body.rstrip().endswith(b"</html>"):
+                        problems.append(f"{path}: truncated HTML")
+
+        readers = [threading.Thread(target=read) for _ in range(4)]
+        for reader in readers:
+            reader.start()
+        try:
+            for version in range(1, 21):
+                wheel = make_wheel(tmp_path / "build", "churn", f"1.{version}")
+                (store / "churn").mkdir(exist_ok=True)
+                wheel.replace(store / "churn" / wheel.name)
+                time.sleep(0.05)
+            assert wait_for(lambda: b"churn-1.20" in request(running.url, "/simple/churn/").body.replace(
+                b"_", b"-"), timeout=10)
+        finally:
+            stop.set()
+            for reader in readers:
+                reader.join(timeout=20)
+        assert problems == []
+        assert seen["pages"] > 20
+
+
+def _parses(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except ValueError:
+        return False
+    return True
