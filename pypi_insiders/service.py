@@ -60,10 +60,10 @@ class Service:
     """
 
     def __init__(self, config: Config, config_arg: str | None, generator: Any = None,  # noqa: ANN401
-                 *, worker: bool = False) -> None:
+                 *, file_config: Config | None = None, worker: bool = False) -> None:
         self.config = config
         self.config_arg = config_arg
-        self.file_config = _reload_file(config_arg, config)
+        self.file_config = file_config or _reload_file(config_arg, config)
         self.generator = generator
         self.worker = worker
         self.app = make_app(config)
@@ -80,12 +80,14 @@ class Service:
         self.generator.generate_all()
         log.info("index generated in %.2f s", time.monotonic() - began)
         extra = self.config.server.processes - 1
-        if extra:
-            sock = workers.bind(self.config)
-            self.workers = workers.Workers(workers.fork(extra, lambda: _serve_worker(self, sock)))
+        try:
+            sock = workers.bind(self.config) if extra else None
+            if sock is not None:
+                self.workers = workers.Workers(workers.fork(extra, lambda: _serve_worker(self, sock)))
             self.server = create_server(self.app, self.config, sock)
-        else:
-            self.server = create_server(self.app, self.config)
+        except OSError as error:
+            where = f"{self.config.server.host}:{self.config.server.port}"
+            raise ConfigError(f"server.listen: cannot listen on {where}: {error.strerror or error}") from None
         from pypi_insiders import watcher  # noqa: PLC0415 - engineer A's module
 
         self.watcher = watcher.Watcher(self.config, self.generator)
@@ -141,8 +143,7 @@ class Service:
 
 def _serve_worker(parent: Service, sock: socket.socket) -> None:
     """What a forked worker runs: the same app on the shared socket, reloading on SIGHUP."""
-    service = Service(parent.config, parent.config_arg, worker=True)
-    service.file_config = parent.file_config
+    service = Service(parent.config, parent.config_arg, file_config=parent.file_config, worker=True)
     _install_signals(service)
     _thread(_reloader, service)
     service.server = create_server(service.app, service.config, sock)

@@ -239,3 +239,20 @@ def _parses(body: bytes) -> bool:
     except ValueError:
         return False
     return True
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_service_port_in_use_exits_2_with_one_line(make_config: ConfigMaker, store: Path,
+                                                   processes: int) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        config_file = make_config(server={"listen": f"127.0.0.1:{port}", "processes": processes})
+        result = subprocess.run([str(VENV_BIN / "pypi-insiders"), "--config", str(config_file), "serve"],
+                                env=service_env(), capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("pypi-insiders:")]
+    expected = f"pypi-insiders: server.listen: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert errors == [expected]
+    assert "Traceback" not in result.stderr
