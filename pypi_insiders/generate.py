@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +39,8 @@ PINNED_FILE = "pinned-projects.txt"
 CACHE_FILE = "index.sqlite3"
 _COMMIT_EVERY = 2000  # files read (or projects rendered) between commits of a long cold run
 _LATEST = 20
+_READERS = 8  # threads reading distribution files in big runs
+_PARALLEL_FROM = 8  # changed directories in one run before reader threads are worth starting
 
 
 @dataclass
@@ -97,10 +100,10 @@ class Generator:
         # wait for 200,000 stats. A change made meanwhile is seen by the walk or handled by
         # update_paths, which also invalidates the fingerprint of the directory it touched.
         changed, seen = self._sync.changed_dirs("", known)
-        with self._lock, self._transaction():
+        with self._lock, self._transaction(), self._readers(len(changed)) as readers:
             run = _Run()
             for directory in changed:
-                self._sync.sync_dir(directory, run)
+                self._sync.sync_dir(directory, run, readers)
             # Every directory holding rows has a fingerprint row (maybe invalidated), so the
             # snapshot lists every candidate without reading the files table.
             self._sync.drop_dirs(set(known) - seen, run)
@@ -141,6 +144,18 @@ class Generator:
                 self._cache.rollback()
                 raise
             self._cache.commit()
+
+    @contextmanager
+    def _readers(self, directories: int) -> Iterator[Executor | None]:
+        """Threads for reading files in a big run: a cold start waits on the disk, not the CPU.
+
+        Made per run and gone after it, so no idle thread outlives a scan (the service forks).
+        """
+        if directories < _PARALLEL_FROM:
+            yield None
+            return
+        with ThreadPoolExecutor(_READERS, thread_name_prefix="index-reader") as pool:
+            yield pool
 
     def _checkpoint(self, count: int) -> None:
         """Commit now and then in long runs, so an interrupted cold start keeps its progress."""

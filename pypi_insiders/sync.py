@@ -11,16 +11,19 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pypi_insiders import storescan
 from pypi_insiders.cache import Cache, FileRecord
 from pypi_insiders.errors import InvalidDistributionError, StoreError
-from pypi_insiders.fileinfo import inspect
+from pypi_insiders.fileinfo import FileInfo, inspect
 from pypi_insiders.store import Store, atomic_write, is_hidden
 
 log = logging.getLogger(__name__)
+
+Outcome = FileInfo | InvalidDistributionError | None  # None: the file is gone
 
 
 @dataclass
@@ -89,14 +92,21 @@ class StoreSync:
                 self._drop(record, changes)
         self._cache.forget_dirs(directories)
 
-    def sync_dir(self, directory: str, changes: Changes) -> None:
+    def sync_dir(self, directory: str, changes: Changes, readers: Executor | None = None) -> None:
+        """`readers` (threads) overlap the disk reads of a cold start; rows are written here."""
         files = [f for f in storescan.list_files(self._root, directory) if _encodable(f[0])]
         old = self._cache.files_in_dir(directory)
+        to_read: list[tuple[str, FileRecord | None]] = []
         for name, size, mtime_ns in files:
             relpath = storescan.join(directory, name)
             previous = old.pop(relpath, None)
             if previous is None or (previous.size, previous.mtime_ns) != (size, mtime_ns):
-                self._read_file(relpath, previous, changes)
+                to_read.append((relpath, previous))
+        relpaths = [relpath for relpath, _previous in to_read]
+        reader = readers.map if readers is not None and len(relpaths) > 1 else map
+        outcomes = reader(self._read, relpaths)
+        for (relpath, previous), outcome in zip(to_read, outcomes, strict=True):
+            self._apply(relpath, previous, outcome, changes)
         for record in old.values():
             self._drop(record, changes)
         self._cache.set_dir_fingerprint(directory, storescan.fingerprint(files))
@@ -127,26 +137,39 @@ class StoreSync:
         self._cache.set_dir_fingerprint(relpath.rpartition("/")[0], b"")
 
     def _read_file(self, relpath: str, previous: FileRecord | None, changes: Changes) -> None:
-        path = self.store.path_of(relpath)
-        directory, _, filename = relpath.rpartition("/")
+        self._apply(relpath, previous, self._read(relpath), changes)
+
+    def _read(self, relpath: str) -> Outcome:
+        """The expensive part, safe in any thread: it touches only this file and its metadata file."""
         try:
-            info = inspect(path, filename)
-            if info.metadata is not None:
-                self.write_metadata(relpath, info.metadata)
-            record = FileRecord(
-                relpath, directory, info.size, info.mtime_ns, info.project, info.version, info.kind,
-                info.sha256, info.requires_python,
-                hashlib.sha256(info.metadata).hexdigest() if info.metadata is not None else None,
-                previous.upload_time_ns if previous else info.mtime_ns, None)
+            info = inspect(self.store.path_of(relpath), relpath.rpartition("/")[2])
         except FileNotFoundError:
+            return None
+        except InvalidDistributionError as error:
+            return error
+        if info.metadata is not None:
+            self.write_metadata(relpath, info.metadata)
+        return info
+
+    def _apply(self, relpath: str, previous: FileRecord | None, outcome: Outcome, changes: Changes) -> None:
+        """Records what `_read` found; in the thread that owns the transaction."""
+        directory, _, filename = relpath.rpartition("/")
+        if outcome is None:
             if previous is not None:
                 self._drop(previous, changes)
             return
-        except InvalidDistributionError as error:
-            broken = self._broken(path, relpath, previous, str(error).removeprefix(f"{filename}: "))
+        if isinstance(outcome, InvalidDistributionError):
+            broken = self._broken(self.store.path_of(relpath), relpath, previous,
+                                  str(outcome).removeprefix(f"{filename}: "))
             if broken is None:
                 return
             record = broken
+        else:
+            record = FileRecord(
+                relpath, directory, outcome.size, outcome.mtime_ns, outcome.project, outcome.version,
+                outcome.kind, outcome.sha256, outcome.requires_python,
+                hashlib.sha256(outcome.metadata).hexdigest() if outcome.metadata is not None else None,
+                previous.upload_time_ns if previous else outcome.mtime_ns, None)
         self._cache.put_file(record)
         for project in {previous.project if previous else None, record.project} - {None}:
             self._mark(str(project), changes)

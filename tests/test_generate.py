@@ -462,3 +462,21 @@ def test_generator_serves_zip_sdists_and_skips_broken_ones(
     assert [(f["filename"], f["requires-python"]) for f in files] == [("chi-1.0.zip", ">=3.10")]
     assert "core-metadata" not in files[0]
     assert [r.getMessage() for r in caplog.records if "chi-2.0.zip" in r.getMessage()]
+
+
+def test_generator_cold_run_with_reader_threads_serves_everything(
+        cfg: config.Config, generator: Generator, caplog: pytest.LogCaptureFixture) -> None:
+    for index in range(12):  # enough directories, each with several files, for the reader threads
+        for version in ("1.0", "1.1", "1.2"):
+            make_wheel(cfg.paths.store / f"omega{index}", f"omega{index}", version)
+        (cfg.paths.store / f"omega{index}" / f"omega{index}-2.0-py3-none-any.whl").write_bytes(b"junk")
+    caplog.set_level(logging.WARNING, logger="pypi_insiders")
+    generator.generate_all()
+    assert generator.stats.files_read == 48
+    for index in range(12):
+        files = project_json(cfg, f"omega{index}")["files"]
+        assert [f["filename"].split("-")[1] for f in files] == ["1.0", "1.1", "1.2"]
+        for entry in files:
+            metadata = cfg.paths.index / "packages" / f"omega{index}" / f"{entry['filename']}.metadata"
+            assert entry["core-metadata"] == {"sha256": sha256(metadata)}
+    assert len([r for r in caplog.records if "2.0-py3-none-any.whl" in r.getMessage()]) == 12
