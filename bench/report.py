@@ -58,6 +58,7 @@ def rows(results: Results, connections: tuple[int, ...]) -> list[tuple[str, str]
                     (f"{scenario} c{conns} p99 ms", f"p99_ms:{scenario}:{conns}"),
                     (f"{scenario} c{conns} errors", f"errors:{scenario}:{conns}")]
     out += [("start s (ours warm)", "start_s"), ("start s cold", "start_cold_s"),
+            ("start s cache, no index", "start_rebuild_s"),
             ("new file visible s", "fresh_s"), ("pip download s", "pip_s"), ("uv pip install s", "uv_s"),
             ("RSS MB after load", "rss_mb")]
     return out
