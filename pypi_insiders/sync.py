@@ -56,6 +56,7 @@ class StoreSync:
                  checkpoint: Callable[[int], None]) -> None:
         self.store = store
         self._root = str(store.root)
+        self._real_root = store.root.resolve()
         self._cache = cache
         self._packages = packages_dir
         self._checkpoint = checkpoint
@@ -141,8 +142,12 @@ class StoreSync:
 
     def _read(self, relpath: str) -> Outcome:
         """The expensive part, safe in any thread: it touches only this file and its metadata file."""
+        path = self.store.path_of(relpath)
+        if path.is_symlink() and not path.resolve().is_relative_to(self._real_root):
+            # The app refuses to serve it (it checks where links lead), so it must not be listed.
+            return InvalidDistributionError(f"{path.name}: a symbolic link out of the store")
         try:
-            info = inspect(self.store.path_of(relpath), relpath.rpartition("/")[2])
+            info = inspect(path, relpath.rpartition("/")[2])
         except FileNotFoundError:
             return None
         except InvalidDistributionError as error:

@@ -480,3 +480,17 @@ def test_generator_cold_run_with_reader_threads_serves_everything(
             metadata = cfg.paths.index / "packages" / f"omega{index}" / f"{entry['filename']}.metadata"
             assert entry["core-metadata"] == {"sha256": sha256(metadata)}
     assert len([r for r in caplog.records if "2.0-py3-none-any.whl" in r.getMessage()]) == 12
+
+
+def test_generator_skips_symlinks_leading_out_of_the_store(
+        cfg: config.Config, generator: Generator, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    outside = make_wheel(tmp_path / "elsewhere", "psi", "1.0")
+    inside = make_wheel(cfg.paths.store / "real", "psi", "1.1")
+    (cfg.paths.store / "psi").mkdir()
+    (cfg.paths.store / "psi" / outside.name).symlink_to(outside)
+    (cfg.paths.store / "psi" / "psi-1.1-py3-none-any.whl").symlink_to(inside)
+    caplog.set_level(logging.WARNING, logger="pypi_insiders")
+    generator.generate_all()
+    urls = [f["url"].split("#")[0] for f in project_json(cfg, "psi")["files"]]
+    assert urls == [f"../../packages/psi/{inside.name}"]  # the link inside the store is fine
+    assert any("symbolic link out of the store" in r.getMessage() for r in caplog.records)
