@@ -175,7 +175,7 @@ def serve_process(config_file: Path, *args: str, timeout: float = 30.0,
     log = config_file.parent / f"serve-{time.monotonic_ns()}.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [str(VENV_BIN / "pypi-insiders"), "--config", str(config_file), "serve", *args],
+            [*pypi_insiders(), "--config", str(config_file), "serve", *args],
             stdout=out, stderr=subprocess.STDOUT, text=True, env=service_env(env), cwd=config_file.parent)
     try:
         url = _listen_url(log, process, time.monotonic() + timeout)
@@ -211,6 +211,12 @@ def wait_for(check: Callable[[], bool], timeout: float = 10.0, step: float = 0.0
 
 def python() -> str:
     return str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
+
+
+def pypi_insiders() -> list[str]:
+    """The venv's script; `python -m pypi_insiders` where there is no venv (the .deb build)."""
+    script = VENV_BIN / "pypi-insiders"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pypi_insiders"]
 
 
 # --------------------------------------------------------------------------- hand-made index trees

@@ -21,9 +21,9 @@ from tests.server_fixtures import (
     JSON_TYPE as JSON,
 )
 from tests.server_fixtures import (
-    VENV_BIN,
     FakeUpstream,
     ThreadedServer,
+    pypi_insiders,
     request,
     serve_process,
     service_env,
@@ -69,7 +69,7 @@ def test_service_stops_cleanly_on_signal(make_config: ConfigMaker, store: Path, 
 def test_service_broken_config_exits_2_with_one_line(tmp_path: Path) -> None:
     config_file = tmp_path / "broken.toml"
     config_file.write_text('[server]\nlisten = "nowhere"\n')
-    result = subprocess.run([str(VENV_BIN / "pypi-insiders"), "--config", str(config_file), "serve"],
+    result = subprocess.run([*pypi_insiders(), "--config", str(config_file), "serve"],
                             env=service_env(), capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -249,7 +249,7 @@ def test_service_port_in_use_exits_2_with_one_line(make_config: ConfigMaker, sto
         taken.listen(1)
         port = taken.getsockname()[1]
         config_file = make_config(server={"listen": f"127.0.0.1:{port}", "processes": processes})
-        result = subprocess.run([str(VENV_BIN / "pypi-insiders"), "--config", str(config_file), "serve"],
+        result = subprocess.run([*pypi_insiders(), "--config", str(config_file), "serve"],
                                 env=service_env(), capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("pypi-insiders:")]
