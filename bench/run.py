@@ -54,6 +54,7 @@ class Settings:
     workdir: Path
     start_timeout: float
     fresh_state: bool
+    processes: int
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ def bench_corpus(projects: int, settings: Settings) -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {"ours": prepare_state(corpus, settings, state)}
     index = state / "index"
     starters: dict[str, Starter] = {
-        "ours": lambda: servers.ours(state, corpus.store),
+        "ours": lambda: servers.ours(state, corpus.store, settings.processes),
         "ceiling": lambda: servers.ceiling(index, corpus.store, logs / f"ceiling-{projects}.log"),
         "nginx": lambda: servers.nginx(settings.workdir / f"nginx-{projects}", index, corpus.store),
         "pypiserver": lambda: servers.pypiserver(settings.workdir / "pypiserver-venv", corpus.flat,
@@ -212,6 +213,8 @@ def parse_args(argv: list[str] | None) -> tuple[tuple[int, ...], Settings]:
     parser.add_argument("--workdir", type=Path, default=WORKDIR)
     parser.add_argument("--start-timeout", type=float, default=600.0,
                         help="longest wait for a server's first answer (a cold start included)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="ours' [server] processes (the ceiling stays one process)")
     parser.add_argument("--fresh-state", action="store_true",
                         help="delete ours' hash cache from earlier runs too, to measure a cold start")
     args = parser.parse_args(argv)
@@ -219,7 +222,7 @@ def parse_args(argv: list[str] | None) -> tuple[tuple[int, ...], Settings]:
     if unknown:
         parser.error(f"unknown server(s) in --only: {', '.join(sorted(unknown))}")
     return args.corpus, Settings(args.duration, args.connections, args.only, args.runs, args.rounds,
-                                 args.workdir, args.start_timeout, args.fresh_state)
+                                 args.workdir, args.start_timeout, args.fresh_state, args.processes)
 
 
 def _each_corpus(projects: tuple[int, ...], settings: Settings) -> Iterator[tuple[int, dict[str, Any]]]:
