@@ -10,6 +10,7 @@ is broken. With `[server] processes` above 1, forked workers share the socket (w
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import threading
@@ -72,13 +73,34 @@ class Service:
         self.workers = workers.Workers([])
         self.stopped = threading.Event()
         self.reload_requested = threading.Event()
+        self.scanning = False  # the warm start's first scan is still running
+        self.failed = False
 
     def start(self) -> str:
-        """First generation, then bind (and fork), then watch; returns the URL we answer on."""
+        """Bind (and fork) and watch, generating first; returns the URL we answer on.
+
+        With an index left by an earlier run (a restart), its pages are served at once while
+        the first scan brings them up to date in a thread; READY=1 still waits for that scan.
+        """
+        self.scanning = (self.config.paths.index / "simple" / "index.html").exists()
+        if not self.scanning:
+            self._generate()
+        self._bind()
+        url = url_of(*listening(self.server)[0])
+        if self.scanning:
+            log.info("serving the index left by the last run while the store is scanned")
+            _thread(self._first_scan, url)
+        else:
+            self._watch()
+        return url
+
+    def _generate(self) -> None:
         sd.status("generating the index")
         began = time.monotonic()
         self.generator.generate_all()
         log.info("index generated in %.2f s", time.monotonic() - began)
+
+    def _bind(self) -> None:
         extra = self.config.server.processes - 1
         try:
             sock = workers.bind(self.config) if extra else None
@@ -88,11 +110,26 @@ class Service:
         except OSError as error:
             where = f"{self.config.server.host}:{self.config.server.port}"
             raise ConfigError(f"server.listen: cannot listen on {where}: {error.strerror or error}") from None
+
+    def _watch(self) -> None:
         from pypi_insiders import watcher  # noqa: PLC0415 - engineer A's module
 
         self.watcher = watcher.Watcher(self.config, self.generator)
         self.watcher.start()
-        return url_of(*listening(self.server)[0])
+
+    def _first_scan(self, url: str) -> None:
+        """The warm start's first generation; a failure stops the service with status 1."""
+        try:
+            self._generate()
+            if not self.stopped.is_set():
+                self._watch()
+                sd.ready(f"serving {url}")
+        except Exception:
+            log.exception("the first scan of the store failed; stopping")
+            self.failed = True
+            os.kill(os.getpid(), signal.SIGTERM)
+        finally:
+            self.scanning = False
 
     def healthy(self) -> bool:
         """Worth a watchdog ping: the watcher and every worker run, and the server answers."""
@@ -137,7 +174,7 @@ class Service:
         if self.server is not None:
             self.server.close()
         close = getattr(self.generator, "close", None)
-        if callable(close):
+        if callable(close) and not self.scanning:  # a running scan must not delay the stop
             close()
 
 
@@ -241,9 +278,10 @@ def serve(config: Config, config_arg: str | None) -> int:
         interval = sd.watchdog_interval()
         if interval:
             _thread(_watchdog, service, interval)
-        sd.ready(f"serving {url}")
+        if not service.scanning:
+            sd.ready(f"serving {url}")
         service.server.run()
     finally:
         service.stop()
     log.info("stopped")
-    return 0
+    return 1 if service.failed else 0

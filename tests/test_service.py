@@ -256,3 +256,21 @@ def test_service_port_in_use_exits_2_with_one_line(make_config: ConfigMaker, sto
     expected = f"pypi-insiders: server.listen: cannot listen on 127.0.0.1:{port}: Address already in use"
     assert errors == [expected]
     assert "Traceback" not in result.stderr
+
+
+def test_service_warm_restart_serves_at_once_and_catches_up(make_config: ConfigMaker, store: Path,
+                                                            tmp_path: Path) -> None:
+    config_file = make_config()
+    with serve_process(config_file) as running:
+        assert request(running.url, "/simple/local-pkg/").status == 200
+    make_wheel(store / "added-while-down", "added-while-down", "1.0")
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        with serve_process(config_file, env={"NOTIFY_SOCKET": path}) as running:
+            assert "serving the index left by the last run" in running.output()
+            assert request(running.url, "/simple/local-pkg/").status == 200
+            assert wait_for(lambda: request(running.url, "/simple/added-while-down/").status == 200)
+            messages = _notifications(sock, "READY=1", timeout=10)
+            assert any("READY=1" in m for m in messages)
+            assert stop_process(running.process) == 0
