@@ -29,10 +29,14 @@ fail() {
     exit 1
 }
 upstream_pid=""
+nginx_pid_file=""
 cleanup() {
     if [ -n "$upstream_pid" ]; then
         kill "$upstream_pid" 2>/dev/null || true
         wait "$upstream_pid" 2>/dev/null || true
+    fi
+    if [ -n "$nginx_pid_file" ] && [ -f "$nginx_pid_file" ]; then
+        kill "$(cat "$nginx_pid_file")" 2>/dev/null || true
     fi
 }
 trap cleanup EXIT
@@ -48,6 +52,7 @@ wait_for() {
     done
     ok "$what"
 }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$@"; }
 # (grep without -q: with pipefail, an early exit of grep would fail the writer with SIGPIPE)
 page_has() { curl -sf --max-time 10 "$1" | grep -- "$2" >/dev/null; }
@@ -177,7 +182,7 @@ test_upstream() {
         printf '<!DOCTYPE html><html><body><a href="../../files/%s#sha256=%s">%s</a></body></html>\n' \
             "$name" "$sha" "$name" > "$WORK/upstream/simple/$project/index.html"
     done
-    upstream_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    upstream_port=$(free_port)
     python3 -m http.server "$upstream_port" --bind 127.0.0.1 --directory "$WORK/upstream" \
         >"$WORK/upstream.log" 2>&1 &
     upstream_pid=$!
@@ -219,6 +224,51 @@ test_journal() {
     rm -r "$STORE/broken"
 }
 
+# ------------------------------------------------------------------------------------------
+test_nginx() {
+    step "the sample nginx site serves the generated index and passes the rest to the service"
+    # nginx from the mirror, not started by its package (the container shares the host's port 80)
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -q --no-install-recommends nginx-light \
+        >"$WORK/nginx-install.log" 2>&1 || fail "apt-get install nginx-light: $(tail -3 "$WORK/nginx-install.log")"
+    rm /usr/sbin/policy-rc.d
+    # what the README tells admins: nginx reads the data through the service's group
+    adduser --quiet www-data pypi-insiders
+    local sample=/usr/share/doc/pypi-insiders/examples/pypi-insiders.conf nginx_port base json code
+    [ -f "$sample" ] || fail "$sample is not installed"
+    nginx_port=$(free_port)
+    mkdir -p "$WORK/nginx"
+    sed -e "s/^\( *\)listen 80;/\1listen 127.0.0.1:$nginx_port;/" -e '/listen \[::\]:80;/d' \
+        -e "s/server 127.0.0.1:$SHIPPED_PORT;/server 127.0.0.1:$PORT;/" "$sample" > "$WORK/nginx/site.conf"
+    printf '%s\n' "user www-data;" "pid $WORK/nginx/nginx.pid;" "error_log $WORK/nginx/error.log;" \
+        "events {}" "http { include /etc/nginx/mime.types; access_log off; include $WORK/nginx/site.conf; }" \
+        > "$WORK/nginx/nginx.conf"
+    nginx -t -c "$WORK/nginx/nginx.conf" || fail "nginx -t on the sample site"
+    nginx -c "$WORK/nginx/nginx.conf" || fail "nginx did not start"
+    nginx_pid_file="$WORK/nginx/nginx.pid"
+    base="http://127.0.0.1:$nginx_port"
+    wait_for 10 "nginx serves the root list" page_has "$base/simple/" "localthing"
+    json=$(curl -sf --max-time 10 -H 'Accept: application/vnd.pypi.simple.v1+json' -D "$WORK/nginx/headers" \
+        "$base/simple/localthing/") || fail "nginx: JSON page of localthing"
+    grep -i '^content-type: application/vnd.pypi.simple.v1+json' "$WORK/nginx/headers" >/dev/null \
+        || fail "nginx: JSON page content type: $(grep -i content-type "$WORK/nginx/headers")"
+    echo "$json" | grep '"localthing-1.0-py3-none-any.whl"' >/dev/null || fail "nginx: JSON page: $json"
+    [ "$(http_code "$base/packages/localthing/localthing-1.0-py3-none-any.whl")" = 200 ] || fail "nginx: wheel"
+    [ "$(http_code "$base/packages/localthing/localthing-1.0-py3-none-any.whl.metadata")" = 200 ] \
+        || fail "nginx: PEP 658 metadata"
+    code=$(http_code "$base/simple/upthing/")
+    case "$code" in 301|302|303|307|308) ok "nginx passes a name not held here to the service ($code)" ;;
+        *) fail "nginx: upthing answered $code" ;; esac
+    [ "$(http_code "$base/simple/LocalThing/")" = 301 ] || fail "nginx: an unnormalized name is not redirected"
+    timeout 180 "$WORK/venv/bin/pip" install -q --force-reinstall --index-url "$base/simple/" localthing upthing \
+        || fail "pip install through nginx"
+    ok "nginx serves pages (HTML and JSON), files and metadata; pip installs through it"
+    kill "$(cat "$nginx_pid_file")"
+    nginx_pid_file=""
+}
+
+# ------------------------------------------------------------------------------------------
 test_reload() {
     step "an edited config takes effect on reload"
     main_pid=$(systemctl show -p MainPID --value $INDEX)
@@ -341,7 +391,7 @@ test_purge() {
 # ------------------------------------------------------------------------------------------
 # Sections run in this order, each relying on the ones before; naming some (after PORT) runs
 # only those, for working on one part of the package.
-ALL_SECTIONS=(installed security upstream pip journal reload fetch cli broken stop purge)
+ALL_SECTIONS=(installed security upstream pip journal nginx reload fetch cli broken stop purge)
 sections=("${@:2}")
 [ ${#sections[@]} -gt 0 ] || sections=("${ALL_SECTIONS[@]}")
 for section in "${sections[@]}"; do
