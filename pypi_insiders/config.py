@@ -196,7 +196,7 @@ class _Table:
         if message:
             self.problem(key, message)
             return default
-        return cast(T, value)
+        return value
 
     def table(self, key: str) -> _Table:
         self.seen.add(key)
@@ -432,7 +432,7 @@ def _quote_key(key: str) -> str:
 
 def _repos(root: _Table, fetch: FetchConfig) -> tuple[RepoConfig, ...]:
     found: dict[str, RepoConfig] = {}
-    sources = [(root.where, None, root.table("repos").data)]
+    sources: list[tuple[str, Path | None, Mapping[str, Any]]] = [(root.where, None, root.table("repos").data)]
     for dropin in sorted(fetch.repos_dir.glob("*.toml")) if fetch.repos_dir.is_dir() else ():
         data = _read_toml(dropin, root.problems)
         if data is None:

@@ -39,8 +39,8 @@ def setup_logging(verbose: int = 0, *, daemon: bool = False) -> None:
     """Journald with structured fields under systemd; readable lines on stderr otherwise."""
     level = logging.DEBUG if verbose > 0 else logging.INFO
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     handler: logging.Handler
     if under_journald() and _journal is not None:
         handler = _journal.JournalHandler(SYSLOG_IDENTIFIER=IDENTIFIER)
