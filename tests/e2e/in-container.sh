@@ -292,6 +292,11 @@ test_fetch() {
     printf '[Service]\nEnvironment=PIP_NO_INDEX=1 PIP_FIND_LINKS=/usr/share/python-wheels\n' \
         > /etc/systemd/system/$FETCH.d/offline.conf
     systemctl daemon-reload
+    # A credential only root can read on disk: the run gets it through LoadCredential= alone.
+    # (A local repository needs none; fetching proves it was found and read.)
+    printf 'e2e-secret-token\n' > /etc/pypi-insiders/credentials/e2e-token
+    chmod 0600 /etc/pypi-insiders/credentials/e2e-token
+    write_config off 'credential = "e2e-token"'
     git_commit 1.0.0
     timeout 300 systemctl start $FETCH || fail "systemctl start $FETCH"
     [ "$(systemctl show -p Result --value $FETCH)" = success ] || fail "$FETCH result"
@@ -302,6 +307,8 @@ test_fetch() {
     journalctl -u $FETCH -o verbose --no-pager | grep -E '^\s+REPO=gitthing' >/dev/null \
         || fail "no REPO= field in the fetch service's journal"
     pypi-insiders status || fail "pypi-insiders status"
+    if journalctl --no-pager | grep e2e-secret-token; then fail "the credential is in the journal"; fi
+    ok "credential read through LoadCredential= (root-only file on disk), never logged"
 
     git_commit 1.1.0
     mkdir -p /etc/systemd/system/$TIMER.d
