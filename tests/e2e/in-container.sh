@@ -363,6 +363,24 @@ test_broken() {
 }
 
 # ------------------------------------------------------------------------------------------
+test_reinstall() {
+    step "reinstalling (an upgrade's path) keeps the admin's config and restarts the index"
+    local deb before
+    deb=$(ls /sandbox/pypi-insiders_*_all.deb | head -n 1)
+    [ -f "$deb" ] || fail "no .deb in /sandbox"
+    before=$(sha256sum "$CONFIG")
+    main_pid=$(systemctl show -p MainPID --value $INDEX)
+    DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -q --reinstall "$deb" >"$WORK/reinstall.log" 2>&1 \
+        || fail "apt-get install --reinstall: $(tail -5 "$WORK/reinstall.log")"
+    [ "$(sha256sum "$CONFIG")" = "$before" ] || fail "reinstalling replaced the edited $CONFIG"
+    [ "$(stat -c '%U:%G %a' /etc/pypi-insiders/credentials)" = "root:pypi-insiders 750" ] \
+        || fail "reinstalling changed /etc/pypi-insiders/credentials"
+    wait_for 30 "$INDEX active after the reinstall" page_has "$(index_url /simple/localthing/)" "localthing-1.0"
+    [ "$(systemctl show -p MainPID --value $INDEX)" != "$main_pid" ] || fail "the reinstall did not restart $INDEX"
+    [ "$(systemctl is-enabled $TIMER)" = enabled ] || fail "$TIMER not enabled after the reinstall"
+}
+
+# ------------------------------------------------------------------------------------------
 test_stop() {
     step "systemctl stop stops cleanly"
     stop_start=$(date +%s%N)
@@ -398,7 +416,7 @@ test_purge() {
 # ------------------------------------------------------------------------------------------
 # Sections run in this order, each relying on the ones before; naming some (after PORT) runs
 # only those, for working on one part of the package.
-ALL_SECTIONS=(installed security upstream pip journal nginx reload fetch cli broken stop purge)
+ALL_SECTIONS=(installed security upstream pip journal nginx reload fetch cli broken reinstall stop purge)
 sections=("${@:2}")
 [ ${#sections[@]} -gt 0 ] || sections=("${ALL_SECTIONS[@]}")
 for section in "${sections[@]}"; do
