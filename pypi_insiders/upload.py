@@ -200,11 +200,12 @@ class Uploads:
             raise UploadError(400, f"{file.filename}: this filename was used before and cannot be "
                                    "reused; upload a new version")
         self.published.add([file.filename])
+        present = target.exists()  # uploaded a moment ago, not yet in the index
         try:
             self.store.add(file.filename, file.path, project=parsed.project)
         except StoreError:
             raise UploadError(409, f"{file.filename}: already exists with different content") from None
-        return 200, f"{file.filename}: uploaded"
+        return 200, f"{file.filename}: {'identical file already uploaded' if present else 'uploaded'}"
 
     def _listed(self, project: NormalizedName) -> dict[str, str]:
         """Filename -> sha256 of the files the generated index lists for the project."""

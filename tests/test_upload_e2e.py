@@ -167,3 +167,15 @@ def test_upload_body_cut_short_by_the_client_leaves_nothing(server: Running, con
     assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer[:80]
     assert tree(config.load(str(config_file)).paths.store) == []
     assert "upload accepted" not in server.output()
+
+
+def test_upload_uv_publish_is_accepted_twice(server: Running, tmp_path: Path) -> None:
+    """uv's publisher speaks the same legacy API; its retry of an identical file is fine."""
+    wheel = make_wheel(tmp_path / "dist", "Uv-Demo", "1.0")
+    for _ in range(2):
+        published = subprocess.run([str(Path(python()).parent / "uv"), "publish", "--publish-url",
+                                    f"{server.url}legacy/", "-u", "alice", "-p", SECRET, str(wheel)],
+                                   capture_output=True, text=True, timeout=120, check=False,
+                                   env=service_env({"UV_NO_CONFIG": "1"}))
+        assert published.returncode == 0, published.stdout + published.stderr
+    assert wait_for(lambda: listed(server.url, "uv-demo") == {wheel.name}, timeout=30), server.output()
