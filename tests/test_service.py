@@ -274,3 +274,24 @@ def test_service_warm_restart_serves_at_once_and_catches_up(make_config: ConfigM
             messages = _notifications(sock, "READY=1", timeout=10)
             assert any("READY=1" in m for m in messages)
             assert stop_process(running.process) == 0
+
+
+def test_service_command_line_overrides_survive_a_reload(make_config: ConfigMaker, store: Path,
+                                                         upstream: tuple[FakeUpstream, ThreadedServer],
+                                                         tmp_path: Path) -> None:
+    other_store = tmp_path / "other-store"
+    make_wheel(other_store / "other-pkg", "other-pkg", "1.0")
+    target = upstream[1].url + "simple/"
+    config_file = make_config(upstream={"fallback": "off"})
+    args = ("--listen", "127.0.0.1:0", "--store", str(other_store), "--upstream", target,
+            "--fallback", "redirect")
+    with serve_process(config_file, *args) as running:
+        assert request(running.url, "/simple/other-pkg/").status == 200
+        assert request(running.url, "/simple/local-pkg/").status == 302  # not in the --store
+        reply = request(running.url, "/simple/remote-only/")
+        assert reply.header("Location") == target + "remote-only/"
+        running.process.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "configuration reloaded" in running.output())
+        reply = request(running.url, "/simple/remote-only/")
+        assert reply.status == 302
+        assert reply.header("Location") == target + "remote-only/"
