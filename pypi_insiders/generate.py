@@ -279,5 +279,8 @@ class Generator:
             return
         self._pinned |= new | self._read_pins()  # another process (`generate`) may have added some
         self.pins_file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.pins_file, "".join(f"{name}\n" for name in sorted(self._pinned)).encode())
+        # No fsync: a name is pinned again from its files at every full run, and the files are
+        # durable (Store.add syncs them), so a power cut cannot lose a pin that still matters.
+        atomic_write(self.pins_file, "".join(f"{name}\n" for name in sorted(self._pinned)).encode(),
+                     durable=False)
         log.info("pinned %d new project name(s) to this index", len(new))
