@@ -22,7 +22,7 @@ Headers = list[tuple[str, str]]
 
 PAGE_CACHE_CONTROL: Final = "max-age=30, public"
 FILE_CACHE_CONTROL: Final = "max-age=31536000, public, immutable"
-_PAGE_CACHE_BYTES: Final = 32 * 1024 * 1024
+_PAGE_CACHE_BYTES: Final = 24 * 1024 * 1024  # every page of 2,000 projects; 100 MB RSS at 20,000
 _ENTRY_OVERHEAD: Final = 1024  # the Page object, its header lists and the dict slot, roughly
 
 
