@@ -40,7 +40,8 @@ CACHE_FILE = "index.sqlite3"
 _COMMIT_EVERY = 2000  # files read (or projects rendered) between commits of a long cold run
 _LATEST = 20
 _READERS = 8  # threads reading distribution files in big runs
-_PARALLEL_FROM = 8  # changed directories in one run before reader threads are worth starting
+_PARALLEL_FROM = 8  # directories or projects in one run before reader threads are worth starting
+_RENDER_BATCH = 100  # projects rendered together: their pages are in memory until written
 
 
 @dataclass
@@ -62,6 +63,10 @@ class _Run(Changes):
 
 def _yank_table(yanked: Mapping[NormalizedName, Mapping[str, str]]) -> dict[str, dict[str, str]]:
     return {project: pages.yank_reasons(versions) for project, versions in yanked.items() if versions}
+
+
+def _write_page(item: tuple[Path, bytes]) -> None:
+    atomic_write(item[0], item[1], durable=False)
 
 
 class Generator:
@@ -187,9 +192,11 @@ class Generator:
 
     def _publish(self, run: _Run, *, full: bool) -> None:
         self.stats.files_read += run.files_read
-        for count, name in enumerate(sorted(run.dirty), 1):
-            self._regenerate(name, run)
-            self._checkpoint(count)
+        names = sorted(run.dirty)
+        with self._readers(len(names)) as readers:
+            for start in range(0, len(names), _RENDER_BATCH):
+                self._regenerate(names[start:start + _RENDER_BATCH], run, readers)
+                self._checkpoint(start + _RENDER_BATCH)
         root_missing = not all((self._simple / page).exists() for page in ("index.html", "index.json"))
         if run.root_changed or root_missing or (full and self._cache.get_meta("page_format") != PAGE_FORMAT):
             served = list(self._cache.served_projects())
@@ -208,15 +215,28 @@ class Generator:
         self._pin(run.served)
         self.stats.runs += 1
 
-    def _regenerate(self, name: str, run: _Run) -> None:
-        records = self._servable(self._cache.project_files(name))
+    def _regenerate(self, names: list[str], run: _Run, readers: Executor | None) -> None:
+        """Render a batch of projects. The disk work (metadata files rebuilt after the index was
+        deleted, page writes) goes to the reader threads; the cache stays in this thread."""
+        chosen = {name: self._deduplicate(self._cache.project_files(name)) for name in names}
+        mapper = readers.map if readers is not None else map
+        flat = [record for records in chosen.values() for record in records]
+        checked = dict(zip((r.relpath for r in flat), mapper(self._with_metadata, flat), strict=True))
+        writes: list[tuple[Path, bytes]] = []
+        for name, records in chosen.items():
+            writes += self._render(name, [checked[r.relpath] for r in records], run)
+        for _written in mapper(_write_page, writes):
+            pass
+
+    def _render(self, name: str, records: list[FileRecord], run: _Run) -> list[tuple[Path, bytes]]:
+        """One project's pages to write (none when it has no files left: its pages are removed)."""
         was_served = self._cache.served_count(name) > 0
         directory = self._simple / name
+        writes: list[tuple[Path, bytes]] = []
         if records:
             html, document = pages.project_pages(name, records, self._yanked.get(name, {}))
             directory.mkdir(parents=True, exist_ok=True)
-            atomic_write(directory / "index.json", document, durable=False)
-            atomic_write(directory / "index.html", html, durable=False)
+            writes = [(directory / "index.json", document), (directory / "index.html", html)]
             run.served.add(name)
         else:
             for page in ("index.html", "index.json"):
@@ -227,9 +247,10 @@ class Generator:
         run.root_changed |= was_served != bool(records)
         run.regenerated += 1
         self.stats.projects_regenerated += 1
+        return writes
 
-    def _servable(self, records: list[FileRecord]) -> list[FileRecord]:
-        """One record per filename (the first path wins), each with its metadata file in place."""
+    def _deduplicate(self, records: list[FileRecord]) -> list[FileRecord]:
+        """One record per filename: the first path wins, the others are warned about."""
         chosen: dict[str, FileRecord] = {}
         for record in sorted(records, key=lambda r: r.relpath):
             kept = chosen.get(record.filename)
@@ -237,7 +258,7 @@ class Generator:
                 log.warning("%s is in the store twice, as %s and %s: serving %s", record.filename,
                             kept.relpath, record.relpath, kept.relpath, extra={"FILE": record.relpath})
                 continue
-            chosen[record.filename] = self._with_metadata(record)
+            chosen[record.filename] = record
         return list(chosen.values())
 
     def _with_metadata(self, record: FileRecord) -> FileRecord:
