@@ -225,6 +225,34 @@ test_journal() {
 }
 
 # ------------------------------------------------------------------------------------------
+test_upload() {
+    step "an upload user added with pypi-insiders users add uploads a file the legacy way (twine's)"
+    local out token wheel sha code
+    [ "$(stat -c '%U:%G %a' /etc/pypi-insiders/users)" = "root:pypi-insiders 640" ] \
+        || fail "/etc/pypi-insiders/users is $(stat -c '%U:%G %a' /etc/pypi-insiders/users)"
+    out=$(pypi-insiders users add e2e-uploader --token </dev/null) || fail "pypi-insiders users add"
+    token=${out%%$'\n'*}
+    [ "$(stat -c '%U:%G %a' /etc/pypi-insiders/users)" = "root:pypi-insiders 640" ] \
+        || fail "users add left /etc/pypi-insiders/users as $(stat -c '%U:%G %a' /etc/pypi-insiders/users)"
+    write_config redirect $'\n[upload]\nenabled = true'
+    systemctl reload $INDEX || fail "reload with uploads enabled"
+    wheel=$(make_wheel "$WORK/upload" uploadthing 1.0)
+    sha=$(sha256sum "$wheel" | cut -d' ' -f1)
+    upload() {  # upload USER:SECRET -> HTTP status
+        curl -s -o "$WORK/upload.out" -w '%{http_code}' --max-time 30 -u "$1" \
+            -F ':action=file_upload' -F protocol_version=1 -F name=uploadthing -F version=1.0 \
+            -F filetype=bdist_wheel -F pyversion=py3 -F metadata_version=2.1 -F "sha256_digest=$sha" \
+            -F "content=@$wheel" "$(index_url /legacy/)"
+    }
+    code=$(upload "e2e-uploader:wrong")
+    [ "$code" = 403 ] || fail "upload with a wrong token: HTTP $code $(cat "$WORK/upload.out")"
+    code=$(upload "e2e-uploader:$token")
+    [ "$code" = 200 ] || fail "upload: HTTP $code $(cat "$WORK/upload.out")"
+    wait_for 15 "the uploaded file is served" page_has "$(index_url /simple/uploadthing/)" "uploadthing-1.0-py3-none-any.whl"
+    if journalctl --no-pager | grep -- "$token" >/dev/null; then fail "the upload token is in the journal"; fi
+}
+
+# ------------------------------------------------------------------------------------------
 test_nginx() {
     step "the sample nginx site serves the generated index and passes the rest to the service"
     # nginx from the mirror, not started by its package (the container shares the host's port 80)
@@ -416,7 +444,7 @@ test_purge() {
 # ------------------------------------------------------------------------------------------
 # Sections run in this order, each relying on the ones before; naming some (after PORT) runs
 # only those, for working on one part of the package.
-ALL_SECTIONS=(installed security upstream pip journal nginx reload fetch cli broken reinstall stop purge)
+ALL_SECTIONS=(installed security upstream pip journal upload nginx reload fetch cli broken reinstall stop purge)
 sections=("${@:2}")
 [ ${#sections[@]} -gt 0 ] || sections=("${ALL_SECTIONS[@]}")
 for section in "${sections[@]}"; do
