@@ -55,13 +55,24 @@ def request(base: str, path: str, method: str = "GET", headers: dict[str, str] |
 
 
 class ThreadedServer:
-    """waitress on 127.0.0.1 port 0 in a thread; `stop` closes every channel and joins."""
+    """waitress on 127.0.0.1 port 0 in a thread, whose loop this class runs so that `stop` needs
+    no cross-thread trigger: task threads finish first, then the loop ends and closes everything.
+    """
 
     def __init__(self, app: WsgiApp, threads: int = 4) -> None:
         self.server: Any = cast(Any, create_server(app, host="127.0.0.1", port=0, threads=threads,
-                                    asyncore_loop_timeout=0.2, clear_untrusted_proxy_headers=False))
+                                                   clear_untrusted_proxy_headers=False))
         self.url = f"http://127.0.0.1:{self.server.effective_port}/"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self._stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        from waitress import wasyncore  # noqa: PLC0415
+
+        server_map = self.server._map
+        while not self._stopping.is_set():
+            wasyncore.loop(timeout=0.05, map=server_map, count=1)
+        wasyncore.close_all(server_map)
 
     def __enter__(self) -> ThreadedServer:
         self.thread.start()
@@ -71,16 +82,12 @@ class ThreadedServer:
         self.stop()
 
     def stop(self) -> None:
-        from waitress import wasyncore  # noqa: PLC0415
-
         if not self.thread.is_alive():
             return
-        # Closing every channel from inside the loop's own thread empties its map, which ends it.
-        server_map = self.server._map
-        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(server_map))
+        self.server.task_dispatcher.shutdown(timeout=5)
+        self._stopping.set()
         self.thread.join(timeout=10)
         assert not self.thread.is_alive()
-        self.server.task_dispatcher.shutdown(timeout=5)
 
 
 # --------------------------------------------------------------------------- a fake upstream
