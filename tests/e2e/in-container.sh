@@ -144,6 +144,9 @@ test_installed() {
     [ "$(systemctl is-enabled $INDEX)" = enabled ] || fail "$INDEX not enabled"
     [ "$(systemctl is-enabled $TIMER)" = enabled ] || fail "$TIMER not enabled"
     wait_for 10 "$TIMER is active" unit_active $TIMER
+    # as shipped, the upstream is the index pip on this machine uses
+    pypi-insiders check-config | grep -E '^  upstream: https?://' >/dev/null \
+        || fail "no default upstream from pip: $(pypi-insiders check-config | grep upstream)"
     ok "user, group, credentials directory, conffile, enabled units"
 
     if [ "$PORT" = "$SHIPPED_PORT" ]; then
