@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from pypi_insiders import __version__, config, sd
+from pypi_insiders import __version__, config, privileges, sd
 from pypi_insiders.errors import InsidersError
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from pypi_insiders import generate  # noqa: PLC0415
 
     loaded = _load(args)
+    privileges.become_data_owner(loaded.paths.state)
     config.check_directories(loaded, create=True)
     generate.Generator.from_config(loaded).generate_all()
     return 0
@@ -102,13 +103,17 @@ def cmd_repos(args: argparse.Namespace) -> int:
 def cmd_update(args: argparse.Namespace) -> int:
     from pypi_insiders import runner  # noqa: PLC0415
 
-    return runner.cli_update(_load(args), args.repos, force=args.force)
+    loaded = _load(args)
+    privileges.become_data_owner(loaded.paths.state)
+    return runner.cli_update(loaded, args.repos, force=args.force)
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     from pypi_insiders import runner  # noqa: PLC0415
 
-    return runner.cli_update(_load(args), [], force=False)
+    loaded = _load(args)
+    privileges.become_data_owner(loaded.paths.state)
+    return runner.cli_update(loaded, [], force=False)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

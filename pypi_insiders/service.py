@@ -155,6 +155,8 @@ class Service:
         self.app.reconfigure(new)
         if self.generator is not None:
             self.generator.reconfigure(new)
+        if self.watcher is not None:
+            self.watcher.reconfigure(new)
         self.config, self.file_config = new, new_file
         if not self.worker:
             log.info("configuration reloaded: upstream %s, fallback %s, upload %s",
