@@ -104,7 +104,7 @@ def cmd_update(args: argparse.Namespace) -> int:
     from pypi_insiders import runner  # noqa: PLC0415
 
     loaded = _load(args)
-    privileges.become_data_owner(loaded.paths.state)
+    privileges.become_data_owner(loaded.paths.state, loaded.fetch.credentials_dir)
     return runner.cli_update(loaded, args.repos, force=args.force)
 
 
@@ -112,7 +112,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     from pypi_insiders import runner  # noqa: PLC0415
 
     loaded = _load(args)
-    privileges.become_data_owner(loaded.paths.state)
+    privileges.become_data_owner(loaded.paths.state, loaded.fetch.credentials_dir)
     return runner.cli_update(loaded, [], force=False)
 
 
