@@ -358,11 +358,13 @@ test_fetch() {
     # An administrator's habit: `pypi-insiders update` as root. It must run as the service
     # user (nothing root-owned left behind) and still read the root-only credential.
     git_commit 1.2.0
+    touch "$WORK/before-root-update"
     PIP_NO_INDEX=1 PIP_FIND_LINKS=/usr/share/python-wheels timeout 300 pypi-insiders update \
         || fail "pypi-insiders update as root"
     wait_for 15 "gitthing 1.2.0 built by root's update and served" \
         page_has "$(index_url /simple/gitthing/)" "gitthing-1.2.0-py3-none-any.whl"
-    owned_by_root=$(find /var/lib/pypi-insiders /var/cache/pypi-insiders -user root | head -5)
+    owned_by_root=$(find /var/lib/pypi-insiders /var/cache/pypi-insiders -user root \
+        -newer "$WORK/before-root-update" | head -5)
     [ -z "$owned_by_root" ] || fail "root-owned files left by update: $owned_by_root"
     ok "update run as root became the service user, credential handed over, nothing root-owned"
 }
