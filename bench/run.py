@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         all_results["corpora"][str(count)] = results
         found = report.targets(results, count, settings.connections)
         failed |= not all(t.passed for t in found)
-        summaries.append(f"\n== {count} projects x 10 files\n"
+        summaries.append(f"\n== {count} projects x 10 files (ours: {settings.processes} process(es))\n"
                          f"{report.table(results, settings.connections)}\n\n{report.format_targets(found)}")
     all_results["seconds"] = time.monotonic() - started
     OUT.mkdir(exist_ok=True)
