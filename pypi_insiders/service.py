@@ -112,7 +112,7 @@ class Service:
             raise ConfigError(f"server.listen: cannot listen on {where}: {error.strerror or error}") from None
 
     def _watch(self) -> None:
-        from pypi_insiders import watcher  # noqa: PLC0415 - engineer A's module
+        from pypi_insiders import watcher  # noqa: PLC0415 - only the watching process needs watchdog
 
         self.watcher = watcher.Watcher(self.config, self.generator)
         self.watcher.start()
@@ -263,7 +263,7 @@ def _thread(target: Any, *args: Any) -> None:  # noqa: ANN401
 
 
 def serve(config: Config, config_arg: str | None) -> int:
-    from pypi_insiders import generate  # noqa: PLC0415 - engineer A's module, heavy imports
+    from pypi_insiders import generate  # noqa: PLC0415 - keeps `serve --help` and worker start-up light
 
     config_module.check_directories(config, create=True)
     # waitress warns on every request queued behind busy threads: per-request noise under load.
