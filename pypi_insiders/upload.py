@@ -25,7 +25,7 @@ from packaging.utils import NormalizedName
 
 from pypi_insiders.auth import Users
 from pypi_insiders.config import Config
-from pypi_insiders.errors import StoreError, UploadError
+from pypi_insiders.errors import InvalidDistributionError, StoreError, UploadError
 from pypi_insiders.multipart import FILE_FIELD, BodyReader, FilePart, Form, Parser, boundary_of
 from pypi_insiders.store import ParsedFilename, Store, parse_filename
 from pypi_insiders.uploadcheck import check_archive, check_filename, check_form
@@ -196,6 +196,8 @@ class Uploads:
                 raise UploadError(409, f"{file.filename}: already exists with different content")
             return 200, f"{file.filename}: identical file already uploaded"
         target = self.store.root / parsed.project / file.filename
+        if parsed.kind == "sdist" and not target.exists():
+            self._refuse_a_second_sdist(file.filename, parsed, [*listed, *self._stored(parsed.project)])
         if file.filename in self.published and not target.exists():
             raise UploadError(400, f"{file.filename}: this filename was used before and cannot be "
                                    "reused; upload a new version")
@@ -206,6 +208,26 @@ class Uploads:
         except StoreError:
             raise UploadError(409, f"{file.filename}: already exists with different content") from None
         return 200, f"{file.filename}: {'identical file already uploaded' if present else 'uploaded'}"
+
+    @staticmethod
+    def _refuse_a_second_sdist(filename: str, parsed: ParsedFilename, present: list[str]) -> None:
+        """One sdist per release, as on the public index: installers pick an sdist by version, and
+        two of them (`1.0.tar.gz` and `1.0.0.zip`) would make the choice arbitrary."""
+        for other in present:
+            try:
+                existing = parse_filename(other)
+            except InvalidDistributionError:
+                continue
+            if existing.kind == "sdist" and existing.version == parsed.version and other != filename:
+                raise UploadError(400, f"{filename}: release {parsed.version} already has an sdist "
+                                       f"({other}); only one sdist per release")
+
+    def _stored(self, project: NormalizedName) -> list[str]:
+        """Files already in the project's store directory, including ones not yet indexed."""
+        try:
+            return [entry.name for entry in os.scandir(self.store.root / project) if entry.is_file()]
+        except OSError:
+            return []
 
     def _listed(self, project: NormalizedName) -> dict[str, str]:
         """Filename -> sha256 of the files the generated index lists for the project."""

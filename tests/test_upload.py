@@ -89,6 +89,18 @@ def test_upload_accepts_an_sdist(port: int, upload_config: Config, tmp_path: Pat
     assert (upload_config.paths.store / "demo-pkg" / sdist.name).read_bytes() == sdist.read_bytes()
 
 
+def test_upload_a_second_sdist_of_one_release_is_refused(port: int, upload_config: Config,
+                                                         tmp_path: Path) -> None:
+    """`2.0.0` is release `2.0`; its sdist under another spelling would be a second one."""
+    assert upload(port, make_sdist(tmp_path / "a", "Demo-Pkg", "2.0"), version="2.0").status == 200
+    before = tree(upload_config.paths.store)
+    reply = upload(port, make_sdist(tmp_path / "b", "Demo-Pkg", "2.0.0"), version="2.0.0")
+    assert reply.status == 400
+    assert "only one sdist per release" in reply.text
+    assert tree(upload_config.paths.store) == before
+    assert upload(port, make_sdist(tmp_path / "c", "Demo-Pkg", "2.1"), version="2.1").status == 200
+
+
 def test_upload_identical_reupload_answers_200(port: int, upload_config: Config, wheel: Path) -> None:
     assert upload(port, wheel).status == 200
     before = tree(upload_config.paths.store)
