@@ -9,6 +9,7 @@ import html
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -214,6 +215,12 @@ def wait_for(check: Callable[[], bool], timeout: float = 10.0, step: float = 0.0
             return True
         time.sleep(step)
     return check()
+
+
+def twine_program() -> str:
+    """The twine of .ci/deps's own venv (kept apart from the Debian runtime), else one on PATH."""
+    script = ROOT / ".venv-twine" / "bin" / "twine"
+    return str(script) if script.exists() else shutil.which("twine") or "twine"
 
 
 def python() -> str:

@@ -18,7 +18,15 @@ import pytest
 from pypi_insiders import config
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_sdist, make_wheel
-from tests.server_fixtures import Running, python, request, serve_process, service_env, wait_for
+from tests.server_fixtures import (
+    Running,
+    python,
+    request,
+    serve_process,
+    service_env,
+    twine_program,
+    wait_for,
+)
 from tests.upload_fixtures import BOUNDARY, multipart, post, tree, twine_fields
 
 SECRET = "twine-secret-123"
@@ -44,7 +52,7 @@ def server(config_file: Path) -> Iterator[Running]:
 def twine(url: str, user: str, secret: str, *files: Path) -> subprocess.CompletedProcess[str]:
     env = service_env({"TWINE_NON_INTERACTIVE": "1",
                        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"})
-    return subprocess.run([python(), "-m", "twine", "upload", "--disable-progress-bar", "--verbose",
+    return subprocess.run([twine_program(), "upload", "--disable-progress-bar", "--verbose",
                            "--repository-url", url, "-u", user, "-p", secret, *map(str, files)],
                           capture_output=True, text=True, timeout=120, check=False, env=env)
 
