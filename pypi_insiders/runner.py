@@ -104,7 +104,7 @@ def update_repo(config: Config, repo: RepoConfig, *, force: bool) -> str:
     now = time.time()
     if not force and record.next_attempt is not None and record.next_attempt > now:
         log.info("%s: waiting after %d failure(s) until %s (use --force to retry now)", repo.key,
-                 record.failures, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.next_attempt)),
+                 record.failures, _local_time(record.next_attempt),
                  extra={"REPO": repo.key, "STEP": "backoff"})
         return "waiting"
     record.last_check = now
@@ -113,8 +113,11 @@ def update_repo(config: Config, repo: RepoConfig, *, force: bool) -> str:
         outcome = fetcher.update(config, repo)
         outcome_changed = outcome.changed > 0 or outcome.tags != record.refs
         record.refs = outcome.tags
-        built = build_new(config, repo, record, outcome.tags)
-        record.record_success("updated" if built else "unchanged")
+        built, waiting = build_new(config, repo, record, outcome.tags, force=force)
+        record.record_success("updated" if built else "waiting" if waiting else "unchanged")
+    except BuildError as error:  # the fetch worked: newer tags must not wait for a broken one
+        log.error("%s", error, extra={"REPO": repo.key, "STEP": "build"})
+        record.record_failure(str(error), config.fetch.backoff_max, now, backoff=False)
     except RepoFailure as error:
         log.error("%s", error, extra={"REPO": repo.key, "STEP": "update"})
         record.record_failure(str(error), config.fetch.backoff_max, now)
@@ -123,25 +126,48 @@ def update_repo(config: Config, repo: RepoConfig, *, force: bool) -> str:
     return record.last_result or "failed"
 
 
-def build_new(config: Config, repo: RepoConfig, record: state.RepoState, tags: dict[str, str]) -> int:
-    """Build every version the policy asks for; a failing tag does not stop the next one."""
+def build_new(config: Config, repo: RepoConfig, record: state.RepoState, tags: dict[str, str], *,
+              force: bool = False) -> tuple[int, int]:
+    """Build every version the policy asks for; a failing tag does not stop the next one.
+
+    Returns (built, waiting): a version whose build failed at this very commit waits out its own
+    back-off (`--force` retries it now). Raises BuildError after the loop when any build failed.
+    """
     distribution = repo.distribution or _normalized(record.distribution)
     done = {Version(v) for v in record.built} | published_versions(config, distribution)
     todo = versions.to_build(versions.tag_versions(tags, repo), done, repo.build)
+    record.failed_builds = {v: f for v, f in record.failed_builds.items() if Version(v) not in done}
     errors: list[BuildError | StoreError | OSError] = []
+    built = waiting = 0
     for tag in todo:
+        now = time.time()
+        held = None if force else record.build_waiting(tag.tag, tag.commit, str(tag.version), now)
+        if held is not None:
+            log.info("%s: %s failed to build %d time(s); next try after %s (use --force to retry now)",
+                     repo.key, tag.tag, held.failures, _local_time(held.next_attempt),
+                     extra={"REPO": repo.key, "TAG": tag.tag, "STEP": "backoff"})
+            waiting += 1
+            continue
         try:
             build_one(config, repo, record, tag)
+            record.failed_builds.pop(str(tag.version), None)
+            built += 1
         except (BuildError, StoreError, OSError) as error:
             log.error("%s", error, extra={"REPO": repo.key, "TAG": tag.tag, "STEP": "build"})
             record.last_build = state.BuildRecord(tag.tag, str(tag.version), "failed", time.time(),
                                                   error=str(error))
+            record.record_build_failure(tag.tag, tag.commit, str(tag.version), config.fetch.backoff_max,
+                                        time.time())
             errors.append(error)
         state.save(config, record)
     if errors:
         more = f" (and {len(errors) - 1} more failed builds)" if len(errors) > 1 else ""
         raise BuildError(f"{errors[0]}{more}")
-    return len(todo)
+    return built, waiting
+
+
+def _local_time(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
 def build_one(config: Config, repo: RepoConfig, record: state.RepoState, tag: versions.TagVersion) -> None:

@@ -42,6 +42,17 @@ class BuildRecord:
 
 
 @dataclass
+class FailedBuild:
+    """A version whose build failed at this commit; retried on its own back-off, or at once when
+    its tag moves to another commit, so one broken tag never delays the repository's newer ones."""
+
+    tag: str
+    commit: str
+    failures: int
+    next_attempt: float
+
+
+@dataclass
 class RepoState:
     key: str
     distribution: str | None = None
@@ -53,20 +64,45 @@ class RepoState:
     last_error: str | None = None
     failures: int = 0
     next_attempt: float | None = None
+    failed_builds: dict[str, FailedBuild] = field(default_factory=dict)  # version -> its failure
 
-    def record_failure(self, message: str, backoff_max: float, now: float | None = None) -> None:
-        """Exponential back-off: a broken repository is retried less and less often, up to the cap."""
+    def record_failure(self, message: str, backoff_max: float, now: float | None = None, *,
+                       backoff: bool = True) -> None:
+        """Exponential back-off: a broken repository is retried less and less often, up to the cap.
+
+        `backoff=False` for failed builds: those wait on their own (`record_build_failure`) while
+        the repository goes on being fetched, so a newer tag is still built at the next run.
+        """
         now = time.time() if now is None else now
         self.failures += 1
         self.last_error = message
         self.last_result = "failed"
-        self.next_attempt = now + min(BACKOFF_START * 2 ** (self.failures - 1), backoff_max)
+        self.next_attempt = delay(self.failures, backoff_max, now) if backoff else None
 
     def record_success(self, result: str) -> None:
-        self.failures = 0
-        self.last_error = None
+        """`waiting` means failed builds are still due for a retry: their error stays on show."""
+        if result != "waiting":
+            self.failures = 0
+            self.last_error = None
         self.last_result = result
         self.next_attempt = None
+
+    def record_build_failure(self, tag: str, commit: str, version: str, backoff_max: float,
+                             now: float) -> None:
+        earlier = self.failed_builds.get(version)
+        failures = earlier.failures + 1 if earlier and earlier.commit == commit else 1
+        self.failed_builds[version] = FailedBuild(tag, commit, failures, delay(failures, backoff_max, now))
+
+    def build_waiting(self, tag: str, commit: str, version: str, now: float) -> FailedBuild | None:
+        """The failure that holds this version back now, if any (a moved tag is never held)."""
+        failed = self.failed_builds.get(version)
+        if failed is None or failed.commit != commit or failed.next_attempt <= now:
+            return None
+        return failed
+
+
+def delay(failures: int, backoff_max: float, now: float) -> float:
+    return now + min(BACKOFF_START * 2.0 ** (failures - 1), backoff_max)
 
 
 def path_of(config: Config, key: str) -> Path:
@@ -100,6 +136,7 @@ def _from_dict(key: str, data: dict[str, Any]) -> RepoState:
         last_error=data.get("last_error"),
         failures=int(data.get("failures", 0)),
         next_attempt=data.get("next_attempt"),
+        failed_builds={str(v): FailedBuild(**f) for v, f in dict(data.get("failed_builds", {})).items()},
     )
 
 

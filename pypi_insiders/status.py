@@ -123,6 +123,9 @@ def repo_status(repo: RepoConfig, record: state.RepoState, upstream: str | None)
             "time": _iso(last.time), "files": last.files, "error": last.error},
         "last_error": record.last_error, "failures": record.failures,
         "next_attempt": _iso(record.next_attempt),
+        "failed_builds": [{"version": v, "tag": f.tag, "failures": f.failures,
+                           "next_attempt": _iso(f.next_attempt)}
+                          for v, f in sorted(record.failed_builds.items())],
         "upstream_version": upstream, "warning": warning,
     }
 
@@ -178,5 +181,8 @@ def cli_status(config: Config, *, as_json: bool = False) -> int:
         for problem in (repo["last_error"], repo["warning"]):
             if problem:
                 print(f"  ! {problem}")
+        for failed in repo["failed_builds"]:
+            print(f"  ! {failed['tag']} failed to build {failed['failures']} time(s); "
+                  f"next try {failed['next_attempt']}")
     print(f"next run: {data['next_run'] or 'unknown (systemd timer not available)'}")
     return 0

@@ -184,7 +184,10 @@ def remove_files(path: Path, names: Iterable[str], message: str = "remove") -> s
     return sha.decode()
 
 
-def tag(path: Path, name: str, *, annotated: bool = True) -> None:
+def tag(path: Path, name: str, *, annotated: bool = True, force: bool = False) -> None:
+    """`force` moves an existing tag to HEAD, as `git tag -f` does."""
+    if force:
+        porcelain.tag_delete(str(path), name.encode())
     porcelain.tag_create(str(path), name.encode(), author=IDENTITY, message=b"release " + name.encode(),
                          annotated=annotated)
 

@@ -101,14 +101,21 @@ def test_update_failing_repository_does_not_stop_another(make_config: ConfigMake
         assert record.failures == 1
         assert record.last_error is not None
         assert message in record.last_error
-        assert record.next_attempt is not None
-        assert record.next_attempt > time.time()
-    broken_build = state.load(loaded, "broken").last_build
-    assert broken_build is not None
-    assert (broken_build.tag, broken_build.result) == ("v1.0", "failed")
+    gone = state.load(loaded, "gone")
+    assert gone.next_attempt is not None
+    assert gone.next_attempt > time.time()
+    broken_state = state.load(loaded, "broken")
+    assert broken_state.next_attempt is None  # a failed build holds back only its own version
+    assert broken_state.failed_builds["1.0"].failures == 1
+    assert broken_state.failed_builds["1.0"].next_attempt > time.time()
+    assert broken_state.last_build is not None
+    assert (broken_state.last_build.tag, broken_state.last_build.result) == ("v1.0", "failed")
 
     assert runner.cli_update(loaded, []) == 0  # both broken ones wait out their back-off
-    assert state.load(loaded, "broken").failures == 1
+    broken_state = state.load(loaded, "broken")
+    assert (broken_state.failures, broken_state.last_result) == (1, "waiting")
+    assert broken_state.last_error is not None
+    assert "build failed" in broken_state.last_error
     assert runner.cli_update(loaded, ["gone"], force=True) == 1
     assert state.load(loaded, "gone").failures == 2
 
@@ -117,7 +124,33 @@ def test_update_failing_repository_does_not_stop_another(make_config: ConfigMake
     assert rows["good"]["newest_tag"] == "v2.0"
     assert rows["good"]["last_build"]["result"] == "ok"
     assert "build failed" in rows["broken"]["last_error"]
+    assert [(b["version"], b["failures"]) for b in rows["broken"]["failed_builds"]] == [("1.0", 1)]
     assert "broken" in status.render_html(report)
+
+
+@pytest.mark.slow
+def test_update_a_broken_tag_does_not_hold_back_newer_ones(make_config: ConfigMaker, tmp_path: Path) -> None:
+    """v1.0 fails; v1.1, pushed later, builds at the next run; moving v1.0 to a fix retries it."""
+    repo = _intree_repo(tmp_path, "demo-pkg", "v1.0", extra={"FAIL": "yes\n"})
+    loaded = config.load(str(make_config(repos={"demo": {"url": str(repo)}})))
+    assert runner.cli_update(loaded, []) == 1
+    assert _store_files(loaded) == set()
+
+    g.remove_files(repo, ["FAIL"])
+    g.tag(repo, "v1.1")
+    assert runner.cli_update(loaded, []) == 0  # v1.1 built, v1.0 waits on its own back-off
+    assert _store_files(loaded) == {"demo-pkg/demo_pkg-1.1-py3-none-any.whl", "demo-pkg/demo_pkg-1.1.tar.gz"}
+    record = state.load(loaded, "demo")
+    assert record.next_attempt is None
+    assert set(record.failed_builds) == {"1.0"}
+
+    g.tag(repo, "v1.0", force=True)  # the tag now points at the fixed commit: retried at once
+    assert runner.cli_update(loaded, []) == 0
+    assert "demo-pkg/demo_pkg-1.0-py3-none-any.whl" in _store_files(loaded)
+    record = state.load(loaded, "demo")
+    assert record.failed_builds == {}
+    assert (record.last_result, record.last_error, record.failures) == ("updated", None, 0)
+
 
 
 def _update_process(config_path: Path) -> subprocess.Popen[bytes]:

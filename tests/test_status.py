@@ -84,13 +84,17 @@ def test_status_command_prints_json_and_text(make_config: ConfigMaker, tmp_path:
     loaded = config.load(str(path))
     record = state.RepoState("demo", last_check=1.0, last_result="failed", failures=2,
                              last_error="repository demo: cannot fetch: refused")
+    record.failed_builds["1.0"] = state.FailedBuild("v1.0", "c" * 40, 3, 1_800_000_000.0)
     state.save(loaded, record)
     done = subprocess.run([sys.executable, "-m", "pypi_insiders", "-c", str(path), "status", "--json"],
                           capture_output=True, text=True, timeout=60, env=cli_env(), check=True)
     data = json.loads(done.stdout)
     assert data["repositories"][0]["failures"] == 2
+    assert data["repositories"][0]["failed_builds"] == [
+        {"version": "1.0", "tag": "v1.0", "failures": 3, "next_attempt": "2027-01-15T08:00:00Z"}]
     assert "hunter2" not in done.stdout
     text = subprocess.run([sys.executable, "-m", "pypi_insiders", "-c", str(path), "status"],
                           capture_output=True, text=True, timeout=60, env=cli_env(), check=True).stdout
     assert "demo: checked 1970-01-01T00:00:01Z, failed; newest tag -; last build none" in text
     assert "  ! repository demo: cannot fetch: refused" in text
+    assert "  ! v1.0 failed to build 3 time(s); next try 2027-01-15T08:00:00Z" in text
