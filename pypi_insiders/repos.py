@@ -52,6 +52,19 @@ def parse_source(source: str) -> tuple[str, str, str | None]:
     raise UsageError(f"{source}: not NAMESPACE/PROJECT[:DISTRIBUTION], a git URL or a local path")
 
 
+def check_local(url: str) -> None:
+    """A local repository is checked at once: a typo found at the next timer run is found late."""
+    if url.startswith("file://"):
+        url = urlsplit(url).path
+    if not url.startswith("/"):
+        return
+    path = Path(url)
+    if not path.is_dir():
+        raise UsageError(f"{url}: no such directory")
+    if not ((path / ".git").exists() or (path / "HEAD").is_file()):
+        raise UsageError(f"{url}: not a git repository (no .git, and not a bare repository)")
+
+
 def _key_from_path(path: str) -> str:
     """`team/project` from the last two path components: readable, and unique in practice."""
     parts = [p.removesuffix(".git") for p in path.strip("/").split("/") if p]
@@ -72,6 +85,7 @@ def cli_add(config: Config, source: str, distribution: str | None, *, subdirecto
             tag_pattern: str | None = None, build: str | None = None, min_version: str | None = None,
             credential: str | None = None, username: str | None = None) -> int:
     key, url, dist_from_source = parse_source(source)
+    check_local(url)
     if distribution and dist_from_source and (
             canonicalize_name(distribution) != canonicalize_name(dist_from_source)):
         raise UsageError(f"{source}: names distribution {dist_from_source!r}, "

@@ -13,7 +13,7 @@ import pytest
 from pypi_insiders import config
 from pypi_insiders.repos import parse_source
 from tests.conftest import ConfigMaker
-from tests.git_fixtures import cli_env
+from tests.git_fixtures import cli_env, init_repo
 
 
 def run(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -53,7 +53,7 @@ def test_repos_add_writes_a_dropin_that_config_loads(make_config: ConfigMaker, t
 
 def test_repos_add_makes_a_local_path_absolute(make_config: ConfigMaker, tmp_path: Path) -> None:
     path = make_config()
-    (tmp_path / "work" / "proj").mkdir(parents=True)
+    init_repo(tmp_path / "work" / "proj", {"README": "a project\n"})
     done = subprocess.run([sys.executable, "-m", "pypi_insiders", "-c", str(path), "repos", "add", "./proj"],
                           capture_output=True, text=True, timeout=60, env=cli_env(), check=False,
                           cwd=tmp_path / "work")
@@ -71,6 +71,9 @@ def test_repos_add_makes_a_local_path_absolute(make_config: ConfigMaker, tmp_pat
     (["add", "not a source"], "not NAMESPACE/PROJECT[:DISTRIBUTION], a git URL or a local path"),
     (["add", "team/proj:one", "two"], "names distribution 'one', the argument says 'two'"),
     (["remove", "nobody/nothing"], "unknown repository 'nobody/nothing'"),
+    (["add", "/nonexistent/proj.git"], "/nonexistent/proj.git: no such directory"),
+    (["add", "file:///nonexistent/proj.git"], "/nonexistent/proj.git: no such directory"),
+    (["add", "/"], "/: not a git repository"),
 ])
 def test_repos_refuses_bad_entries_with_one_line(make_config: ConfigMaker, tmp_path: Path,
                                                  args: list[str], message: str) -> None:
