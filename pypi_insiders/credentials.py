@@ -119,13 +119,19 @@ def for_upload(config: Config) -> HttpAuth | None:
     return credential
 
 
+def known_hosts_path(config: Config) -> Path:
+    """SSH host keys seen at the first fetch (or pinned there by the administrator)."""
+    return config.paths.state / "known_hosts"
+
+
 def ssh_command(config: Config) -> str:
-    """Options for every SSH fetch: never prompt, only our key, remember hosts in our state."""
-    known_hosts = config.paths.state / "known_hosts"
+    """Options for every SSH fetch: never prompt, only our key, remember hosts in our state
+    (unhashed, so that an administrator can read and pin them)."""
+    known_hosts = known_hosts_path(config)
     timeout = max(1, int(min(config.fetch.fetch_timeout, 60)))
     return shlex.join(["ssh", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
                        "-o", "StrictHostKeyChecking=accept-new",
-                       "-o", f"UserKnownHostsFile={known_hosts}",
+                       "-o", f"UserKnownHostsFile={known_hosts}", "-o", "HashKnownHosts=no",
                        "-o", f"ConnectTimeout={timeout}", "-o", "ServerAliveInterval=15"])
 
 

@@ -132,7 +132,7 @@ def update(config: Config, repo: RepoConfig) -> FetchOutcome:
     with credentials.transport_kwargs(config, repo, scheme_of(repo.url)) as extra:
         client, path = client_for(config, repo, extra)
         try:
-            with _translated_errors(repo):
+            with _translated_errors(config, repo):
                 return _update_mirror(config, repo, client, path)
         finally:
             pool = getattr(client, "pool_manager", None)
@@ -192,7 +192,7 @@ def peeled_tags(mirror: Repo) -> dict[str, str]:
 
 
 @contextmanager
-def _translated_errors(repo: RepoConfig) -> Iterator[None]:
+def _translated_errors(config: Config, repo: RepoConfig) -> Iterator[None]:
     """dulwich's and the network's exceptions become one line naming the repository."""
     where = f"repository {repo.key} ({display_url(repo.url)})"
     try:
@@ -203,7 +203,15 @@ def _translated_errors(repo: RepoConfig) -> Iterator[None]:
     except NotGitRepository:
         raise FetchError(f"{where}: not found or not a git repository") from None
     except (GitProtocolError, OSError) as error:
-        raise FetchError(f"{where}: cannot fetch: {_one_line(error)}") from None
+        message, full = _one_line(error), str(error)  # ssh's banner can push the cause past 500
+        if "Permission denied (publickey" in full:
+            what = f"refused the SSH key {repo.credential!r}" if repo.credential else "needs an SSH key"
+            raise CredentialError(f"{where}: the server {what}") from None
+        if "Host key verification failed" in full or "HOST IDENTIFICATION HAS CHANGED" in full:
+            raise FetchError(f"{where}: the server's SSH host key is not the one recorded in "
+                             f"{credentials.known_hosts_path(config)}; if the change is expected, remove the "
+                             "host's line there") from None
+        raise FetchError(f"{where}: cannot fetch: {message}") from None
     except Exception as error:
         if not _is_urllib3_error(error):
             raise
