@@ -39,6 +39,8 @@ class ServerConfig:
     threads: int = 8
     # waitress processes sharing the listening socket: one process is held to one core by the GIL.
     processes: int = 1
+    # The reverse proxy's address: only its X-Forwarded-For/-Proto are believed (None: nobody's).
+    trusted_proxy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -276,8 +278,20 @@ def _server(root: _Table) -> ServerConfig:
     host, port = parse_listen(t.get("listen", str, f"127.0.0.1:{DEFAULT_PORT}", _listen_check))
     threads = t.get("threads", int, 8, lambda v: None if 1 <= v <= 256 else "must be 1 to 256")
     processes = t.get("processes", int, 1, lambda v: None if 1 <= v <= 64 else "must be 1 to 64")
+    proxy = t.get("trusted_proxy", str, "", _ip_address_check)
     t.finish()
-    return ServerConfig(host, port, threads, processes)
+    return ServerConfig(host, port, threads, processes, proxy or None)
+
+
+def _ip_address_check(value: str) -> str | None:
+    """One address, never a wildcard: believing anyone's X-Forwarded-For lets anyone pick theirs."""
+    if not value:
+        return None
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return f"not an IP address: {value!r} (the reverse proxy's own address, e.g. 127.0.0.1)"
+    return None
 
 
 def _paths(root: _Table, base: Path, defaults: PathsConfig) -> PathsConfig:

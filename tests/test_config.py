@@ -39,6 +39,7 @@ def test_config_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
         ('[server]\nlisten = "nowhere"\n', r"server\.listen: expected HOST:PORT"),
         ('[server]\nlisten = "example:80"\n', r"server\.listen: expected an IP address"),
         ('[server]\nthreads = "8"\n', r"server\.threads: expected an integer"),
+        ('[server]\ntrusted_proxy = "*"\n', r"server\.trusted_proxy: not an IP address: '\*'"),
         ('[server]\nlisen = "127.0.0.1:1"\n', r"server\.lisen: unknown key \(did you mean 'listen'\?\)"),
         ('[upstream]\nfallback = "maybe"\n', r"upstream\.fallback: must be one of"),
         ('[upstream]\nurl = "ftp://x/"\n', r"upstream\.url: not an http\(s\) URL"),

@@ -187,3 +187,22 @@ def test_upload_uv_publish_is_accepted_twice(server: Running, tmp_path: Path) ->
                                    env=service_env({"UV_NO_CONFIG": "1"}))
         assert published.returncode == 0, published.stdout + published.stderr
     assert wait_for(lambda: listed(server.url, "uv-demo") == {wheel.name}, timeout=30), server.output()
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_upload_login_throttle_counts_the_forwarded_client_behind_a_trusted_proxy(
+        make_config: ConfigMaker, trusted: bool) -> None:
+    """Behind nginx every request comes from 127.0.0.1: only a trusted proxy's header tells
+    clients apart, and nobody else's header is believed."""
+    path = make_config(upload={"enabled": True}, server={"trusted_proxy": "127.0.0.1"} if trusted else {})
+    wrong = "Basic " + base64.b64encode(b"alice:wrong").decode()
+    with serve_process(path) as running:
+        port = int(running.url.rsplit(":", 1)[1].strip("/"))
+        statuses = [post(port, b"", auth=wrong, headers={"X-Forwarded-For": "203.0.113.5"}).status
+                    for _ in range(11)]
+        assert statuses[:10] == [403] * 10
+        assert statuses[10] == 429
+        other = post(port, b"", auth=wrong, headers={"X-Forwarded-For": "203.0.113.6"})
+        assert other.status == (403 if trusted else 429)
+        if not trusted:
+            assert "too many failed logins from 127.0.0.1" in other.text
