@@ -8,7 +8,9 @@ defined twice is a config error, so the two ways cannot silently disagree.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -101,10 +103,19 @@ def cli_add(config: Config, source: str, distribution: str | None, *, subdirecto
     problems: list[str] = []
     if config_module.parse_repo(key, table, str(path), path, problems) is None:
         raise ConfigError(problems)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, render_dropin(key, table).encode())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, render_dropin(key, table).encode())
+    except OSError as error:
+        raise UsageError(_cannot("write", path, error)) from None
     print(f"added {key} ({display_url(url)}) in {path}")
     return 0
+
+
+def _cannot(what: str, path: Path, error: OSError) -> str:
+    as_root = error.errno == errno.EACCES and os.geteuid() != 0 and path.is_relative_to("/etc")
+    hint = " (the drop-ins in /etc are root's: use sudo)" if as_root else ""
+    return f"fetch.repos_dir: cannot {what} {path}: {error.strerror or error}{hint}"
 
 
 def dropin_path(directory: Path, key: str) -> Path:
@@ -133,7 +144,10 @@ def cli_remove(config: Config, key: str) -> int:
     others = [r.key for r in config.repos if r.source_file == repo.source_file and r.key != key]
     if others:
         raise UsageError(f"{repo.source_file} also defines {others[0]!r}; edit that file to remove {key!r}")
-    repo.source_file.unlink()
+    try:
+        repo.source_file.unlink()
+    except OSError as error:
+        raise UsageError(_cannot("remove", repo.source_file, error)) from None
     print(f"removed {key} ({repo.source_file}); its built files stay in the store")
     return 0
 

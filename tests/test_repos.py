@@ -117,3 +117,12 @@ def test_repos_list_says_when_nothing_is_watched(make_config: ConfigMaker) -> No
     done = run(make_config(), "list")
     assert done.returncode == 0
     assert done.stdout.startswith("no repositories watched")
+
+
+def test_repos_add_and_remove_say_when_the_dropin_directory_is_not_writable(make_config: ConfigMaker,
+                                                                            tmp_path: Path) -> None:
+    path = make_config(fetch={"repos_dir": "/proc/pypi-insiders-repos.d"})  # not creatable, even by root
+    done = run(path, "add", "team/proj")
+    assert done.returncode == 2
+    assert done.stderr.startswith("pypi-insiders: fetch.repos_dir: cannot write /proc/pypi-insiders-repos.d/")
+    assert len(done.stderr.strip().splitlines()) == 1
