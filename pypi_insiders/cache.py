@@ -237,6 +237,11 @@ class Cache:
     def set_project(self, name: str, files: int, yank: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO projects VALUES (?, ?, ?, 0)", (name, files, yank))
 
+    def broken_count(self) -> int:
+        """Files in the store that are not served (each was warned about when first read)."""
+        (count,) = self.db.execute("SELECT COUNT(*) FROM files WHERE error IS NOT NULL").fetchone()
+        return int(count)
+
     def totals(self) -> tuple[int, int]:
         """(projects served, files served) for the human page; cheap, from the projects table."""
         projects, files = self.db.execute(

@@ -115,9 +115,11 @@ class Generator:
             run.dirty |= self._stale_projects()
             self._publish(run, full=True)
             projects, files = self._cache.totals()
-        log.info("index generated: %d projects, %d files, %d regenerated, %d skipped, %d files read, "
-                 "%.2f s", projects, files, run.regenerated, max(projects - run.regenerated, 0),
-                 run.files_read, time.monotonic() - started)
+            broken = self._cache.broken_count()
+        unserved = f", {broken} store files not served (see the warnings naming them)" if broken else ""
+        log.info("index generated: %d projects, %d files; %d project pages regenerated, %d unchanged; "
+                 "%d files read, %.2f s%s", projects, files, run.regenerated,
+                 max(projects - run.regenerated, 0), run.files_read, time.monotonic() - started, unserved)
 
     def update_paths(self, relpaths: Iterable[str]) -> None:
         """Store-relative paths that changed (files or directories, created, moved or deleted)."""

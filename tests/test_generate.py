@@ -365,11 +365,23 @@ def test_generator_readers_only_ever_see_whole_pages(cfg: config.Config, generat
 def test_generate_command_builds_the_index(make_config: ConfigMaker, data_dir: Path) -> None:
     path = make_config()
     make_wheel(data_dir / "store" / "omicron", "omicron", "1.0")
-    result = subprocess.run([sys.executable, "-m", "pypi_insiders", "--config", str(path), "generate"],
-                            capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
-    assert "index generated: 1 projects, 1 files, 1 regenerated" in result.stderr
+    (data_dir / "store" / "omicron" / "omicron-2.0-py3-none-any.whl").write_bytes(b"not a zip")
+
+    def generate() -> str:
+        result = subprocess.run([sys.executable, "-m", "pypi_insiders", "--config", str(path), "generate"],
+                                capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stderr
+
+    first = generate()
+    assert "not serving omicron/omicron-2.0-py3-none-any.whl: broken archive" in first
+    assert "index generated: 1 projects, 1 files; 1 project pages regenerated, 0 unchanged" in first
+    assert "1 store files not served" in first
     assert (data_dir / "index" / "simple" / "omicron" / "index.json").exists()
+    again = generate()  # the warning is given once; the summary still counts the file
+    assert "broken archive" not in again
+    assert "0 project pages regenerated, 1 unchanged; 0 files read" in again
+    assert "1 store files not served" in again
 
 
 def test_generator_updates_during_a_full_scan_are_not_lost(
