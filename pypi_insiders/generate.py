@@ -84,6 +84,11 @@ class Generator:
         self._yanked = _yank_table(yanked)
         self._pinned = self._read_pins()
         self.stats = Stats()
+        self._reading = 0  # files read so far by the run in progress
+
+    def progress(self) -> int:
+        """A number that grows while generation makes headway; read without the lock, on purpose."""
+        return self.stats.files_read + self._reading + self.stats.projects_regenerated
 
     @classmethod
     def from_config(cls, config: Config) -> Generator:
@@ -166,6 +171,7 @@ class Generator:
 
     def _checkpoint(self, count: int) -> None:
         """Commit now and then in long runs, so an interrupted cold start keeps its progress."""
+        self._reading = count
         if count % _COMMIT_EVERY == 0:
             self._cache.commit()
             self._cache.begin()
@@ -194,6 +200,7 @@ class Generator:
 
     def _publish(self, run: _Run, *, full: bool) -> None:
         self.stats.files_read += run.files_read
+        self._reading = 0
         names = sorted(run.dirty)
         with self._readers(len(names)) as readers:
             for start in range(0, len(names), _RENDER_BATCH):

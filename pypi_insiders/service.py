@@ -31,6 +31,8 @@ from pypi_insiders.upstream import split_credentials
 log = logging.getLogger(__name__)
 
 _BODY_SLACK = 1024 * 1024  # multipart framing around the largest allowed upload
+_HEARTBEAT = 10.0  # seconds between checks for progress of the first generation
+_START_EXTENSION = 60.0  # each sign of progress buys this much more start-up time
 
 
 def create_server(app: IndexApp, config: Config, sock: socket.socket | None = None) -> Any:  # noqa: ANN401
@@ -75,6 +77,7 @@ class Service:
         self.watcher: Any = None
         self.workers = workers.Workers([])
         self.stopped = threading.Event()
+        self.ready = threading.Event()  # READY=1 sent: the start-up is over
         self.reload_requested = threading.Event()
         self.scanning = False  # the warm start's first scan is still running
         self.failed = False
@@ -126,6 +129,7 @@ class Service:
             self._generate()
             if not self.stopped.is_set():
                 self._watch()
+                self.ready.set()
                 sd.ready(f"serving {url}")
         except Exception:
             log.exception("the first scan of the store failed; stopping")
@@ -230,6 +234,22 @@ def _answers(host: str, port: int, timeout: float = 5.0) -> bool:
         return False
 
 
+def start_heartbeat(service: Service, interval: float = _HEARTBEAT) -> None:
+    """Until READY=1, ask systemd for more time whenever the first generation has made headway.
+
+    A cold start over a large store can outlast TimeoutStartSec=; killed then, the service would
+    restart into the same work. EXTEND_TIMEOUT_USEC only counts once TimeoutStartSec= has passed,
+    and stops coming when progress stops, so a start that hangs still fails.
+    """
+    last = service.generator.progress()
+    while not service.ready.wait(interval) and not service.stopped.is_set():
+        now = service.generator.progress()
+        if now != last:
+            sd.notify(EXTEND_TIMEOUT_USEC=int(_START_EXTENSION * 1_000_000),
+                      STATUS=f"generating the index: {now} files and pages done so far")
+            last = now
+
+
 def _watchdog(service: Service, interval: float) -> None:
     while not service.stopped.wait(interval):
         if service.healthy():
@@ -273,6 +293,7 @@ def serve(config: Config, config_arg: str | None) -> int:
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     service = Service(config, config_arg, generate.Generator.from_config(config))
     _install_signals(service)
+    _thread(start_heartbeat, service)
     try:
         url = service.start()
         upstream = config.upstream
@@ -284,6 +305,7 @@ def serve(config: Config, config_arg: str | None) -> int:
         if interval:
             _thread(_watchdog, service, interval)
         if not service.scanning:
+            service.ready.set()
             sd.ready(f"serving {url}")
         service.server.run()
     finally:

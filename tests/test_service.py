@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from pypi_insiders import config, generate
+from pypi_insiders.service import Service, start_heartbeat
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_wheel
 from tests.server_fixtures import (
@@ -295,3 +297,47 @@ def test_service_command_line_overrides_survive_a_reload(make_config: ConfigMake
         reply = request(running.url, "/simple/remote-only/")
         assert reply.status == 302
         assert reply.header("Location") == target + "remote-only/"
+
+
+def test_service_asks_for_more_start_time_only_while_the_first_generation_progresses(
+        make_config: ConfigMaker, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The heartbeat the service runs until READY=1, against a real notify socket and a real cold
+    generation; it must stay quiet once nothing moves, so that a hung start still times out."""
+    for number in range(300):
+        make_wheel(data_dir / "store" / f"p{number}", f"p{number}", "1.0")
+    loaded = config.load(str(make_config()))
+    path = str(tmp_path / "notify.sock")
+    received: list[tuple[float, str]] = []
+    done = threading.Event()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(0.05)
+
+        def receive() -> None:  # as systemd does: always reading, so no sender ever blocks
+            while not done.is_set():
+                try:
+                    received.append((time.monotonic(), sock.recv(4096).decode()))
+                except TimeoutError:
+                    continue
+
+        receiver = threading.Thread(target=receive)
+        receiver.start()
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        service = Service(loaded, None, generate.Generator.from_config(loaded))
+        heartbeat = threading.Thread(target=start_heartbeat, args=(service, 0.01))
+        heartbeat.start()
+        try:
+            service.generator.generate_all()
+            generated = time.monotonic()
+            time.sleep(0.3)
+        finally:
+            service.ready.set()
+            heartbeat.join(5)
+            done.set()
+            receiver.join(5)
+    assert not heartbeat.is_alive()
+    during = [m for t, m in received if t <= generated + 0.05]
+    after = [m for t, m in received if t > generated + 0.05]
+    assert during, "no EXTEND_TIMEOUT_USEC while 300 files were read"
+    assert all(m.startswith("EXTEND_TIMEOUT_USEC=60000000\nSTATUS=generating the index: ") for m in during)
+    assert after == []  # nothing moves: nothing is sent
