@@ -217,7 +217,7 @@ def _keep_overrides(old_file: Config, effective: Config, new_file: Config, *, wa
     if effective.upstream.fallback != old_file.upstream.fallback:
         upstream = replace(upstream, fallback=effective.upstream.fallback)
     if warn and (new_file.server, new_file.paths) != (old_file.server, old_file.paths):
-        log.warning("reload: listen address, threads, processes and paths change only with a restart")
+        log.warning("reload: the [server] settings and paths change only with a restart")
     return replace(new_file, server=effective.server, paths=effective.paths, upstream=upstream)
 
 
