@@ -18,6 +18,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -78,6 +79,13 @@ def _make_project(store: Path, name: str) -> None:
             sdist.rename(directory / f"{name}-{version}.tar.gz")
 
 
+def _default_signals() -> None:
+    """Pool workers must not inherit bench.run's SIGTERM handler: with it, `Pool.terminate()` at
+    the end of the `with` block could leave a worker alive and the run waiting for it forever."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and terminates the pool
+
+
 def _make_chunk(args: tuple[str, list[str]]) -> int:
     store, names = Path(args[0]), args[1]
     for name in names:
@@ -122,7 +130,7 @@ def make(root: Path, projects: int, *, workers: int | None = None) -> Corpus:
     partial.mkdir(parents=True)
     names = [project_name(i) for i in range(projects)]
     chunks = [(str(partial), names[i:i + _CHUNK]) for i in range(0, len(names), _CHUNK)]
-    with multiprocessing.Pool(workers or os.cpu_count() or 1) as pool:
+    with multiprocessing.Pool(workers or os.cpu_count() or 1, initializer=_default_signals) as pool:
         for _ in pool.imap_unordered(_make_chunk, chunks):
             pass
     partial.rename(root / "store")
