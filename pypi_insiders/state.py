@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.version import InvalidVersion, Version
+
 from pypi_insiders.config import Config
 from pypi_insiders.store import atomic_write
 
@@ -123,20 +125,34 @@ def load(config: Config, key: str) -> RepoState:
         return RepoState(key)
 
 
+def _versions_only(key: str, table: dict[str, Any]) -> dict[str, Any]:
+    """Entries keyed by a valid version; another key (a hand edit) is dropped with a warning."""
+    kept = {}
+    for version, value in table.items():
+        try:
+            Version(version)
+        except InvalidVersion:
+            log.warning("%s: state entry %r is not a version; ignored", key, version, extra={"REPO": key})
+            continue
+        kept[version] = value
+    return kept
+
+
 def _from_dict(key: str, data: dict[str, Any]) -> RepoState:
     build = data.get("last_build")
+    failed = _versions_only(key, dict(data.get("failed_builds", {})))
     return RepoState(
         key=key,
         distribution=data.get("distribution"),
         refs=dict(data.get("refs", {})),
-        built=dict(data.get("built", {})),
+        built=_versions_only(key, dict(data.get("built", {}))),
         last_check=data.get("last_check"),
         last_result=data.get("last_result"),
         last_build=BuildRecord(**build) if isinstance(build, dict) else None,
         last_error=data.get("last_error"),
         failures=int(data.get("failures", 0)),
         next_attempt=data.get("next_attempt"),
-        failed_builds={str(v): FailedBuild(**f) for v, f in dict(data.get("failed_builds", {})).items()},
+        failed_builds={str(v): FailedBuild(**f) for v, f in failed.items()},
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -218,6 +219,14 @@ def test_state_survives_a_round_trip_and_a_corrupt_file(loaded_config: config.Co
     record.last_build = state.BuildRecord("v1.0", "1.0", "ok", 1.0, ["demo-1.0.tar.gz"])
     state.save(loaded_config, record)
     assert state.load(loaded_config, "a/b") == record
+    record.failed_builds["1.1"] = state.FailedBuild("v1.1", "c" * 40, 2, 3.0)
+    state.save(loaded_config, record)
+    assert state.load(loaded_config, "a/b") == record
+    edited = json.loads(state.path_of(loaded_config, "a/b").read_text())
+    edited["built"]["not a version"] = "v?"
+    edited["failed_builds"]["one.two"] = {"tag": "x", "commit": "c" * 40, "failures": 1, "next_attempt": 1.0}
+    state.path_of(loaded_config, "a/b").write_text(json.dumps(edited))
+    assert state.load(loaded_config, "a/b") == record  # a hand edit that is not a version is dropped
     state.path_of(loaded_config, "a/b").write_text("{not json")
     assert state.load(loaded_config, "a/b") == state.RepoState("a/b")
     assert [p.name for p in (loaded_config.paths.state / "repos").iterdir()] == [f"{state.slug('a/b')}.json"]
