@@ -136,7 +136,8 @@ class IndexApp:
         return _redirect(_with_query(f"../{target}" if slash else target, environ))
 
     def _page(self, environ: Environ, file: str, fmt: Format, *, vary: bool) -> Response | None:
-        page = self.pages.get(file, fmt.content_type, vary)
+        page = self.pages.get(file, fmt.content_type, vary,
+                              gzipped=static.accepts_gzip(str(environ.get("HTTP_ACCEPT_ENCODING", ""))))
         if page is None:
             return None
         if environ.get("HTTP_IF_NONE_MATCH") or environ.get("HTTP_IF_MODIFIED_SINCE"):  # noqa: SIM102

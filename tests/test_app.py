@@ -6,6 +6,7 @@ the app alone; tests/test_install.py runs the whole service with the real genera
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import time
@@ -56,7 +57,7 @@ def test_app_project_page_is_html_by_default(served: Served) -> None:
     assert reply.status == 200
     assert reply.header("Content-Type") == "text/html; charset=utf-8"
     assert reply.header("Content-Length") == str(len(reply.body))
-    assert reply.header("Vary") == "Accept"
+    assert reply.header("Vary") == "Accept, Accept-Encoding"
     assert reply.header("ETag")
     assert reply.header("Last-Modified")
     assert "max-age=" in (reply.header("Cache-Control") or "")
@@ -89,7 +90,7 @@ def test_app_negotiates_pep_691_formats(served: Served, accept: str, expected: s
         else:
             assert reply.status == 200, path
             assert (reply.header("Content-Type") or "").split(";")[0] == expected
-        assert reply.header("Vary") == "Accept"
+        assert (reply.header("Vary") or "").startswith("Accept")
 
 
 def test_app_json_page_is_the_generated_json(served: Served) -> None:
@@ -258,7 +259,7 @@ def test_app_home_page_is_html(served: Served) -> None:
     reply = served.get("/")
     assert reply.status == 200
     assert reply.header("Content-Type") == "text/html; charset=utf-8"
-    assert reply.header("Vary") is None
+    assert reply.header("Vary") == "Accept-Encoding"  # not negotiated on Accept, only compressed
 
 
 def test_app_project_page_removed_is_404_not_stale(served: Served) -> None:
@@ -309,3 +310,64 @@ def test_app_each_representation_has_its_own_etag(served: Served) -> None:
     tags = {served.get("/simple/demo-pkg/", Accept=accept).header("ETag")
             for accept in ("text/html", "application/vnd.pypi.simple.v1+html", JSON_TYPE)}
     assert len(tags) == 3
+
+
+@pytest.fixture
+def big_project(served: Served) -> str:
+    """A project with 60 files: a page well over the size from which it is worth compressing."""
+    files = [f"big/big-1.{n}-py3-none-any.whl" for n in range(60)]
+    write_index(served.data / "index", {"demo-pkg": [f"demo-pkg/{WHEEL}"], "big": files})
+    return "/simple/big/"
+
+
+@pytest.mark.parametrize("accept", ["", JSON_TYPE])
+def test_app_pages_are_gzipped_for_clients_that_accept_it(served: Served, big_project: str,
+                                                           accept: str) -> None:
+    plain = served.get(big_project, Accept=accept, Accept_Encoding="identity")
+    packed = served.get(big_project, Accept=accept, Accept_Encoding="gzip, deflate")  # pip's header
+    assert plain.header("Content-Encoding") is None
+    assert packed.header("Content-Encoding") == "gzip"
+    assert gzip.decompress(packed.body) == plain.body
+    assert packed.header("Content-Length") == str(len(packed.body))
+    assert len(packed.body) * 4 < len(plain.body)
+    assert packed.header("Content-Type") == plain.header("Content-Type")
+    for reply in (plain, packed):
+        assert reply.header("Vary") == "Accept, Accept-Encoding"
+    etag = packed.header("ETag") or ""
+    assert etag not in ("", plain.header("ETag"))
+    revalidated = [served.get(big_project, Accept=accept, Accept_Encoding=coding, If_None_Match=etag).status
+                   for coding in ("gzip", "identity")]
+    assert revalidated == [304, 200]  # the gzip tag does not validate the identity representation
+    head = served.get(big_project, "HEAD", Accept=accept, Accept_Encoding="gzip")
+    assert (head.header("Content-Length"), head.body) == (packed.header("Content-Length"), b"")
+
+
+@pytest.mark.parametrize("header", ["gzip;q=0", "br", "identity", "gzip;q=zero", ""])
+def test_app_pages_are_not_gzipped_unless_gzip_is_acceptable(served: Served, big_project: str,
+                                                             header: str) -> None:
+    reply = served.get(big_project, Accept_Encoding=header)
+    assert reply.status == 200
+    assert reply.header("Content-Encoding") is None
+    assert reply.body.startswith(b"<a href=")
+
+
+@pytest.mark.parametrize("header", ["gzip", "GZIP;q=0.5", "x-gzip", "*", "br, gzip;q=1.0"])
+def test_app_accept_encoding_spellings_of_gzip(served: Served, big_project: str, header: str) -> None:
+    assert served.get(big_project, Accept_Encoding=header).header("Content-Encoding") == "gzip"
+
+
+def test_app_small_pages_are_not_worth_compressing(served: Served) -> None:
+    reply = served.get("/simple/demo-pkg/", Accept_Encoding="gzip")
+    assert len(reply.body) < 1024
+    assert reply.header("Content-Encoding") is None
+    assert reply.header("Vary") == "Accept, Accept-Encoding"
+
+
+def test_app_regenerated_page_is_compressed_afresh(served: Served, big_project: str) -> None:
+    before = served.get(big_project, Accept_Encoding="gzip")
+    files = [f"big/big-2.{n}-py3-none-any.whl" for n in range(60)]
+    time.sleep(0.01)
+    write_index(served.data / "index", {"demo-pkg": [f"demo-pkg/{WHEEL}"], "big": files})
+    after = served.get(big_project, Accept_Encoding="gzip")
+    assert b"big-2.0-py3-none-any.whl" in gzip.decompress(after.body)
+    assert after.header("ETag") != before.header("ETag")

@@ -4,7 +4,9 @@ and a second loopback server as upstream. pip and uv are pointed only at loopbac
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from pypi_insiders import config, generate
 from pypi_insiders.app import make_app
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_wheel
-from tests.server_fixtures import VENV_BIN, FakeUpstream, ThreadedServer, service_env
+from tests.server_fixtures import JSON_TYPE, VENV_BIN, FakeUpstream, ThreadedServer, request, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +34,8 @@ class Index:
 def _store(store: Path) -> None:
     make_wheel(store / "demo-pkg", "Demo.Pkg", "1.0", requires=["helper-lib>=1"])
     make_wheel(store / "helper-lib", "helper-lib", "1.0")
+    for minor in range(12):  # a page over the size from which it is served gzipped to pip and uv
+        make_wheel(store / "helper-lib", "helper-lib", f"0.{minor}")
     make_wheel(store / "modern-only", "modern-only", "1.0", requires_python=">=3")
     make_wheel(store / "modern-only", "modern-only", "2.0", requires_python=">=4")
     make_wheel(store / "shared-name", "shared-name", "1.0")
@@ -114,6 +118,14 @@ def test_install_upstream_only_project_through_the_fallback(index: Index, tmp_pa
     assert pip_install(index, tmp_path, "--no-deps", "remote-only") == {"remote_only-3.0.dist-info"}
     assert index.upstream.count("/simple/remote-only/") == 1
     assert index.upstream.count("/files/remote-only/") == 1  # the file came from upstream itself
+
+
+def test_install_pages_reach_pip_and_uv_gzipped(index: Index) -> None:
+    """Every install above resolves helper-lib: its page goes to pip and uv compressed."""
+    reply = request(index.url.removesuffix("simple/"), "/simple/helper-lib/",
+                    headers={"Accept-Encoding": "gzip, deflate", "Accept": JSON_TYPE})
+    assert reply.header("Content-Encoding") == "gzip"
+    assert len(json.loads(gzip.decompress(reply.body))["files"]) == 13
 
 
 def test_install_uv_installs_into_a_venv(index: Index, tmp_path: Path) -> None:
