@@ -57,7 +57,7 @@ class IndexApp:
                  pages: static.PageCache | None = None, negotiator: Negotiator | None = None) -> None:
         self.store = store
         self.fallback = fallback
-        self.pages = pages or static.PageCache()
+        self.pages = pages if pages is not None else static.PageCache()  # an empty cache is falsy
         self.negotiator = negotiator or Negotiator()
         self._uploads: Any = None
         self.reconfigure(config)

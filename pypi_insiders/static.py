@@ -105,6 +105,8 @@ class PageCache:
         except (FileNotFoundError, NotADirectoryError):
             self._drop(key)
             return None
+        if gzipped and stat.st_size < GZIP_FROM:
+            key = (file, content_type, False)  # served as is: one cache entry, not two alike
         page = self._pages.get(key)
         if page is not None and page.identity == _identity(stat):
             return page

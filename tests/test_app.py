@@ -371,3 +371,13 @@ def test_app_regenerated_page_is_compressed_afresh(served: Served, big_project: 
     after = served.get(big_project, Accept_Encoding="gzip")
     assert b"big-2.0-py3-none-any.whl" in gzip.decompress(after.body)
     assert after.header("ETag") != before.header("ETag")
+
+
+def test_app_small_page_is_cached_once_whatever_the_client_accepts(make_config: ConfigMaker,
+                                                                    data_dir: Path) -> None:
+    write_index(data_dir / "index", {"demo-pkg": [f"demo-pkg/{WHEEL}"]})
+    cache = PageCache()
+    with ThreadedServer(make_app(config.load(str(make_config())), pages=cache)) as server:
+        for coding in ("gzip", "identity", "gzip"):
+            assert request(server.url, "/simple/demo-pkg/", headers={"Accept-Encoding": coding}).status == 200
+    assert len(cache) == 1
