@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 from pypi_insiders import static
 from pypi_insiders.config import Config
 from pypi_insiders.errors import InsidersError, InvalidDistributionError
-from pypi_insiders.negotiate import HTML, OFFERED_TEXT, Format, Negotiator
+from pypi_insiders.negotiate import HTML, OFFERED_TEXT, Format, Negotiator, accepts_gzip
 from pypi_insiders.store import Store, parse_filename
 from pypi_insiders.upstream import PINNED_FILE, Answer, Fallback, Pins, text_answer
 
@@ -137,7 +137,7 @@ class IndexApp:
 
     def _page(self, environ: Environ, file: str, fmt: Format, *, vary: bool) -> Response | None:
         page = self.pages.get(file, fmt.content_type, vary,
-                              gzipped=static.accepts_gzip(str(environ.get("HTTP_ACCEPT_ENCODING", ""))))
+                              gzipped=accepts_gzip(str(environ.get("HTTP_ACCEPT_ENCODING", ""))))
         if page is None:
             return None
         if environ.get("HTTP_IF_NONE_MATCH") or environ.get("HTTP_IF_MODIFIED_SINCE"):  # noqa: SIM102

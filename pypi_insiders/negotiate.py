@@ -39,23 +39,43 @@ def _alias(media: str) -> str:
     return media.replace("vnd.pypi.simple.latest+", "vnd.pypi.simple.v1+")
 
 
-def _parse_range(part: str) -> tuple[str, float] | None:
-    """One `type/subtype;q=0.5` element; None for junk, which RFC 9110 says to ignore."""
-    fields = [f.strip() for f in part.split(";")]
-    media = _alias(fields[0].lower())
-    if media.count("/") != 1:
-        return None
-    quality = 1.0
-    for param in fields[1:]:
+def _quality(params: list[str]) -> float | None:
+    """The `q=` among an element's parameters (1 when absent); None when malformed or out of range."""
+    for param in params:
         key, _, value = param.partition("=")
         if key.strip().lower() == "q":
             try:
                 quality = float(value.strip())
             except ValueError:
                 return None
-            if not 0.0 <= quality <= 1.0:
-                return None
+            return quality if 0.0 <= quality <= 1.0 else None
+    return 1.0
+
+
+def _parse_range(part: str) -> tuple[str, float] | None:
+    """One `type/subtype;q=0.5` element; None for junk, which RFC 9110 says to ignore."""
+    fields = [f.strip() for f in part.split(";")]
+    media = _alias(fields[0].lower())
+    quality = _quality(fields[1:])
+    if media.count("/") != 1 or quality is None:
+        return None
     return media, quality
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """RFC 9110 12.5.3: gzip (x-gzip is its alias) or `*` with a non-zero q; gzip's own entry
+    wins over `*`, and a malformed element is ignored."""
+    wildcard = False
+    for part in accept_encoding.split(","):
+        coding, *params = (f.strip().lower() for f in part.split(";"))
+        quality = _quality(params)
+        if quality is None:
+            continue
+        if coding in ("gzip", "x-gzip"):
+            return quality > 0
+        if coding == "*":
+            wildcard = quality > 0
+    return wildcard
 
 
 def _match(offer: str, ranges: list[tuple[str, float]]) -> tuple[float, int]:

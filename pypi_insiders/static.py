@@ -52,23 +52,6 @@ def _identity(stat: os.stat_result) -> tuple[int, int, int]:
     return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
-def accepts_gzip(accept_encoding: str) -> bool:
-    """RFC 9110 12.5.3: gzip (or x-gzip, or *) listed with a non-zero q-value."""
-    for item in accept_encoding.split(","):
-        coding, _, params = item.partition(";")
-        if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
-            continue
-        for param in params.split(";"):
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    return float(value) > 0
-                except ValueError:
-                    return False
-        return True
-    return False
-
-
 _Key = tuple[str, str, bool]  # (file, content type, gzip)
 
 

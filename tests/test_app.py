@@ -342,7 +342,8 @@ def test_app_pages_are_gzipped_for_clients_that_accept_it(served: Served, big_pr
     assert (head.header("Content-Length"), head.body) == (packed.header("Content-Length"), b"")
 
 
-@pytest.mark.parametrize("header", ["gzip;q=0", "br", "identity", "gzip;q=zero", ""])
+@pytest.mark.parametrize("header", ["gzip;q=0", "br", "identity", "gzip;q=zero", "", "*, gzip;q=0",
+                                    "gzip;q=2"])
 def test_app_pages_are_not_gzipped_unless_gzip_is_acceptable(served: Served, big_project: str,
                                                              header: str) -> None:
     reply = served.get(big_project, Accept_Encoding=header)
