@@ -24,7 +24,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from pypi_insiders import builder, config, fetcher, runner
+from pypi_insiders import config
+from pypi_insiders.fetch import builder, git, runner
 from tests import git_fixtures as g
 from tests.conftest import to_toml
 from tests.distfiles import make_sdist, make_wheel
@@ -85,12 +86,12 @@ def nothing_new(workdir: Path, count: int, transport: str) -> dict[str, float]:
         started = time.monotonic()
         assert runner.cli_update(loaded, []) == 0
         first = time.monotonic() - started
-        objects = sum(g.object_count(fetcher.mirror_path(loaded, key)) for key in repos)
+        objects = sum(g.object_count(git.mirror_path(loaded, key)) for key in repos)
         posts = server.upload_pack_posts() if transport == "http" else 0
         started = time.monotonic()
         assert runner.cli_update(loaded, []) == 0
         second = time.monotonic() - started
-        objects_after = sum(g.object_count(fetcher.mirror_path(loaded, key)) for key in repos)
+        objects_after = sum(g.object_count(git.mirror_path(loaded, key)) for key in repos)
         posts_after = server.upload_pack_posts() if transport == "http" else 0
     return {"first_run_s": first, "nothing_new_s": second, "objects_transferred": objects_after - objects,
             "packs_requested": posts_after - posts}

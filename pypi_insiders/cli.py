@@ -38,7 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from pypi_insiders import generate  # noqa: PLC0415
+    from pypi_insiders.index import generate  # noqa: PLC0415
 
     loaded = _load(args)
     privileges.become_data_owner(loaded.paths.state)
@@ -75,7 +75,7 @@ def _summary(loaded: config.Config) -> dict[str, object]:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    from pypi_insiders import auth  # noqa: PLC0415
+    from pypi_insiders.web import auth  # noqa: PLC0415
 
     loaded = _load(args)
     users_file = loaded.upload.users_file
@@ -87,7 +87,7 @@ def cmd_users(args: argparse.Namespace) -> int:
 
 
 def cmd_repos(args: argparse.Namespace) -> int:
-    from pypi_insiders import repos  # noqa: PLC0415
+    from pypi_insiders.fetch import repos  # noqa: PLC0415
 
     loaded = _load(args)
     if args.repos_command == "add":
@@ -101,7 +101,7 @@ def cmd_repos(args: argparse.Namespace) -> int:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    from pypi_insiders import runner  # noqa: PLC0415
+    from pypi_insiders.fetch import runner  # noqa: PLC0415
 
     loaded = _load(args)
     privileges.become_data_owner(loaded.paths.state, loaded.fetch.credentials_dir)
@@ -109,7 +109,7 @@ def cmd_update(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from pypi_insiders import runner  # noqa: PLC0415
+    from pypi_insiders.fetch import runner  # noqa: PLC0415
 
     loaded = _load(args)
     privileges.become_data_owner(loaded.paths.state, loaded.fetch.credentials_dir)
@@ -117,7 +117,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pypi_insiders import status  # noqa: PLC0415
+    from pypi_insiders.fetch import status  # noqa: PLC0415
 
     return status.cli_status(_load(args), as_json=args.json)
 

@@ -22,11 +22,13 @@ from typing import Any
 from waitress.server import create_server as _waitress_server
 
 from pypi_insiders import config as config_module
-from pypi_insiders import sd, workers
-from pypi_insiders.app import IndexApp, make_app
+from pypi_insiders import sd
 from pypi_insiders.config import Config
 from pypi_insiders.errors import ConfigError
-from pypi_insiders.upstream import split_credentials
+from pypi_insiders.fetch import status as fetch_status
+from pypi_insiders.web import workers
+from pypi_insiders.web.app import IndexApp, make_app
+from pypi_insiders.web.fallback import split_credentials
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ class Service:
         self.file_config = file_config or _reload_file(config_arg, config)
         self.generator = generator
         self.worker = worker
-        self.app = make_app(config)
+        self.app = make_app(config, status=fetch_status)
         self.server: Any = None
         self.watcher: Any = None
         self.workers = workers.Workers([])
@@ -118,9 +120,9 @@ class Service:
             raise ConfigError(f"server.listen: cannot listen on {where}: {error.strerror or error}") from None
 
     def _watch(self) -> None:
-        from pypi_insiders import watcher  # noqa: PLC0415 - only the watching process needs watchdog
+        from pypi_insiders.index import store_watcher  # noqa: PLC0415 - only the watching process needs watchdog
 
-        self.watcher = watcher.Watcher(self.config, self.generator)
+        self.watcher = store_watcher.Watcher(self.config, self.generator)
         self.watcher.start()
 
     def _first_scan(self, url: str) -> None:
@@ -286,7 +288,7 @@ def _thread(target: Any, *args: Any) -> None:  # noqa: ANN401
 
 
 def serve(config: Config, config_arg: str | None) -> int:
-    from pypi_insiders import generate  # noqa: PLC0415 - keeps `serve --help` and worker start-up light
+    from pypi_insiders.index import generate  # noqa: PLC0415 - keeps `serve --help` and worker start-up light
 
     config_module.check_directories(config, create=True)
     # waitress warns on every request queued behind busy threads: per-request noise under load.

@@ -23,10 +23,10 @@ from typing import Any, cast
 
 from waitress.server import create_server
 
-from pypi_insiders.negotiate import Format, Negotiator
+from pypi_insiders.web.negotiate import Format, Negotiator
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = ROOT / ".venv" / "bin"
+VENV_BIN = Path(sys.executable).parent  # the venv running the tests, wherever it is
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from pypi_insiders import auth
-from pypi_insiders.auth import Users
+from pypi_insiders.web import auth
+from pypi_insiders.web.auth import Users
 from tests.conftest import ConfigMaker
 
 SECRET = "s3cret-passphrase"

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name
 
-from pypi_insiders import builder, config, fetcher
+from pypi_insiders import config
 from pypi_insiders.errors import BuildError
-from pypi_insiders.versions import TagVersion, version_of_tag
+from pypi_insiders.fetch import builder, git
+from pypi_insiders.fetch.versions import TagVersion, version_of_tag
 from tests import git_fixtures as g
 from tests.conftest import ConfigMaker
 
@@ -24,14 +25,14 @@ def _request(make_config: ConfigMaker, tmp_path: Path, upstream: Path, tag: str,
              subdirectory: str = "", distribution: str | None = None,
              timeout: float = 600.0) -> builder.BuildRequest:
     loaded = config.load(str(make_config(repos={"demo": {"url": str(upstream)}})))
-    tags = fetcher.update(loaded, loaded.repos[0]).tags
+    tags = git.update(loaded, loaded.repos[0]).tags
     version = version_of_tag(tag)
     assert version is not None
     workdir = tmp_path / "work"
     workdir.mkdir()
     tag_version = TagVersion(tag, tags[tag], version)
     name = canonicalize_name(distribution) if distribution else None
-    return builder.BuildRequest("demo", fetcher.mirror_path(loaded, "demo"), tag_version, subdirectory, name,
+    return builder.BuildRequest("demo", git.mirror_path(loaded, "demo"), tag_version, subdirectory, name,
                                 timeout, workdir, tmp_path / "pip-cache")
 
 

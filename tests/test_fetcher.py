@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from pypi_insiders import config, credentials, fetcher, state
+from pypi_insiders import config
 from pypi_insiders.errors import CredentialError, FetchError
+from pypi_insiders.fetch import credentials, git, repo_state
 from tests import git_fixtures as g
 from tests.conftest import ConfigMaker
 
@@ -41,20 +42,20 @@ def _write_credential(directory: Path, name: str, content: str, mode: int = 0o60
 
 def test_update_mirrors_tags_peeled_to_commits(make_config: ConfigMaker, upstream: Path) -> None:
     loaded = _load(make_config, url=f"file://{upstream}")
-    outcome = fetcher.update(loaded, loaded.repos[0])
+    outcome = git.update(loaded, loaded.repos[0])
     head = (upstream / ".git" / "refs" / "heads" / "master").read_text().strip()
     assert outcome.fetched
     assert outcome.tags == {"v1.0": head, "lightweight-1.1": head}
-    assert fetcher.mirror_path(loaded, "demo").name == f"{state.slug('demo')}.git"
+    assert git.mirror_path(loaded, "demo").name == f"{repo_state.slug('demo')}.git"
 
 
 def test_update_transfers_nothing_when_no_tag_is_new(make_config: ConfigMaker, upstream: Path) -> None:
     loaded = _load(make_config, url=str(upstream))
-    fetcher.update(loaded, loaded.repos[0])
-    mirror = fetcher.mirror_path(loaded, "demo")
+    git.update(loaded, loaded.repos[0])
+    mirror = git.mirror_path(loaded, "demo")
     before = g.object_count(mirror)
     g.commit_files(upstream, {"CHANGELOG": "untagged work\n"})  # a new commit, but no new tag
-    outcome = fetcher.update(loaded, loaded.repos[0])
+    outcome = git.update(loaded, loaded.repos[0])
     assert not outcome.fetched
     assert outcome.changed == 0
     assert g.object_count(mirror) == before
@@ -62,11 +63,11 @@ def test_update_transfers_nothing_when_no_tag_is_new(make_config: ConfigMaker, u
 
 def test_update_follows_new_moved_and_deleted_tags(make_config: ConfigMaker, upstream: Path) -> None:
     loaded = _load(make_config, url=f"file://{upstream}")
-    fetcher.update(loaded, loaded.repos[0])
+    git.update(loaded, loaded.repos[0])
     new_head = g.commit_files(upstream, {"CHANGELOG": "1.2\n"})
     g.tag(upstream, "v1.2")
     (upstream / ".git" / "refs" / "tags" / "lightweight-1.1").unlink()
-    outcome = fetcher.update(loaded, loaded.repos[0])
+    outcome = git.update(loaded, loaded.repos[0])
     assert outcome.fetched
     assert outcome.tags["v1.2"] == new_head
     assert "lightweight-1.1" not in outcome.tags
@@ -77,13 +78,13 @@ def test_update_names_the_repository_when_the_remote_is_missing(make_config: Con
                                                                  tmp_path: Path) -> None:
     loaded = _load(make_config, url=str(tmp_path / "nothing-here"))
     with pytest.raises(FetchError, match=r"repository demo .*nothing-here"):
-        fetcher.update(loaded, loaded.repos[0])
+        git.update(loaded, loaded.repos[0])
 
 
 def test_update_reports_an_unreachable_http_server(make_config: ConfigMaker, free_port: int) -> None:
     loaded = _load(make_config, url=f"http://127.0.0.1:{free_port}/demo")
     with pytest.raises(FetchError, match=r"repository demo .*cannot fetch"):
-        fetcher.update(loaded, loaded.repos[0])
+        git.update(loaded, loaded.repos[0])
 
 
 @pytest.fixture
@@ -97,14 +98,14 @@ def test_update_over_http_with_the_right_token(make_config: ConfigMaker, tmp_pat
     caplog.set_level(logging.DEBUG)
     _write_credential(tmp_path / "credentials", "demo-token", TOKEN + "\n")
     loaded = _load(make_config, url=f"{served.url}/demo", credential="demo-token")
-    first = fetcher.update(loaded, loaded.repos[0])
+    first = git.update(loaded, loaded.repos[0])
     assert first.fetched
     assert set(first.tags) == {"v1.0", "lightweight-1.1"}
     assert served.upload_pack_posts() == 1
-    second = fetcher.update(loaded, loaded.repos[0])
+    second = git.update(loaded, loaded.repos[0])
     assert not second.fetched
     assert served.upload_pack_posts() == 1  # refs asked for, no pack requested
-    mirror = fetcher.mirror_path(loaded, "demo")
+    mirror = git.mirror_path(loaded, "demo")
     assert not any(TOKEN in p.read_text(errors="replace") for p in mirror.rglob("*") if p.is_file()
                    and p.suffix not in (".pack", ".idx"))
     assert TOKEN not in caplog.text
@@ -114,7 +115,7 @@ def test_update_over_http_with_user_and_password_in_the_file(make_config: Config
                                                              served: g.GitServer) -> None:
     _write_credential(tmp_path / "credentials", "pair", f"x-access-token:{TOKEN}\n")
     loaded = _load(make_config, url=f"{served.url}/demo", credential="pair")
-    assert fetcher.update(loaded, loaded.repos[0]).fetched
+    assert git.update(loaded, loaded.repos[0]).fetched
 
 
 def test_update_over_http_with_a_wrong_token_is_refused(make_config: ConfigMaker, tmp_path: Path,
@@ -122,7 +123,7 @@ def test_update_over_http_with_a_wrong_token_is_refused(make_config: ConfigMaker
     _write_credential(tmp_path / "credentials", "demo-token", "wrong-token")
     loaded = _load(make_config, url=f"{served.url}/demo", credential="demo-token")
     with pytest.raises(CredentialError, match=r"repository demo .*refused the credentials") as caught:
-        fetcher.update(loaded, loaded.repos[0])
+        git.update(loaded, loaded.repos[0])
     assert "wrong-token" not in str(caught.value)
     assert served.requests[-1][2] == 401
 
@@ -131,7 +132,7 @@ def test_update_over_http_without_a_credential_says_one_is_needed(make_config: C
                                                                   served: g.GitServer) -> None:
     loaded = _load(make_config, url=f"{served.url}/demo")
     with pytest.raises(CredentialError, match="needs credentials"):
-        fetcher.update(loaded, loaded.repos[0])
+        git.update(loaded, loaded.repos[0])
 
 
 def test_credentials_refuse_a_file_readable_by_others(make_config: ConfigMaker, tmp_path: Path) -> None:
@@ -162,7 +163,7 @@ def test_credentials_refuse_a_key_for_an_https_url(make_config: ConfigMaker, tmp
                       "-----END OPENSSH PRIVATE KEY-----\n")
     loaded = _load(make_config, url="https://git.example.invalid/demo.git", credential="key")
     with pytest.raises(CredentialError, match="repository demo: credential 'key' is an SSH key"):
-        fetcher.update(loaded, loaded.repos[0])
+        git.update(loaded, loaded.repos[0])
 
 
 def test_credentials_give_ssh_a_private_key_copy_and_strict_options(make_config: ConfigMaker,
@@ -186,7 +187,7 @@ def test_update_over_ssh_reports_an_unreachable_host(make_config: ConfigMaker, t
     _write_credential(tmp_path / "credentials", "deploy-key", FAKE_KEY)
     loaded = _load(make_config, url=f"ssh://git@127.0.0.1:{free_port}/team/demo.git", credential="deploy-key")
     with pytest.raises(FetchError, match=r"repository demo .*cannot fetch") as caught:
-        fetcher.update(loaded, loaded.repos[0])
+        git.update(loaded, loaded.repos[0])
     assert "not-a-real-key" not in str(caught.value)
 
 
@@ -195,16 +196,16 @@ def test_update_over_ssh_reports_an_unreachable_host(make_config: ConfigMaker, t
     ("git@h:team/a.git", "ssh"), ("file:///srv/a", "file"), ("/srv/a", "file"), ("./a", "file"),
 ])
 def test_scheme_of_recognises_every_source_form(url: str, scheme: str) -> None:
-    assert fetcher.scheme_of(url) == scheme
+    assert git.scheme_of(url) == scheme
 
 
 def test_display_url_hides_passwords() -> None:
-    assert fetcher.display_url("https://me:secret@h:8443/a.git") == "https://me:***@h:8443/a.git"
-    assert fetcher.display_url("git@h:a.git") == "git@h:a.git"
+    assert git.display_url("https://me:secret@h:8443/a.git") == "https://me:***@h:8443/a.git"
+    assert git.display_url("git@h:a.git") == "git@h:a.git"
 
 
 def test_state_backoff_doubles_up_to_the_cap() -> None:
-    record = state.RepoState("demo")
+    record = repo_state.RepoState("demo")
     delays = []
     for _ in range(5):
         record.record_failure("boom", backoff_max=1000.0, now=0.0)
@@ -215,18 +216,19 @@ def test_state_backoff_doubles_up_to_the_cap() -> None:
 
 
 def test_state_survives_a_round_trip_and_a_corrupt_file(loaded_config: config.Config) -> None:
-    record = state.RepoState("a/b", distribution="demo", built={"1.0": "v1.0"})
-    record.last_build = state.BuildRecord("v1.0", "1.0", "ok", 1.0, ["demo-1.0.tar.gz"])
-    state.save(loaded_config, record)
-    assert state.load(loaded_config, "a/b") == record
-    record.failed_builds["1.1"] = state.FailedBuild("v1.1", "c" * 40, 2, 3.0)
-    state.save(loaded_config, record)
-    assert state.load(loaded_config, "a/b") == record
-    edited = json.loads(state.path_of(loaded_config, "a/b").read_text())
+    record = repo_state.RepoState("a/b", distribution="demo", built={"1.0": "v1.0"})
+    record.last_build = repo_state.BuildRecord("v1.0", "1.0", "ok", 1.0, ["demo-1.0.tar.gz"])
+    repo_state.save(loaded_config, record)
+    assert repo_state.load(loaded_config, "a/b") == record
+    record.failed_builds["1.1"] = repo_state.FailedBuild("v1.1", "c" * 40, 2, 3.0)
+    repo_state.save(loaded_config, record)
+    assert repo_state.load(loaded_config, "a/b") == record
+    edited = json.loads(repo_state.path_of(loaded_config, "a/b").read_text())
     edited["built"]["not a version"] = "v?"
     edited["failed_builds"]["one.two"] = {"tag": "x", "commit": "c" * 40, "failures": 1, "next_attempt": 1.0}
-    state.path_of(loaded_config, "a/b").write_text(json.dumps(edited))
-    assert state.load(loaded_config, "a/b") == record  # a hand edit that is not a version is dropped
-    state.path_of(loaded_config, "a/b").write_text("{not json")
-    assert state.load(loaded_config, "a/b") == state.RepoState("a/b")
-    assert [p.name for p in (loaded_config.paths.state / "repos").iterdir()] == [f"{state.slug('a/b')}.json"]
+    repo_state.path_of(loaded_config, "a/b").write_text(json.dumps(edited))
+    assert repo_state.load(loaded_config, "a/b") == record  # a hand edit that is not a version is dropped
+    repo_state.path_of(loaded_config, "a/b").write_text("{not json")
+    assert repo_state.load(loaded_config, "a/b") == repo_state.RepoState("a/b")
+    written = [p.name for p in (loaded_config.paths.state / "repos").iterdir()]
+    assert written == [f"{repo_state.slug('a/b')}.json"]

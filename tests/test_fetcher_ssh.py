@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pypi_insiders import config, credentials, fetcher, runner
+from pypi_insiders import config
 from pypi_insiders.errors import CredentialError, FetchError
+from pypi_insiders.fetch import credentials, git, runner
 from pypi_insiders.store import Store
 from tests import git_fixtures as g
 from tests.conftest import ConfigMaker
@@ -67,15 +68,15 @@ def test_update_over_ssh_with_a_deploy_key(make_config: ConfigMaker, tmp_path: P
     caplog.set_level(logging.DEBUG)
     _install_key(tmp_path, "deploy-key", deploy_key[0])
     loaded = _load(make_config, server.url(upstream), "deploy-key")
-    first = fetcher.update(loaded, loaded.repos[0])
+    first = git.update(loaded, loaded.repos[0])
     assert first.fetched
     assert list(first.tags) == ["v1.0"]
     assert server.host_key_line in credentials.known_hosts_path(loaded).read_text()
 
-    mirror = fetcher.mirror_path(loaded, "demo")
+    mirror = git.mirror_path(loaded, "demo")
     before = g.object_count(mirror)
     g.commit_files(upstream, {"CHANGELOG": "untagged\n"})
-    second = fetcher.update(loaded, loaded.repos[0])
+    second = git.update(loaded, loaded.repos[0])
     assert not second.fetched
     assert g.object_count(mirror) == before
 
@@ -101,7 +102,7 @@ def test_update_over_ssh_with_a_wrong_key_is_refused(make_config: ConfigMaker, t
     _install_key(tmp_path, "other-key", other)
     loaded = _load(make_config, server.url(upstream), "other-key")
     with pytest.raises(CredentialError) as caught:
-        fetcher.update(loaded, loaded.repos[0])
+        git.update(loaded, loaded.repos[0])
     assert str(caught.value) == (f"repository demo ({server.url(upstream)}): "
                                  "the server refused the SSH key 'other-key'")
 
@@ -111,12 +112,12 @@ def test_update_over_ssh_refuses_a_changed_host_key(make_config: ConfigMaker, tm
     _install_key(tmp_path, "deploy-key", deploy_key[0])
     with ssh_server(tmp_path / "first", [deploy_key[1]]) as first:
         loaded = _load(make_config, first.url(upstream), "deploy-key")
-        assert fetcher.update(loaded, loaded.repos[0]).fetched
+        assert git.update(loaded, loaded.repos[0]).fetched
     g.commit_files(upstream, {"CHANGELOG": "1.1\n"})
     g.tag(upstream, "v1.1")
     with ssh_server(tmp_path / "impostor", [deploy_key[1]], port=first.port) as impostor:
         assert impostor.host_key_line != first.host_key_line
         with pytest.raises(FetchError, match="SSH host key is not the one recorded in") as caught:
-            fetcher.update(loaded, loaded.repos[0])
+            git.update(loaded, loaded.repos[0])
     assert str(credentials.known_hosts_path(loaded)) in str(caught.value)
     assert first.host_key_line in credentials.known_hosts_path(loaded).read_text()

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from pypi_insiders import config
-from pypi_insiders.generate import Generator
+from pypi_insiders.index.generate import Generator
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_sdist, make_wheel
 

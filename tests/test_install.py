@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from pypi_insiders import config, generate
-from pypi_insiders.app import make_app
+from pypi_insiders import config
+from pypi_insiders.index import generate
+from pypi_insiders.web.app import make_app
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_wheel
 from tests.server_fixtures import JSON_TYPE, VENV_BIN, FakeUpstream, ThreadedServer, request, service_env

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pypi_insiders import config
-from pypi_insiders.repos import parse_source
+from pypi_insiders.fetch.repos import parse_source
 from tests.conftest import ConfigMaker
 from tests.git_fixtures import cli_env, init_repo
 

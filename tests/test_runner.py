@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from pypi_insiders import config, runner, state, status
+from pypi_insiders import config
 from pypi_insiders.errors import LockedError, UsageError
+from pypi_insiders.fetch import repo_state, runner, status
 from pypi_insiders.store import Store
 from tests import git_fixtures as g
 from tests.conftest import ConfigMaker, to_toml
@@ -63,7 +64,7 @@ def test_update_builds_a_tag_pushed_after_the_first_run(make_config: ConfigMaker
         assert runner.cli_update(loaded, []) == 0
         assert _store_files(loaded) == {"demo-pkg/demo_pkg-1.0-py3-none-any.whl",
                                         "demo-pkg/demo_pkg-1.0.tar.gz"}
-        assert state.load(loaded, "demo").distribution == "demo-pkg"  # learned from the built metadata
+        assert repo_state.load(loaded, "demo").distribution == "demo-pkg"  # learned from the built metadata
 
         posts, store_before = server.upload_pack_posts(), _store_files(loaded)
         caplog.clear()
@@ -72,14 +73,14 @@ def test_update_builds_a_tag_pushed_after_the_first_run(make_config: ConfigMaker
         assert _store_files(loaded) == store_before
         assert "building" not in caplog.text
         assert "1 repositories: 0 updated, 1 unchanged, 0 failed" in caplog.text
-        assert state.load(loaded, "demo").last_result == "unchanged"
+        assert repo_state.load(loaded, "demo").last_result == "unchanged"
 
         g.commit_files(upstream, {"CHANGELOG": "1.1\n"})
         g.tag(upstream, "v1.1")
         assert runner.cli_update(loaded, ["demo"]) == 0
         assert server.upload_pack_posts() == posts + 1
     assert "demo-pkg/demo_pkg-1.1-py3-none-any.whl" in _store_files(loaded)
-    record = state.load(loaded, "demo")
+    record = repo_state.load(loaded, "demo")
     assert record.built == {"1.0": "v1.0", "1.1": "v1.1"}
     assert record.last_build is not None
     assert record.last_build.result == "ok"
@@ -97,14 +98,14 @@ def test_update_failing_repository_does_not_stop_another(make_config: ConfigMake
     assert runner.cli_update(loaded, []) == 1
     assert _store_files(loaded) == {"good/good-2.0-py3-none-any.whl", "good/good-2.0.tar.gz"}
     for key, message in (("broken", "build failed"), ("gone", "not found or not a git repository")):
-        record = state.load(loaded, key)
+        record = repo_state.load(loaded, key)
         assert record.failures == 1
         assert record.last_error is not None
         assert message in record.last_error
-    gone = state.load(loaded, "gone")
+    gone = repo_state.load(loaded, "gone")
     assert gone.next_attempt is not None
     assert gone.next_attempt > time.time()
-    broken_state = state.load(loaded, "broken")
+    broken_state = repo_state.load(loaded, "broken")
     assert broken_state.next_attempt is None  # a failed build holds back only its own version
     assert broken_state.failed_builds["1.0"].failures == 1
     assert broken_state.failed_builds["1.0"].next_attempt > time.time()
@@ -112,12 +113,12 @@ def test_update_failing_repository_does_not_stop_another(make_config: ConfigMake
     assert (broken_state.last_build.tag, broken_state.last_build.result) == ("v1.0", "failed")
 
     assert runner.cli_update(loaded, []) == 0  # both broken ones wait out their back-off
-    broken_state = state.load(loaded, "broken")
+    broken_state = repo_state.load(loaded, "broken")
     assert (broken_state.failures, broken_state.last_result) == (1, "waiting")
     assert broken_state.last_error is not None
     assert "build failed" in broken_state.last_error
     assert runner.cli_update(loaded, ["gone"], force=True) == 1
-    assert state.load(loaded, "gone").failures == 2
+    assert repo_state.load(loaded, "gone").failures == 2
 
     report = status.collect(loaded)
     rows = {row["key"]: row for row in report["repositories"]}
@@ -140,14 +141,14 @@ def test_update_a_broken_tag_does_not_hold_back_newer_ones(make_config: ConfigMa
     g.tag(repo, "v1.1")
     assert runner.cli_update(loaded, []) == 0  # v1.1 built, v1.0 waits on its own back-off
     assert _store_files(loaded) == {"demo-pkg/demo_pkg-1.1-py3-none-any.whl", "demo-pkg/demo_pkg-1.1.tar.gz"}
-    record = state.load(loaded, "demo")
+    record = repo_state.load(loaded, "demo")
     assert record.next_attempt is None
     assert set(record.failed_builds) == {"1.0"}
 
     g.tag(repo, "v1.0", force=True)  # the tag now points at the fixed commit: retried at once
     assert runner.cli_update(loaded, []) == 0
     assert "demo-pkg/demo_pkg-1.0-py3-none-any.whl" in _store_files(loaded)
-    record = state.load(loaded, "demo")
+    record = repo_state.load(loaded, "demo")
     assert record.failed_builds == {}
     assert (record.last_result, record.last_error, record.failures) == ("updated", None, 0)
 
@@ -244,7 +245,7 @@ def test_update_uploads_to_a_remote_index(make_config: ConfigMaker, tmp_path: Pa
         remote = config.load(str(served_config))
         assert _store_files(remote) == {"pushed/pushed-3.0-py3-none-any.whl", "pushed/pushed-3.0.tar.gz"}
         assert _store_files(loaded) == set()
-        state.path_of(loaded, "pushed").unlink()  # forget the build: the target already has the files
+        repo_state.path_of(loaded, "pushed").unlink()  # forget the build: the target already has the files
         assert runner.cli_update(loaded, []) == 0
         assert _store_files(remote) == {"pushed/pushed-3.0-py3-none-any.whl", "pushed/pushed-3.0.tar.gz"}
     assert token not in served.output()

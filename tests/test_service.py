@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pypi_insiders import config, generate
+from pypi_insiders import config
+from pypi_insiders.index import generate
 from pypi_insiders.service import Service, start_heartbeat
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_wheel

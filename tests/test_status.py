@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pypi_insiders import config, state, status
+from pypi_insiders import config
+from pypi_insiders.fetch import repo_state, status
 from tests.conftest import ConfigMaker
 from tests.git_fixtures import cli_env
 from tests.server_fixtures import FakeUpstream, ThreadedServer
@@ -34,11 +35,11 @@ def _config(make_config: ConfigMaker, upstream_url: str) -> config.Config:
 
 
 def _record(loaded: config.Config, key: str, distribution: str, built: str, tag: str) -> None:
-    record = state.RepoState(key, distribution=distribution, refs={tag: "a" * 40, "docs": "b" * 40},
+    record = repo_state.RepoState(key, distribution=distribution, refs={tag: "a" * 40, "docs": "b" * 40},
                              built={built: tag}, last_check=1_800_000_000.0, last_result="updated")
     files = [f"{distribution}-{built}.tar.gz"]
-    record.last_build = state.BuildRecord(tag, built, "ok", 1_800_000_000.0, files)
-    state.save(loaded, record)
+    record.last_build = repo_state.BuildRecord(tag, built, "ok", 1_800_000_000.0, files)
+    repo_state.save(loaded, record)
 
 
 def test_status_warns_when_upstream_has_a_newer_public_release(
@@ -82,10 +83,10 @@ def test_status_page_escapes_what_it_shows() -> None:
 def test_status_command_prints_json_and_text(make_config: ConfigMaker, tmp_path: Path) -> None:
     path = make_config(repos={"demo": {"url": "https://me:hunter2@git.example.invalid/demo.git"}})
     loaded = config.load(str(path))
-    record = state.RepoState("demo", last_check=1.0, last_result="failed", failures=2,
+    record = repo_state.RepoState("demo", last_check=1.0, last_result="failed", failures=2,
                              last_error="repository demo: cannot fetch: refused")
-    record.failed_builds["1.0"] = state.FailedBuild("v1.0", "c" * 40, 3, 1_800_000_000.0)
-    state.save(loaded, record)
+    record.failed_builds["1.0"] = repo_state.FailedBuild("v1.0", "c" * 40, 3, 1_800_000_000.0)
+    repo_state.save(loaded, record)
     done = subprocess.run([sys.executable, "-m", "pypi_insiders", "-c", str(path), "status", "--json"],
                           capture_output=True, text=True, timeout=60, env=cli_env(), check=True)
     data = json.loads(done.stdout)

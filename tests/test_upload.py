@@ -20,11 +20,12 @@ from typing import Any
 
 import pytest
 
-from pypi_insiders import auth, config
+from pypi_insiders import config
 from pypi_insiders.config import Config
-from pypi_insiders.multipart import BodyReader, Parser
 from pypi_insiders.store import Store
-from pypi_insiders.upload import RECORD_NAME, Uploads
+from pypi_insiders.web import auth
+from pypi_insiders.web.multipart import BodyReader, Parser
+from pypi_insiders.web.upload import RECORD_NAME, Uploads
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_sdist, make_wheel
 from tests.upload_fixtures import BOUNDARY, Reply, multipart, post, running_app, tree, twine_fields
@@ -67,7 +68,7 @@ def upload(port: int, path: Path, name: str = "Demo-Pkg", version: str = "1.0", 
 
 def test_upload_accepts_a_wheel_into_the_store(port: int, upload_config: Config, wheel: Path,
                                                caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="pypi_insiders.upload")
+    caplog.set_level(logging.INFO, logger="pypi_insiders.web.upload")
     reply = upload(port, wheel)
     assert (reply.status, reply.text) == (200, f"{wheel.name}: uploaded")
     published = upload_config.paths.store / "demo-pkg" / wheel.name

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from pypi_insiders import config
-from pypi_insiders.app import IndexApp, make_app
-from pypi_insiders.relay import absolute_html
-from pypi_insiders.upstream import PINNED_FILE, split_credentials
+from pypi_insiders.index.pins import PINNED_FILE
+from pypi_insiders.web.app import IndexApp, make_app
+from pypi_insiders.web.fallback import split_credentials
+from pypi_insiders.web.relay import absolute_html
 from tests.conftest import ConfigMaker
 from tests.server_fixtures import JSON_TYPE, FakeUpstream, Reply, ThreadedServer, request, write_index
 

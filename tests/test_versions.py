@@ -9,7 +9,7 @@ import pytest
 from packaging.version import Version
 
 from pypi_insiders.config import RepoConfig
-from pypi_insiders.versions import public_part, tag_versions, to_build, version_of_tag
+from pypi_insiders.fetch.versions import public_part, tag_versions, to_build, version_of_tag
 
 
 @pytest.mark.parametrize(("tag", "expected"), [

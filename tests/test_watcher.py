@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from pypi_insiders import config
-from pypi_insiders.generate import Generator
+from pypi_insiders.index.generate import Generator
+from pypi_insiders.index.store_watcher import Watcher, coalesce
 from pypi_insiders.store import Store
-from pypi_insiders.watcher import Watcher, coalesce
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_wheel
 
@@ -157,7 +157,7 @@ def test_watcher_survives_a_failed_regeneration(
         caplog: pytest.LogCaptureFixture) -> None:
     blocker = cfg.paths.index / "simple" / "blocked"
     blocker.write_text("a file where the project's directory must go")
-    caplog.set_level(logging.ERROR, logger="pypi_insiders.watcher")
+    caplog.set_level(logging.ERROR, logger="pypi_insiders.index.store_watcher")
     first = make_wheel(tmp_path / "build", "blocked", "1.0")
     Store(cfg.paths.store).add(first.name, first)
     wait_for(lambda: any("regeneration failed" in r.getMessage() for r in caplog.records), 3.0)

@@ -18,8 +18,8 @@ from typing import Any
 from waitress import wasyncore
 from waitress.server import create_server
 
-from pypi_insiders import app
 from pypi_insiders.config import Config
+from pypi_insiders.web import app
 
 BOUNDARY = "----insiders-test-boundary-7f3a"
 Field = tuple[str, str]

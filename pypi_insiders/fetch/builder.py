@@ -28,9 +28,9 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from pypi_insiders.errors import BuildError, InvalidDistributionError
+from pypi_insiders.fetch.versions import TagVersion
 from pypi_insiders.metadata import read_core_metadata
 from pypi_insiders.store import parse_filename
-from pypi_insiders.versions import TagVersion
 
 log = logging.getLogger(__name__)
 

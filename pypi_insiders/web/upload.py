@@ -23,12 +23,12 @@ from typing import Any, BinaryIO
 
 from packaging.utils import NormalizedName
 
-from pypi_insiders.auth import Users
 from pypi_insiders.config import Config
 from pypi_insiders.errors import InvalidDistributionError, StoreError, UploadError
-from pypi_insiders.multipart import FILE_FIELD, BodyReader, FilePart, Form, Parser, boundary_of
 from pypi_insiders.store import ParsedFilename, Store, parse_filename
-from pypi_insiders.uploadcheck import check_archive, check_filename, check_form
+from pypi_insiders.web.auth import Users
+from pypi_insiders.web.multipart import FILE_FIELD, BodyReader, FilePart, Form, Parser, boundary_of
+from pypi_insiders.web.upload_checks import check_archive, check_filename, check_form
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from packaging.utils import canonicalize_name
 from pypi_insiders import config as config_module
 from pypi_insiders.config import Config, RepoConfig
 from pypi_insiders.errors import ConfigError, UsageError
-from pypi_insiders.fetcher import display_url
-from pypi_insiders.state import slug
+from pypi_insiders.fetch.git import display_url
+from pypi_insiders.fetch.repo_state import slug
 from pypi_insiders.store import atomic_write
 
 SHORTHAND_HOST = "https://github.com"  # the original's NAMESPACE/PROJECT meant a GitHub repository

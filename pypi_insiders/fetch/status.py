@@ -21,10 +21,10 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from pypi_insiders import state, versions
 from pypi_insiders.config import Config, RepoConfig
 from pypi_insiders.errors import InvalidDistributionError
-from pypi_insiders.fetcher import display_url
+from pypi_insiders.fetch import repo_state, versions
+from pypi_insiders.fetch.git import display_url
 from pypi_insiders.store import atomic_write, parse_filename
 
 log = logging.getLogger(__name__)
@@ -99,12 +99,12 @@ def upstream_versions(config: Config, distributions: set[str]) -> dict[str, str 
     return {d: cache[d].get("version") for d in distributions}
 
 
-def _newest_tag(repo: RepoConfig, record: state.RepoState) -> versions.TagVersion | None:
+def _newest_tag(repo: RepoConfig, record: repo_state.RepoState) -> versions.TagVersion | None:
     candidates = versions.tag_versions(record.refs, repo)
     return candidates[-1] if candidates else None
 
 
-def repo_status(repo: RepoConfig, record: state.RepoState, upstream: str | None) -> dict[str, Any]:
+def repo_status(repo: RepoConfig, record: repo_state.RepoState, upstream: str | None) -> dict[str, Any]:
     newest = _newest_tag(repo, record)
     built = max((Version(v) for v in record.built), default=None)
     warning = None
@@ -131,7 +131,7 @@ def repo_status(repo: RepoConfig, record: state.RepoState, upstream: str | None)
 
 
 def collect(config: Config) -> dict[str, Any]:
-    records = {repo.key: state.load(config, repo.key) for repo in config.repos}
+    records = {repo.key: repo_state.load(config, repo.key) for repo in config.repos}
     names = {repo.distribution or records[repo.key].distribution for repo in config.repos}
     upstream = upstream_versions(config, {n for n in names if n})
     repositories = []

@@ -17,10 +17,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pypi_insiders import credentials
-from pypi_insiders.builder import BuiltFile
 from pypi_insiders.config import Config
 from pypi_insiders.errors import BuildError, StoreError
+from pypi_insiders.fetch import credentials
+from pypi_insiders.fetch.builder import BuiltFile
 from pypi_insiders.metadata import read_core_metadata
 from pypi_insiders.store import Store, parse_filename
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from pypi_insiders import builder, fetcher, publish, sd, state, versions
+from pypi_insiders import sd
 from pypi_insiders.config import Config, RepoConfig, check_directories
 from pypi_insiders.errors import (
     BuildError,
@@ -34,6 +34,7 @@ from pypi_insiders.errors import (
     StoreError,
     UsageError,
 )
+from pypi_insiders.fetch import builder, git, publish, repo_state, versions
 from pypi_insiders.store import parse_filename
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def log_summary(total: int, outcomes: Counter[str]) -> None:
 
 def update_repo(config: Config, repo: RepoConfig, *, force: bool) -> str:
     """Fetch, build and publish one repository; returns updated, unchanged, failed or waiting."""
-    record = state.load(config, repo.key)
+    record = repo_state.load(config, repo.key)
     now = time.time()
     if not force and record.next_attempt is not None and record.next_attempt > now:
         log.info("%s: waiting after %d failure(s) until %s (use --force to retry now)", repo.key,
@@ -110,7 +111,7 @@ def update_repo(config: Config, repo: RepoConfig, *, force: bool) -> str:
     record.last_check = now
     outcome_changed = True
     try:
-        outcome = fetcher.update(config, repo)
+        outcome = git.update(config, repo)
         outcome_changed = outcome.changed > 0 or outcome.tags != record.refs
         record.refs = outcome.tags
         built, waiting = build_new(config, repo, record, outcome.tags, force=force)
@@ -122,11 +123,11 @@ def update_repo(config: Config, repo: RepoConfig, *, force: bool) -> str:
         log.error("%s", error, extra={"REPO": repo.key, "STEP": "update"})
         record.record_failure(str(error), config.fetch.backoff_max, now)
     unchanged = record.last_result == "unchanged" and not outcome_changed
-    state.save(config, record, durable=not unchanged)
+    repo_state.save(config, record, durable=not unchanged)
     return record.last_result or "failed"
 
 
-def build_new(config: Config, repo: RepoConfig, record: state.RepoState, tags: dict[str, str], *,
+def build_new(config: Config, repo: RepoConfig, record: repo_state.RepoState, tags: dict[str, str], *,
               force: bool = False) -> tuple[int, int]:
     """Build every version the policy asks for; a failing tag does not stop the next one.
 
@@ -154,12 +155,12 @@ def build_new(config: Config, repo: RepoConfig, record: state.RepoState, tags: d
             built += 1
         except (BuildError, StoreError, OSError) as error:
             log.error("%s", error, extra={"REPO": repo.key, "TAG": tag.tag, "STEP": "build"})
-            record.last_build = state.BuildRecord(tag.tag, str(tag.version), "failed", time.time(),
+            record.last_build = repo_state.BuildRecord(tag.tag, str(tag.version), "failed", time.time(),
                                                   error=str(error))
             record.record_build_failure(tag.tag, tag.commit, str(tag.version), config.fetch.backoff_max,
                                         time.time())
             errors.append(error)
-        state.save(config, record)
+        repo_state.save(config, record)
     if errors:
         more = f" (and {len(errors) - 1} more failed builds)" if len(errors) > 1 else ""
         raise BuildError(f"{errors[0]}{more}")
@@ -170,10 +171,11 @@ def _local_time(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
-def build_one(config: Config, repo: RepoConfig, record: state.RepoState, tag: versions.TagVersion) -> None:
+def build_one(config: Config, repo: RepoConfig, record: repo_state.RepoState,
+              tag: versions.TagVersion) -> None:
     workdir = builder.new_workdir(config.paths.cache / "builds")
     try:
-        request = builder.BuildRequest(repo.key, fetcher.mirror_path(config, repo.key), tag,
+        request = builder.BuildRequest(repo.key, git.mirror_path(config, repo.key), tag,
                                        repo.subdirectory, repo.distribution, config.fetch.build_timeout,
                                        workdir, config.paths.cache / "pip")
         files = builder.build(request)
@@ -182,7 +184,7 @@ def build_one(config: Config, repo: RepoConfig, record: state.RepoState, tag: ve
         shutil.rmtree(workdir, ignore_errors=True)
     record.distribution = record.distribution or files[0].name
     record.built[str(tag.version)] = tag.tag
-    record.last_build = state.BuildRecord(tag.tag, str(tag.version), "ok", time.time(), names)
+    record.last_build = repo_state.BuildRecord(tag.tag, str(tag.version), "ok", time.time(), names)
 
 
 def _normalized(name: str | None) -> NormalizedName | None:

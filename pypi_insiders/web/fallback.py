@@ -21,17 +21,17 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
-from packaging.utils import NormalizedName, canonicalize_name
+from packaging.utils import NormalizedName
 
 from pypi_insiders import __version__
 from pypi_insiders.config import UpstreamConfig
-from pypi_insiders.negotiate import Format
-from pypi_insiders.relay import absolute_html, absolute_json
+from pypi_insiders.index.pins import Pins
+from pypi_insiders.web.negotiate import Format
+from pypi_insiders.web.relay import absolute_html, absolute_json
 
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, str]]
-PINNED_FILE = "pinned-projects.txt"
 _MAX_PAGE = 64 * 1024 * 1024
 _CACHE_ENTRIES = 4096
 _CACHE_BYTES = 128 * 1024 * 1024
@@ -52,26 +52,6 @@ def text_answer(status: str, message: str, extra: Headers | None = None) -> Answ
     body = (message + "\n").encode()
     headers = [("Content-Type", _TEXT), ("Content-Length", str(len(body)))] + (extra or [])
     return Answer(status, headers, body)
-
-
-class Pins:
-    """The names the generator pinned to local, re-read whenever the file changes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._seen: tuple[int, int] | None = None
-        self._names: frozenset[str] = frozenset()
-
-    def __contains__(self, name: object) -> bool:
-        try:
-            stat = self.path.stat()
-        except FileNotFoundError:
-            return False
-        if (stat.st_mtime_ns, stat.st_size) != self._seen:
-            lines = self.path.read_text(encoding="utf-8").split()
-            self._names = frozenset(canonicalize_name(line) for line in lines)
-            self._seen = (stat.st_mtime_ns, stat.st_size)
-        return name in self._names
 
 
 def split_credentials(url: str) -> tuple[str, str | None]:

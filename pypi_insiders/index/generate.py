@@ -22,20 +22,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from packaging.utils import NormalizedName
+from packaging.utils import NormalizedName, canonicalize_name
 
-from pypi_insiders import pages
-from pypi_insiders.cache import Cache, FileRecord
 from pypi_insiders.config import Config
 from pypi_insiders.errors import InvalidDistributionError
+from pypi_insiders.index import pages
+from pypi_insiders.index.cache_sync import Changes, StoreSync
+from pypi_insiders.index.metadata_cache import Cache, FileRecord
+from pypi_insiders.index.pins import pins_path, read_pins, write_pins
 from pypi_insiders.metadata import read_core_metadata
 from pypi_insiders.store import Store, atomic_write
-from pypi_insiders.sync import Changes, StoreSync
 
 log = logging.getLogger(__name__)
 
 PAGE_FORMAT = "1"  # bump when the pages change shape: every project is then rendered again
-PINNED_FILE = "pinned-projects.txt"
 CACHE_FILE = "index.sqlite3"
 _COMMIT_EVERY = 2000  # files read (or projects rendered) between commits of a long cold run
 _LATEST = 20
@@ -77,12 +77,12 @@ class Generator:
         self.index_dir = index_dir
         self._simple = index_dir / "simple"
         self._packages = index_dir / "packages"
-        self.pins_file = state_dir / PINNED_FILE
+        self.pins_file = pins_path(state_dir)
         self._lock = threading.RLock()
         self._cache = Cache(cache_dir / CACHE_FILE)
         self._sync = StoreSync(store, self._cache, self._packages, self._checkpoint)
         self._yanked = _yank_table(yanked)
-        self._pinned = self._read_pins()
+        self._pinned = read_pins(self.pins_file)
         self.stats = Stats()
         self._reading = 0  # files read so far by the run in progress
 
@@ -296,21 +296,11 @@ class Generator:
 
     # ----------------------------------------------------------------- pinned names
 
-    def _read_pins(self) -> set[str]:
-        try:
-            return {line.strip() for line in self.pins_file.read_text().splitlines() if line.strip()}
-        except FileNotFoundError:
-            return set()
-
     def _pin(self, served: Iterable[str]) -> None:
         """Once served here, a name never falls through to upstream: the list only grows."""
-        new = set(served) - self._pinned
+        new = {canonicalize_name(name) for name in served} - self._pinned
         if not new:
             return
-        self._pinned |= new | self._read_pins()  # another process (`generate`) may have added some
-        self.pins_file.parent.mkdir(parents=True, exist_ok=True)
-        # No fsync: a name is pinned again from its files at every full run, and the files are
-        # durable (Store.add syncs them), so a power cut cannot lose a pin that still matters.
-        atomic_write(self.pins_file, "".join(f"{name}\n" for name in sorted(self._pinned)).encode(),
-                     durable=False)
+        self._pinned |= new | read_pins(self.pins_file)  # another process (`generate`) may have added some
+        write_pins(self.pins_file, self._pinned)
         log.info("pinned %d new project name(s) to this index", len(new))

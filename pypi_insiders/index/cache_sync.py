@@ -15,10 +15,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pypi_insiders import storescan
-from pypi_insiders.cache import Cache, FileRecord
 from pypi_insiders.errors import InvalidDistributionError, StoreError
-from pypi_insiders.fileinfo import FileInfo, inspect
+from pypi_insiders.index import store_scan
+from pypi_insiders.index.file_info import FileInfo, inspect
+from pypi_insiders.index.metadata_cache import Cache, FileRecord
 from pypi_insiders.store import Store, atomic_write, is_hidden
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class StoreSync:
         """Directories below `top` whose fingerprint differs from `known`, and all those seen."""
         changed: list[str] = []
         seen: set[str] = set()
-        for directory, fingerprint in storescan.walk_fingerprints(self._root, top):
+        for directory, fingerprint in store_scan.walk_fingerprints(self._root, top):
             seen.add(directory)
             if known.get(directory) != fingerprint:
                 changed.append(directory)
@@ -95,11 +95,11 @@ class StoreSync:
 
     def sync_dir(self, directory: str, changes: Changes, readers: Executor | None = None) -> None:
         """`readers` (threads) overlap the disk reads of a cold start; rows are written here."""
-        files = [f for f in storescan.list_files(self._root, directory) if _encodable(f[0])]
+        files = [f for f in store_scan.list_files(self._root, directory) if _encodable(f[0])]
         old = self._cache.files_in_dir(directory)
         to_read: list[tuple[str, FileRecord | None]] = []
         for name, size, mtime_ns in files:
-            relpath = storescan.join(directory, name)
+            relpath = store_scan.join(directory, name)
             previous = old.pop(relpath, None)
             if previous is None or (previous.size, previous.mtime_ns) != (size, mtime_ns):
                 to_read.append((relpath, previous))
@@ -110,7 +110,7 @@ class StoreSync:
             self._apply(relpath, previous, outcome, changes)
         for record in old.values():
             self._drop(record, changes)
-        self._cache.set_dir_fingerprint(directory, storescan.fingerprint(files))
+        self._cache.set_dir_fingerprint(directory, store_scan.fingerprint(files))
 
     def update(self, relpath: str, changes: Changes) -> None:
         if any(is_hidden(part) for part in relpath.split("/")):

@@ -14,8 +14,8 @@ from packaging.version import InvalidVersion, Version
 
 from pypi_insiders.errors import InvalidDistributionError, UploadError
 from pypi_insiders.metadata import read_core_metadata
-from pypi_insiders.multipart import FilePart, Form
 from pypi_insiders.store import ParsedFilename, is_hidden, parse_filename
+from pypi_insiders.web.multipart import FilePart, Form
 
 _FILETYPES = {"wheel": "bdist_wheel", "sdist": "sdist"}
 _DIGESTS = ("sha256_digest", "md5_digest", "blake2_256_digest")

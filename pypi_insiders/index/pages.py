@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from packaging.version import InvalidVersion, Version
 
-from pypi_insiders.cache import FileRecord
+from pypi_insiders.index.metadata_cache import FileRecord
 
 API_VERSION = "1.1"
 _META = f'<meta name="pypi:repository-version" content="{API_VERSION}">'

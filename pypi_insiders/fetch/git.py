@@ -27,9 +27,9 @@ from dulwich.object_store import peel_sha
 from dulwich.objects import Commit
 from dulwich.repo import Repo
 
-from pypi_insiders import credentials, state
 from pypi_insiders.config import Config, RepoConfig
 from pypi_insiders.errors import CredentialError, FetchError
+from pypi_insiders.fetch import credentials, repo_state
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def scheme_of(url: str) -> str:
 
 
 def mirror_path(config: Config, key: str) -> Path:
-    return config.paths.cache / "mirrors" / f"{state.slug(key)}.git"
+    return config.paths.cache / "mirrors" / f"{repo_state.slug(key)}.git"
 
 
 def open_mirror(path: Path) -> Repo:

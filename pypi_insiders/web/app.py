@@ -1,6 +1,6 @@
 """The WSGI app: routes requests to the generated index, the store, upstream, status and upload.
 
-Everything it serves was generated beforehand (see the on-disk contract in `generate.py`), so
+Everything it serves was generated beforehand (see the on-disk contract in `index/layout.py`), so
 a request is a route, a negotiated format, a `stat`, and bytes already in memory. No logging
 and no allocation beyond that on the hot path: a project page must cost little more than
 waitress itself.
@@ -13,20 +13,21 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from packaging.utils import canonicalize_name
 
-from pypi_insiders import static
 from pypi_insiders.config import Config
 from pypi_insiders.errors import InsidersError, InvalidDistributionError
-from pypi_insiders.negotiate import HTML, OFFERED_TEXT, Format, Negotiator, accepts_gzip
+from pypi_insiders.index.pins import Pins, pins_path
 from pypi_insiders.store import Store, parse_filename
-from pypi_insiders.upstream import PINNED_FILE, Answer, Fallback, Pins, text_answer
+from pypi_insiders.web import page_cache, upload
+from pypi_insiders.web.fallback import Answer, Fallback, text_answer
+from pypi_insiders.web.negotiate import HTML, OFFERED_TEXT, Format, Negotiator, accepts_gzip
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
-Response = tuple[str, static.Headers, Iterable[bytes]]
+Response = tuple[str, page_cache.Headers, Iterable[bytes]]
 
 _NORMALIZED = re.compile(r"[a-z0-9]+(?:[-][a-z0-9]+)*")
 _VALID_NAME = re.compile(r"[a-z0-9]|[a-z0-9][a-z0-9._-]*[a-z0-9]", re.IGNORECASE)
@@ -37,7 +38,7 @@ _BINARY = "application/octet-stream"
 _CHUNK = 256 * 1024
 
 
-def _plain(status: str, message: str, extra: static.Headers | None = None) -> Response:
+def _plain(status: str, message: str, extra: page_cache.Headers | None = None) -> Response:
     answer = text_answer(status, message, extra)
     return answer.status, answer.headers, [answer.body]
 
@@ -50,16 +51,26 @@ def _redirect(location: str) -> Response:
     return _plain("301 Moved Permanently", f"moved to {location}", [("Location", location)])
 
 
+class StatusReport(Protocol):
+    """What `/status` shows; the fetch stage provides it (`fetch.status`), passed in by the service."""
+
+    def collect(self, config: Config) -> dict[str, Any]: ...
+
+    def render_html(self, data: dict[str, Any]) -> str: ...
+
+
 class IndexApp:
     """Routes; the state it needs (config, store, caches) is passed in, never global."""
 
-    def __init__(self, config: Config, store: Store, fallback: Fallback,
-                 pages: static.PageCache | None = None, negotiator: Negotiator | None = None) -> None:
+    def __init__(self, config: Config, store: Store, fallback: Fallback, *,
+                 pages: page_cache.PageCache | None = None, negotiator: Negotiator | None = None,
+                 status: StatusReport | None = None) -> None:
         self.store = store
+        self.status = status
         self.fallback = fallback
-        self.pages = pages if pages is not None else static.PageCache()  # an empty cache is falsy
+        self.pages = pages if pages is not None else page_cache.PageCache()  # an empty cache is falsy
         self.negotiator = negotiator or Negotiator()
-        self._uploads: Any = None
+        self._uploads: upload.Uploads | None = None
         self.reconfigure(config)
 
     def reconfigure(self, config: Config) -> None:
@@ -141,28 +152,28 @@ class IndexApp:
         if page is None:
             return None
         if environ.get("HTTP_IF_NONE_MATCH") or environ.get("HTTP_IF_MODIFIED_SINCE"):  # noqa: SIM102
-            if static.not_modified(environ, page.etag, page.mtime):
+            if page_cache.not_modified(environ, page.etag, page.mtime):
                 return "304 Not Modified", page.not_modified, ()
         return "200 OK", page.headers, (page.body,)
 
     def _answer(self, environ: Environ, answer: Answer) -> Response:
-        if answer.etag and static.not_modified(environ, answer.etag, answer.mtime):
+        if answer.etag and page_cache.not_modified(environ, answer.etag, answer.mtime):
             kept = [(k, v) for k, v in answer.headers if k not in ("Content-Type", "Content-Length")]
             return "304 Not Modified", kept, ()
         return answer.status, answer.headers, (answer.body,)
 
     def _package_file(self, environ: Environ, relpath: str) -> Response:
         if relpath.endswith(".metadata"):
-            path = static.resolve_inside(self._metadata_root, relpath)
+            path = page_cache.resolve_inside(self._metadata_root, relpath)
         else:
-            path = static.resolve_inside(self._store_root, relpath)
+            path = page_cache.resolve_inside(self._store_root, relpath)
             if path is not None and not _is_distribution(path):
                 path = None
-        info = static.file_info(path) if path else None
+        info = page_cache.file_info(path) if path else None
         if info is None:
             return _plain("404 Not Found", "no such file")
-        common = static.validators(info.etag, info.mtime, static.FILE_CACHE_CONTROL)
-        if static.not_modified(environ, info.etag, info.mtime):
+        common = page_cache.validators(info.etag, info.mtime, page_cache.FILE_CACHE_CONTROL)
+        if page_cache.not_modified(environ, info.etag, info.mtime):
             return "304 Not Modified", common, ()
         headers = [("Content-Type", _BINARY), ("Content-Length", str(info.size)), *common]
         if environ["REQUEST_METHOD"] == "HEAD":
@@ -178,28 +189,22 @@ class IndexApp:
     # ------------------------------------------------------------------ other routes
 
     def _status(self, as_json: bool) -> Response:
+        if self.status is None:
+            return _plain("404 Not Found", "no status here")
         try:
-            from pypi_insiders import status  # type: ignore[attr-defined,unused-ignore]  # noqa: PLC0415
-        except ImportError:
-            return _plain("503 Service Unavailable", "status not available")
-        try:
-            data = status.collect(self.config)
+            data = self.status.collect(self.config)
         except InsidersError as error:
             return _plain("503 Service Unavailable", f"status not available: {error}")
         if as_json:
             body, content_type = json.dumps(data, indent=1, default=str).encode(), "application/json"
         else:
-            body, content_type = status.render_html(data).encode(), "text/html; charset=utf-8"
+            body, content_type = self.status.render_html(data).encode(), "text/html; charset=utf-8"
         return "200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))),
                           ("Cache-Control", "no-cache")], (body,)
 
     def _upload(self, environ: Environ) -> Response:
         if not self.config.upload.enabled:
             return _plain("403 Forbidden", "uploads are disabled")
-        try:
-            from pypi_insiders import upload  # type: ignore[attr-defined,unused-ignore]  # noqa: PLC0415
-        except ImportError:
-            return _plain("503 Service Unavailable", "upload not available")
         if self._uploads is None:
             self._uploads = upload.Uploads(self.config, self.store)
         code, message = self._uploads.handle(environ)
@@ -235,10 +240,10 @@ def _chunks(stream: BinaryIO) -> Iterable[bytes]:
 
 
 def make_app(config: Config, store: Store | None = None, *, fallback: Fallback | None = None,
-             pages: static.PageCache | None = None) -> IndexApp:
+             pages: page_cache.PageCache | None = None, status: StatusReport | None = None) -> IndexApp:
     """The app for one config; the service keeps it to call `reconfigure` on SIGHUP."""
     store = store or Store(config.paths.store)
-    fallback = fallback or Fallback(config.upstream, Pins(config.paths.state / PINNED_FILE),
+    fallback = fallback or Fallback(config.upstream, Pins(pins_path(config.paths.state)),
                                     config.paths.store, config.paths.index / "simple")
-    return IndexApp(config, store, fallback, pages)
+    return IndexApp(config, store, fallback, pages=pages, status=status)
 
