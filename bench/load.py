@@ -49,7 +49,8 @@ def run_wrk(base_url: str, scenario: str, paths: Sequence[str], connections: int
                               check=False)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith(_MARK)), None)
     if done.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+        msg = f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}"
+        raise RuntimeError(msg)
     data = json.loads(line[len(_MARK):])
     seconds = data["duration_us"] / 1e6
     errors = sum(data[key] for key in ("connect", "read", "write", "status", "timeout"))

@@ -244,16 +244,19 @@ def parse_listen(value: str) -> tuple[str, int]:
     """`HOST:PORT`, `[v6]:PORT` or `:PORT`; raises ValueError with a readable reason."""
     host, sep, port_text = value.rpartition(":")
     if not sep or not port_text.isdigit():
-        raise ValueError(f"expected HOST:PORT, got {value!r}")
+        msg = f"expected HOST:PORT, got {value!r}"
+        raise ValueError(msg)
     port = int(port_text)
     if not 0 <= port <= 65535:
-        raise ValueError(f"port out of range in {value!r}")
+        msg = f"port out of range in {value!r}"
+        raise ValueError(msg)
     host = host.strip("[]") or "127.0.0.1"
     if host != "localhost":
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            raise ValueError(f"expected an IP address or localhost, got {host!r}") from None
+            msg = f"expected an IP address or localhost, got {host!r}"
+            raise ValueError(msg) from None
     return host, port
 
 
@@ -493,7 +496,8 @@ def load(explicit: str | None = None) -> Config:
     used: Path | None = None
     if path.exists() or required:
         if path.is_dir():
-            raise ConfigError(f"{path}: is a directory, not a config file")
+            msg = f"{path}: is a directory, not a config file"
+            raise ConfigError(msg)
         loaded = _read_toml(path, problems)
         if loaded is None:
             raise ConfigError(problems)

@@ -42,7 +42,8 @@ def read_core_metadata(path: Path, filename: str | None = None) -> CoreMetadata:
         else:
             raw = _tar_sdist_metadata(path, name)
     except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError, ValueError) as error:
-        raise InvalidDistributionError(f"{name}: broken archive: {error}") from None
+        msg = f"{name}: broken archive: {error}"
+        raise InvalidDistributionError(msg) from None
     return parse_core_metadata(raw, name)
 
 
@@ -50,11 +51,13 @@ def parse_core_metadata(raw: bytes, filename: str) -> CoreMetadata:
     message = email.parser.BytesParser().parsebytes(raw, headersonly=True)
     name, version = message.get("Name"), message.get("Version")
     if not name or not version:
-        raise InvalidDistributionError(f"{filename}: metadata has no Name or Version")
+        msg = f"{filename}: metadata has no Name or Version"
+        raise InvalidDistributionError(msg)
     try:
         parsed_version = Version(str(version))
     except InvalidVersion:
-        raise InvalidDistributionError(f"{filename}: metadata Version {version!r} is not PEP 440") from None
+        msg = f"{filename}: metadata Version {version!r} is not PEP 440"
+        raise InvalidDistributionError(msg) from None
     requires = message.get("Requires-Python")
     return CoreMetadata(raw, canonicalize_name(str(name)), parsed_version,
                         str(requires).strip() if requires else None)
@@ -62,10 +65,12 @@ def parse_core_metadata(raw: bytes, filename: str) -> CoreMetadata:
 
 def _read_member(stream: object, filename: str, member: str, size: int) -> bytes:
     if size > _MAX_METADATA:
-        raise InvalidDistributionError(f"{filename}: {member} is implausibly large ({size} bytes)")
+        msg = f"{filename}: {member} is implausibly large ({size} bytes)"
+        raise InvalidDistributionError(msg)
     data = stream.read()  # type: ignore[attr-defined]
     if not isinstance(data, bytes):
-        raise InvalidDistributionError(f"{filename}: cannot read {member}")
+        msg = f"{filename}: cannot read {member}"
+        raise InvalidDistributionError(msg)
     return data
 
 
@@ -74,8 +79,9 @@ def _wheel_metadata(path: Path, filename: str) -> bytes:
         candidates = [n for n in archive.namelist()
                       if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
         if len(candidates) != 1:
+            msg = f"{filename}: expected one .dist-info/METADATA, found {len(candidates)}"
             raise InvalidDistributionError(
-                f"{filename}: expected one .dist-info/METADATA, found {len(candidates)}")
+                msg)
         info = archive.getinfo(candidates[0])
         with archive.open(info) as stream:
             return _read_member(stream, filename, info.filename, info.file_size)
@@ -85,7 +91,8 @@ def _zip_sdist_metadata(path: Path, filename: str) -> bytes:
     with zipfile.ZipFile(path) as archive:
         candidates = [n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/PKG-INFO")]
         if not candidates:
-            raise InvalidDistributionError(f"{filename}: no top-level PKG-INFO")
+            msg = f"{filename}: no top-level PKG-INFO"
+            raise InvalidDistributionError(msg)
         info = archive.getinfo(candidates[0])
         with archive.open(info) as stream:
             return _read_member(stream, filename, info.filename, info.file_size)
@@ -101,4 +108,5 @@ def _tar_sdist_metadata(path: Path, filename: str) -> bytes:
                 with stream:
                     return _read_member(stream, filename, member.name, member.size)
         # Reaching here means the whole archive was read: it is complete but has no metadata.
-        raise InvalidDistributionError(f"{filename}: no top-level PKG-INFO")
+        msg = f"{filename}: no top-level PKG-INFO"
+        raise InvalidDistributionError(msg)

@@ -43,7 +43,8 @@ def become_data_owner(data_dir: Path, credentials_dir: Path | None = None) -> No
         os.setgid(service.pw_gid)
         os.setuid(service.pw_uid)
     except OSError as error:
-        raise UsageError(f"cannot switch to user {SERVICE_USER}: {error.strerror}") from None
+        msg = f"cannot switch to user {SERVICE_USER}: {error.strerror}"
+        raise UsageError(msg) from None
     os.environ["HOME"] = service.pw_dir
     log.debug("running as %s, the owner of %s", SERVICE_USER, data_dir)
 

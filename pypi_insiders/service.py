@@ -117,7 +117,8 @@ class Service:
             self.server = create_server(self.app, self.config, sock)
         except OSError as error:
             where = f"{self.config.server.host}:{self.config.server.port}"
-            raise ConfigError(f"server.listen: cannot listen on {where}: {error.strerror or error}") from None
+            msg = f"server.listen: cannot listen on {where}: {error.strerror or error}"
+            raise ConfigError(msg) from None
 
     def _watch(self) -> None:
         from pypi_insiders.index import store_watcher  # noqa: PLC0415 - only the watching process needs watchdog

@@ -58,7 +58,8 @@ def is_hidden(name: str) -> bool:
 def parse_filename(filename: str) -> ParsedFilename:
     """Project, version and kind of a distribution filename; the only place filenames are parsed."""
     if "/" in filename or "\\" in filename or filename in ("", ".", "..") or "\0" in filename:
-        raise InvalidDistributionError(f"{filename!r}: not a plain file name")
+        msg = f"{filename!r}: not a plain file name"
+        raise InvalidDistributionError(msg)
     try:
         if filename.endswith(".whl"):
             name, version, _build, _tags = parse_wheel_filename(filename)
@@ -67,8 +68,10 @@ def parse_filename(filename: str) -> ParsedFilename:
             name, version = parse_sdist_filename(filename)
             return ParsedFilename(name, version, "sdist")
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion) as error:  # 23.0 lets sdists' through
-        raise InvalidDistributionError(f"{filename}: {error}") from None
-    raise InvalidDistributionError(f"{filename}: not a wheel (.whl) or sdist (.tar.gz, .zip)")
+        msg = f"{filename}: {error}"
+        raise InvalidDistributionError(msg) from None
+    msg = f"{filename}: not a wheel (.whl) or sdist (.tar.gz, .zip)"
+    raise InvalidDistributionError(msg)
 
 
 class Store:
@@ -79,7 +82,8 @@ class Store:
         """The file for a store-relative path; refuses anything that would leave the root."""
         parts = relpath.split("/")
         if not relpath or relpath.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise StoreError(f"{relpath!r}: not a path inside the store")
+            msg = f"{relpath!r}: not a path inside the store"
+            raise StoreError(msg)
         return self.root.joinpath(*parts)
 
     def relpath_of(self, path: Path) -> str | None:
@@ -135,7 +139,8 @@ class Store:
                 os.link(tmp, final)  # atomic, and unlike rename it never replaces an existing file
             except FileExistsError:
                 if not same_content(tmp, final):
-                    raise StoreError(f"{final}: already exists with different content") from None
+                    msg = f"{final}: already exists with different content"
+                    raise StoreError(msg) from None
                 log.info("%s: already in the store with identical content", filename,
                          extra={"FILE": str(final)})
             else:

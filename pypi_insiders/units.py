@@ -34,7 +34,8 @@ def units_of(command: str) -> tuple[str, ...]:
     try:
         return UNITS[command]
     except KeyError:
-        raise UsageError(f"unknown command {command!r}: expected server or watcher") from None
+        msg = f"unknown command {command!r}: expected server or watcher"
+        raise UsageError(msg) from None
 
 
 def command_lines(command: str, action: str, *, follow: bool = False,
@@ -47,22 +48,28 @@ def command_lines(command: str, action: str, *, follow: bool = False,
         return [["systemctl", "status", "--no-pager", *units]]
     if action == "logs":
         if lines < 0:
-            raise UsageError(f"--lines must be 0 or more, not {lines}")
+            msg = f"--lines must be 0 or more, not {lines}"
+            raise UsageError(msg)
         # The timer itself logs nothing useful; the runs are the fetch service's.
         journal_unit = FETCH_SERVICE if command == "watcher" else INDEX_SERVICE
         argv = ["journalctl", "--unit", journal_unit, "--lines", str(lines)]
         return [[*argv, "--follow"] if follow else [*argv, "--no-pager"]]
-    raise UsageError(f"unknown action {action!r}: expected one of {', '.join(ACTIONS)}")
+    msg = f"unknown action {action!r}: expected one of {', '.join(ACTIONS)}"
+    raise UsageError(msg)
 
 
 def check_systemd(runtime_dir: Path = SYSTEMD_RUNTIME) -> None:
     """Fail with one line when the machine was not booted with systemd (a container, WSL)."""
     if not runtime_dir.is_dir():
-        raise SystemdError(f"systemd is not running on this machine ({runtime_dir} is missing); "
-                           "run `pypi-insiders serve` or `pypi-insiders update` directly instead")
+        msg = (
+            f"systemd is not running on this machine ({runtime_dir} is missing); "
+                           "run `pypi-insiders serve` or `pypi-insiders update` directly instead"
+        )
+        raise SystemdError(msg)
     for tool in ("systemctl", "journalctl"):
         if shutil.which(tool) is None:
-            raise SystemdError(f"{tool} is not on PATH; install systemd or run the commands directly")
+            msg = f"{tool} is not on PATH; install systemd or run the commands directly"
+            raise SystemdError(msg)
 
 
 def check_installed(unit: str) -> None:
@@ -71,15 +78,19 @@ def check_installed(unit: str) -> None:
         result = subprocess.run(["systemctl", "show", "--property", "LoadState", "--value", unit],
                                 capture_output=True, text=True, timeout=QUERY_TIMEOUT, check=False)
     except subprocess.TimeoutExpired as error:
-        raise SystemdError(f"systemctl did not answer within {QUERY_TIMEOUT:.0f} s about {unit}") from error
+        msg = f"systemctl did not answer within {QUERY_TIMEOUT:.0f} s about {unit}"
+        raise SystemdError(msg) from error
     state = result.stdout.strip()
     if result.returncode != 0:
         message = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise SystemdError(f"systemctl cannot query {unit}: {message}")
+        msg = f"systemctl cannot query {unit}: {message}"
+        raise SystemdError(msg)
     if state == "not-found":
-        raise SystemdError(f"{unit} is not installed; install the pypi-insiders Debian package")
+        msg = f"{unit} is not installed; install the pypi-insiders Debian package"
+        raise SystemdError(msg)
     if state == "masked":
-        raise SystemdError(f"{unit} is masked; unmask it with `systemctl unmask {unit}`")
+        msg = f"{unit} is masked; unmask it with `systemctl unmask {unit}`"
+        raise SystemdError(msg)
 
 
 def cli(command: str, action: str, *, follow: bool = False, lines: int = 50) -> int:

@@ -171,9 +171,11 @@ def _listen_url(log: Path, process: subprocess.Popen[str], deadline: float) -> s
             if " at http://" in line and "serving" in line:
                 return line.split(" at ", 1)[1].split(";", 1)[0].strip()
         if process.poll() is not None:
-            raise AssertionError(f"serve exited with {process.returncode}:\n{text}")
+            msg = f"serve exited with {process.returncode}:\n{text}"
+            raise AssertionError(msg)
         time.sleep(0.05)
-    raise AssertionError(f"serve did not start in time:\n{log.read_text(errors='replace')}")
+    msg = f"serve did not start in time:\n{log.read_text(errors='replace')}"
+    raise AssertionError(msg)
 
 
 @contextmanager

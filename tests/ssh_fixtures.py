@@ -86,7 +86,8 @@ def ssh_server(directory: Path, authorized_keys: list[str], port: int | None = N
         deadline = time.monotonic() + 15
         while not _accepting(port):
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"sshd did not start: {(directory / 'sshd.log').read_text()}")
+                msg = f"sshd did not start: {(directory / 'sshd.log').read_text()}"
+                raise RuntimeError(msg)
             time.sleep(0.05)
         algorithm, key = host_public.split()[:2]
         yield SshServer(port, getpass.getuser(), f"[127.0.0.1]:{port} {algorithm} {key}")

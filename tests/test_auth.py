@@ -193,7 +193,8 @@ def _read_until(fd: int, marker: bytes, seen: bytes, timeout: float = 30) -> byt
         if left <= 0:
             if not marker:
                 return seen
-            raise AssertionError(f"no {marker!r} prompt; terminal showed {seen!r}")
+            msg = f"no {marker!r} prompt; terminal showed {seen!r}"
+            raise AssertionError(msg)
         ready, _, _ = select.select([fd], [], [], left)
         if ready:
             try:

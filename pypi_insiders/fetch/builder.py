@@ -80,7 +80,8 @@ def export_tree(mirror: Path, commit_sha: str, dest: Path) -> int:
     try:
         commit = repo[commit_sha.encode()]
         if not isinstance(commit, Commit):
-            raise BuildError(f"{commit_sha}: not a commit")
+            msg = f"{commit_sha}: not a commit"
+            raise BuildError(msg)
         dest.mkdir()
         for entry in iter_tree_contents(repo.object_store, commit.tree):
             _write_entry(repo, dest, entry.path, entry.mode, entry.sha)
@@ -92,7 +93,8 @@ def export_tree(mirror: Path, commit_sha: str, dest: Path) -> int:
 def _write_entry(repo: Repo, dest: Path, raw_path: bytes, mode: int, sha: bytes) -> None:
     parts = os.fsdecode(raw_path).split("/")
     if any(p in ("", ".", "..", ".git") for p in parts):
-        raise BuildError(f"refusing a tree entry with the path {os.fsdecode(raw_path)!r}")
+        msg = f"refusing a tree entry with the path {os.fsdecode(raw_path)!r}"
+        raise BuildError(msg)
     target = dest.joinpath(*parts)
     if mode == _GITLINK:
         target.mkdir(parents=True, exist_ok=True)  # submodules are not fetched; leave the directory
@@ -141,14 +143,18 @@ def run_build(request: BuildRequest, project_dir: Path, outdir: Path, epoch: int
         except subprocess.TimeoutExpired:
             _kill_group(process)
             _log_output(output_path, context, f"timed out after {request.timeout:g} s")
-            raise BuildError(f"{_where(request)}: build timed out after {request.timeout:g} s") from None
+            msg = f"{_where(request)}: build timed out after {request.timeout:g} s"
+            raise BuildError(msg) from None
         except BaseException:
             _kill_group(process)
             raise
     if status != 0:
         _log_output(output_path, context, f"exited with status {status}")
-        raise BuildError(f"{_where(request)}: build failed (exit status {status}); "
-                         f"see the log for its output")
+        msg = (
+            f"{_where(request)}: build failed (exit status {status}); "
+                         f"see the log for its output"
+        )
+        raise BuildError(msg)
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -183,20 +189,31 @@ def verify(request: BuildRequest, paths: list[Path]) -> list[BuiltFile]:
             parsed = parse_filename(path.name)
             metadata = read_core_metadata(path)
         except InvalidDistributionError as error:
-            raise BuildError(f"{where}: the build produced an unusable file: {error}") from None
+            msg = f"{where}: the build produced an unusable file: {error}"
+            raise BuildError(msg) from None
         kinds[parsed.kind] = kinds.get(parsed.kind, 0) + 1
         if metadata.version != request.tag.version:
-            raise BuildError(f"{where}: {path.name} carries version {metadata.version}, "
-                             f"the tag says {request.tag.version}")
+            msg = (
+                f"{where}: {path.name} carries version {metadata.version}, "
+                             f"the tag says {request.tag.version}"
+            )
+            raise BuildError(msg)
         if request.distribution and metadata.name != request.distribution:
-            raise BuildError(f"{where}: {path.name} is named {metadata.name!r}, "
-                             f"the configuration says {request.distribution!r}")
+            msg = (
+                f"{where}: {path.name} is named {metadata.name!r}, "
+                             f"the configuration says {request.distribution!r}"
+            )
+            raise BuildError(msg)
         if parsed.project != metadata.name:
-            raise BuildError(f"{where}: {path.name} holds metadata for {metadata.name!r}")
+            msg = f"{where}: {path.name} holds metadata for {metadata.name!r}"
+            raise BuildError(msg)
         built.append(BuiltFile(path, metadata.name, metadata.version))
     if kinds != {"sdist": 1, "wheel": 1}:
-        raise BuildError(f"{where}: expected one sdist and one wheel, got "
-                         f"{', '.join(p.name for p in paths) or 'nothing'}")
+        msg = (
+            f"{where}: expected one sdist and one wheel, got "
+                         f"{', '.join(p.name for p in paths) or 'nothing'}"
+        )
+        raise BuildError(msg)
     return built
 
 

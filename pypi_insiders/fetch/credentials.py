@@ -60,7 +60,8 @@ def find_file(config: Config, name: str) -> Path:
         if path.is_file():
             return path
     where = " or ".join(dict.fromkeys(str(p.parent) for p in candidates))
-    raise CredentialError(f"credential {name!r} not found in {where}")
+    msg = f"credential {name!r} not found in {where}"
+    raise CredentialError(msg)
 
 
 def read_secret(config: Config, name: str, owner: str) -> bytes:
@@ -68,19 +69,26 @@ def read_secret(config: Config, name: str, owner: str) -> bytes:
     try:
         path = find_file(config, name)
     except CredentialError as error:
-        raise CredentialError(f"{owner}: {error}") from None
+        msg = f"{owner}: {error}"
+        raise CredentialError(msg) from None
     info = path.stat()
     if info.st_mode & stat.S_IROTH:
-        raise CredentialError(f"{owner}: {path} is readable by every user; "
-                              f"make it private (chmod o-rwx {shlex.quote(str(path))})")
+        msg = (
+            f"{owner}: {path} is readable by every user; "
+                              f"make it private (chmod o-rwx {shlex.quote(str(path))})"
+        )
+        raise CredentialError(msg)
     if info.st_size > _MAX_SIZE:
-        raise CredentialError(f"{owner}: {path} is too large to be a credential")
+        msg = f"{owner}: {path} is too large to be a credential"
+        raise CredentialError(msg)
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise CredentialError(f"{owner}: cannot read {path}: {error.strerror}") from None
+        msg = f"{owner}: cannot read {path}: {error.strerror}"
+        raise CredentialError(msg) from None
     if not data.strip():
-        raise CredentialError(f"{owner}: {path} is empty")
+        msg = f"{owner}: {path} is empty"
+        raise CredentialError(msg)
     return data
 
 
@@ -91,9 +99,11 @@ def parse(data: bytes, username: str | None, owner: str, path_hint: str) -> Cred
     try:
         text = data.decode().strip()
     except UnicodeDecodeError:
-        raise CredentialError(f"{owner}: {path_hint} is neither a token nor a PEM private key") from None
+        msg = f"{owner}: {path_hint} is neither a token nor a PEM private key"
+        raise CredentialError(msg) from None
     if "\n" in text:
-        raise CredentialError(f"{owner}: {path_hint} must hold one line (a token or user:password)")
+        msg = f"{owner}: {path_hint} must hold one line (a token or user:password)"
+        raise CredentialError(msg)
     if username is None and ":" in text:
         user, _, password = text.partition(":")
         return HttpAuth(user, password)
@@ -115,7 +125,8 @@ def for_upload(config: Config) -> HttpAuth | None:
     credential = parse(read_secret(config, name, "fetch.upload_credential"),
                        config.fetch.upload_username, "fetch.upload_credential", f"credential {name!r}")
     if not isinstance(credential, HttpAuth):
-        raise CredentialError(f"fetch.upload_credential: {name!r} is an SSH key, the upload needs a token")
+        msg = f"fetch.upload_credential: {name!r} is an SSH key, the upload needs a token"
+        raise CredentialError(msg)
     return credential
 
 
@@ -141,14 +152,20 @@ def transport_kwargs(config: Config, repo: RepoConfig, scheme: str) -> Iterator[
     credential = for_repo(config, repo)
     if scheme == "ssh":
         if isinstance(credential, HttpAuth):
-            raise CredentialError(f"repository {repo.key}: credential {repo.credential!r} is a token, "
-                                  "but the URL uses SSH: give it a PEM private key")
+            msg = (
+                f"repository {repo.key}: credential {repo.credential!r} is a token, "
+                                  "but the URL uses SSH: give it a PEM private key"
+            )
+            raise CredentialError(msg)
         with _private_key_file(credential) as key_file:
             yield {"ssh_command": ssh_command(config), "key_filename": key_file}
         return
     if isinstance(credential, SshKey):
-        raise CredentialError(f"repository {repo.key}: credential {repo.credential!r} is an SSH key, "
-                              f"but the URL uses {scheme}: give a token or an ssh:// URL")
+        msg = (
+            f"repository {repo.key}: credential {repo.credential!r} is an SSH key, "
+                              f"but the URL uses {scheme}: give a token or an ssh:// URL"
+        )
+        raise CredentialError(msg)
     if scheme in ("http", "https") and credential is not None:
         yield {"username": credential.username, "password": credential.password}
         return

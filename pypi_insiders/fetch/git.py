@@ -99,7 +99,8 @@ def client_for(config: Config, repo: RepoConfig, extra: dict[str, Any]) -> tuple
     try:
         return get_transport_and_path(repo.url, **kwargs)
     except ValueError as error:
-        raise FetchError(f"repository {repo.key}: unusable URL {display_url(repo.url)}: {error}") from None
+        msg = f"repository {repo.key}: unusable URL {display_url(repo.url)}: {error}"
+        raise FetchError(msg) from None
 
 
 def _dulwich(thing: object) -> Any:  # noqa: ANN401 - the one typed/untyped boundary
@@ -199,23 +200,31 @@ def _translated_errors(config: Config, repo: RepoConfig) -> Iterator[None]:
         yield
     except HTTPUnauthorized:
         what = "refused the credentials" if repo.credential else "needs credentials"
-        raise CredentialError(f"{where}: the server {what} (HTTP 401)") from None
+        msg = f"{where}: the server {what} (HTTP 401)"
+        raise CredentialError(msg) from None
     except NotGitRepository:
-        raise FetchError(f"{where}: not found or not a git repository") from None
+        msg = f"{where}: not found or not a git repository"
+        raise FetchError(msg) from None
     except (GitProtocolError, OSError) as error:
         message, full = _one_line(error), str(error)  # ssh's banner can push the cause past 500
         if "Permission denied (publickey" in full:
             what = f"refused the SSH key {repo.credential!r}" if repo.credential else "needs an SSH key"
-            raise CredentialError(f"{where}: the server {what}") from None
+            msg = f"{where}: the server {what}"
+            raise CredentialError(msg) from None
         if "Host key verification failed" in full or "HOST IDENTIFICATION HAS CHANGED" in full:
-            raise FetchError(f"{where}: the server's SSH host key is not the one recorded in "
+            msg = (
+                f"{where}: the server's SSH host key is not the one recorded in "
                              f"{credentials.known_hosts_path(config)}; if the change is expected, remove the "
-                             "host's line there") from None
-        raise FetchError(f"{where}: cannot fetch: {message}") from None
+                             "host's line there"
+            )
+            raise FetchError(msg) from None
+        msg = f"{where}: cannot fetch: {message}"
+        raise FetchError(msg) from None
     except Exception as error:
         if not _is_urllib3_error(error):
             raise
-        raise FetchError(f"{where}: cannot fetch: {_one_line(error)}") from None
+        msg = f"{where}: cannot fetch: {_one_line(error)}"
+        raise FetchError(msg) from None
 
 
 def _one_line(error: BaseException) -> str:

@@ -82,7 +82,8 @@ def upload_fields(path: Path) -> list[tuple[str, str]]:
 def upload(config: Config, path: Path) -> None:
     url = config.fetch.upload_url
     if url is None:
-        raise BuildError('fetch.publish is "upload" but fetch.upload_url is not set')
+        msg = 'fetch.publish is "upload" but fetch.upload_url is not set'
+        raise BuildError(msg)
     boundary = secrets.token_hex(16)
     body = _form(upload_fields(path), path, boundary)
     request = urllib.request.Request(url, data=body, method="POST", headers={  # noqa: S310 - http(s), checked by config
@@ -103,7 +104,11 @@ def upload(config: Config, path: Path) -> None:
             log.log(level, "%s: already at %s (%s)", path.name, url, " ".join(text.split())[:200],
                     extra={"FILE": path.name, "STEP": "publish"})
             return
-        raise BuildError(f"upload of {path.name} to {url} refused: HTTP {error.code} "
-                         f"{' '.join(text.split())[:200]}") from None
+        msg = (
+            f"upload of {path.name} to {url} refused: HTTP {error.code} "
+                         f"{' '.join(text.split())[:200]}"
+        )
+        raise BuildError(msg) from None
     except (urllib.error.URLError, OSError) as error:
-        raise BuildError(f"upload of {path.name} to {url} failed: {error}") from None
+        msg = f"upload of {path.name} to {url} failed: {error}"
+        raise BuildError(msg) from None

@@ -37,10 +37,14 @@ def parse_source(source: str) -> tuple[str, str, str | None]:
     if "://" in source:
         scheme = source.split("://", 1)[0]
         if scheme not in _URL_SCHEMES:
-            raise UsageError(f"{source}: unsupported URL scheme {scheme!r} (use {', '.join(_URL_SCHEMES)})")
+            msg = f"{source}: unsupported URL scheme {scheme!r} (use {', '.join(_URL_SCHEMES)})"
+            raise UsageError(msg)
         if urlsplit(source).password is not None:
-            raise UsageError(f"{display_url(source)}: a password in the URL would be stored in clear; "
-                             "put it in a credential file and use --credential")
+            msg = (
+                f"{display_url(source)}: a password in the URL would be stored in clear; "
+                             "put it in a credential file and use --credential"
+            )
+            raise UsageError(msg)
         return _key_from_path(urlsplit(source).path), source, None
     if source.startswith(("/", "./", "../", "~")) or Path(source).exists():
         path = Path(source).expanduser().absolute()
@@ -51,7 +55,8 @@ def parse_source(source: str) -> tuple[str, str, str | None]:
         return key, f"{SHORTHAND_HOST}/{key}.git", shorthand["dist"]
     if _SCP_LIKE.fullmatch(source):
         return _key_from_path(source.split(":", 1)[1]), source, None
-    raise UsageError(f"{source}: not NAMESPACE/PROJECT[:DISTRIBUTION], a git URL or a local path")
+    msg = f"{source}: not NAMESPACE/PROJECT[:DISTRIBUTION], a git URL or a local path"
+    raise UsageError(msg)
 
 
 def check_local(url: str) -> None:
@@ -62,16 +67,19 @@ def check_local(url: str) -> None:
         return
     path = Path(url)
     if not path.is_dir():
-        raise UsageError(f"{url}: no such directory")
+        msg = f"{url}: no such directory"
+        raise UsageError(msg)
     if not ((path / ".git").exists() or (path / "HEAD").is_file()):
-        raise UsageError(f"{url}: not a git repository (no .git, and not a bare repository)")
+        msg = f"{url}: not a git repository (no .git, and not a bare repository)"
+        raise UsageError(msg)
 
 
 def _key_from_path(path: str) -> str:
     """`team/project` from the last two path components: readable, and unique in practice."""
     parts = [p.removesuffix(".git") for p in path.strip("/").split("/") if p]
     if not parts:
-        raise UsageError(f"{path!r}: the URL has no repository path")
+        msg = f"{path!r}: the URL has no repository path"
+        raise UsageError(msg)
     return "/".join(parts[-2:])
 
 
@@ -90,12 +98,16 @@ def cli_add(config: Config, source: str, distribution: str | None, *, subdirecto
     check_local(url)
     if distribution and dist_from_source and (
             canonicalize_name(distribution) != canonicalize_name(dist_from_source)):
-        raise UsageError(f"{source}: names distribution {dist_from_source!r}, "
-                         f"the argument says {distribution!r}")
+        msg = (
+            f"{source}: names distribution {dist_from_source!r}, "
+                         f"the argument says {distribution!r}"
+        )
+        raise UsageError(msg)
     existing = config.repo(key)
     if existing is not None:
         where = existing.source_file or config.path or "the configuration"
-        raise UsageError(f"repository {key!r} already exists in {where}")
+        msg = f"repository {key!r} already exists in {where}"
+        raise UsageError(msg)
     table = entry(url, distribution or dist_from_source,
                   {"subdirectory": subdirectory, "tag_pattern": tag_pattern, "build": build,
                    "min_version": min_version, "credential": credential, "username": username})
@@ -138,12 +150,15 @@ def render_dropin(key: str, table: dict[str, str]) -> str:
 def cli_remove(config: Config, key: str) -> int:
     repo = config.repo(key)
     if repo is None:
-        raise UsageError(f"unknown repository {key!r} (see `pypi-insiders repos list`)")
+        msg = f"unknown repository {key!r} (see `pypi-insiders repos list`)"
+        raise UsageError(msg)
     if repo.source_file is None:
-        raise UsageError(f"repository {key!r} is defined in {config.path}; edit that file to remove it")
+        msg = f"repository {key!r} is defined in {config.path}; edit that file to remove it"
+        raise UsageError(msg)
     others = [r.key for r in config.repos if r.source_file == repo.source_file and r.key != key]
     if others:
-        raise UsageError(f"{repo.source_file} also defines {others[0]!r}; edit that file to remove {key!r}")
+        msg = f"{repo.source_file} also defines {others[0]!r}; edit that file to remove {key!r}"
+        raise UsageError(msg)
     try:
         repo.source_file.unlink()
     except OSError as error:

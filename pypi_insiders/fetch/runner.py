@@ -65,7 +65,8 @@ def select(config: Config, repo_keys: list[str]) -> list[RepoConfig]:
         return list(config.repos)
     unknown = [key for key in repo_keys if config.repo(key) is None]
     if unknown:
-        raise UsageError(f"unknown repository {unknown[0]!r} (see `pypi-insiders repos list`)")
+        msg = f"unknown repository {unknown[0]!r} (see `pypi-insiders repos list`)"
+        raise UsageError(msg)
     return [r for r in config.repos if r.key in repo_keys]
 
 
@@ -78,7 +79,8 @@ def run_lock(path: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise LockedError(f"another update is running (it holds {path}); try again later") from None
+            msg = f"another update is running (it holds {path}); try again later"
+            raise LockedError(msg) from None
         yield
     finally:
         os.close(fd)
@@ -163,7 +165,8 @@ def build_new(config: Config, repo: RepoConfig, record: repo_state.RepoState, ta
         repo_state.save(config, record)
     if errors:
         more = f" (and {len(errors) - 1} more failed builds)" if len(errors) > 1 else ""
-        raise BuildError(f"{errors[0]}{more}")
+        msg = f"{errors[0]}{more}"
+        raise BuildError(msg)
     return built, waiting
 
 

@@ -40,15 +40,18 @@ def inspect(path: Path, filename: str) -> FileInfo:
     """Everything served about one file; raises InvalidDistributionError if it must not be served."""
     parsed = parse_filename(filename)
     if not _VALID_NAME.fullmatch(parsed.project):
-        raise InvalidDistributionError(f"{filename}: not a valid project name (PEP 508)")
+        msg = f"{filename}: not a valid project name (PEP 508)"
+        raise InvalidDistributionError(msg)
     sha256, size, mtime_ns = _digest(path, filename)
     core = read_core_metadata(path, filename)
     if core.name != parsed.project:
+        msg = f"{filename}: its metadata names project {core.name!r}, its filename {parsed.project!r}"
         raise InvalidDistributionError(
-            f"{filename}: its metadata names project {core.name!r}, its filename {parsed.project!r}")
+            msg)
     if core.version != parsed.version:
+        msg = f"{filename}: its metadata says version {core.version}, its filename {parsed.version}"
         raise InvalidDistributionError(
-            f"{filename}: its metadata says version {core.version}, its filename {parsed.version}")
+            msg)
     return FileInfo(project=parsed.project, version=str(parsed.version), kind=parsed.kind,
                     sha256=sha256, requires_python=core.requires_python,
                     metadata=core.raw if parsed.kind == "wheel" else None,
@@ -71,11 +74,14 @@ def _digest(path: Path, filename: str) -> tuple[str, int, int]:
                     _drain(gunzip, chunk)
             stat = os.fstat(stream.fileno())
     except zlib.error as error:
-        raise InvalidDistributionError(f"{filename}: broken gzip stream: {error}") from None
+        msg = f"{filename}: broken gzip stream: {error}"
+        raise InvalidDistributionError(msg) from None
     except OSError as error:
-        raise InvalidDistributionError(f"{filename}: cannot read: {error.strerror}") from None
+        msg = f"{filename}: cannot read: {error.strerror}"
+        raise InvalidDistributionError(msg) from None
     if gunzip is not None and not gunzip.eof:
-        raise InvalidDistributionError(f"{filename}: truncated gzip stream")
+        msg = f"{filename}: truncated gzip stream"
+        raise InvalidDistributionError(msg)
     return digest.hexdigest(), stat.st_size, stat.st_mtime_ns
 
 

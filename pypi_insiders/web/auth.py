@@ -124,7 +124,8 @@ def read_lines(path: Path) -> list[Line]:
     except FileNotFoundError:
         return []
     except (OSError, UnicodeDecodeError) as error:
-        raise CredentialError(f"{path}: cannot read the users file: {error}") from None
+        msg = f"{path}: cannot read the users file: {error}"
+        raise CredentialError(msg) from None
 
 
 def write_lines(path: Path, lines: list[Line]) -> None:
@@ -139,7 +140,8 @@ def write_lines(path: Path, lines: list[Line]) -> None:
         group = (path if existing else path.parent).stat().st_gid
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as error:
-        raise CredentialError(f"{path}: cannot write the users file: {error}") from None
+        msg = f"{path}: cannot write the users file: {error}"
+        raise CredentialError(msg) from None
     try:
         with os.fdopen(fd, "wb") as out:
             os.fchmod(out.fileno(), 0o640)
@@ -154,15 +156,20 @@ def write_lines(path: Path, lines: list[Line]) -> None:
         Path(tmp_name).replace(path)
     except OSError as error:
         Path(tmp_name).unlink(missing_ok=True)
-        raise CredentialError(f"{path}: cannot write the users file: {error}") from None
+        msg = f"{path}: cannot write the users file: {error}"
+        raise CredentialError(msg) from None
 
 
 def check_name(name: str) -> None:
     if name == TOKEN_USER:
-        raise UsageError(f"{name!r}: reserved for API tokens, choose another user name")
+        msg = f"{name!r}: reserved for API tokens, choose another user name"
+        raise UsageError(msg)
     if not _NAME.fullmatch(name):
-        raise UsageError(f"{name!r}: a user name is 1 to 64 letters, digits or ._@+- "
-                         "(no ':' or whitespace), starting with a letter or digit")
+        msg = (
+            f"{name!r}: a user name is 1 to 64 letters, digits or ._@+- "
+                         "(no ':' or whitespace), starting with a letter or digit"
+        )
+        raise UsageError(msg)
 
 
 def make_token(name: str) -> str:
@@ -189,14 +196,17 @@ def _read_secret() -> str:
     if sys.stdin.isatty():
         first = getpass.getpass("secret: ")
         if getpass.getpass("secret again: ") != first:
-            raise UsageError("the two secrets differ; nothing changed")
+            msg = "the two secrets differ; nothing changed"
+            raise UsageError(msg)
         secret = first
     else:
         secret = sys.stdin.readline().rstrip("\r\n")
     if len(secret) < _MIN_SECRET:
-        raise UsageError(f"the secret must be at least {_MIN_SECRET} characters; nothing changed")
+        msg = f"the secret must be at least {_MIN_SECRET} characters; nothing changed"
+        raise UsageError(msg)
     if len(secret) > _MAX_SECRET:
-        raise UsageError(f"the secret must be at most {_MAX_SECRET} characters; nothing changed")
+        msg = f"the secret must be at most {_MAX_SECRET} characters; nothing changed"
+        raise UsageError(msg)
     return secret
 
 
@@ -207,7 +217,8 @@ def _locked(users_file: Path) -> Iterator[None]:
         users_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(users_file.parent, os.O_RDONLY)
     except OSError as error:
-        raise CredentialError(f"{users_file.parent}: cannot open: {error.strerror}") from None
+        msg = f"{users_file.parent}: cannot open: {error.strerror}"
+        raise CredentialError(msg) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -240,7 +251,8 @@ def cli_remove(users_file: Path, name: str) -> int:
         lines = read_lines(users_file)
         kept = [line for line in lines if line.name != name]
         if len(kept) == len(lines):
-            raise UsageError(f"{name!r}: no such user in {users_file}")
+            msg = f"{name!r}: no such user in {users_file}"
+            raise UsageError(msg)
         write_lines(users_file, kept)
     print(f"removed user {name} from {users_file}")
     return 0

@@ -179,10 +179,12 @@ class Fallback:
             error.close()
             if error.code == 404:
                 return text_answer("404 Not Found", "project not found here or upstream")
-            raise UpstreamError(f"{url} answered {error.code}") from None
+            msg = f"{url} answered {error.code}"
+            raise UpstreamError(msg) from None
         except (urllib.error.URLError, OSError, ValueError) as error:
             reason = getattr(error, "reason", error)
-            raise UpstreamError(f"{url}: {reason}") from None
+            msg = f"{url}: {reason}"
+            raise UpstreamError(msg) from None
         return _relay(body, final_url, content_type, charset)
 
 
@@ -193,9 +195,11 @@ def _read_until(response: BinaryIO, deadline: float) -> bytes:
     while chunk := response.read(65536):
         total += len(chunk)
         if total > _MAX_PAGE:
-            raise UpstreamError(f"page larger than {_MAX_PAGE} bytes")
+            msg = f"page larger than {_MAX_PAGE} bytes"
+            raise UpstreamError(msg)
         if time.monotonic() > deadline:
-            raise UpstreamError("timed out reading the page")
+            msg = "timed out reading the page"
+            raise UpstreamError(msg)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -210,9 +214,11 @@ def _relay(body: bytes, base: str, content_type: str, charset: str) -> Answer:
             text = absolute_html(body.decode(charset, errors="replace"), base)
             media = content_type + ("; charset=utf-8" if content_type == "text/html" else "")
         else:
-            raise UpstreamError(f"unexpected content type {content_type!r}")
+            msg = f"unexpected content type {content_type!r}"
+            raise UpstreamError(msg)
     except (ValueError, LookupError) as error:
-        raise UpstreamError(f"unreadable page: {error}") from None
+        msg = f"unreadable page: {error}"
+        raise UpstreamError(msg) from None
     data = text.encode()
     etag = '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
     mtime = int(time.time())
