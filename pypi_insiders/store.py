@@ -27,6 +27,7 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from pypi_insiders.errors import InvalidDistributionError, StoreError
+from pypi_insiders.files import fsync_directory
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ class Store:
                 log.info("%s: already in the store with identical content", filename,
                          extra={"FILE": str(final)})
             else:
-                _fsync_directory(directory)
+                fsync_directory(directory)
         finally:
             tmp.unlink(missing_ok=True)
         return final
@@ -168,30 +169,3 @@ def same_content(a: Path, b: Path) -> bool:
                 return False
             if not chunk_a:
                 return True
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
-    """Replace `path` with `data` so that readers see the old file or the new one, never half.
-
-    `durable=False` skips the fsync: right for derived files that a restart regenerates anyway.
-    """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            if durable:
-                out.flush()
-                os.fsync(out.fileno())
-        Path(tmp_name).chmod(mode)
-        Path(tmp_name).replace(path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise

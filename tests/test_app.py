@@ -18,7 +18,7 @@ import pytest
 
 from pypi_insiders import config
 from pypi_insiders.fetch import status as fetch_status
-from pypi_insiders.store import atomic_write
+from pypi_insiders.files import atomic_write
 from pypi_insiders.web.app import make_app
 from pypi_insiders.web.negotiate import acceptable
 from pypi_insiders.web.page_cache import PageCache

@@ -9,7 +9,8 @@ import pytest
 from packaging.version import Version
 
 from pypi_insiders.errors import InvalidDistributionError, StoreError
-from pypi_insiders.store import Store, atomic_write, is_hidden, parse_filename
+from pypi_insiders.files import atomic_write
+from pypi_insiders.store import Store, is_hidden, parse_filename
 from tests.distfiles import make_wheel
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from pypi_insiders.config import Config
-from pypi_insiders.store import atomic_write
+from pypi_insiders.files import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from pypi_insiders.config import Config, RepoConfig
 from pypi_insiders.errors import ConfigError, UsageError
 from pypi_insiders.fetch.git import display_url
 from pypi_insiders.fetch.repo_state import slug
-from pypi_insiders.store import atomic_write
+from pypi_insiders.files import atomic_write
 
 SHORTHAND_HOST = "https://github.com"  # the original's NAMESPACE/PROJECT meant a GitHub repository
 _NAME = r"[A-Za-z0-9_.-]+"

@@ -9,9 +9,7 @@ the store only ever receives verified files through `Store.add`).
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import shutil
 import sys
 import time
@@ -35,6 +33,7 @@ from pypi_insiders.errors import (
     UsageError,
 )
 from pypi_insiders.fetch import builder, git, publish, repo_state, versions
+from pypi_insiders.files import LockBusy, exclusive_lock
 from pypi_insiders.store import parse_filename
 
 log = logging.getLogger(__name__)
@@ -74,16 +73,12 @@ def select(config: Config, repo_keys: list[str]) -> list[RepoConfig]:
 def run_lock(path: Path) -> Iterator[None]:
     """An flock the kernel drops when the process dies, so a killed run never blocks the next."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            msg = f"another update is running (it holds {path}); try again later"
-            raise LockedError(msg) from None
-        yield
-    finally:
-        os.close(fd)
+        with exclusive_lock(path, wait=False):
+            yield
+    except LockBusy:
+        msg = f"another update is running (it holds {path}); try again later"
+        raise LockedError(msg) from None
 
 
 def clear_stale_builds(directory: Path) -> None:

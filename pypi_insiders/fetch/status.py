@@ -25,7 +25,8 @@ from pypi_insiders.config import Config, RepoConfig
 from pypi_insiders.errors import InvalidDistributionError
 from pypi_insiders.fetch import repo_state, versions
 from pypi_insiders.fetch.git import display_url
-from pypi_insiders.store import atomic_write, parse_filename
+from pypi_insiders.files import atomic_write
+from pypi_insiders.store import parse_filename
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pypi_insiders.errors import InvalidDistributionError, StoreError
+from pypi_insiders.files import atomic_write
 from pypi_insiders.index import store_scan
 from pypi_insiders.index.file_info import FileInfo, inspect
 from pypi_insiders.index.metadata_cache import Cache, FileRecord
-from pypi_insiders.store import Store, atomic_write, is_hidden
+from pypi_insiders.store import Store, is_hidden
 
 log = logging.getLogger(__name__)
 

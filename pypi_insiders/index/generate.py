@@ -26,12 +26,13 @@ from packaging.utils import NormalizedName, canonicalize_name
 
 from pypi_insiders.config import Config
 from pypi_insiders.errors import InvalidDistributionError
+from pypi_insiders.files import atomic_write
 from pypi_insiders.index import pages
 from pypi_insiders.index.cache_sync import Changes, StoreSync
 from pypi_insiders.index.metadata_cache import Cache, FileRecord
 from pypi_insiders.index.pins import pins_path, read_pins, write_pins
 from pypi_insiders.metadata import read_core_metadata
-from pypi_insiders.store import Store, atomic_write
+from pypi_insiders.store import Store
 
 log = logging.getLogger(__name__)
 

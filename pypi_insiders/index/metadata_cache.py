@@ -10,14 +10,14 @@ every use behind its lock.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from pypi_insiders.files import exclusive_lock
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +132,8 @@ class Cache:
     def exclusive(self) -> Iterator[None]:
         """Held across one whole update, so `pypi-insiders generate` and a running service take
         turns instead of one failing with "database is locked" behind the other's long transaction."""
-        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with exclusive_lock(Path(f"{self.path}.lock")):
             yield
-        finally:
-            os.close(fd)  # releases the lock
 
     def begin(self) -> None:
         self.db.execute("BEGIN")

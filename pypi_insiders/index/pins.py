@@ -12,7 +12,7 @@ from pathlib import Path
 
 from packaging.utils import NormalizedName, canonicalize_name
 
-from pypi_insiders.store import atomic_write
+from pypi_insiders.files import atomic_write
 
 PINNED_FILE = "pinned-projects.txt"
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fcntl
 import getpass
 import hashlib
 import hmac
@@ -23,7 +22,6 @@ import os
 import re
 import secrets
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pypi_insiders.errors import CredentialError, UsageError
+from pypi_insiders.files import atomic_write, exclusive_lock
 
 log = logging.getLogger(__name__)
 
@@ -137,27 +136,17 @@ def write_lines(path: Path, lines: list[Line]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         existing = path.exists()
-        group = (path if existing else path.parent).stat().st_gid
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        group: int | None = (path if existing else path.parent).stat().st_gid
+        if not existing and not _may_give(group):
+            group = None
+        atomic_write(path, data, 0o640, group=group)
     except OSError as error:
         msg = f"{path}: cannot write the users file: {error}"
         raise CredentialError(msg) from None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            os.fchmod(out.fileno(), 0o640)
-            try:
-                os.fchown(out.fileno(), -1, group)
-            except PermissionError:
-                if existing:
-                    raise
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        Path(tmp_name).replace(path)
-    except OSError as error:
-        Path(tmp_name).unlink(missing_ok=True)
-        msg = f"{path}: cannot write the users file: {error}"
-        raise CredentialError(msg) from None
+
+
+def _may_give(group: int | None) -> bool:
+    return os.geteuid() == 0 or group == os.getegid() or group in os.getgroups()
 
 
 def check_name(name: str) -> None:
@@ -215,15 +204,11 @@ def _locked(users_file: Path) -> Iterator[None]:
     """Two `users add` at once must not lose one: read-modify-write under a lock on the directory."""
     try:
         users_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(users_file.parent, os.O_RDONLY)
+        with exclusive_lock(users_file.parent):
+            yield
     except OSError as error:
         msg = f"{users_file.parent}: cannot open: {error.strerror}"
         raise CredentialError(msg) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def cli_add(users_file: Path, name: str, token: bool) -> int:
