@@ -137,7 +137,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--listen", metavar="HOST:PORT", help="address to bind (default 127.0.0.1:31411)")
     p.add_argument("--store", metavar="DIR", help="directory of distributions to serve")
     p.add_argument("--upstream", metavar="URL", help="simple index for names not held locally")
-    p.add_argument("--fallback", choices=["redirect", "proxy", "off"],
+    p.add_argument("--fallback", choices=config.FALLBACKS,
                    help="what to do for names not held locally")
     p.set_defaults(handler=cmd_serve)
 

@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast, get_args
 from urllib.parse import urlsplit
 
 from packaging.utils import NormalizedName, canonicalize_name
@@ -24,10 +24,12 @@ from packaging.version import InvalidVersion, Version
 
 from pypi_insiders import pipconf
 from pypi_insiders.errors import ConfigError
+from pypi_insiders.privileges import SERVICE_USER
 
 DEFAULT_CONFIG = Path("/etc/pypi-insiders/config.toml")
 DEFAULT_PORT = 31411
 Fallback = Literal["redirect", "proxy", "off"]
+FALLBACKS: tuple[Fallback, ...] = get_args(Fallback)
 BuildPolicy = Literal["new", "latest"]
 PublishTarget = Literal["store", "upload"]
 
@@ -123,9 +125,6 @@ class Config:
 
 
 # --------------------------------------------------------------------------- defaults
-
-
-SERVICE_USER = "pypi-insiders"
 
 
 def _is_root() -> bool:
@@ -342,7 +341,7 @@ def _index(root: _Table) -> IndexConfig:
 def _upstream(root: _Table) -> UpstreamConfig:
     t = root.table("upstream")
     url = t.get("url", str, "", lambda v: check_http_url(v) if v else None)
-    fallback = cast(Fallback, t.get("fallback", str, "redirect", _one_of("redirect", "proxy", "off")))
+    fallback = cast(Fallback, t.get("fallback", str, "redirect", _one_of(*FALLBACKS)))
     timeout = t.get("timeout", float, 10.0, _positive)
     ttl = t.get("cache_ttl", float, 600.0, lambda v: None if v >= 0 else "must be 0 or more")
     t.finish()
@@ -545,8 +544,8 @@ def with_overrides(config: Config, *, listen: str | None = None, store: str | No
         else:
             up = replace(up, url=upstream.rstrip("/") + "/", url_source="--upstream")
     if fallback is not None:
-        if fallback not in ("redirect", "proxy", "off"):
-            problems.append(f"--fallback: must be redirect, proxy or off, got {fallback!r}")
+        if message := _one_of(*FALLBACKS)(fallback):
+            problems.append(f"--fallback: {message}")
         else:
             up = replace(up, fallback=cast(Fallback, fallback))
     if problems:

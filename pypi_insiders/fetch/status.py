@@ -26,13 +26,13 @@ from pypi_insiders.errors import InvalidDistributionError
 from pypi_insiders.fetch import repo_state, versions
 from pypi_insiders.fetch.git import display_url
 from pypi_insiders.files import atomic_write
+from pypi_insiders.simple_api import V1_JSON_MEDIA_TYPE
 from pypi_insiders.store import parse_filename
+from pypi_insiders.units import FETCH_TIMER
 
 log = logging.getLogger(__name__)
 
 UPSTREAM_TTL = 300.0
-TIMER = "pypi-insiders-fetch.timer"
-_JSON = "application/vnd.pypi.simple.v1+json"
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -44,7 +44,7 @@ def next_run() -> str | None:
     if not Path("/run/systemd/system").is_dir():
         return None
     try:
-        done = subprocess.run(["systemctl", "show", TIMER, "-p", "NextElapseUSecRealtime", "--value"],
+        done = subprocess.run(["systemctl", "show", FETCH_TIMER, "-p", "NextElapseUSecRealtime", "--value"],
                               capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -56,7 +56,8 @@ def newest_public(config: Config, distribution: str) -> Version | None:
     """The newest final release upstream (PEP 691 JSON), None when unknown or unreachable."""
     if not config.upstream.url:
         return None
-    request = urllib.request.Request(f"{config.upstream.url}{distribution}/", headers={"Accept": _JSON})  # noqa: S310
+    request = urllib.request.Request(f"{config.upstream.url}{distribution}/",  # noqa: S310
+                                     headers={"Accept": V1_JSON_MEDIA_TYPE})
     try:
         with urllib.request.urlopen(request, timeout=min(config.upstream.timeout, 5.0)) as response:  # noqa: S310
             data = json.loads(response.read(16 * 1024 * 1024))

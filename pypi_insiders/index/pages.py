@@ -16,8 +16,8 @@ from urllib.parse import quote
 from packaging.version import InvalidVersion, Version
 
 from pypi_insiders.index.metadata_cache import FileRecord
+from pypi_insiders.simple_api import API_VERSION
 
-API_VERSION = "1.1"
 _META = f'<meta name="pypi:repository-version" content="{API_VERSION}">'
 
 

@@ -26,6 +26,7 @@ from packaging.utils import NormalizedName
 from pypi_insiders import __version__
 from pypi_insiders.config import UpstreamConfig
 from pypi_insiders.index.pins import Pins
+from pypi_insiders.simple_api import HTML_MEDIA_TYPE, V1_HTML_MEDIA_TYPE
 from pypi_insiders.web.negotiate import Format
 from pypi_insiders.web.relay import absolute_html, absolute_json
 
@@ -210,7 +211,7 @@ def _relay(body: bytes, base: str, content_type: str, charset: str) -> Answer:
         if content_type.endswith("+json"):
             text = absolute_json(body, base)
             media = content_type
-        elif content_type in ("text/html", "application/vnd.pypi.simple.v1+html"):
+        elif content_type in (HTML_MEDIA_TYPE, V1_HTML_MEDIA_TYPE):
             text = absolute_html(body.decode(charset, errors="replace"), base)
             media = content_type + ("; charset=utf-8" if content_type == "text/html" else "")
         else:

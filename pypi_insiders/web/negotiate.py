@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qs
 
+from pypi_insiders.simple_api import HTML_MEDIA_TYPE, LATEST_PREFIX, V1_HTML_MEDIA_TYPE, V1_JSON_MEDIA_TYPE
+
 
 @dataclass(frozen=True)
 class Format:
@@ -21,12 +23,12 @@ class Format:
 
     @property
     def content_type(self) -> str:
-        return f"{self.media_type}; charset=utf-8" if self.media_type == "text/html" else self.media_type
+        return f"{self.media_type}; charset=utf-8" if self.media_type == HTML_MEDIA_TYPE else self.media_type
 
 
-HTML: Final = Format("text/html", "html")
-V1_HTML: Final = Format("application/vnd.pypi.simple.v1+html", "html")
-V1_JSON: Final = Format("application/vnd.pypi.simple.v1+json", "json")
+HTML: Final = Format(HTML_MEDIA_TYPE, "html")
+V1_HTML: Final = Format(V1_HTML_MEDIA_TYPE, "html")
+V1_JSON: Final = Format(V1_JSON_MEDIA_TYPE, "json")
 # Server preference on ties: plain HTML first, so `*/*` and browsers get the default.
 OFFERED: Final = (HTML, V1_HTML, V1_JSON)
 OFFERED_TEXT: Final = ", ".join(f.media_type for f in OFFERED)
@@ -36,7 +38,7 @@ _MEMO_LIMIT = 512
 
 def _alias(media: str) -> str:
     """PEP 691's `latest` names whichever version the server serves newest: v1 here."""
-    return media.replace("vnd.pypi.simple.latest+", "vnd.pypi.simple.v1+")
+    return media.replace(LATEST_PREFIX, V1_HTML_MEDIA_TYPE.removesuffix("html"))
 
 
 def _quality(params: list[str]) -> float | None:
