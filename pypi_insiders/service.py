@@ -26,6 +26,7 @@ from pypi_insiders import sd
 from pypi_insiders.config import Config
 from pypi_insiders.errors import ConfigError
 from pypi_insiders.fetch import status as fetch_status
+from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.web import workers
 from pypi_insiders.web.app import IndexApp, make_app
 from pypi_insiders.web.fallback import split_credentials
@@ -90,7 +91,7 @@ class Service:
         With an index left by an earlier run (a restart), its pages are served at once while
         the first scan brings them up to date in a thread; READY=1 still waits for that scan.
         """
-        self.scanning = (self.config.paths.index / "simple" / "index.html").exists()
+        self.scanning = IndexLayout(self.config.paths.index).root_list("html").exists()
         if not self.scanning:
             self._generate()
         self._bind()

@@ -19,6 +19,7 @@ from pypi_insiders.errors import InvalidDistributionError, StoreError
 from pypi_insiders.files import atomic_write
 from pypi_insiders.index import store_scan
 from pypi_insiders.index.file_info import FileInfo, inspect
+from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.index.metadata_cache import Cache, FileRecord
 from pypi_insiders.store import Store, is_hidden
 
@@ -53,17 +54,17 @@ def _size_and_mtime(path: Path) -> tuple[int, int] | None:
 
 
 class StoreSync:
-    def __init__(self, store: Store, cache: Cache, packages_dir: Path,
+    def __init__(self, store: Store, cache: Cache, layout: IndexLayout,
                  checkpoint: Callable[[int], None]) -> None:
         self.store = store
         self._root = str(store.root)
         self._real_root = store.root.resolve()
         self._cache = cache
-        self._packages = packages_dir
+        self._layout = layout
         self._checkpoint = checkpoint
 
     def metadata_path(self, relpath: str) -> Path:
-        return self._packages / f"{relpath}.metadata"
+        return self._layout.metadata_file(relpath)
 
     def write_metadata(self, relpath: str, data: bytes) -> None:
         path = self.metadata_path(relpath)

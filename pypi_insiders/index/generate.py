@@ -29,6 +29,7 @@ from pypi_insiders.errors import InvalidDistributionError
 from pypi_insiders.files import atomic_write
 from pypi_insiders.index import pages
 from pypi_insiders.index.cache_sync import Changes, StoreSync
+from pypi_insiders.index.layout import SUFFIXES, IndexLayout
 from pypi_insiders.index.metadata_cache import Cache, FileRecord
 from pypi_insiders.index.pins import pins_path, read_pins, write_pins
 from pypi_insiders.metadata import read_core_metadata
@@ -76,12 +77,13 @@ class Generator:
         self.store = store
         self._root = str(store.root)
         self.index_dir = index_dir
-        self._simple = index_dir / "simple"
-        self._packages = index_dir / "packages"
+        self.layout = IndexLayout(index_dir)
+        self._simple = self.layout.simple
+        self._packages = self.layout.packages
         self.pins_file = pins_path(state_dir)
         self._lock = threading.RLock()
         self._cache = Cache(cache_dir / CACHE_FILE)
-        self._sync = StoreSync(store, self._cache, self._packages, self._checkpoint)
+        self._sync = StoreSync(store, self._cache, self.layout, self._checkpoint)
         self._yanked = _yank_table(yanked)
         self._pinned = read_pins(self.pins_file)
         self.stats = Stats()
@@ -207,7 +209,7 @@ class Generator:
             for start in range(0, len(names), _RENDER_BATCH):
                 self._regenerate(names[start:start + _RENDER_BATCH], run, readers)
                 self._checkpoint(start + _RENDER_BATCH)
-        root_missing = not all((self._simple / page).exists() for page in ("index.html", "index.json"))
+        root_missing = not all(self.layout.root_list(suffix).exists() for suffix in SUFFIXES)
         if run.root_changed or root_missing or (full and self._cache.get_meta("page_format") != PAGE_FORMAT):
             served = list(self._cache.served_projects())
             self._write_root(served)
@@ -215,9 +217,9 @@ class Generator:
                 run.served.update(served)
         elif full:
             run.served.update(self._cache.served_projects())
-        if run.regenerated or run.root_changed or not (self.index_dir / "index.html").exists():
+        if run.regenerated or run.root_changed or not self.layout.landing_page.exists():
             projects, files = self._cache.totals()
-            atomic_write(self.index_dir / "index.html",
+            atomic_write(self.layout.landing_page,
                          pages.home_page(projects, files, self._cache.latest_files(_LATEST)), durable=False)
         if full:  # only a full run has rendered every project in the current format
             self._cache.set_meta("page_format", PAGE_FORMAT)
@@ -241,16 +243,17 @@ class Generator:
     def _render(self, name: str, records: list[FileRecord], run: _Run) -> list[tuple[Path, bytes]]:
         """One project's pages to write (none when it has no files left: its pages are removed)."""
         was_served = self._cache.served_count(name) > 0
-        directory = self._simple / name
+        directory = self.layout.project_dir(name)
         writes: list[tuple[Path, bytes]] = []
         if records:
             html, document = pages.project_pages(name, records, self._yanked.get(name, {}))
             directory.mkdir(parents=True, exist_ok=True)
-            writes = [(directory / "index.json", document), (directory / "index.html", html)]
+            writes = [(self.layout.project_page(name, "json"), document),
+                      (self.layout.project_page(name, "html"), html)]
             run.served.add(name)
         else:
-            for page in ("index.html", "index.json"):
-                (directory / page).unlink(missing_ok=True)
+            for suffix in SUFFIXES:
+                self.layout.project_page(name, suffix).unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # gone already, or holds a stranger's file: leave it
                 directory.rmdir()
         self._cache.set_project(name, len(records), self._yank_key(name))
@@ -287,8 +290,8 @@ class Generator:
     def _write_root(self, served: list[str]) -> None:
         html, document = pages.root_pages(served)
         self._simple.mkdir(parents=True, exist_ok=True)
-        atomic_write(self._simple / "index.json", document, durable=False)
-        atomic_write(self._simple / "index.html", html, durable=False)
+        atomic_write(self.layout.root_list("json"), document, durable=False)
+        atomic_write(self.layout.root_list("html"), html, durable=False)
         self.stats.root_writes += 1
 
     def _yank_key(self, name: str) -> str:

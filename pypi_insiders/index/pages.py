@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from packaging.version import InvalidVersion, Version
 
+from pypi_insiders.index.layout import FILE_LINK_PREFIX
 from pypi_insiders.index.metadata_cache import FileRecord
 from pypi_insiders.simple_api import API_VERSION
 
@@ -40,7 +41,7 @@ def upload_time(ns: int) -> str:
 
 
 def file_url(record: FileRecord) -> str:
-    return f"../../packages/{quote(record.relpath)}#sha256={record.sha256}"
+    return f"{FILE_LINK_PREFIX}{quote(record.relpath)}#sha256={record.sha256}"
 
 
 def _sort_key(record: FileRecord) -> tuple[Version, str]:

@@ -19,6 +19,7 @@ from packaging.utils import canonicalize_name
 
 from pypi_insiders.config import Config
 from pypi_insiders.errors import InsidersError, InvalidDistributionError
+from pypi_insiders.index.layout import METADATA_SUFFIX, PACKAGES_URL, SIMPLE_URL, IndexLayout
 from pypi_insiders.index.pins import Pins, pins_path
 from pypi_insiders.store import Store, parse_filename
 from pypi_insiders.web import page_cache, upload
@@ -78,11 +79,11 @@ class IndexApp:
         self.config = config
         self.fallback.reconfigure(config.upstream)
         self._uploads = None
-        index = str(config.paths.index)
-        self._root_page = os.path.join(index, "index.html")  # noqa: PTH118
-        self._simple = os.path.join(index, "simple") + os.sep  # noqa: PTH118
+        layout = IndexLayout(config.paths.index)
+        self._root_page = str(layout.landing_page)
+        self._simple = layout.simple_prefix()
         self._store_root = os.path.realpath(self.store.root)
-        self._metadata_root = os.path.realpath(os.path.join(index, "packages"))  # noqa: PTH118
+        self._metadata_root = os.path.realpath(layout.packages)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
@@ -105,10 +106,10 @@ class IndexApp:
     # ------------------------------------------------------------------ read-only routes
 
     def _read(self, environ: Environ, path: str) -> Response:  # noqa: PLR0911 - a routing table
-        if path.startswith("/simple/"):
+        if path.startswith(SIMPLE_URL):
             return self._simple_page(environ, path[8:])
-        if path.startswith("/packages/"):
-            return self._package_file(environ, path[10:])
+        if path.startswith(PACKAGES_URL):
+            return self._package_file(environ, path[len(PACKAGES_URL):])
         if path == "/":
             return self._page(environ, self._root_page, HTML, vary=False) or _not_generated()
         if path == "/simple":
@@ -163,7 +164,7 @@ class IndexApp:
         return answer.status, answer.headers, (answer.body,)
 
     def _package_file(self, environ: Environ, relpath: str) -> Response:
-        if relpath.endswith(".metadata"):
+        if relpath.endswith(METADATA_SUFFIX):
             path = page_cache.resolve_inside(self._metadata_root, relpath)
         else:
             path = page_cache.resolve_inside(self._store_root, relpath)
@@ -244,6 +245,6 @@ def make_app(config: Config, store: Store | None = None, *, fallback: Fallback |
     """The app for one config; the service keeps it to call `reconfigure` on SIGHUP."""
     store = store or Store(config.paths.store)
     fallback = fallback or Fallback(config.upstream, Pins(pins_path(config.paths.state)),
-                                    config.paths.store, config.paths.index / "simple")
+                                    config.paths.store, IndexLayout(config.paths.index).simple)
     return IndexApp(config, store, fallback, pages=pages, status=status)
 

@@ -25,6 +25,7 @@ from packaging.utils import NormalizedName
 
 from pypi_insiders.config import Config
 from pypi_insiders.errors import InvalidDistributionError, StoreError, UploadError
+from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.store import ParsedFilename, Store, parse_filename
 from pypi_insiders.web.auth import Users
 from pypi_insiders.web.multipart import FILE_FIELD, BodyReader, FilePart, Form, Parser, boundary_of
@@ -231,7 +232,7 @@ class Uploads:
 
     def _listed(self, project: NormalizedName) -> dict[str, str]:
         """Filename -> sha256 of the files the generated index lists for the project."""
-        page = self.index_dir / "simple" / project / "index.json"
+        page = IndexLayout(self.index_dir).project_page(project, "json")
         try:
             data = json.loads(page.read_bytes())
             return {str(f["filename"]): str(f["hashes"]["sha256"]) for f in data["files"]}
