@@ -12,6 +12,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, BinaryIO, Protocol
 
@@ -60,6 +61,18 @@ class StatusReport(Protocol):
     def render_html(self, data: dict[str, Any]) -> str: ...
 
 
+@dataclass(frozen=True)
+class _Live:
+    """What a reload changes, swapped as one object: a request reads one snapshot from start to end."""
+
+    config: Config
+    root_page: str
+    simple: str
+    store_root: str
+    metadata_root: str
+    uploads: upload.Uploads | None  # None while uploads are disabled
+
+
 class IndexApp:
     """Routes; the state it needs (config, store, caches) is passed in, never global."""
 
@@ -71,19 +84,19 @@ class IndexApp:
         self.fallback = fallback
         self.pages = pages if pages is not None else page_cache.PageCache()  # an empty cache is falsy
         self.negotiator = negotiator or Negotiator()
-        self._uploads: upload.Uploads | None = None
         self.reconfigure(config)
 
     def reconfigure(self, config: Config) -> None:
         """Applied live on SIGHUP: upstream, fallback and upload settings (paths need a restart)."""
-        self.config = config
         self.fallback.reconfigure(config.upstream)
-        self._uploads = None
         layout = IndexLayout(config.paths.index)
-        self._root_page = str(layout.landing_page)
-        self._simple = layout.simple_prefix()
-        self._store_root = os.path.realpath(self.store.root)
-        self._metadata_root = os.path.realpath(layout.packages)
+        self._live = _Live(config, str(layout.landing_page), layout.simple_prefix(),
+                           os.path.realpath(self.store.root), os.path.realpath(layout.packages),
+                           upload.Uploads(config, self.store) if config.upload.enabled else None)
+
+    @property
+    def config(self) -> Config:
+        return self._live.config
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
@@ -111,7 +124,7 @@ class IndexApp:
         if path.startswith(PACKAGES_URL):
             return self._package_file(environ, path[len(PACKAGES_URL):])
         if path == "/":
-            return self._page(environ, self._root_page, HTML, vary=False) or _not_generated()
+            return self._page(environ, self._live.root_page, HTML, vary=False) or _not_generated()
         if path == "/simple":
             return _redirect(_with_query("simple/", environ))
         if path in ("/status", "/status.json"):
@@ -127,14 +140,14 @@ class IndexApp:
                           [("Vary", "Accept")])
         fmt = formats[0]
         if not rest:
-            root = f"{self._simple}index.{fmt.suffix}"
+            root = f"{self._live.simple}index.{fmt.suffix}"
             return self._page(environ, root, fmt, vary=True) or _not_generated()
         name, slash, tail = rest.partition("/")
         if tail or not _NORMALIZED.fullmatch(name):
             return self._unnormalized(environ, name, slash, tail)
         if not slash:
             return _redirect(_with_query(f"{name}/", environ))
-        found = self._page(environ, f"{self._simple}{name}/index.{fmt.suffix}", fmt, vary=True)
+        found = self._page(environ, f"{self._live.simple}{name}/index.{fmt.suffix}", fmt, vary=True)
         if found is not None:
             return found
         return self._answer(environ, self.fallback.answer(canonicalize_name(name), formats,
@@ -165,12 +178,12 @@ class IndexApp:
 
     def _package_file(self, environ: Environ, relpath: str) -> Response:
         if relpath.endswith(METADATA_SUFFIX):
-            path = page_cache.resolve_inside(self._metadata_root, relpath)
+            path = page_cache.resolve_inside(self._live.metadata_root, relpath)
         else:
-            path = page_cache.resolve_inside(self._store_root, relpath)
+            path = page_cache.resolve_inside(self._live.store_root, relpath)
             if path is not None and not _is_distribution(path):
                 path = None
-        info = page_cache.file_info(path) if path else None
+        info = page_cache.served_file(path) if path else None
         if info is None:
             return _plain("404 Not Found", "no such file")
         common = page_cache.validators(info.etag, info.mtime, page_cache.FILE_CACHE_CONTROL)
@@ -204,11 +217,10 @@ class IndexApp:
                           ("Cache-Control", "no-cache")], (body,)
 
     def _upload(self, environ: Environ) -> Response:
-        if not self.config.upload.enabled:
+        uploads = self._live.uploads
+        if uploads is None:
             return _plain("403 Forbidden", "uploads are disabled")
-        if self._uploads is None:
-            self._uploads = upload.Uploads(self.config, self.store)
-        code, message = self._uploads.handle(environ)
+        code, message = uploads.handle(environ)
         extra = [("WWW-Authenticate", 'Basic realm="pypi-insiders"')] if code == 401 else []
         return _plain(f"{code} {_phrase(code)}", message, extra)
 

@@ -169,7 +169,7 @@ def resolve_inside(root: str, relpath: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class FileInfo:
+class ServedFile:
     """What a distribution (or metadata) response needs before its bytes are read."""
 
     path: str
@@ -178,7 +178,7 @@ class FileInfo:
     mtime: int
 
 
-def file_info(path: str) -> FileInfo | None:
+def served_file(path: str) -> ServedFile | None:
     """None for anything but a readable regular file, so directories and devices are 404s."""
     try:
         stat = os.stat(path)  # noqa: PTH116
@@ -186,4 +186,4 @@ def file_info(path: str) -> FileInfo | None:
         return None
     if not S_ISREG(stat.st_mode):
         return None
-    return FileInfo(path, stat.st_size, f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"', int(stat.st_mtime))
+    return ServedFile(path, stat.st_size, f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"', int(stat.st_mtime))
