@@ -23,8 +23,6 @@ from typing import Any, cast
 
 from waitress.server import create_server
 
-from pypi_insiders.web.negotiate import Format, Negotiator
-
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent  # the venv running the tests, wherever it is
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -112,8 +110,7 @@ class FakeUpstream:
         parts = path.strip("/").split("/")
         status, content_type, body = "404 Not Found", "text/plain", b"no such project\n"
         if len(parts) == 2 and parts[0] == "simple" and parts[1] in self.projects:
-            fmt = Negotiator().choose(environ.get("HTTP_ACCEPT", ""), "")
-            content_type, body = self.page(parts[1], fmt[0] if fmt else None)
+            content_type, body = self.page(parts[1], as_json=_wants_json(environ.get("HTTP_ACCEPT", "")))
             status = "200 OK"
         elif len(parts) == 3 and parts[0] == "files" and parts[1] in self.projects:
             data = self.projects[parts[1]].get(parts[2])
@@ -122,10 +119,10 @@ class FakeUpstream:
         start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
         return [body]
 
-    def page(self, name: str, fmt: Format | None) -> tuple[str, bytes]:
+    def page(self, name: str, *, as_json: bool) -> tuple[str, bytes]:
         """Relative file URLs on purpose: a proxy must make them absolute."""
         files = sorted(self.projects[name].items())
-        if fmt is not None and fmt.suffix == "json":
+        if as_json:
             entries = [{"filename": f, "url": f"../../files/{name}/{f}", "requires-python": ">=3",
                         "hashes": {"sha256": hashlib.sha256(d).hexdigest()}, "yanked": False}
                        for f, d in files]
@@ -139,6 +136,25 @@ class FakeUpstream:
     def count(self, prefix: str) -> int:
         with self.lock:
             return sum(1 for r in self.requests if r.startswith(prefix))
+
+
+def _wants_json(accept: str) -> bool:
+    """The fake's own, deliberately simple reading of Accept (not the app's Negotiator, whose
+    bugs it would otherwise mirror): JSON when a JSON type has the highest q-value."""
+    best = {"json": -1.0, "html": -1.0}
+    for item in accept.split(","):
+        media, _, params = item.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        kind = "json" if media.strip().endswith("+json") else "html"
+        best[kind] = max(best[kind], q)
+    return best["json"] > best["html"]
 
 
 # --------------------------------------------------------------------------- the real service

@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,9 +33,43 @@ def generator(cfg: config.Config) -> Iterator[Generator]:
     made.close()
 
 
+class Recorder:
+    """The real generator, with a record of every batch of paths the watcher handed it.
+
+    The batches are what the tests observe instead of sleeping and expecting nothing: a marker
+    file dropped after the action under test is handled after it, so once the marker is served,
+    every batch the action caused is in the record.
+    """
+
+    def __init__(self, generator: Generator) -> None:
+        self.generator = generator
+        self.batches: list[list[str]] = []
+        self.rescans = 0
+
+    def generate_all(self) -> None:
+        self.rescans += 1
+        self.generator.generate_all()
+
+    def update_paths(self, relpaths: Iterable[str]) -> None:
+        self.batches.append(sorted(relpaths))
+        self.generator.update_paths(self.batches[-1])
+
+
 @pytest.fixture
-def watching(cfg: config.Config, generator: Generator) -> Iterator[Watcher]:
-    watcher = Watcher(cfg, generator)
+def recorder(generator: Generator) -> Recorder:
+    return Recorder(generator)
+
+
+def drop_marker(cfg: config.Config, tmp_path: Path, version: str = "1.0") -> None:
+    """A file the watcher must publish; waiting for it waits for everything queued before it."""
+    wheel = make_wheel(tmp_path / "marker-build" / version, "marker", version)
+    Store(cfg.paths.store).add(wheel.name, wheel)
+    wait_for(lambda: wheel.name in served(cfg, "marker"), 5.0)
+
+
+@pytest.fixture
+def watching(cfg: config.Config, generator: Generator, recorder: Recorder) -> Iterator[Watcher]:
+    watcher = Watcher(cfg, recorder)
     runs = generator.stats.runs
     watcher.start()
     wait_for(lambda: generator.stats.runs > runs, 5)  # the start-up rescan is done
@@ -95,7 +129,8 @@ def test_watcher_unpublishes_a_deleted_file(cfg: config.Config, generator: Gener
 
 
 def test_watcher_turns_a_burst_into_one_regeneration(
-        cfg: config.Config, generator: Generator, watching: Watcher, tmp_path: Path) -> None:
+        cfg: config.Config, recorder: Recorder, watching: Watcher, tmp_path: Path) -> None:
+    generator = recorder.generator
     built = [make_wheel(tmp_path / "build", "burst", f"1.{n}") for n in range(10)]
     target = cfg.paths.store / "burst"
     target.mkdir()
@@ -103,17 +138,17 @@ def test_watcher_turns_a_burst_into_one_regeneration(
     for wheel in built:
         os.link(wheel, target / wheel.name)
     wait_for(lambda: len(served(cfg, "burst")) == 10, 3.0)
-    time.sleep(0.5)  # any straggling second batch would have run by now
-    assert generator.stats.runs == runs + 1
+    drop_marker(cfg, tmp_path)  # a straggling second batch of the burst would come before it
+    assert generator.stats.runs == runs + 2
+    assert [b for b in recorder.batches if any(p.startswith("burst") for p in b)] == [["burst"]]
 
 
 def test_watcher_ignores_temporary_files(
-        cfg: config.Config, generator: Generator, watching: Watcher) -> None:
-    runs = generator.stats.runs
+        cfg: config.Config, recorder: Recorder, watching: Watcher, tmp_path: Path) -> None:
     (cfg.paths.store / ".upload.whl.part").write_bytes(b"half a file")
     (cfg.paths.store / "notes.txt~").write_bytes(b"an editor's backup")
-    time.sleep(0.6)
-    assert generator.stats.runs == runs
+    drop_marker(cfg, tmp_path)
+    assert [p for batch in recorder.batches for p in batch if not p.startswith("marker")] == []
 
 
 def test_watcher_picks_up_a_directory_moved_in(cfg: config.Config, watching: Watcher, tmp_path: Path) -> None:
@@ -183,10 +218,13 @@ def test_watcher_creates_a_missing_store(make_config: ConfigMaker, tmp_path: Pat
 
 
 def test_watcher_reconfigure_shortens_the_rescan_interval(
-        make_config: ConfigMaker, cfg: config.Config, generator: Generator, watching: Watcher) -> None:
+        make_config: ConfigMaker, cfg: config.Config, recorder: Recorder, watching: Watcher,
+        tmp_path: Path) -> None:
+    generator = recorder.generator
+    rescans = recorder.rescans
+    drop_marker(cfg, tmp_path)
+    assert recorder.rescans == rescans  # 300 s apart: none between start-up and the marker
     runs = generator.stats.runs
-    time.sleep(0.5)
-    assert generator.stats.runs == runs
     watching.reconfigure(config.load(str(make_config(index={"rescan_interval": 0.2}))))
     wait_for(lambda: generator.stats.runs >= runs + 2, 3.0)
 
