@@ -15,6 +15,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.utils import NormalizedName
+
 from pypi_insiders.errors import InvalidDistributionError, StoreError
 from pypi_insiders.files import atomic_write
 from pypi_insiders.index import store_scan
@@ -32,7 +34,7 @@ Outcome = FileInfo | InvalidDistributionError | None  # None: the file is gone
 class Changes:
     """What a sync found: projects whose files changed (also marked dirty in the cache)."""
 
-    dirty: set[str] = field(default_factory=set)
+    dirty: set[NormalizedName] = field(default_factory=set)
     files_read: int = 0
 
 
@@ -178,8 +180,9 @@ class StoreSync:
                 hashlib.sha256(outcome.metadata).hexdigest() if outcome.metadata is not None else None,
                 previous.upload_time_ns if previous else outcome.mtime_ns, None)
         self._cache.put_file(record)
-        for project in {previous.project if previous else None, record.project} - {None}:
-            self._mark(str(project), changes)
+        for project in {previous.project if previous else None, record.project}:
+            if project is not None:
+                self._mark(project, changes)
         changes.files_read += 1
         self._checkpoint(changes.files_read)
 
@@ -202,7 +205,7 @@ class StoreSync:
         if record.project:
             self._mark(record.project, changes)
 
-    def _mark(self, project: str, changes: Changes) -> None:
+    def _mark(self, project: NormalizedName, changes: Changes) -> None:
         if project not in changes.dirty:  # once per run is enough: a project has many files
             changes.dirty.add(project)
             self._cache.mark_dirty(project)

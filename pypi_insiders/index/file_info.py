@@ -15,6 +15,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import NormalizedName
+
 from pypi_insiders.errors import InvalidDistributionError
 from pypi_insiders.metadata import read_core_metadata
 from pypi_insiders.store import parse_filename
@@ -26,7 +28,7 @@ _VALID_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
 @dataclass(frozen=True)
 class FileInfo:
-    project: str
+    project: NormalizedName
     version: str
     kind: str
     sha256: str

@@ -181,7 +181,7 @@ class Generator:
 
     # ----------------------------------------------------------------- writing the index
 
-    def _stale_projects(self) -> set[str]:
+    def _stale_projects(self) -> set[NormalizedName]:
         """Projects to render although no file changed: left dirty, yanks changed, pages missing."""
         stale = self._cache.dirty_projects()
         everything = (self._cache.get_meta("page_format") != PAGE_FORMAT
@@ -191,7 +191,7 @@ class Generator:
                 stale.add(name)
         return stale
 
-    def _has_pages(self, name: str) -> bool:
+    def _has_pages(self, name: NormalizedName) -> bool:
         """Strings and os.stat: this runs for every project at every rescan."""
         base = f"{self._simple}/{name}/index."
         try:
@@ -227,7 +227,7 @@ class Generator:
         self._pin(run.served)
         self.stats.runs += 1
 
-    def _regenerate(self, names: list[str], run: _Run, readers: Executor | None) -> None:
+    def _regenerate(self, names: list[NormalizedName], run: _Run, readers: Executor | None) -> None:
         """Render a batch of projects. The disk work (metadata files rebuilt after the index was
         deleted, page writes) goes to the reader threads; the cache stays in this thread."""
         chosen = {name: self._deduplicate(self._cache.project_files(name)) for name in names}
@@ -240,7 +240,7 @@ class Generator:
         for _written in mapper(_write_page, writes):
             pass
 
-    def _render(self, name: str, records: list[FileRecord], run: _Run) -> list[tuple[Path, bytes]]:
+    def _render(self, name: NormalizedName, records: list[FileRecord], run: _Run) -> list[tuple[Path, bytes]]:
         """One project's pages to write (none when it has no files left: its pages are removed)."""
         was_served = self._cache.served_count(name) > 0
         directory = self.layout.project_dir(name)
@@ -287,14 +287,14 @@ class Generator:
         self._sync.write_metadata(record.relpath, raw)
         return record
 
-    def _write_root(self, served: list[str]) -> None:
+    def _write_root(self, served: list[NormalizedName]) -> None:
         html, document = pages.root_pages(served)
         self._simple.mkdir(parents=True, exist_ok=True)
         atomic_write(self.layout.root_list("json"), document, durable=False)
         atomic_write(self.layout.root_list("html"), html, durable=False)
         self.stats.root_writes += 1
 
-    def _yank_key(self, name: str) -> str:
+    def _yank_key(self, name: NormalizedName) -> str:
         reasons = self._yanked.get(name)
         return json.dumps(sorted(reasons.items())) if reasons else ""
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from packaging.utils import NormalizedName
+
 Suffix = Literal["html", "json"]
 SUFFIXES: Final[tuple[Suffix, ...]] = ("html", "json")
 SIMPLE_URL: Final = "/simple/"
@@ -51,10 +53,10 @@ class IndexLayout:
     def root_list(self, suffix: Suffix) -> Path:
         return self.simple / page_name(suffix)
 
-    def project_dir(self, name: str) -> Path:
+    def project_dir(self, name: NormalizedName) -> Path:
         return self.simple / name
 
-    def project_page(self, name: str, suffix: Suffix) -> Path:
+    def project_page(self, name: NormalizedName, suffix: Suffix) -> Path:
         return self.simple / name / page_name(suffix)
 
     def metadata_file(self, relpath: str) -> Path:

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import NormalizedName
+
 from pypi_insiders.files import exclusive_lock
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ class FileRecord:
     dir: str
     size: int
     mtime_ns: int
-    project: str | None
+    project: NormalizedName | None
     version: str | None
     kind: str | None
     sha256: str | None
@@ -195,7 +197,7 @@ class Cache:
     def delete_file(self, relpath: str) -> None:
         self.db.execute("DELETE FROM files WHERE relpath = ?", (relpath,))
 
-    def project_files(self, project: str) -> list[FileRecord]:
+    def project_files(self, project: NormalizedName) -> list[FileRecord]:
         """The servable files of one project, broken ones left out."""
         rows = self.db.execute(
             _SELECT_FILES + "WHERE project = ? AND error IS NULL", (project,))
@@ -208,29 +210,30 @@ class Cache:
 
     # ----------------------------------------------------------------- projects
 
-    def served_projects(self) -> Iterator[str]:
+    def served_projects(self) -> Iterator[NormalizedName]:
         """Names of projects with at least one servable file, sorted."""
         for (name,) in self.db.execute("SELECT name FROM projects WHERE files > 0 ORDER BY name"):
-            yield str(name)
+            yield NormalizedName(name)  # written normalized: the names come from parse_filename
 
-    def project_state(self) -> dict[str, tuple[int, str]]:
+    def project_state(self) -> dict[NormalizedName, tuple[int, str]]:
         """Every known project: (number of served files, fingerprint of its yank settings)."""
-        return {str(name): (int(files), str(yank))
+        return {NormalizedName(name): (int(files), str(yank))
                 for name, files, yank in self.db.execute("SELECT name, files, yank FROM projects")}
 
-    def served_count(self, name: str) -> int:
+    def served_count(self, name: NormalizedName) -> int:
         row = self.db.execute("SELECT files FROM projects WHERE name = ?", (name,)).fetchone()
         return 0 if row is None else int(row[0])
 
-    def mark_dirty(self, name: str) -> None:
+    def mark_dirty(self, name: NormalizedName) -> None:
         """Recorded in the same transaction as the file rows, so a crash cannot lose the change."""
         self.db.execute("INSERT INTO projects VALUES (?, 0, '', 1) "
                         "ON CONFLICT (name) DO UPDATE SET dirty = 1", (name,))
 
-    def dirty_projects(self) -> set[str]:
-        return {str(name) for (name,) in self.db.execute("SELECT name FROM projects WHERE dirty = 1")}
+    def dirty_projects(self) -> set[NormalizedName]:
+        rows = self.db.execute("SELECT name FROM projects WHERE dirty = 1")
+        return {NormalizedName(name) for (name,) in rows}
 
-    def set_project(self, name: str, files: int, yank: str) -> None:
+    def set_project(self, name: NormalizedName, files: int, yank: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO projects VALUES (?, ?, ?, 0)", (name, files, yank))
 
     def broken_count(self) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from urllib.parse import quote
 
+from packaging.utils import NormalizedName
 from packaging.version import InvalidVersion, Version
 
 from pypi_insiders.index.layout import FILE_LINK_PREFIX
@@ -80,7 +81,7 @@ def _json_file(record: FileRecord, yanked: Mapping[str, str]) -> dict[str, objec
     return entry
 
 
-def project_pages(project: str, files: Sequence[FileRecord],
+def project_pages(project: NormalizedName, files: Sequence[FileRecord],
                   yanked: Mapping[str, str]) -> tuple[bytes, bytes]:
     """(HTML, JSON) of one project page; `yanked` maps normalized versions to reasons."""
     keyed = sorted(((_sort_key(record), record) for record in files), key=lambda pair: pair[0])
@@ -100,7 +101,7 @@ def project_pages(project: str, files: Sequence[FileRecord],
     return html.encode(), json.dumps(document, separators=(",", ":")).encode()
 
 
-def root_pages(projects: Iterable[str]) -> tuple[bytes, bytes]:
+def root_pages(projects: Iterable[NormalizedName]) -> tuple[bytes, bytes]:
     """(HTML, JSON) of the root list.
 
     Names are normalized PEP 508 names (letters, digits, "-"), checked when each file was read,
