@@ -19,7 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-SSHD = Path("/usr/sbin/sshd")
+# Debian's sshd unpacked by .ci/deps from its package, never installed: installing openssh-server
+# would enable a system ssh.service listening on port 22 from the next boot.
+SSHD = Path(__file__).resolve().parent.parent / ".ci/cache/openssh-server/usr/sbin/sshd"
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,9 @@ class SshServer:
 
 
 def missing_tools() -> str | None:
-    """What this machine lacks to run the server; .ci/deps installs both."""
+    """What this machine lacks to run the server; .ci/deps provides both."""
     if not SSHD.exists():
-        return f"{SSHD} (Debian's openssh-server)"
+        return f"{SSHD} (Debian's openssh-server, unpacked by .ci/deps)"
     if shutil.which("ssh-keygen") is None or shutil.which("ssh") is None:
         return "ssh and ssh-keygen (Debian's openssh-client)"
     return None
