@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from pypi_insiders import __version__, config, privileges, sd
+from pypi_insiders import __version__, config, directories, privileges, sd
 from pypi_insiders.errors import InsidersError
 
 log = logging.getLogger(__name__)
@@ -42,26 +42,30 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     loaded = _load(args)
     privileges.become_data_owner(loaded.paths.state)
-    config.check_directories(loaded, create=True)
+    directories.prepare(loaded, create=True)
     generate.Generator.from_config(loaded).generate_all()
     return 0
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     loaded = _load(args)
-    config.check_directories(loaded, create=False)
-    where = loaded.path or "embedded default (no config file)"
+    directories.prepare(loaded, create=False)
     if args.json:
-        print(json.dumps(_summary(loaded), indent=2))
+        print(json.dumps({**_summary(loaded), "sources": dict(loaded.sources)}, indent=2))
     else:
-        print(f"{where}: OK")
+        print(f"{loaded.path or 'embedded default (no config file)'}: OK")
         for key, value in _summary(loaded).items():
-            print(f"  {key}: {value}")
+            source = loaded.sources.get(_SOURCE_OF.get(key, key))
+            print(f"  {key}: {value}" + (f"  [{source}]" if source else ""))
     return 0
+
+
+_SOURCE_OF = {"state": "data"}
 
 
 def _summary(loaded: config.Config) -> dict[str, object]:
     return {
+        "config": loaded.sources.get("config", "embedded default"),
         "listen": f"{loaded.server.host}:{loaded.server.port}",
         "store": str(loaded.paths.store),
         "index": str(loaded.paths.index),
@@ -69,6 +73,9 @@ def _summary(loaded: config.Config) -> dict[str, object]:
         "cache": str(loaded.paths.cache),
         "upstream": f"{loaded.upstream.url} ({loaded.upstream.url_source})",
         "fallback": loaded.upstream.fallback,
+        "repos.d": str(loaded.fetch.repos_dir),
+        "credentials": str(loaded.fetch.credentials_dir),
+        "users": str(loaded.upload.users_file),
         "upload": "enabled" if loaded.upload.enabled else "disabled",
         "repositories": len(loaded.repos),
     }

@@ -22,7 +22,7 @@ from typing import Any
 from waitress.server import create_server as _waitress_server
 
 from pypi_insiders import config as config_module
-from pypi_insiders import sd
+from pypi_insiders import directories, sd
 from pypi_insiders.config import Config
 from pypi_insiders.errors import ConfigError
 from pypi_insiders.fetch import status as fetch_status
@@ -292,7 +292,8 @@ def _thread(target: Any, *args: Any) -> None:  # noqa: ANN401
 def serve(config: Config, config_arg: str | None) -> int:
     from pypi_insiders.index import generate  # noqa: PLC0415 - keeps `serve --help` and worker start-up light
 
-    config_module.check_directories(config, create=True)
+    directories.prepare(config, create=True)
+    lock = directories.InstanceLock().acquire(config)
     # waitress warns on every request queued behind busy threads: per-request noise under load.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     service = Service(config, config_arg, generate.Generator.from_config(config))
@@ -314,5 +315,6 @@ def serve(config: Config, config_arg: str | None) -> int:
         service.server.run()
     finally:
         service.stop()
+        lock.release()
     log.info("stopped")
     return 1 if service.failed else 0

@@ -195,14 +195,19 @@ def _listen_url(log: Path, process: subprocess.Popen[str], deadline: float) -> s
 
 
 @contextmanager
-def serve_process(config_file: Path, *args: str, timeout: float = 30.0,
-                  env: dict[str, str] | None = None) -> Iterator[Running]:
-    """`pypi-insiders serve` as a subprocess, until it answers; stopped by PID afterwards."""
-    log = config_file.parent / f"serve-{time.monotonic_ns()}.log"
+def serve_process(config_file: Path | None, *args: str, timeout: float = 30.0,
+                  env: dict[str, str] | None = None, workdir: Path | None = None) -> Iterator[Running]:
+    """`pypi-insiders serve` as a subprocess, until it answers; stopped by PID afterwards.
+
+    Without `config_file`, serve finds its config (or none) as a user's would, in `workdir`.
+    """
+    workdir = workdir or (config_file.parent if config_file else Path.cwd())
+    log = workdir / f"serve-{time.monotonic_ns()}.log"
+    config_args = ["--config", str(config_file)] if config_file else []
     with log.open("w") as out:
         process = subprocess.Popen(
-            [*pypi_insiders(), "--config", str(config_file), "serve", *args],
-            stdout=out, stderr=subprocess.STDOUT, text=True, env=service_env(env), cwd=config_file.parent)
+            [*pypi_insiders(), *config_args, "serve", *args],
+            stdout=out, stderr=subprocess.STDOUT, text=True, env=service_env(env), cwd=workdir)
     try:
         url = _listen_url(log, process, time.monotonic() + timeout)
         deadline = time.monotonic() + timeout

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pypi_insiders import config
+from pypi_insiders import config, directories
 from pypi_insiders.fetch import status as fetch_status
 from pypi_insiders.files import atomic_write
 from pypi_insiders.web.app import make_app
@@ -285,7 +285,7 @@ def test_app_status_pages_come_from_the_status_module(served: Served) -> None:
 def test_app_upload_without_credentials_asks_for_basic_auth(make_config: ConfigMaker, tmp_path: Path) -> None:
     (tmp_path / "users").write_text("")
     loaded = config.load(str(make_config(upload={"enabled": True})))
-    config.check_directories(loaded, create=True)
+    directories.prepare(loaded, create=True)
     with ThreadedServer(make_app(loaded)) as server:
         reply = request(server.url, "/legacy/", "POST",
                         {"Content-Type": "multipart/form-data; boundary=x"}, body=b"--x--\r\n")

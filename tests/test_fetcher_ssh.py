@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pypi_insiders import config
+from pypi_insiders import config, directories
 from pypi_insiders.errors import CredentialError, FetchError
 from pypi_insiders.fetch import credentials, git, runner
 from pypi_insiders.store import Store
@@ -58,7 +58,7 @@ def _install_key(tmp_path: Path, name: str, key: Path) -> None:
 
 def _load(make_config: ConfigMaker, url: str, credential: str) -> config.Config:
     loaded = config.load(str(make_config(repos={"demo": {"url": url, "credential": credential}})))
-    config.check_directories(loaded, create=True)
+    directories.prepare(loaded, create=True)
     return loaded
 
 

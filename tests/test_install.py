@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pypi_insiders import config
+from pypi_insiders import config, directories
 from pypi_insiders.index import generate
 from pypi_insiders.web.app import make_app
 from tests.conftest import ConfigMaker
@@ -52,7 +52,7 @@ def index(request: pytest.FixtureRequest, make_config: ConfigMaker, data_dir: Pa
     with ThreadedServer(fake.app) as upstream:
         loaded = config.load(str(make_config(upstream={"url": upstream.url + "simple/",
                                                        "fallback": request.param})))
-        config.check_directories(loaded, create=True)
+        directories.prepare(loaded, create=True)
         _store(loaded.paths.store)
         generate.Generator.from_config(loaded).generate_all()
         with ThreadedServer(make_app(loaded), threads=8) as server:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from pypi_insiders import config
+from pypi_insiders import config, directories
 from pypi_insiders.config import Config
 from pypi_insiders.store import Store
 from pypi_insiders.web import auth
@@ -43,7 +43,7 @@ AUTH = basic("alice", SECRET)
 @pytest.fixture
 def upload_config(make_config: ConfigMaker) -> Config:
     loaded = config.load(str(make_config(upload={"enabled": True, "max_size_mb": 1})))
-    config.check_directories(loaded, create=True)
+    directories.prepare(loaded, create=True)
     loaded.upload.users_file.write_text(f"alice:{auth.hash_secret(SECRET)}\n")
     return loaded
 

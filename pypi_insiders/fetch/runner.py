@@ -22,7 +22,8 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from pypi_insiders import sd
-from pypi_insiders.config import Config, RepoConfig, check_directories
+from pypi_insiders.config import Config, RepoConfig
+from pypi_insiders.directories import prepare
 from pypi_insiders.errors import (
     BuildError,
     CredentialError,
@@ -44,7 +45,7 @@ RepoFailure = (BuildError, CredentialError, FetchError, StoreError, OSError)
 
 def cli_update(config: Config, repo_keys: list[str], *, force: bool = False) -> int:
     repos = select(config, repo_keys)
-    check_directories(config, create=True)
+    prepare(config, create=True)
     with run_lock(config.paths.state / "update.lock"):
         clear_stale_builds(config.paths.cache / "builds")
         outcomes: Counter[str] = Counter()

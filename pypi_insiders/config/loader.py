@@ -1,0 +1,104 @@
+"""Reading the config in effect, and the command-line flags that win over it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, cast
+
+from pypi_insiders.config import layout as layouts
+from pypi_insiders.config import sections
+from pypi_insiders.config.model import FALLBACKS, Config, Fallback
+from pypi_insiders.config.repo_tables import parse_repos, read_toml
+from pypi_insiders.config.table import Table, check_http_url, one_of, parse_listen
+from pypi_insiders.errors import ConfigError
+
+_SECTIONS = {"server", "paths", "index", "yank", "upstream", "upload", "fetch", "repos"}
+
+
+def load(explicit: str | None = None) -> Config:
+    """Read the config file in effect (or the embedded default when none exists), all of it checked."""
+    choice = layouts.choose_config(explicit)
+    problems: list[str] = []
+    data: dict[str, Any] = {}
+    if choice.path is not None:
+        if choice.path.is_dir():
+            msg = f"{choice.path}: is a directory, not a config file"
+            raise ConfigError(msg)
+        loaded = read_toml(choice.path, problems)
+        if loaded is None:
+            raise ConfigError(problems)
+        data = loaded
+    return from_mapping(data, choice.path, problems, source=choice.source)
+
+
+def from_mapping(data: Mapping[str, Any], path: Path | None, problems: list[str] | None = None,
+                 *, source: str = "--config") -> Config:
+    problems = problems if problems is not None else []
+    layout = layouts.layout_for(path)
+    sources = {"config": f"{path} ({source})" if path else source}
+    root = Table(data, str(path) if path else "<embedded default>", problems, "")
+    server = sections.server(root)
+    paths = sections.paths(root, layout, sources)
+    index = sections.index(root)
+    upstream = sections.upstream(root)
+    upload = sections.upload(root, layout, sources)
+    fetch = sections.fetch(root, layout, sources)
+    repos = parse_repos(root, fetch)
+    root.finish(_SECTIONS)
+    if problems:
+        raise ConfigError(problems)
+    return Config(path, server, paths, index, upstream, upload, fetch, repos, sources)
+
+
+def with_overrides(config: Config, *, listen: str | None = None, store: str | None = None,
+                   upstream: str | None = None, fallback: str | None = None) -> Config:
+    """Command-line flags win over the file; they are validated like the file is."""
+    problems: list[str] = []
+    server, up = config.server, config.upstream
+    if listen is not None:
+        try:
+            host, port = parse_listen(listen)
+            server = replace(server, host=host, port=port)
+        except ValueError as error:
+            problems.append(f"--listen: {error}")
+    if upstream is not None:
+        message = check_http_url(upstream)
+        if message:
+            problems.append(f"--upstream: {message}")
+        else:
+            up = replace(up, url=upstream.rstrip("/") + "/", url_source="--upstream")
+    if fallback is not None:
+        if message := one_of(*FALLBACKS)(fallback):
+            problems.append(f"--fallback: {message}")
+        else:
+            up = replace(up, fallback=cast(Fallback, fallback))
+    if problems:
+        raise ConfigError(problems)
+    config = replace(config, server=server, upstream=up)
+    return with_store(config, Path(store)) if store is not None else config
+
+
+def with_store(config: Config, store: Path) -> Config:
+    """A store of its own comes with state of its own: pins, index and caches under a directory
+    named after the store, so two instances on two stores never serve each other's pages.
+    Directories set one by one in the config ([paths] index, cache) are kept as they are.
+    """
+    store = store.expanduser().absolute()
+    if store == config.paths.store:
+        return config
+    name = layouts.instance_name(store)
+    state = config.paths.state / "stores" / name
+    sources = dict(config.sources, store="--store", data=f"derived from --store ({name})")
+    index, cache = state / "index", config.paths.cache / "stores" / name
+    if config.sources.get("index") == "paths.index":
+        index = config.paths.index
+    else:
+        sources["index"] = sources["data"]
+    if config.sources.get("cache") == "paths.cache":
+        cache = config.paths.cache
+    else:
+        sources["cache"] = sources["data"]
+    paths = replace(config.paths, store=store, state=state, index=index, cache=cache)
+    return replace(config, paths=paths, sources=sources)

@@ -1,0 +1,110 @@
+"""The parsed configuration: frozen dataclasses, built once by `config.load` and passed around."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, get_args
+
+from packaging.utils import NormalizedName
+from packaging.version import Version
+
+DEFAULT_PORT = 31411
+Fallback = Literal["redirect", "proxy", "off"]
+FALLBACKS: tuple[Fallback, ...] = get_args(Fallback)
+BuildPolicy = Literal["new", "latest"]
+PublishTarget = Literal["store", "upload"]
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    threads: int = 8
+    # waitress processes sharing the listening socket: one process is held to one core by the GIL.
+    processes: int = 1
+    # The reverse proxy's address: only its X-Forwarded-For/-Proto are believed (None: nobody's).
+    trusted_proxy: str | None = None
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """Where things live. `state` holds what cannot be rebuilt; `index` and `cache` can."""
+
+    store: Path
+    index: Path
+    state: Path
+    cache: Path
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    rescan_interval: float = 300.0
+    debounce: float = 0.2
+    # project -> version -> reason (PEP 592); an empty reason still yanks.
+    yanked: Mapping[NormalizedName, Mapping[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    url: str | None
+    # Where `url` came from, for logs and `check-config`: "config", "--upstream", a pip source.
+    url_source: str
+    fallback: Fallback = "redirect"
+    timeout: float = 10.0
+    cache_ttl: float = 600.0
+
+
+@dataclass(frozen=True)
+class UploadConfig:
+    enabled: bool
+    users_file: Path
+    max_size: int = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    """One watched repository. `key` is its table name: the original's NAMESPACE/PROJECT or a slug."""
+
+    key: str
+    url: str
+    source_file: Path | None
+    distribution: NormalizedName | None = None
+    subdirectory: str = ""
+    tag_pattern: re.Pattern[str] | None = None
+    build: BuildPolicy = "new"
+    min_version: Version | None = None
+    credential: str | None = None
+    username: str | None = None
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    repos_dir: Path
+    credentials_dir: Path
+    build_timeout: float = 1800.0
+    fetch_timeout: float = 300.0
+    publish: PublishTarget = "store"
+    upload_url: str | None = None
+    upload_username: str = "__token__"
+    upload_credential: str | None = None
+    backoff_max: float = 86400.0
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    server: ServerConfig
+    paths: PathsConfig
+    index: IndexConfig
+    upstream: UpstreamConfig
+    upload: UploadConfig
+    fetch: FetchConfig
+    repos: tuple[RepoConfig, ...] = ()
+    # piece ("config", "store", "repos.d", ...) -> where its location came from, for check-config.
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def repo(self, key: str) -> RepoConfig | None:
+        return next((r for r in self.repos if r.key == key), None)

@@ -1,0 +1,148 @@
+"""The sections of the main file, each parsed into its dataclass, problems collected on the way."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import cast
+
+from packaging.utils import NormalizedName, canonicalize_name
+
+from pypi_insiders import pipconf
+from pypi_insiders.config.layout import Layout
+from pypi_insiders.config.model import (
+    DEFAULT_PORT,
+    FALLBACKS,
+    Fallback,
+    FetchConfig,
+    IndexConfig,
+    PathsConfig,
+    PublishTarget,
+    ServerConfig,
+    UploadConfig,
+    UpstreamConfig,
+)
+from pypi_insiders.config.table import (
+    Table,
+    check_http_url,
+    listen_check,
+    one_of,
+    parse_listen,
+    positive,
+    resolve,
+)
+
+
+def server(root: Table) -> ServerConfig:
+    t = root.table("server")
+    host, port = parse_listen(t.get("listen", str, f"127.0.0.1:{DEFAULT_PORT}", listen_check))
+    threads = t.get("threads", int, 8, lambda v: None if 1 <= v <= 256 else "must be 1 to 256")
+    processes = t.get("processes", int, 1, lambda v: None if 1 <= v <= 64 else "must be 1 to 64")
+    proxy = t.get("trusted_proxy", str, "", _ip_address_check)
+    t.finish()
+    return ServerConfig(host, port, threads, processes, proxy or None)
+
+
+def _ip_address_check(value: str) -> str | None:
+    """One address, never a wildcard: believing anyone's X-Forwarded-For lets anyone pick theirs."""
+    if not value:
+        return None
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return f"not an IP address: {value!r} (the reverse proxy's own address, e.g. 127.0.0.1)"
+    return None
+
+
+Sources = dict[str, str]
+
+
+def paths(root: Table, layout: Layout, sources: Sources) -> PathsConfig:
+    """[paths]: each directory set by its key, else under `data`, else the layout's default."""
+    t = root.table("paths")
+    base = layout.config_dir
+    default = f"default ({layout.name} layout)"
+    data_text = t.get("data", str, "")
+    data = resolve(base, data_text) if data_text else layout.data
+    sources["data"] = "paths.data" if data_text else default
+
+    def pick(key: str, fallback: Path) -> Path:
+        text = t.get(key, str, "")
+        sources[key] = f"paths.{key}" if text else sources["data"] if data_text else default
+        return resolve(base, text) if text else fallback
+
+    result = PathsConfig(store=pick("store", data / "store"), index=pick("index", data / "index"),
+                         state=data, cache=pick("cache", data / "cache" if data_text else layout.cache))
+    t.finish()
+    return result
+
+
+def _beside(key: str, text: str, layout: Layout, sources: Sources, piece: str) -> Path:
+    """A config-side piece (named `piece` in the directory): its key, else beside the config file."""
+    sources[piece] = key if text else f"beside the config file, in {layout.config_dir}"
+    return resolve(layout.config_dir, text) if text else layout.config_dir / piece
+
+
+def index(root: Table) -> IndexConfig:
+    t = root.table("index")
+    rescan = t.get("rescan_interval", float, 300.0, positive)
+    debounce = t.get("debounce", float, 0.2, lambda v: None if 0 <= v <= 10 else "must be 0 to 10")
+    t.finish()
+    yanked: dict[NormalizedName, dict[str, str]] = {}
+    y = root.table("yank")
+    for project, versions in y.data.items():
+        y.seen.add(project)
+        if not isinstance(versions, dict):
+            y.problem(project, 'expected a table of "version" = "reason"')
+            continue
+        entries = yanked.setdefault(canonicalize_name(project), {})
+        for version, reason in versions.items():
+            if not isinstance(reason, str):
+                y.problem(f"{project}.{version}", "expected a reason string (may be empty)")
+            else:
+                entries[version] = reason
+    return IndexConfig(rescan, debounce, yanked)
+
+
+def upstream(root: Table) -> UpstreamConfig:
+    t = root.table("upstream")
+    url = t.get("url", str, "", lambda v: check_http_url(v) if v else None)
+    fallback = cast(Fallback, t.get("fallback", str, "redirect", one_of(*FALLBACKS)))
+    timeout = t.get("timeout", float, 10.0, positive)
+    ttl = t.get("cache_ttl", float, 600.0, lambda v: None if v >= 0 else "must be 0 or more")
+    t.finish()
+    if url:
+        return UpstreamConfig(url.rstrip("/") + "/", "config", fallback, timeout, ttl)
+    found = pipconf.configured_index_url()
+    return UpstreamConfig(found.url, found.source, fallback, timeout, ttl)
+
+
+def upload(root: Table, layout: Layout, sources: Sources) -> UploadConfig:
+    t = root.table("upload")
+    enabled = t.get("enabled", bool, False)
+    users = t.get("users_file", str, "")
+    max_mb = t.get("max_size_mb", int, 100, lambda v: None if v > 0 else "must be greater than 0")
+    t.finish()
+    users_file = _beside("upload.users_file", users, layout, sources, "users")
+    return UploadConfig(enabled, users_file, max_mb * 1024 * 1024)
+
+
+def fetch(root: Table, layout: Layout, sources: Sources) -> FetchConfig:
+    t = root.table("fetch")
+    repos_dir = t.get("repos_dir", str, "")
+    creds_dir = t.get("credentials_dir", str, "")
+    fetch = FetchConfig(
+        repos_dir=_beside("fetch.repos_dir", repos_dir, layout, sources, "repos.d"),
+        credentials_dir=_beside("fetch.credentials_dir", creds_dir, layout, sources, "credentials"),
+        build_timeout=t.get("build_timeout", float, 1800.0, positive),
+        fetch_timeout=t.get("fetch_timeout", float, 300.0, positive),
+        publish=cast(PublishTarget, t.get("publish", str, "store", one_of("store", "upload"))),
+        upload_url=t.get("upload_url", str, "", lambda v: check_http_url(v) if v else None) or None,
+        upload_username=t.get("upload_username", str, "__token__"),
+        upload_credential=t.get("upload_credential", str, "") or None,
+        backoff_max=t.get("backoff_max", float, 86400.0, positive),
+    )
+    t.finish()
+    if fetch.publish == "upload" and not fetch.upload_url:
+        t.problem("publish", '"upload" needs fetch.upload_url')
+    return fetch
