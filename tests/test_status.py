@@ -13,8 +13,8 @@ import pytest
 from pypi_insiders import config
 from pypi_insiders.fetch import repo_state, status
 from tests.conftest import ConfigMaker
-from tests.git_fixtures import cli_env
-from tests.server_fixtures import FakeUpstream, ThreadedServer
+from tests.git_fixtures import cli_env, init_repo
+from tests.server_fixtures import FakeUpstream, ThreadedServer, request, serve_process
 
 
 @pytest.fixture
@@ -99,3 +99,42 @@ def test_status_command_prints_json_and_text(make_config: ConfigMaker, tmp_path:
     assert "demo: checked 1970-01-01T00:00:01Z, failed; newest tag -; last build none" in text
     assert "  ! repository demo: cannot fetch: refused" in text
     assert "  ! v1.0 failed to build 3 time(s); next try 2027-01-15T08:00:00Z" in text
+
+
+def _cli(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pypi_insiders", "-c", str(path), *args],
+                          capture_output=True, text=True, timeout=120, env=cli_env(), check=False)
+
+
+def test_status_page_follows_repos_add_remove_and_fetch_runs_without_reload(
+        make_config: ConfigMaker, tmp_path: Path) -> None:
+    path = make_config()
+    init_repo(tmp_path / "proj", {"README": "a project without tags\n"})
+    with serve_process(path) as served:
+        assert json.loads(request(served.url, "/status.json").body)["repositories"] == []
+        assert _cli(path, "repos", "add", str(tmp_path / "proj"), "proj").returncode == 0
+        repos = json.loads(request(served.url, "/status.json").body)["repositories"]
+        assert [(r["key"], r["last_check"]) for r in repos] == [("proj", None)]
+        done = _cli(path, "update")
+        assert done.returncode == 0, done.stderr
+        repos = json.loads(request(served.url, "/status.json").body)["repositories"]
+        assert repos[0]["last_check"] is not None
+        assert repos[0]["last_result"] in ("updated", "unchanged")
+        page = request(served.url, "/status")
+        assert page.status == 200
+        assert b'<a href="/">' in page.body
+        assert b"<td>proj</td>" in page.body
+        assert _cli(path, "repos", "remove", "proj").returncode == 0
+        assert json.loads(request(served.url, "/status.json").body)["repositories"] == []
+
+
+def test_status_shows_a_broken_dropin_and_the_repositories_known_at_start(
+        make_config: ConfigMaker, tmp_path: Path) -> None:
+    path = make_config(repos={"demo": {"url": "/srv/demo"}})
+    loaded = config.load(str(path))
+    (tmp_path / "repos.d").mkdir()
+    (tmp_path / "repos.d" / "broken.toml").write_text("[repos.x\n")
+    data = status.collect(loaded)
+    assert [r["key"] for r in data["repositories"]] == ["demo"]
+    assert "broken.toml: not valid TOML" in data["config_problem"]
+    assert "configuration: " in status.render_html(data)

@@ -11,7 +11,7 @@ default), `table` (validation helpers), `sections` and `repo_tables` (the parser
 from __future__ import annotations
 
 from pypi_insiders.config.layout import SYSTEM_CONFIG, choose_config, layout_for
-from pypi_insiders.config.loader import from_mapping, load, with_overrides, with_store
+from pypi_insiders.config.loader import current_repos, from_mapping, load, with_overrides, with_store
 from pypi_insiders.config.model import (
     DEFAULT_PORT,
     FALLBACKS,
@@ -33,6 +33,6 @@ from pypi_insiders.config.table import check_http_url, parse_listen
 __all__ = [
     "DEFAULT_PORT", "FALLBACKS", "SYSTEM_CONFIG", "BuildPolicy", "Config", "Fallback", "FetchConfig",
     "IndexConfig", "PathsConfig", "PublishTarget", "RepoConfig", "ServerConfig", "UploadConfig",
-    "UpstreamConfig", "check_http_url", "choose_config", "from_mapping", "layout_for", "load",
-    "parse_listen", "parse_repo", "with_overrides", "with_store",
+    "UpstreamConfig", "check_http_url", "choose_config", "current_repos", "from_mapping", "layout_for",
+    "load", "parse_listen", "parse_repo", "with_overrides", "with_store",
 ]

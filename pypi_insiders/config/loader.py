@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from pypi_insiders.config import layout as layouts
 from pypi_insiders.config import sections
-from pypi_insiders.config.model import FALLBACKS, Config, Fallback
+from pypi_insiders.config.model import FALLBACKS, Config, Fallback, RepoConfig
 from pypi_insiders.config.repo_tables import parse_repos, read_toml
 from pypi_insiders.config.table import Table, check_http_url, one_of, parse_listen
 from pypi_insiders.errors import ConfigError
@@ -50,6 +50,21 @@ def from_mapping(data: Mapping[str, Any], path: Path | None, problems: list[str]
     if problems:
         raise ConfigError(problems)
     return Config(path, server, paths, index, upstream, upload, fetch, repos, sources)
+
+
+def current_repos(config: Config) -> tuple[RepoConfig, ...]:
+    """The watched repositories as the files say now: `repos add` and `remove` change them on
+    disk, and a running index reports them (/status) without a reload. Raises ConfigError.
+    """
+    problems: list[str] = []
+    data = read_toml(config.path, problems) if config.path is not None else {}
+    if data is None:
+        raise ConfigError(problems)
+    root = Table(data, str(config.path or "<embedded default>"), problems, "")
+    repos = parse_repos(root, config.fetch)
+    if problems:
+        raise ConfigError(problems)
+    return repos
 
 
 def with_overrides(config: Config, *, listen: str | None = None, store: str | None = None,

@@ -21,8 +21,8 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from pypi_insiders.config import Config, RepoConfig
-from pypi_insiders.errors import InvalidDistributionError
+from pypi_insiders.config import Config, RepoConfig, current_repos
+from pypi_insiders.errors import ConfigError, InvalidDistributionError
 from pypi_insiders.fetch import repo_state, versions
 from pypi_insiders.fetch.git import display_url
 from pypi_insiders.files import atomic_write
@@ -133,15 +133,21 @@ def repo_status(repo: RepoConfig, record: repo_state.RepoState, upstream: str | 
 
 
 def collect(config: Config) -> dict[str, Any]:
-    records = {repo.key: repo_state.load(config, repo.key) for repo in config.repos}
-    names = {repo.distribution or records[repo.key].distribution for repo in config.repos}
+    """Read afresh at every call: the repository list from the config files, each state file."""
+    try:
+        repos, problem = current_repos(config), None
+    except ConfigError as error:  # a broken drop-in: show what was valid at start, and why
+        repos, problem = config.repos, "; ".join(error.problems)
+    records = {repo.key: repo_state.load(config, repo.key) for repo in repos}
+    names = {repo.distribution or records[repo.key].distribution for repo in repos}
     upstream = upstream_versions(config, {n for n in names if n})
     repositories = []
-    for repo in config.repos:
+    for repo in repos:
         record = records[repo.key]
         name = repo.distribution or record.distribution
         repositories.append(repo_status(repo, record, upstream.get(name) if name else None))
-    return {"generated": _iso(time.time()), "next_run": next_run(), "repositories": repositories}
+    return {"generated": _iso(time.time()), "next_run": next_run(), "config_problem": problem,
+            "repositories": repositories}
 
 
 def _cell(value: object) -> str:
@@ -163,9 +169,15 @@ def render_html(data: dict[str, Any]) -> str:
     body = "\n".join(rows) or '<tr><td colspan="8">no repositories watched</td></tr>'
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>pypi-insiders status</title>"
             "<style>td,th{padding:2px 8px;text-align:left}.problem{color:#a00}</style></head><body>\n"
-            f"<h1>Watched repositories</h1>\n<p>Generated {_cell(data['generated'])}; next fetch run: "
+            '<p><a href="/">&larr; the index</a></p>\n'
+            f"<h1>Watched repositories</h1>\n{_problem(data.get('config_problem'))}"
+            f"<p>Generated {_cell(data['generated'])}; next fetch run: "
             f"{_cell(data['next_run'] or 'unknown')}.</p>\n<table>\n<tr>{head}</tr>\n{body}\n</table>\n"
             "</body></html>\n")
+
+
+def _problem(text: str | None) -> str:
+    return f'<p class="problem">configuration: {_cell(text)}</p>\n' if text else ""
 
 
 def cli_status(config: Config, *, as_json: bool = False) -> int:
@@ -173,6 +185,8 @@ def cli_status(config: Config, *, as_json: bool = False) -> int:
     if as_json:
         print(json.dumps(data, indent=2))
         return 0
+    if data["config_problem"]:
+        print(f"! configuration: {data['config_problem']}")
     if not data["repositories"]:
         print("no repositories watched")
     for repo in data["repositories"]:
