@@ -186,8 +186,9 @@ def _unit_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         p = sub.add_parser(name, help=f"drive {what} through systemctl and journalctl")
         actions = p.add_subparsers(dest="unit_command", required=True,
                                    metavar="{start,stop,restart,status,logs}")
-        for action in ("start", "stop", "restart", "status"):
-            actions.add_parser(action, help=f"{action} {what}")
+        for action, verb in (("start", "start"), ("stop", "stop"), ("restart", "restart"),
+                             ("status", "show the state of")):
+            actions.add_parser(action, help=f"{verb} {what}")
         logs = actions.add_parser("logs", help=f"show the journal of {what}")
         logs.add_argument("-f", "--follow", action="store_true", help="keep printing new entries")
         logs.add_argument("-n", "--lines", type=int, default=50, help="how many entries to show")

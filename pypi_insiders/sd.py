@@ -54,6 +54,9 @@ def setup_logging(verbose: int = 0, *, daemon: bool = False) -> None:
     root.setLevel(level)
     # waitress logs every queue-depth warning at WARNING; keep it, but not its debug chatter.
     logging.getLogger("waitress").setLevel(max(level, logging.INFO))
+    # urllib3 warns once per retry ("Retrying (Retry(total=2 ...") before our own clear error
+    # line says what failed; with -v they stay, for whoever debugs a connection.
+    logging.getLogger("urllib3").setLevel(logging.DEBUG if verbose > 0 else logging.ERROR)
 
 
 def notify(**fields: object) -> bool:

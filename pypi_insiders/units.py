@@ -103,6 +103,25 @@ def cli(command: str, action: str, *, follow: bool = False, lines: int = 50) -> 
         # Interactive on purpose: no timeout (a start waits for READY=1, `logs -f` runs until ^C),
         # and output goes straight to the terminal.
         returncode = subprocess.run(argv, check=False).returncode
+        if command == "watcher" and action == "status":
+            return watcher_state()
         if returncode != 0:
             return returncode
     return 0
+
+
+def watcher_state() -> int:
+    """`watcher status`'s exit: 0 while the timer is active and the last run did not fail.
+
+    systemctl status exits 3 for an inactive unit, and the fetch service is a oneshot that is
+    inactive between runs: that is the watcher idling, not the watcher down.
+    """
+    def ask(*argv: str) -> int:
+        try:
+            return subprocess.run(["systemctl", *argv], capture_output=True, timeout=QUERY_TIMEOUT,
+                                  check=False).returncode
+        except subprocess.TimeoutExpired:
+            return 4  # LSB: status unknown
+    if ask("is-active", "--quiet", FETCH_TIMER) != 0:
+        return 3
+    return 3 if ask("is-failed", "--quiet", FETCH_SERVICE) == 0 else 0

@@ -72,7 +72,7 @@ def test_update_builds_a_tag_pushed_after_the_first_run(make_config: ConfigMaker
         assert server.upload_pack_posts() == posts
         assert _store_files(loaded) == store_before
         assert "building" not in caplog.text
-        assert "1 repositories: 0 updated, 1 unchanged, 0 failed" in caplog.text
+        assert "1 repository: 0 updated, 1 unchanged, 0 failed" in caplog.text
         assert repo_state.load(loaded, "demo").last_result == "unchanged"
 
         g.commit_files(upstream, {"CHANGELOG": "1.1\n"})
@@ -88,7 +88,9 @@ def test_update_builds_a_tag_pushed_after_the_first_run(make_config: ConfigMaker
 
 
 @pytest.mark.slow
-def test_update_failing_repository_does_not_stop_another(make_config: ConfigMaker, tmp_path: Path) -> None:
+def test_update_failing_repository_does_not_stop_another(make_config: ConfigMaker, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
     broken = _intree_repo(tmp_path, "broken", "v1.0", extra={"FAIL": "yes\n"})
     good = _intree_repo(tmp_path, "good", "v2.0")
     loaded = config.load(str(make_config(repos={
@@ -96,6 +98,11 @@ def test_update_failing_repository_does_not_stop_another(make_config: ConfigMake
         "good": {"url": str(good)},
     })))
     assert runner.cli_update(loaded, []) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len([m for m in errors if "build failed" in m]) == 1, errors  # the build error, once
+    assert errors[-1] == ("3 repositories: 1 updated, 0 unchanged, 2 failed "
+                          "(broken: build of v1.0 failed; gone: cannot be fetched)")
+    caplog.clear()
     assert _store_files(loaded) == {"good/good-2.0-py3-none-any.whl", "good/good-2.0.tar.gz"}
     for key, message in (("broken", "build failed"), ("gone", "not found or not a git repository")):
         record = repo_state.load(loaded, key)
@@ -113,6 +120,7 @@ def test_update_failing_repository_does_not_stop_another(make_config: ConfigMake
     assert (broken_state.last_build.tag, broken_state.last_build.result) == ("v1.0", "failed")
 
     assert runner.cli_update(loaded, []) == 0  # both broken ones wait out their back-off
+    assert "3 repositories: 0 updated, 1 unchanged, 0 failed, 2 waiting after failures" in caplog.text
     broken_state = repo_state.load(loaded, "broken")
     assert (broken_state.failures, broken_state.last_result) == (1, "waiting")
     assert broken_state.last_error is not None
@@ -263,3 +271,16 @@ def test_update_keeps_a_file_published_by_an_earlier_run(make_config: ConfigMake
     assert _store_files(loaded) == {"half/half-1.0-py3-none-any.whl", "half/half-1.0.tar.gz"}
     assert earlier.read_bytes() == before
     assert "kept the file already in the store" in caplog.text
+
+
+def test_update_unreachable_https_repository_is_one_error_line(make_config: ConfigMaker,
+                                                              free_port: int) -> None:
+    path = make_config(repos={"far": {"url": f"https://127.0.0.1:{free_port}/far.git"}})
+    done = subprocess.run([sys.executable, "-m", "pypi_insiders", "-c", str(path), "update"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1
+    assert "Retrying" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: repository far (https://127.0.0.1:{free_port}/far.git): cannot fetch: "
+        "Failed to establish a new connection: [Errno 111] Connection refused",
+        "error: 1 repository: 0 updated, 0 unchanged, 1 failed (far: cannot be fetched)"]

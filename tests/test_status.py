@@ -84,7 +84,8 @@ def test_status_command_prints_json_and_text(make_config: ConfigMaker, tmp_path:
     path = make_config(repos={"demo": {"url": "https://me:hunter2@git.example.invalid/demo.git"}})
     loaded = config.load(str(path))
     record = repo_state.RepoState("demo", last_check=1.0, last_result="failed", failures=2,
-                             last_error="repository demo: cannot fetch: refused")
+                             last_error="repository demo: cannot fetch: refused",
+                             next_attempt=1_800_000_000.0)
     record.failed_builds["1.0"] = repo_state.FailedBuild("v1.0", "c" * 40, 3, 1_800_000_000.0)
     repo_state.save(loaded, record)
     done = subprocess.run([sys.executable, "-m", "pypi_insiders", "-c", str(path), "status", "--json"],
@@ -98,6 +99,7 @@ def test_status_command_prints_json_and_text(make_config: ConfigMaker, tmp_path:
                           capture_output=True, text=True, timeout=60, env=cli_env(), check=True).stdout
     assert "demo: checked 1970-01-01T00:00:01Z, failed; newest tag -; last build none" in text
     assert "  ! repository demo: cannot fetch: refused" in text
+    assert "  next try 2027-01-15T08:00:00Z (after 2 failure(s))" in text
     assert "  ! v1.0 failed to build 3 time(s); next try 2027-01-15T08:00:00Z" in text
 
 

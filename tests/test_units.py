@@ -114,3 +114,28 @@ def test_units_cli_bad_line_count_is_a_usage_error() -> None:
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     assert result.stderr.splitlines() == ["pypi-insiders: --lines must be 0 or more, not -3"]
+
+
+@pytest.mark.parametrize(("timer_active", "service_failed", "expected"), [
+    (True, False, 0),  # the timer waits for its next run, the oneshot service is idle: all is well
+    (True, True, 3),
+    (False, False, 3),
+])
+def test_units_watcher_status_is_the_timer_and_the_last_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timer_active: bool, service_failed: bool,
+        expected: int) -> None:
+    script = tmp_path / "systemctl"
+    script.write_text("#!/bin/sh\n"  # a stand-in for systemctl: is-active/is-failed by exit status
+                      f'[ "$1" = is-active ] && exit {0 if timer_active else 3}\n'
+                      f'[ "$1" = is-failed ] && exit {0 if service_failed else 1}\n'
+                      "exit 3\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert units.watcher_state() == expected
+
+
+def test_units_help_says_what_status_does() -> None:
+    result = subprocess.run([sys.executable, "-m", "pypi_insiders", "server", "--help"],
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert "show the state of the index service" in result.stdout
+    assert "status the index" not in result.stdout

@@ -223,8 +223,17 @@ def _translated_errors(config: Config, repo: RepoConfig) -> Iterator[None]:
     except Exception as error:
         if not _is_urllib3_error(error):
             raise
-        msg = f"{where}: cannot fetch: {_one_line(error)}"
+        msg = f"{where}: cannot fetch: {_urllib3_reason(error)}"
         raise FetchError(msg) from None
+
+
+def _urllib3_reason(error: BaseException) -> str:
+    """The cause without urllib3's wrapping ("HTTPSConnectionPool(...): Max retries exceeded
+    with url ... (Caused by NewConnectionError('<... object at 0x...>: Failed to ...'))").
+    """
+    reason = getattr(error, "reason", None) or error
+    text = _one_line(reason)
+    return text.split(">: ", 1)[1] if "object at 0x" in text and ">: " in text else text
 
 
 def _one_line(error: BaseException) -> str:

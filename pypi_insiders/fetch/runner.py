@@ -43,19 +43,28 @@ log = logging.getLogger(__name__)
 RepoFailure = (BuildError, CredentialError, FetchError, StoreError, OSError)
 
 
+class DueBuildsError(BuildError):
+    """Builds due in this run failed; each was logged as it failed, so this names the tags only."""
+
+    def __init__(self, message: str, tags: list[str]) -> None:
+        super().__init__(message)
+        self.tags = tags
+
+
 def cli_update(config: Config, repo_keys: list[str], *, force: bool = False) -> int:
     repos = select(config, repo_keys)
     prepare(config, create=True)
     with run_lock(config.paths.state / "update.lock"):
         clear_stale_builds(config.paths.cache / "builds")
         outcomes: Counter[str] = Counter()
+        failures: list[str] = []
         for number, repo in enumerate(repos, 1):
             sd.status(f"updating {repo.key} ({number}/{len(repos)})")
-            outcome = update_repo(config, repo, force=force)
+            outcome = update_repo(config, repo, force=force, failures=failures)
             outcomes[outcome] += 1
             if sys.stderr.isatty():
                 print(f"[{number}/{len(repos)}] {repo.key}: {outcome}", file=sys.stderr)
-    log_summary(len(repos), outcomes)
+    log_summary(len(repos), outcomes, failures)
     return 1 if outcomes["failed"] else 0
 
 
@@ -89,16 +98,24 @@ def clear_stale_builds(directory: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def log_summary(total: int, outcomes: Counter[str]) -> None:
+def log_summary(total: int, outcomes: Counter[str], failures: list[str] | None = None) -> None:
+    """One line for the run; a failed run names what failed (the errors were logged as they came)."""
     waiting = f", {outcomes['waiting']} waiting after failures" if outcomes["waiting"] else ""
-    log.info("%d repositories: %d updated, %d unchanged, %d failed%s", total, outcomes["updated"],
-             outcomes["unchanged"], outcomes["failed"], waiting,
-             extra={"STEP": "summary", "UPDATED": str(outcomes["updated"]),
-                    "FAILED": str(outcomes["failed"])})
+    which = f" ({'; '.join(failures)})" if failures else ""
+    log_at = log.error if outcomes["failed"] else log.info
+    log_at("%d %s: %d updated, %d unchanged, %d failed%s%s", total,
+           "repository" if total == 1 else "repositories", outcomes["updated"], outcomes["unchanged"],
+           outcomes["failed"], which, waiting,
+           extra={"STEP": "summary", "UPDATED": str(outcomes["updated"]), "FAILED": str(outcomes["failed"])})
 
 
-def update_repo(config: Config, repo: RepoConfig, *, force: bool) -> str:
-    """Fetch, build and publish one repository; returns updated, unchanged, failed or waiting."""
+def update_repo(config: Config, repo: RepoConfig, *, force: bool, failures: list[str] | None = None) -> str:
+    """Fetch, build and publish one repository; returns updated, unchanged, failed or waiting.
+
+    Failed means the repository could not be fetched or a build that was due failed; a tag
+    still waiting out its back-off is `waiting`. What failed is appended to `failures`.
+    """
+    failures = failures if failures is not None else []
     record = repo_state.load(config, repo.key)
     now = time.time()
     if not force and record.next_attempt is not None and record.next_attempt > now:
@@ -115,11 +132,15 @@ def update_repo(config: Config, repo: RepoConfig, *, force: bool) -> str:
         built, waiting = build_new(config, repo, record, outcome.tags, force=force)
         record.record_success("updated" if built else "waiting" if waiting else "unchanged")
     except BuildError as error:  # the fetch worked: newer tags must not wait for a broken one
-        log.error("%s", error, extra={"REPO": repo.key, "STEP": "build"})
+        # build_new logged each failed build as it came: the error is not repeated here.
         record.record_failure(str(error), config.fetch.backoff_max, now, backoff=False)
+        tags = error.tags if isinstance(error, DueBuildsError) else ["a tag"]
+        failures.append(f"{repo.key}: build of {', '.join(tags)} failed")
     except RepoFailure as error:
         log.error("%s", error, extra={"REPO": repo.key, "STEP": "update"})
         record.record_failure(str(error), config.fetch.backoff_max, now)
+        failures.append(f"{repo.key}: cannot be fetched" if isinstance(error, FetchError | CredentialError)
+                        else f"{repo.key}: {type(error).__name__}")
     unchanged = record.last_result == "unchanged" and not outcome_changed
     repo_state.save(config, record, durable=not unchanged)
     return record.last_result or "failed"
@@ -137,6 +158,7 @@ def build_new(config: Config, repo: RepoConfig, record: repo_state.RepoState, ta
     todo = versions.to_build(versions.tag_versions(tags, repo), done, repo.build)
     record.failed_builds = {v: f for v, f in record.failed_builds.items() if Version(v) not in done}
     errors: list[BuildError | StoreError | OSError] = []
+    failed_tags: list[str] = []
     built = waiting = 0
     for tag in todo:
         now = time.time()
@@ -158,11 +180,12 @@ def build_new(config: Config, repo: RepoConfig, record: repo_state.RepoState, ta
             record.record_build_failure(tag.tag, tag.commit, str(tag.version), config.fetch.backoff_max,
                                         time.time())
             errors.append(error)
+            failed_tags.append(tag.tag)
         repo_state.save(config, record)
     if errors:
         more = f" (and {len(errors) - 1} more failed builds)" if len(errors) > 1 else ""
         msg = f"{errors[0]}{more}"
-        raise BuildError(msg)
+        raise DueBuildsError(msg, failed_tags)
     return built, waiting
 
 

@@ -197,6 +197,8 @@ def cli_status(config: Config, *, as_json: bool = False) -> int:
         for problem in (repo["last_error"], repo["warning"]):
             if problem:
                 print(f"  ! {problem}")
+        if repo["next_attempt"]:
+            print(f"  next try {repo['next_attempt']} (after {repo['failures']} failure(s))")
         for failed in repo["failed_builds"]:
             print(f"  ! {failed['tag']} failed to build {failed['failures']} time(s); "
                   f"next try {failed['next_attempt']}")
