@@ -11,13 +11,15 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from pypi_insiders import __version__, config, directories, privileges, sd
-from pypi_insiders.errors import InsidersError
+from pypi_insiders.errors import InsidersError, UsageError
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[argparse.Namespace], int]
+_MIN_SECRET, _MAX_SECRET = 8, 1024
 
 
 def _load(args: argparse.Namespace) -> config.Config:
@@ -77,20 +79,70 @@ def _summary(loaded: config.Config) -> dict[str, object]:
         "credentials": str(loaded.fetch.credentials_dir),
         "users": str(loaded.upload.users_file),
         "upload": "enabled" if loaded.upload.enabled else "disabled",
+        "anonymous": f"{loaded.access.anonymous} ({loaded.access.reason})",
+        "public_projects": ", ".join(sorted(loaded.access.public_projects)) or "none",
         "repositories": len(loaded.repos),
     }
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    from pypi_insiders.web import auth  # noqa: PLC0415
+    from pypi_insiders.web import users  # noqa: PLC0415
 
     loaded = _load(args)
-    users_file = loaded.upload.users_file
+    path = loaded.upload.users_file
     if args.users_command == "add":
-        return auth.cli_add(users_file, args.name, token=args.token)
+        return _users_add(args, path)
     if args.users_command == "remove":
-        return auth.cli_remove(users_file, args.name)
-    return auth.cli_list(users_file)
+        users.remove_user(path, args.name)
+        print(f"removed user {args.name} from {path}; a running server refuses it within a second")
+        return 0
+    last_use = users.read_last_use(loaded.paths.state / users.LAST_USE_FILE)
+    for user in users.read_users(path).values():
+        expires = users.format_time(user.expires) if user.expires is not None else "never"
+        used = users.format_time(last_use[user.name]) if user.name in last_use else "never"
+        print(f"{user.name}\t{'token' if user.token else 'password'}\tread={user.read}\t"
+              f"upload={user.upload or '-'}\texpires={expires}\tlast-use={used}")
+    return 0
+
+
+def _users_add(args: argparse.Namespace, path: Path) -> int:
+    """With --token, the token is the first line of standard output, printed once."""
+    import time  # noqa: PLC0415
+
+    from pypi_insiders.web import users  # noqa: PLC0415
+
+    users.check_name(args.name)
+    read = users.scope_argument("--read", args.read)
+    upload = users.scope_argument("--upload", args.upload)
+    expires = users.expiry_argument(args.expires, time.time())
+    secret = users.make_token(args.name) if args.token else _read_secret()
+    user = users.User(args.name, users.hash_secret(secret), read, upload, expires, token=args.token)
+    existed = users.add_user(path, user)
+    if args.token:
+        print(secret)
+        print(f"API token for {args.name}: shown once; use it as the password with user name "
+              f"{args.name!r} or {users.TOKEN_USER!r}", file=sys.stderr)
+    print(f"{'changed' if existed else 'added'} user {args.name} in {path}: read={read} "
+          f"upload={upload or '-'} expires={users.format_time(expires) if expires else 'never'}",
+          file=sys.stderr if args.token else sys.stdout)
+    return 0
+
+
+def _read_secret() -> str:
+    import getpass  # noqa: PLC0415
+
+    if sys.stdin.isatty():
+        first = getpass.getpass("secret: ")
+        if getpass.getpass("secret again: ") != first:
+            msg = "the two secrets differ; nothing changed"
+            raise UsageError(msg)
+        secret = first
+    else:
+        secret = sys.stdin.readline().rstrip("\r\n")
+    if not _MIN_SECRET <= len(secret) <= _MAX_SECRET:
+        msg = f"the secret must be {_MIN_SECRET} to {_MAX_SECRET} characters; nothing changed"
+        raise UsageError(msg)
+    return secret
 
 
 def cmd_repos(args: argparse.Namespace) -> int:
@@ -150,12 +202,17 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _users_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("users", help="manage upload users")
+    p = sub.add_parser("users", help="manage users: who may read and upload which projects")
     users = p.add_subparsers(dest="users_command", required=True, metavar="{add,remove,list}")
     add = users.add_parser("add", help="add or change a user; the secret is read from standard input")
     add.add_argument("name")
     add.add_argument("--token", action="store_true",
                      help="generate a random API token, print it once, and store its hash")
+    add.add_argument("--read", metavar="SCOPE", default="*",
+                     help="projects the user may read: '*' (default) or comma-separated names")
+    add.add_argument("--upload", metavar="SCOPE", default="",
+                     help="projects the user may upload to: '*' or comma-separated names (default: none)")
+    add.add_argument("--expires", metavar="DAYS", help="the credentials stop working after DAYS days")
     remove = users.add_parser("remove", help="remove a user")
     remove.add_argument("name")
     users.add_parser("list", help="list users")

@@ -4,6 +4,7 @@ the `pypi-insiders serve` subprocess, and plain HTTP helpers that never follow r
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import http.client
@@ -51,6 +52,11 @@ def request(base: str, path: str, method: str = "GET", headers: dict[str, str] |
         return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
     finally:
         conn.close()
+
+
+def basic(name: str, secret: str) -> str:
+    """An `Authorization` value, as every client builds it."""
+    return "Basic " + base64.b64encode(f"{name}:{secret}".encode()).decode()
 
 
 class ThreadedServer:

@@ -23,7 +23,7 @@ import pytest
 from pypi_insiders import config, directories
 from pypi_insiders.config import Config
 from pypi_insiders.store import Store
-from pypi_insiders.web import auth
+from pypi_insiders.web import users as auth
 from pypi_insiders.web.multipart import BodyReader, Parser
 from pypi_insiders.web.upload import RECORD_NAME, Uploads
 from tests.conftest import ConfigMaker
@@ -182,7 +182,7 @@ def test_upload_without_users_file_refuses_everyone(port: int, upload_config: Co
     upload_config.upload.users_file.unlink()
     reply = upload(port, wheel)
     assert reply.status == 403
-    assert "no upload users" in caplog.text
+    assert "no users" in caplog.text
     assert tree(upload_config.paths.store) == []
 
 

@@ -15,6 +15,8 @@ from pypi_insiders.config.loader import current_repos, from_mapping, load, with_
 from pypi_insiders.config.model import (
     DEFAULT_PORT,
     FALLBACKS,
+    AccessConfig,
+    Anonymous,
     BuildPolicy,
     Config,
     Fallback,
@@ -31,8 +33,9 @@ from pypi_insiders.config.repo_tables import parse_repo
 from pypi_insiders.config.table import check_http_url, parse_listen
 
 __all__ = [
-    "DEFAULT_PORT", "FALLBACKS", "SYSTEM_CONFIG", "BuildPolicy", "Config", "Fallback", "FetchConfig",
-    "IndexConfig", "PathsConfig", "PublishTarget", "RepoConfig", "ServerConfig", "UploadConfig",
+    "DEFAULT_PORT", "FALLBACKS", "SYSTEM_CONFIG", "AccessConfig", "Anonymous", "BuildPolicy", "Config",
+    "Fallback", "FetchConfig", "IndexConfig", "PathsConfig", "PublishTarget", "RepoConfig", "ServerConfig",
+    "UploadConfig",
     "UpstreamConfig", "check_http_url", "choose_config", "current_repos", "from_mapping", "layout_for",
     "load", "parse_listen", "parse_repo", "with_overrides", "with_store",
 ]

@@ -14,7 +14,7 @@ from pypi_insiders.config.repo_tables import parse_repos, read_toml
 from pypi_insiders.config.table import Table, check_http_url, one_of, parse_listen
 from pypi_insiders.errors import ConfigError
 
-_SECTIONS = {"server", "paths", "index", "yank", "upstream", "upload", "fetch", "repos"}
+_SECTIONS = {"server", "paths", "index", "yank", "upstream", "upload", "fetch", "repos", "access"}
 
 
 def load(explicit: str | None = None) -> Config:
@@ -46,10 +46,11 @@ def from_mapping(data: Mapping[str, Any], path: Path | None, problems: list[str]
     upload = sections.upload(root, layout, sources)
     fetch = sections.fetch(root, layout, sources)
     repos = parse_repos(root, fetch)
+    access = sections.access(root, server)
     root.finish(_SECTIONS)
     if problems:
         raise ConfigError(problems)
-    return Config(path, server, paths, index, upstream, upload, fetch, repos, sources)
+    return Config(path, server, paths, index, upstream, upload, fetch, repos, sources, access)
 
 
 def current_repos(config: Config) -> tuple[RepoConfig, ...]:
@@ -91,7 +92,11 @@ def with_overrides(config: Config, *, listen: str | None = None, store: str | No
             up = replace(up, fallback=cast(Fallback, fallback))
     if problems:
         raise ConfigError(problems)
-    config = replace(config, server=server, upstream=up)
+    access = config.access
+    if access.reason.startswith("default:"):  # --listen decides the default as the file would
+        anonymous, reason = sections.default_anonymous(server)
+        access = replace(access, anonymous=anonymous, reason=reason)
+    config = replace(config, server=server, upstream=up, access=access)
     return with_store(config, Path(store)) if store is not None else config
 
 

@@ -93,6 +93,20 @@ class FetchConfig:
     backoff_max: float = 86400.0
 
 
+Anonymous = Literal["read", "none"]
+
+
+@dataclass(frozen=True)
+class AccessConfig:
+    """Who may read local projects without credentials, and which local projects shadow public ones."""
+
+    anonymous: Anonymous = "read"
+    # Why `anonymous` has its value, for `check-config` and the start-up log.
+    reason: str = "default: the index listens on loopback only"
+    # Local Insiders builds of public projects: whoever may not read one gets upstream's project.
+    public_projects: frozenset[NormalizedName] = frozenset()
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path | None
@@ -105,6 +119,7 @@ class Config:
     repos: tuple[RepoConfig, ...] = ()
     # piece ("config", "store", "repos.d", ...) -> where its location came from, for check-config.
     sources: Mapping[str, str] = field(default_factory=dict)
+    access: AccessConfig = AccessConfig()
 
     def repo(self, key: str) -> RepoConfig | None:
         return next((r for r in self.repos if r.key == key), None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import cast
 
@@ -13,6 +14,8 @@ from pypi_insiders.config.layout import Layout
 from pypi_insiders.config.model import (
     DEFAULT_PORT,
     FALLBACKS,
+    AccessConfig,
+    Anonymous,
     Fallback,
     FetchConfig,
     IndexConfig,
@@ -146,3 +149,31 @@ def fetch(root: Table, layout: Layout, sources: Sources) -> FetchConfig:
     if fetch.publish == "upload" and not fetch.upload_url:
         t.problem("publish", '"upload" needs fetch.upload_url')
     return fetch
+
+
+def default_anonymous(server: ServerConfig) -> tuple[Anonymous, str]:
+    """Open to readers only where nobody else can reach the port: loopback without a proxy in front."""
+    if server.trusted_proxy:
+        return "none", "default: a reverse proxy stands in front (server.trusted_proxy)"
+    if server.host == "localhost" or ipaddress.ip_address(server.host).is_loopback:
+        return "read", "default: the index listens on loopback only"
+    return "none", f"default: the index listens on {server.host}, beyond loopback"
+
+
+_PROJECT = re.compile(r"[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]")
+
+
+def access(root: Table, server: ServerConfig) -> AccessConfig:
+    t = root.table("access")
+    anonymous = t.get("anonymous", str, "", lambda v: one_of("read", "none")(v) if v else None)
+    public = t.get("public_projects", list, [])
+    names: set[NormalizedName] = set()
+    for number, value in enumerate(public):
+        if not isinstance(value, str) or not _PROJECT.fullmatch(value):
+            t.problem(f"public_projects[{number}]", f"not a project name: {value!r}")
+        else:
+            names.add(canonicalize_name(value))
+    t.finish()
+    if anonymous:
+        return AccessConfig(cast(Anonymous, anonymous), "set by access.anonymous", frozenset(names))
+    return AccessConfig(*default_anonymous(server), frozenset(names))

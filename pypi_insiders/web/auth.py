@@ -1,298 +1,158 @@
-"""Upload credentials: a file of salted scrypt hashes, and the check the upload API runs per request.
+"""Request authentication: the `Authorization` header of a request into a user of the users file.
 
-One user per line, `NAME:$scrypt$ln=14,r=8,p=1$SALT$KEY` (SALT and KEY in unpadded base64).
-The cost parameters travel with each hash so they can be raised later without invalidating old
-entries; `#` comments and blank lines are kept when the CLI rewrites the file. scrypt because it
-is in hashlib and memory-hard; its cost (a sixth of a second here) is paid once per client and
-secret thanks to the in-memory cache of successful checks, since twine sends every file alone.
-
-API tokens are secrets like any other, stored hashed under their user's name. They carry that
-name (`insiders-<base64 name>.<random>`), so twine's `__token__` user name can find the entry.
+A page read must not cost a password hash: pip and uv ask for dozens of pages per install, and
+scrypt costs a sixth of a second. So a header is verified once and the result kept in memory,
+keyed by a keyed hash of the header under a key that lives only in this process (the cache
+holds nothing that could be turned back into a secret offline). The cache is bounded, emptied
+whenever the users file changes (looked at every fraction of a second, so `users remove`
+takes effect on a running server within one), and an expiry is checked on every request.
+Failures are never cached: past a limit per client address no KDF runs at all.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import getpass
 import hashlib
-import hmac
 import logging
-import os
-import re
 import secrets
-import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Final
 
-from pypi_insiders.errors import CredentialError, UsageError
-from pypi_insiders.files import atomic_write, exclusive_lock
+from pypi_insiders.errors import CredentialError
+from pypi_insiders.web import users as users_file
+from pypi_insiders.web.users import TOKEN_USER, User
 
 log = logging.getLogger(__name__)
 
-TOKEN_USER = "__token__"  # noqa: S105 - the user name twine sends with API tokens
-TOKEN_PREFIX = "insiders-"  # noqa: S105 - marks our tokens, not a secret
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
-_MIN_SECRET, _MAX_SECRET = 8, 1024
-_LOG2_N, _R, _P = 14, 8, 1
-_MAXMEM = 128 * 1024 * 1024
-_CACHE_LIMIT = 4096
+_CACHE_LIMIT: Final = 4096
+_MAX_HEADER: Final = 4096  # longer than any user name and secret we issue or accept
+_RECHECK: Final = 0.2  # seconds between looks at the users file
+_LAST_USE_EVERY: Final = 60.0  # seconds between writes of one user's last use
 
 
-# --------------------------------------------------------------------------- hashing
+class AuthError(Exception):
+    """Credentials that cannot be accepted; `status` 401 (ask again) or 429 (too many failures).
 
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-
-
-def _scrypt(secret: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(secret.encode(), salt=salt, n=1 << log2_n, r=r, p=p, dklen=32, maxmem=_MAXMEM)
-
-
-def hash_secret(secret: str) -> str:
-    salt = secrets.token_bytes(16)
-    key = _scrypt(secret, salt, _LOG2_N, _R, _P)
-    return f"$scrypt$ln={_LOG2_N},r={_R},p={_P}${_b64(salt)}${_b64(key)}"
-
-
-def _parse_hash(encoded: str) -> tuple[int, int, int, bytes, bytes]:
-    """The parameters of a hash string; bounded so a tampered file cannot make us allocate gigabytes."""
-    _empty, scheme, params, salt, key = encoded.split("$")
-    values = dict(item.split("=", 1) for item in params.split(","))
-    log2_n, r, p = int(values["ln"]), int(values["r"]), int(values["p"])
-    if scheme != "scrypt" or not (1 <= log2_n <= 20 and 1 <= r <= 16 and 1 <= p <= 4):
-        raise ValueError(encoded)
-    return log2_n, r, p, _unb64(salt), _unb64(key)
-
-
-def check_hash(encoded: str) -> bool:
-    try:
-        _parse_hash(encoded)
-    except (ValueError, KeyError, binascii.Error):
-        return False
-    return True
-
-
-def verify_secret(secret: str, encoded: str) -> bool:
-    log2_n, r, p, salt, key = _parse_hash(encoded)
-    return hmac.compare_digest(_scrypt(secret, salt, log2_n, r, p), key)
-
-
-_DUMMY_HASH = f"$scrypt$ln={_LOG2_N},r={_R},p={_P}${_b64(bytes(16))}${_b64(bytes(32))}"
-
-
-# --------------------------------------------------------------------------- the file
-
-
-@dataclass(frozen=True)
-class Line:
-    """One line of the users file; `name` is None for comments, blank and malformed lines."""
-
-    text: str
-    name: str | None = None
-    hashed: str | None = None
-
-
-def parse_lines(text: str, path: Path) -> list[Line]:
-    lines: list[Line] = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
-            lines.append(Line(raw))
-            continue
-        name, sep, hashed = stripped.partition(":")
-        if not sep or not _NAME.fullmatch(name) or not check_hash(hashed):
-            log.warning("%s:%d: not NAME:HASH, line ignored", path, number, extra={"FILE": str(path)})
-            lines.append(Line(raw))
-            continue
-        lines.append(Line(raw, name, hashed))
-    return lines
-
-
-def read_lines(path: Path) -> list[Line]:
-    try:
-        return parse_lines(path.read_text(encoding="utf-8"), path)
-    except FileNotFoundError:
-        return []
-    except (OSError, UnicodeDecodeError) as error:
-        msg = f"{path}: cannot read the users file: {error}"
-        raise CredentialError(msg) from None
-
-
-def write_lines(path: Path, lines: list[Line]) -> None:
-    """Replace the file atomically, mode 0640, keeping its group: the service reads it through it.
-
-    A new file takes its directory's group when this user may give it (root always may).
-    """
-    data = "".join(line.text + "\n" for line in lines).encode()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        existing = path.exists()
-        group: int | None = (path if existing else path.parent).stat().st_gid
-        if not existing and not _may_give(group):
-            group = None
-        atomic_write(path, data, 0o640, group=group)
-    except OSError as error:
-        msg = f"{path}: cannot write the users file: {error}"
-        raise CredentialError(msg) from None
-
-
-def _may_give(group: int | None) -> bool:
-    return os.geteuid() == 0 or group == os.getegid() or group in os.getgroups()
-
-
-def check_name(name: str) -> None:
-    if name == TOKEN_USER:
-        msg = f"{name!r}: reserved for API tokens, choose another user name"
-        raise UsageError(msg)
-    if not _NAME.fullmatch(name):
-        msg = (
-            f"{name!r}: a user name is 1 to 64 letters, digits or ._@+- "
-                         "(no ':' or whitespace), starting with a letter or digit"
-        )
-        raise UsageError(msg)
-
-
-def make_token(name: str) -> str:
-    return f"{TOKEN_PREFIX}{base64.urlsafe_b64encode(name.encode()).decode().rstrip('=')}." \
-           f"{secrets.token_urlsafe(32)}"
-
-
-def token_owner(token: str) -> str | None:
-    """The user name a token was issued to, or None when it is not one of our tokens."""
-    if not token.startswith(TOKEN_PREFIX) or "." not in token:
-        return None
-    encoded = token[len(TOKEN_PREFIX):].split(".", 1)[0]
-    try:
-        name = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return name if _NAME.fullmatch(name) else None
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _read_secret() -> str:
-    if sys.stdin.isatty():
-        first = getpass.getpass("secret: ")
-        if getpass.getpass("secret again: ") != first:
-            msg = "the two secrets differ; nothing changed"
-            raise UsageError(msg)
-        secret = first
-    else:
-        secret = sys.stdin.readline().rstrip("\r\n")
-    if len(secret) < _MIN_SECRET:
-        msg = f"the secret must be at least {_MIN_SECRET} characters; nothing changed"
-        raise UsageError(msg)
-    if len(secret) > _MAX_SECRET:
-        msg = f"the secret must be at most {_MAX_SECRET} characters; nothing changed"
-        raise UsageError(msg)
-    return secret
-
-
-@contextmanager
-def _locked(users_file: Path) -> Iterator[None]:
-    """Two `users add` at once must not lose one: read-modify-write under a lock on the directory."""
-    try:
-        users_file.parent.mkdir(parents=True, exist_ok=True)
-        with exclusive_lock(users_file.parent):
-            yield
-    except OSError as error:
-        msg = f"{users_file.parent}: cannot open: {error.strerror}"
-        raise CredentialError(msg) from None
-
-
-def cli_add(users_file: Path, name: str, token: bool) -> int:
-    """Add a user or replace its secret; with `token`, generate one and print it, once."""
-    check_name(name)
-    secret = make_token(name) if token else _read_secret()
-    hashed = hash_secret(secret)
-    entry = Line(f"{name}:{hashed}", name, hashed)
-    with _locked(users_file):
-        lines = read_lines(users_file)
-        existed = any(line.name == name for line in lines)
-        lines = [entry if line.name == name else line for line in lines] if existed else [*lines, entry]
-        write_lines(users_file, lines)
-    if token:
-        print(secret)
-        print(f"API token for {name}: shown once; use it as the password with user name "
-              f"{name!r} or {TOKEN_USER!r}", file=sys.stderr)
-    else:
-        print(f"{'changed the secret of' if existed else 'added'} user {name} in {users_file}")
-    return 0
-
-
-def cli_remove(users_file: Path, name: str) -> int:
-    with _locked(users_file):
-        lines = read_lines(users_file)
-        kept = [line for line in lines if line.name != name]
-        if len(kept) == len(lines):
-            msg = f"{name!r}: no such user in {users_file}"
-            raise UsageError(msg)
-        write_lines(users_file, kept)
-    print(f"removed user {name} from {users_file}")
-    return 0
-
-
-def cli_list(users_file: Path) -> int:
-    for line in read_lines(users_file):
-        if line.name is not None:
-            print(line.name)
-    return 0
-
-
-# --------------------------------------------------------------------------- the app's check
-
-
-class Users:
-    """The users file as the upload API sees it: re-read when it changes, checks cached in memory.
-
-    The cache key is an HMAC of the credentials under a key that lives only in this process, so
-    the cache holds nothing that could be turned back into a secret offline.
+    `refused`: they were readable but wrong or expired (the upload API answers those with 403).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, status: int, message: str, retry_after: int = 0, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.status, self.message, self.retry_after, self.refused = status, message, retry_after, refused
+
+
+def basic_credentials(header: str) -> tuple[str, str]:
+    """User name and secret of an `Authorization: Basic` value; AuthError(401) when unusable."""
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not encoded.strip():
+        raise AuthError(401, "authentication required (HTTP Basic)")
+    if len(header) > _MAX_HEADER:
+        raise AuthError(401, "malformed HTTP Basic credentials (too long)")
+    try:
+        name, sep, secret = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise AuthError(401, "malformed HTTP Basic credentials") from None
+    if not sep or not name or "\0" in name or "\0" in secret:
+        raise AuthError(401, "malformed HTTP Basic credentials")
+    return name, secret
+
+
+class FailedLogins:
+    """Failed logins per client address over a sliding window; past the limit no KDF runs at all.
+
+    A wrong secret costs the server a sixth of a second of CPU: without this, one client could
+    keep every worker thread hashing guesses and the index would stop serving pages.
+    """
+
+    def __init__(self, limit: int = 10, window: float = 60.0) -> None:
+        self.limit, self.window = limit, window
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str) -> int:
+        """Seconds until this client may try again; 0 when it may now."""
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._failures.pop(client, []) if now - t < self.window]
+            if recent:
+                self._failures[client] = recent
+            return int(recent[0] + self.window - now) + 1 if len(recent) >= self.limit else 0
+
+    def failed(self, client: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._failures) > 4096:  # bounded memory: forget clients that went quiet
+                self._failures = {c: ts for c, ts in self._failures.items() if now - ts[-1] < self.window}
+            self._failures.setdefault(client, []).append(now)
+
+
+class Authenticator:
+    """The users file as requests see it, with the cache of verified headers and the login limit."""
+
+    def __init__(self, path: Path, last_use: Path | None = None,
+                 failed_logins: FailedLogins | None = None) -> None:
         self.path = path
+        self.last_use = last_use
+        self.failed_logins = failed_logins or FailedLogins()
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
+        self._checked = -1.0
         self._loaded = False
-        self._hashes: dict[str, str] = {}
-        self._cache_key = secrets.token_bytes(32)
-        self._verified: dict[bytes, str] = {}
+        self._users: dict[str, User] = {}
+        self._key = secrets.token_bytes(32)
+        self._verified: dict[bytes, User] = {}
+        self._used: dict[str, float] = {}  # last use written, per user
 
-    def verify(self, name: str, secret: str) -> str | None:
-        """The user name these credentials belong to, or None; the same work for every failure."""
-        if name == TOKEN_USER:
-            name = token_owner(secret) or ""
-        hashes = self._current()
-        key = hmac.new(self._cache_key, f"{name}\0{secret}".encode(), hashlib.sha256).digest()
-        hashed = hashes.get(name)
-        with self._lock:
-            if hashed is not None and self._verified.get(key) == hashed:
-                return name
-        # An unknown name still pays for one KDF, so timing does not tell which names exist.
-        matches = verify_secret(secret, hashed or _DUMMY_HASH)
-        if hashed is None or not matches:
+    def user(self, environ: Mapping[str, Any]) -> User | None:
+        """The request's user; None without an Authorization header; AuthError for unusable ones."""
+        header = environ.get("HTTP_AUTHORIZATION")
+        if header is None:
             return None
+        users = self._current()
+        key = hashlib.blake2b(str(header).encode("utf-8", "surrogatepass"), key=self._key,
+                              digest_size=16).digest()
+        now = time.time()
+        found = self._verified.get(key)
+        if found is None or users.get(found.name) is not found:
+            found = self._verify(str(header), key, users, str(environ.get("REMOTE_ADDR", "-")))
+        if found.expired(now):
+            raise AuthError(401, f"the credentials of user {found.name!r} expired on "
+                              f"{users_file.format_time(found.expires or now)}", refused=True)
+        if now - self._used.get(found.name, 0.0) >= _LAST_USE_EVERY:
+            self._note_use(found.name, now)
+        return found
+
+    def _verify(self, header: str, key: bytes, users: Mapping[str, User], client: str) -> User:
+        wait = self.failed_logins.retry_after(client)
+        if wait:
+            raise AuthError(429, f"too many failed logins from {client}; retry in {wait} s", wait)
+        name, secret = basic_credentials(header)
+        if name == TOKEN_USER:
+            name = users_file.token_owner(secret) or ""
+        user = users.get(name)
+        # An unknown name still pays for one KDF, so timing does not tell which names exist.
+        matches = users_file.verify_secret(secret, user.hashed if user else users_file.DUMMY_HASH)
+        if user is None or not matches:
+            self.failed_logins.failed(client)
+            shown = name if users_file.NAME.fullmatch(name) else "?"
+            raise AuthError(401, f"invalid credentials for user {shown!r}", refused=True)
         with self._lock:
             if len(self._verified) >= _CACHE_LIMIT:
                 self._verified.clear()
-            self._verified[key] = hashed
-        return name
+            self._verified[key] = user
+        return user
 
     def __len__(self) -> int:
         return len(self._current())
 
-    def _current(self) -> dict[str, str]:
+    def _current(self) -> dict[str, User]:
+        now = time.monotonic()
+        if self._loaded and now - self._checked < _RECHECK:
+            return self._users
         try:
             st = self.path.stat()
             stamp: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -301,19 +161,31 @@ class Users:
         with self._lock:
             if not self._loaded or stamp != self._stamp:
                 self._load(stamp)
-            return self._hashes
+            self._checked = now
+            return self._users
 
     def _load(self, stamp: tuple[int, int, int] | None) -> None:
         try:
-            lines = read_lines(self.path) if stamp is not None else []
+            found = users_file.read_users(self.path) if stamp is not None else {}
         except CredentialError as error:
-            log.error("%s; every upload is refused", error, extra={"FILE": str(self.path)})
-            lines = []
-        self._hashes = {line.name: line.hashed for line in lines if line.name and line.hashed}
-        self._verified.clear()
+            log.error("%s; every login is refused", error, extra={"FILE": str(self.path)})
+            found = {}
+        self._users = found
+        self._verified = {}
         self._stamp, self._loaded = stamp, True
-        if not self._hashes:
-            log.warning("%s: no upload users (file missing or empty); every upload is refused",
+        if not found:
+            log.warning("%s: no users (file missing or empty); every login is refused",
                         self.path, extra={"FILE": str(self.path)})
         else:
-            log.info("%s: %d upload users", self.path, len(self._hashes), extra={"FILE": str(self.path)})
+            log.info("%s: %d users", self.path, len(found), extra={"FILE": str(self.path)})
+
+    def _note_use(self, name: str, now: float) -> None:
+        """For `users list`; at most one write per user a minute, and never a failed request."""
+        self._used[name] = now
+        if self.last_use is None:
+            return
+        try:
+            users_file.write_last_use(self.last_use, {name: now})
+        except OSError as error:
+            log.warning("%s: cannot record when users last logged in: %s", self.last_use, error,
+                        extra={"FILE": str(self.last_use)})

@@ -10,13 +10,10 @@ with other bytes again, even after the file was deleted.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,9 +24,10 @@ from pypi_insiders.config import Config
 from pypi_insiders.errors import InvalidDistributionError, StoreError, UploadError
 from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.store import ParsedFilename, Store, parse_filename
-from pypi_insiders.web.auth import Users
+from pypi_insiders.web.auth import Authenticator, AuthError
 from pypi_insiders.web.multipart import FILE_FIELD, BodyReader, FilePart, Form, Parser, boundary_of
 from pypi_insiders.web.upload_checks import check_archive, check_filename, check_form
+from pypi_insiders.web.users import User
 
 log = logging.getLogger(__name__)
 
@@ -83,55 +81,25 @@ class PublishedFilenames:
         return self._names
 
 
-class FailedLogins:
-    """Failed logins per client address over a sliding window; past the limit no KDF runs at all.
-
-    A wrong secret costs the server a sixth of a second of CPU: without this, one client could
-    keep every worker thread hashing guesses and the index would stop serving pages.
-    """
-
-    def __init__(self, limit: int = 10, window: float = 60.0) -> None:
-        self.limit, self.window = limit, window
-        self._failures: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    def retry_after(self, client: str) -> int:
-        """Seconds until this client may try again; 0 when it may now."""
-        now = time.monotonic()
-        with self._lock:
-            recent = [t for t in self._failures.pop(client, []) if now - t < self.window]
-            if recent:
-                self._failures[client] = recent
-            return int(recent[0] + self.window - now) + 1 if len(recent) >= self.limit else 0
-
-    def failed(self, client: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if len(self._failures) > 4096:  # bounded memory: forget clients that went quiet
-                self._failures = {c: ts for c, ts in self._failures.items() if now - ts[-1] < self.window}
-            self._failures.setdefault(client, []).append(now)
-
-
 class Uploads:
-    def __init__(self, config: Config, store: Store, users: Users | None = None) -> None:
+    def __init__(self, config: Config, store: Store, auth: Authenticator | None = None) -> None:
         self.store = store
         self.max_size = config.upload.max_size
-        self.users = users or Users(config.upload.users_file)
+        self.auth = auth or Authenticator(config.upload.users_file)
         self.index_dir = config.paths.index
         self.published = PublishedFilenames(config.paths.state / RECORD_NAME, store)
         self._commit = threading.Lock()
-        self.failed_logins = FailedLogins()
 
     def handle(self, environ: Mapping[str, Any]) -> tuple[int, str]:
         """HTTP status and a one-line message; 401 means the app must ask for Basic credentials."""
         client = str(environ.get("REMOTE_ADDR", "-"))
         user = "-"
         try:
-            user, secret = basic_credentials(environ)
-            user = self._authenticate(user, secret, client)
+            account = self._authenticate(environ)
+            user = account.name
             form = self._receive(environ)
             try:
-                return self._accept(form, user, client)
+                return self._accept(form, account, client)
             finally:
                 form.discard()
         except UploadError as error:
@@ -139,17 +107,17 @@ class Uploads:
                         extra={"CLIENT": client, "USER": user})
             return error.status, str(error)
 
-    def _authenticate(self, name: str, secret: str, client: str) -> str:
-        wait = self.failed_logins.retry_after(client)
-        if wait:
-            raise UploadError(429, f"too many failed logins from {client}; retry in {wait} s")
-        account = self.users.verify(name, secret)
+    def _authenticate(self, environ: Mapping[str, Any]) -> User:
+        """Missing or malformed credentials ask again (401); wrong or expired ones are refused (403)."""
+        try:
+            account = self.auth.user(environ)
+        except AuthError as denied:
+            if denied.refused and not len(self.auth):
+                log.warning("%s has no users: every upload is refused", self.auth.path,
+                            extra={"FILE": str(self.auth.path)})
+            raise UploadError(403 if denied.refused else denied.status, denied.message) from None
         if account is None:
-            self.failed_logins.failed(client)
-            if not len(self.users):
-                log.warning("%s has no users: every upload is refused", self.users.path,
-                            extra={"FILE": str(self.users.path)})
-            raise UploadError(403, f"invalid credentials for user {name!r}")
+            raise UploadError(401, "authentication required (HTTP Basic)")
         return account
 
     def _receive(self, environ: Mapping[str, Any]) -> Form:
@@ -168,13 +136,15 @@ class Uploads:
                         max_file=self.max_size, max_fields=FORM_FIELDS_LIMIT, check_filename=check_filename)
         return parser.parse()
 
-    def _accept(self, form: Form, user: str, client: str) -> tuple[int, str]:
+    def _accept(self, form: Form, account: User, client: str) -> tuple[int, str]:
         if form.get(":action") != "file_upload":
             raise UploadError(400, f"unsupported :action {form.get(':action')!r}; only file_upload")
         if form.file is None:
             raise UploadError(400, f"no file in form field {FILE_FIELD!r}")
         file = form.file
         parsed = parse_filename(file.filename)
+        if not account.upload.covers(parsed.project):
+            raise UploadError(403, f"user {account.name!r} may not upload to {parsed.project}")
         check_form(form, file, parsed)
         check_archive(file, parsed)
         with self._commit:
@@ -183,6 +153,7 @@ class Uploads:
             except OSError as error:
                 log.error("cannot publish %s: %s", file.filename, error, extra={"FILE": file.filename})
                 raise UploadError(500, f"{file.filename}: the server cannot write it") from None
+        user = account.name
         log.info("upload accepted from %s, user %s: %s", client, user, message,
                  extra={"PROJECT": parsed.project, "FILE": file.filename, "CLIENT": client, "USER": user})
         return status, message
@@ -243,16 +214,3 @@ class Uploads:
                         extra={"PROJECT": project, "FILE": str(page)})
             return {}
 
-
-def basic_credentials(environ: Mapping[str, Any]) -> tuple[str, str]:
-    """User name and secret of an `Authorization: Basic` header; 401 when absent or unreadable."""
-    scheme, _, encoded = str(environ.get("HTTP_AUTHORIZATION", "")).partition(" ")
-    if scheme.lower() != "basic" or not encoded.strip():
-        raise UploadError(401, "authentication required (HTTP Basic)")
-    try:
-        name, sep, secret = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        raise UploadError(401, "malformed HTTP Basic credentials") from None
-    if not sep or not name:
-        raise UploadError(401, "malformed HTTP Basic credentials")
-    return name, secret

@@ -1,7 +1,7 @@
-"""Upload users: the `pypi-insiders users` commands as subprocesses, and the checks the app runs.
+"""Users: the `pypi-insiders users` commands as subprocesses, the file they write, the hashes.
 
 The CLI runs as a real process (stdin piped, or a real pseudo-terminal for the prompts); the
-Users class reads the very file the CLI wrote.
+request authenticator reads the very file the CLI wrote.
 """
 
 from __future__ import annotations
@@ -18,12 +18,31 @@ from pathlib import Path
 
 import pytest
 
-from pypi_insiders.web import auth
-from pypi_insiders.web.auth import Users
+from pypi_insiders.web import users as auth
+from pypi_insiders.web.auth import Authenticator, AuthError, FailedLogins
 from tests.conftest import ConfigMaker
+from tests.server_fixtures import basic, wait_for
 
 SECRET = "s3cret-passphrase"
-HASH_LINE = re.compile(r"[a-z0-9.-]+:\$scrypt\$ln=14,r=8,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}")
+HASH = r"[a-z0-9.-]+:\$scrypt\$ln=14,r=8,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}"
+HASH_LINE = re.compile(HASH + r":read=\*:upload=")
+
+
+class Users:
+    """The request authenticator seen through name and secret, as the tests of the file want it."""
+
+    def __init__(self, path: Path) -> None:
+        self.auth = Authenticator(path, failed_logins=FailedLogins(limit=1000))
+
+    def verify(self, name: str, secret: str) -> str | None:
+        try:
+            user = self.auth.user({"HTTP_AUTHORIZATION": basic(name, secret), "REMOTE_ADDR": "192.0.2.9"})
+        except AuthError:
+            return None
+        return user.name if user else None
+
+    def __len__(self) -> int:
+        return len(self.auth)
 
 
 @pytest.fixture
@@ -42,10 +61,16 @@ def users_cli(config_file: Path, *args: str, stdin: str = "") -> subprocess.Comp
                           check=False, env=dict(os.environ))
 
 
+def listed_names(config_file: Path) -> list[str]:
+    result = users_cli(config_file, "list")
+    assert result.returncode == 0, result.stderr
+    return [line.split("\t")[0] for line in result.stdout.splitlines()]
+
+
 def test_auth_hash_is_salted_scrypt_with_its_parameters() -> None:
     first, second = auth.hash_secret(SECRET), auth.hash_secret(SECRET)
     assert first != second  # a salt of its own per hash
-    assert HASH_LINE.fullmatch(f"alice:{first}")
+    assert re.fullmatch(HASH, f"alice:{first}")
     assert auth.verify_secret(SECRET, first)
     assert not auth.verify_secret(SECRET + "x", first)
 
@@ -76,7 +101,7 @@ def test_users_cli_add_existing_user_replaces_its_secret(config_file: Path, user
     assert users_cli(config_file, "add", "bob", stdin="bobs-secret\r\n").returncode == 0
     result = users_cli(config_file, "add", "alice", stdin="new-secret-value\n")
     assert result.returncode == 0
-    assert "changed the secret of user alice" in result.stdout
+    assert result.stdout.startswith("changed user alice")
     assert [line.split(":")[0] for line in users_file.read_text().splitlines()] == ["alice", "bob"]
     users = Users(users_file)
     assert users.verify("alice", SECRET) is None
@@ -104,10 +129,10 @@ def test_users_cli_token_is_printed_once_and_only_its_hash_stored(config_file: P
 def test_users_cli_list_and_remove(config_file: Path, users_file: Path) -> None:
     for name in ("alice", "bob", "carol"):
         assert users_cli(config_file, "add", name, stdin=SECRET).returncode == 0
-    assert users_cli(config_file, "list").stdout.split() == ["alice", "bob", "carol"]
+    assert listed_names(config_file) == ["alice", "bob", "carol"]
     removed = users_cli(config_file, "remove", "bob")
     assert removed.returncode == 0
-    assert users_cli(config_file, "list").stdout.split() == ["alice", "carol"]
+    assert listed_names(config_file) == ["alice", "carol"]
     assert users_file.stat().st_mode & 0o777 == 0o640
     assert Users(users_file).verify("bob", SECRET) is None
 
@@ -248,7 +273,8 @@ def test_users_rereads_the_file_when_it_changes(users_file: Path) -> None:
     assert users.verify("alice", SECRET) == "alice"
     assert users.verify("bob", SECRET) is None
     auth.write_lines(users_file, auth.parse_lines(f"bob:{auth.hash_secret(SECRET)}\n", users_file))
-    assert users.verify("alice", SECRET) is None  # the cached success is forgotten
+    # The cached success is forgotten within a second (the file is looked at every 0.2 s).
+    assert wait_for(lambda: users.verify("alice", SECRET) is None, timeout=5)
     assert users.verify("bob", SECRET) == "bob"
 
 
@@ -273,7 +299,7 @@ def test_users_missing_or_empty_file_refuses_everyone_with_one_warning(
     users = Users(users_file)
     for _ in range(3):
         assert users.verify("alice", SECRET) is None
-    warnings = [r for r in caplog.records if "no upload users" in r.getMessage()]
+    warnings = [r for r in caplog.records if "no users" in r.getMessage()]
     assert len(warnings) == 1
     users_file.write_text("# nobody yet\n")
     assert users.verify("alice", SECRET) is None
@@ -316,3 +342,114 @@ def test_users_cli_concurrent_adds_lose_nobody(config_file: Path, users_file: Pa
                 process.wait(10)
     assert [p.returncode for p in processes] == [0] * len(names), results
     assert sorted(line.split(":")[0] for line in users_file.read_text().splitlines()) == names
+
+
+# --------------------------------------------------------------------------- scopes, expiry, last use
+
+
+def test_users_cli_add_scopes_are_normalized_and_default_to_read_all(config_file: Path,
+                                                                     users_file: Path) -> None:
+    assert users_cli(config_file, "add", "alice", stdin=SECRET).returncode == 0
+    result = users_cli(config_file, "add", "ci", "--read", "Mkdocs_Material, not.yet.here",
+                       "--upload", "mkdocs-material", stdin=SECRET)
+    assert result.returncode == 0, result.stderr
+    users = auth.read_users(users_file)
+    assert (str(users["alice"].read), users["alice"].upload) == ("*", auth.NOTHING)
+    assert users["ci"].read.names == {"mkdocs-material", "not-yet-here"}  # a project may appear later
+    assert users["ci"].upload.covers("mkdocs-material")
+    assert not users["ci"].upload.covers("other")
+
+
+def test_users_first_version_lines_keep_read_and_upload_everything(users_file: Path) -> None:
+    users_file.write_text(f"old:{auth.hash_secret(SECRET)}\n")
+    old = auth.read_users(users_file)["old"]
+    assert old.read.everything
+    assert old.upload.everything
+    assert old.expires is None
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--expires", "0"], "--expires: expected a positive number of days"),
+    (["--expires", "-3"], "--expires: expected a positive number of days"),
+    (["--expires", "soon"], "--expires: expected a positive number of days"),
+    (["--expires", "nan"], "--expires: expected a positive number of days"),
+    (["--expires", "1e9"], "--expires: expected a positive number of days"),
+    (["--read", "a,,b"], "--read: not a project name: ''"),
+    (["--upload", "bad name!"], "--upload: not a project name: 'bad name!'"),
+    (["--read", "*,x"], "--read: not a project name: '*'"),
+])
+def test_users_cli_add_refuses_bad_scopes_and_expiry_in_one_line(config_file: Path, users_file: Path,
+                                                                 args: list[str], message: str) -> None:
+    result = users_cli(config_file, "add", "alice", *args, stdin=SECRET)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"pypi-insiders: {message}"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not users_file.exists()
+
+
+def test_users_cli_token_with_scopes_and_expiry_is_listed(config_file: Path, users_file: Path,
+                                                          tmp_path: Path) -> None:
+    result = users_cli(config_file, "add", "ci-bot", "--token", "--read", "demo-pkg", "--expires", "30")
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.splitlines()[0]
+    assert token.startswith(auth.TOKEN_PREFIX)
+    assert result.stdout == token + "\n"  # the token alone on standard output, the rest on stderr
+    listed = users_cli(config_file, "list").stdout.splitlines()
+    assert len(listed) == 1
+    fields = listed[0].split("\t")
+    assert fields[:5] == ["ci-bot", "token", "read=demo-pkg", "upload=-", fields[4]]
+    expires = time.mktime(time.strptime(fields[4], "expires=%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    assert abs(expires - (time.time() + 30 * 86400)) < 3600
+    assert fields[5] == "last-use=never"
+    # The server records a successful login; `users list` shows it.
+    last_use = tmp_path / "data" / auth.LAST_USE_FILE
+    authenticator = Authenticator(users_file, last_use)
+    user = authenticator.user({"HTTP_AUTHORIZATION": basic(auth.TOKEN_USER, token), "REMOTE_ADDR": "::1"})
+    assert user is not None
+    assert user.name == "ci-bot"
+    shown = users_cli(config_file, "list").stdout.split("\t")[5].strip()
+    assert shown.startswith("last-use=20")
+    assert token not in last_use.read_text()
+
+
+def test_users_expiry_passing_refuses_a_cached_login(users_file: Path) -> None:
+    soon = time.time() + 1.5
+    user = auth.User("temp", auth.hash_secret(SECRET), expires=soon)
+    users_file.write_text(user.line() + "\n")
+    authenticator = Authenticator(users_file)
+    environ = {"HTTP_AUTHORIZATION": basic("temp", SECRET), "REMOTE_ADDR": "192.0.2.3"}
+    found = authenticator.user(environ)
+    assert found is not None
+    assert found.name == "temp"
+
+    def refused() -> bool:
+        try:
+            authenticator.user(environ)
+        except AuthError:
+            return True
+        return False
+
+    assert wait_for(refused, timeout=10)
+    with pytest.raises(AuthError, match="expired") as refusal:
+        authenticator.user(environ)
+    assert refusal.value.status == 401
+
+
+def test_users_hand_edited_broken_lines_name_the_line_and_others_keep_working(
+        users_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    good = auth.User("good", auth.hash_secret(SECRET), read=auth.parse_scope("demo"))
+    users_file.write_text("\n".join([
+        good.line(),
+        good.line().replace("good:", "dup:").replace(":read=demo", ":read=bad name"),
+        good.line().replace("good:", "typo:") + ":colour=blue",
+        good.line().replace("good:", "late:") + ":expires=tomorrow",
+        "good:" + good.hashed,  # listed twice
+    ]) + "\n")
+    users = auth.read_users(users_file)
+    assert list(users) == ["good"]
+    assert str(users["good"].read) == "demo"
+    for number, reason in ((2, "not a project name"), (3, "unknown field 'colour'"),
+                           (4, "is not a time"), (5, "listed twice")):
+        assert any(f"{users_file}:{number}: " in r.getMessage() and reason in r.getMessage()
+                   for r in caplog.records), (number, caplog.text)
+    assert good.hashed not in caplog.text
