@@ -170,9 +170,10 @@ class Service:
             self.watcher.reconfigure(new)
         self.config, self.file_config = new, new_file
         if not self.worker:
-            log.info("configuration reloaded: upstream %s, fallback %s, upload %s",
+            log.info("configuration reloaded: upstream %s, fallback %s, upload %s, anonymous %s (%s)",
                      _public(new.upstream.url), new.upstream.fallback,
-                     "enabled" if new.upload.enabled else "disabled")
+                     "enabled" if new.upload.enabled else "disabled", new.access.anonymous,
+                     new.access.reason)
             sd.ready("serving (configuration reloaded)")
 
     def stop(self) -> None:
@@ -305,6 +306,9 @@ def serve(config: Config, config_arg: str | None) -> int:
         log.info("serving %s at %s; store %s; upstream %s (%s), fallback %s; %d process(es) x %d threads",
                  config.paths.index, url, config.paths.store, _public(upstream.url), upstream.url_source,
                  upstream.fallback, config.server.processes, config.server.threads)
+        access = config.access
+        log.info("anonymous callers: %s (%s); public projects: %s", access.anonymous, access.reason,
+                 ", ".join(sorted(access.public_projects)) or "none")
         _thread(_reloader, service)
         interval = sd.watchdog_interval()
         if interval:

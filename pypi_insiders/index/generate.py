@@ -21,6 +21,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from packaging.utils import NormalizedName, canonicalize_name
 
@@ -67,13 +68,26 @@ def _yank_table(yanked: Mapping[NormalizedName, Mapping[str, str]]) -> dict[str,
     return {project: pages.yank_reasons(versions) for project, versions in yanked.items() if versions}
 
 
+def tracked(config: Config) -> dict[str, str]:
+    """`[access] public_projects` -> their upstream page (without any credentials in its URL)."""
+    if not config.upstream.url:
+        return {}
+    parts = urlsplit(config.upstream.url)
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    base = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return {name: f"{base}{name}/" for name in sorted(config.access.public_projects)}
+
+
 def _write_page(item: tuple[Path, bytes]) -> None:
     atomic_write(item[0], item[1], durable=False)
 
 
 class Generator:
     def __init__(self, store: Store, index_dir: Path, state_dir: Path, cache_dir: Path,
-                 yanked: Mapping[NormalizedName, Mapping[str, str]]) -> None:
+                 yanked: Mapping[NormalizedName, Mapping[str, str]], *,
+                 tracks: Mapping[str, str] | None = None) -> None:
+        """`tracks`: project -> the upstream project page it carries as PEP 708 `tracks`."""
         self.store = store
         self._root = str(store.root)
         self.index_dir = index_dir
@@ -85,6 +99,7 @@ class Generator:
         self._cache = Cache(cache_dir / CACHE_FILE)
         self._sync = StoreSync(store, self._cache, self.layout, self._checkpoint)
         self._yanked = _yank_table(yanked)
+        self._tracks = dict(tracks or {})
         self._pinned = read_pins(self.pins_file)
         self.stats = Stats()
         self._reading = 0  # files read so far by the run in progress
@@ -96,7 +111,8 @@ class Generator:
     @classmethod
     def from_config(cls, config: Config) -> Generator:
         paths = config.paths
-        return cls(Store(paths.store), paths.index, paths.state, paths.cache, config.index.yanked)
+        return cls(Store(paths.store), paths.index, paths.state, paths.cache, config.index.yanked,
+                   tracks=tracked(config))
 
     def close(self) -> None:
         with self._lock:
@@ -143,6 +159,7 @@ class Generator:
             log.warning("paths.store and paths.index changes take effect at the next restart")
         with self._lock, self._transaction():
             self._yanked = _yank_table(config.index.yanked)
+            self._tracks = tracked(config)
             run = _Run(dirty={name for name, (_files, yank) in self._cache.project_state().items()
                               if yank != self._yank_key(name)})
             self._publish(run, full=False)
@@ -246,7 +263,8 @@ class Generator:
         directory = self.layout.project_dir(name)
         writes: list[tuple[Path, bytes]] = []
         if records:
-            html, document = pages.project_pages(name, records, self._yanked.get(name, {}))
+            html, document = pages.project_pages(name, records, self._yanked.get(name, {}),
+                                                 self._tracks.get(name))
             directory.mkdir(parents=True, exist_ok=True)
             writes = [(self.layout.project_page(name, "json"), document),
                       (self.layout.project_page(name, "html"), html)]
@@ -295,8 +313,11 @@ class Generator:
         self.stats.root_writes += 1
 
     def _yank_key(self, name: NormalizedName) -> str:
+        """What else than its files a page depends on: a change renders it again."""
         reasons = self._yanked.get(name)
-        return json.dumps(sorted(reasons.items())) if reasons else ""
+        key = json.dumps(sorted(reasons.items())) if reasons else ""
+        tracks = self._tracks.get(name)
+        return f"{key}\ntracks={tracks}" if tracks else key
 
     # ----------------------------------------------------------------- pinned names
 

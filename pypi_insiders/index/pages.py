@@ -21,6 +21,8 @@ from pypi_insiders.index.metadata_cache import FileRecord
 from pypi_insiders.simple_api import API_VERSION
 
 _META = f'<meta name="pypi:repository-version" content="{API_VERSION}">'
+TRACKS_API_VERSION = "1.2"  # PEP 708 added `tracks` in version 1.2 of the simple API
+_META_708 = f'<meta name="pypi:repository-version" content="{TRACKS_API_VERSION}">'
 
 
 def normalize_version_key(text: str) -> str:
@@ -82,22 +84,29 @@ def _json_file(record: FileRecord, yanked: Mapping[str, str]) -> dict[str, objec
 
 
 def project_pages(project: NormalizedName, files: Sequence[FileRecord],
-                  yanked: Mapping[str, str]) -> tuple[bytes, bytes]:
-    """(HTML, JSON) of one project page; `yanked` maps normalized versions to reasons."""
+                  yanked: Mapping[str, str], tracks: str | None = None) -> tuple[bytes, bytes]:
+    """(HTML, JSON) of one project page; `yanked` maps normalized versions to reasons.
+
+    `tracks`: the upstream project these are Insiders builds of (PEP 708), for `public_projects`.
+    """
     keyed = sorted(((_sort_key(record), record) for record in files), key=lambda pair: pair[0])
     ordered = [record for _key, record in keyed]
     name = escape(project)
-    html = (f"<!DOCTYPE html>\n<html>\n  <head>\n    {_META}\n    <title>Links for {name}</title>\n"
+    meta = _META if tracks is None else (f'{_META_708}\n    <meta name="pypi:tracks" '
+                                         f'content="{escape(tracks)}">')
+    html = (f"<!DOCTYPE html>\n<html>\n  <head>\n    {meta}\n    <title>Links for {name}</title>\n"
             f"  </head>\n  <body>\n    <h1>Links for {name}</h1>\n"
             + "".join(_html_link(record, yanked) for record in ordered)
             + "  </body>\n</html>\n")
     versions = sorted({version for (version, _filename), _record in keyed})
-    document = {
-        "meta": {"api-version": API_VERSION},
+    document: dict[str, object] = {
+        "meta": {"api-version": API_VERSION if tracks is None else TRACKS_API_VERSION},
         "name": project,
         "files": [_json_file(record, yanked) for record in ordered],
         "versions": [str(v) for v in versions],
     }
+    if tracks is not None:
+        document["tracks"] = [tracks]
     return html.encode(), json.dumps(document, separators=(",", ":")).encode()
 
 

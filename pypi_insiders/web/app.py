@@ -16,16 +16,19 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, BinaryIO, Protocol
 
-from packaging.utils import canonicalize_name
+from packaging.utils import NormalizedName, canonicalize_name
 
 from pypi_insiders.config import Config
 from pypi_insiders.errors import InsidersError, InvalidDistributionError
 from pypi_insiders.index.layout import METADATA_SUFFIX, PACKAGES_URL, SIMPLE_URL, IndexLayout
 from pypi_insiders.index.pins import Pins, pins_path
 from pypi_insiders.store import Store, parse_filename
-from pypi_insiders.web import page_cache, upload
+from pypi_insiders.web import access, page_cache, upload
+from pypi_insiders.web.access import View
+from pypi_insiders.web.auth import Authenticator, AuthError
 from pypi_insiders.web.fallback import Answer, Fallback, text_answer
 from pypi_insiders.web.negotiate import HTML, OFFERED_TEXT, Format, Negotiator, accepts_gzip
+from pypi_insiders.web.users import LAST_USE_FILE
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -71,6 +74,8 @@ class _Live:
     store_root: str
     metadata_root: str
     uploads: upload.Uploads | None  # None while uploads are disabled
+    policy: access.Policy
+    scoped_roots: access.ScopedRoots
 
 
 class IndexApp:
@@ -84,15 +89,20 @@ class IndexApp:
         self.fallback = fallback
         self.pages = pages if pages is not None else page_cache.PageCache()  # an empty cache is falsy
         self.negotiator = negotiator or Negotiator()
+        self.auth = Authenticator(config.upload.users_file, config.paths.state / LAST_USE_FILE)
+        # Local `public_projects` go upstream for whoever may not read them: no pin applies there.
+        self.public_fallback = Fallback(config.upstream, access.Unpinned())
         self.reconfigure(config)
 
     def reconfigure(self, config: Config) -> None:
         """Applied live on SIGHUP: upstream, fallback and upload settings (paths need a restart)."""
         self.fallback.reconfigure(config.upstream)
+        self.public_fallback.reconfigure(config.upstream)
         layout = IndexLayout(config.paths.index)
+        uploads = upload.Uploads(config, self.store, self.auth) if config.upload.enabled else None
         self._live = _Live(config, str(layout.landing_page), layout.simple_prefix(),
                            os.path.realpath(self.store.root), os.path.realpath(layout.packages),
-                           upload.Uploads(config, self.store) if config.upload.enabled else None)
+                           uploads, access.Policy(config.access), access.ScopedRoots(str(layout.simple)))
 
     @property
     def config(self) -> Config:
@@ -102,7 +112,7 @@ class IndexApp:
         method = environ["REQUEST_METHOD"]
         path: str = environ.get("PATH_INFO") or "/"
         if method in _READ_METHODS:
-            status, headers, body = self._read(environ, path)
+            status, headers, body = self._read_as(environ, path)
             if method == "HEAD":
                 if hasattr(body, "close"):
                     body.close()
@@ -118,40 +128,71 @@ class IndexApp:
 
     # ------------------------------------------------------------------ read-only routes
 
-    def _read(self, environ: Environ, path: str) -> Response:  # noqa: PLR0911 - a routing table
+    def _read_as(self, environ: Environ, path: str) -> Response:
+        """Who is asking first: every answer below depends on it. REMOTE_USER is for the access log."""
+        try:
+            user = self.auth.user(environ)
+        except AuthError as denied:
+            return _denied(denied)
+        if user is not None:
+            environ["REMOTE_USER"] = user.name
+        return self._read(environ, path, self._live.policy.view(user))
+
+    def _read(self, environ: Environ, path: str, view: View) -> Response:  # noqa: PLR0911 - a routing table
         if path.startswith(SIMPLE_URL):
-            return self._simple_page(environ, path[8:])
+            return self._simple_page(environ, path[len(SIMPLE_URL):], view)
         if path.startswith(PACKAGES_URL):
-            return self._package_file(environ, path[len(PACKAGES_URL):])
+            return self._package_file(environ, path[len(PACKAGES_URL):], view)
         if path == "/":
-            return self._page(environ, self._live.root_page, HTML, vary=False) or _not_generated()
+            if not view.read.everything:
+                names = self._live.scoped_roots.names(view.read)
+                return _private_body(access.home_page(names), HTML, view)
+            return self._page(environ, self._live.root_page, HTML, vary=False, view=view) or _not_generated()
         if path == "/simple":
             return _redirect(_with_query("simple/", environ))
         if path in ("/status", "/status.json"):
-            return self._status(path.endswith(".json"))
+            return self._status(path.endswith(".json"), view)
         if path in _UPLOAD_PATHS:
             return _plain("405 Method Not Allowed", "the upload API takes POST", [("Allow", "POST")])
         return _plain("404 Not Found", "not found")
 
-    def _simple_page(self, environ: Environ, rest: str) -> Response:
+    def _simple_page(self, environ: Environ, rest: str, view: View) -> Response:  # noqa: PLR0911
         formats = self.negotiator.choose(environ.get("HTTP_ACCEPT", ""), environ.get("QUERY_STRING", ""))
         if not formats:
             return _plain("406 Not Acceptable", f"acceptable types are: {OFFERED_TEXT}",
                           [("Vary", "Accept")])
         fmt = formats[0]
         if not rest:
+            if not view.read.everything:
+                body = self._live.scoped_roots.body(view.read, fmt.suffix)
+                return _private_body(body, fmt, view) if body is not None else _not_generated()
             root = f"{self._live.simple}index.{fmt.suffix}"
-            return self._page(environ, root, fmt, vary=True) or _not_generated()
+            return self._page(environ, root, fmt, vary=True, view=view) or _not_generated()
         name, slash, tail = rest.partition("/")
         if tail or not _NORMALIZED.fullmatch(name):
             return self._unnormalized(environ, name, slash, tail)
         if not slash:
             return _redirect(_with_query(f"{name}/", environ))
-        found = self._page(environ, f"{self._live.simple}{name}/index.{fmt.suffix}", fmt, vary=True)
+        project = canonicalize_name(name)
+        if not view.read.covers(project):
+            return self._not_readable(environ, project, formats, view)
+        page = f"{self._live.simple}{name}/index.{fmt.suffix}"
+        found = self._page(environ, page, fmt, vary=True, view=view)
         if found is not None:
             return found
-        return self._answer(environ, self.fallback.answer(canonicalize_name(name), formats,
-                                                          environ.get("QUERY_STRING", "")))
+        return self._answer(environ, self.fallback.answer(project, formats, environ.get("QUERY_STRING", "")))
+
+    def _not_readable(self, environ: Environ, project: NormalizedName, formats: tuple[Format, ...],
+                      view: View) -> Response:
+        """Upstream's project for `public_projects` and names never local; a refusal for the rest."""
+        query = environ.get("QUERY_STRING", "")
+        if project in self._live.policy.public:
+            answer = self.public_fallback.answer(project, formats, query)
+            return self._answer(environ, access.with_vary_authorization(answer))
+        if self.fallback.is_local(project):
+            answer = self._live.policy.refuse(view)
+            return answer.status, answer.headers, (answer.body,)
+        return self._answer(environ, self.fallback.answer(project, formats, query))
 
     def _unnormalized(self, environ: Environ, name: str, slash: str, tail: str) -> Response:
         """A valid name spelled otherwise moves to its normalized URL; anything else is a 404."""
@@ -160,15 +201,16 @@ class IndexApp:
         target = f"{canonicalize_name(name)}/"
         return _redirect(_with_query(f"../{target}" if slash else target, environ))
 
-    def _page(self, environ: Environ, file: str, fmt: Format, *, vary: bool) -> Response | None:
+    def _page(self, environ: Environ, file: str, fmt: Format, *, vary: bool, view: View) -> Response | None:
         page = self.pages.get(file, fmt.content_type, vary,
                               gzipped=accepts_gzip(str(environ.get("HTTP_ACCEPT_ENCODING", ""))))
         if page is None:
             return None
         if environ.get("HTTP_IF_NONE_MATCH") or environ.get("HTTP_IF_MODIFIED_SINCE"):  # noqa: SIM102
             if page_cache.not_modified(environ, page.etag, page.mtime):
-                return "304 Not Modified", page.not_modified, ()
-        return "200 OK", page.headers, (page.body,)
+                kept = page.private_not_modified if view.private else page.not_modified
+                return "304 Not Modified", kept, ()
+        return "200 OK", page.private_headers if view.private else page.headers, (page.body,)
 
     def _answer(self, environ: Environ, answer: Answer) -> Response:
         if answer.etag and page_cache.not_modified(environ, answer.etag, answer.mtime):
@@ -176,7 +218,20 @@ class IndexApp:
             return "304 Not Modified", kept, ()
         return answer.status, answer.headers, (answer.body,)
 
-    def _package_file(self, environ: Environ, relpath: str) -> Response:
+    def _file_refused(self, relpath: str, view: View) -> Response | None:
+        """A file's project, from its name, decides: nobody learns whether a file exists first."""
+        project = _project_of(relpath.removesuffix(METADATA_SUFFIX))
+        if project is None:
+            return _plain("404 Not Found", "no such file")
+        if view.read.covers(project):
+            return None
+        answer = self._live.policy.refuse(view)
+        return answer.status, answer.headers, (answer.body,)
+
+    def _package_file(self, environ: Environ, relpath: str, view: View) -> Response:
+        refused = None if view.read.everything else self._file_refused(relpath, view)
+        if refused is not None:
+            return refused
         if relpath.endswith(METADATA_SUFFIX):
             path = page_cache.resolve_inside(self._live.metadata_root, relpath)
         else:
@@ -186,7 +241,11 @@ class IndexApp:
         info = page_cache.served_file(path) if path else None
         if info is None:
             return _plain("404 Not Found", "no such file")
-        common = page_cache.validators(info.etag, info.mtime, page_cache.FILE_CACHE_CONTROL)
+        if view.private:
+            common = [*page_cache.validators(info.etag, info.mtime, page_cache.PRIVATE_FILE_CACHE_CONTROL),
+                      access.VARY_AUTH]
+        else:
+            common = page_cache.validators(info.etag, info.mtime, page_cache.FILE_CACHE_CONTROL)
         if page_cache.not_modified(environ, info.etag, info.mtime):
             return "304 Not Modified", common, ()
         headers = [("Content-Type", _BINARY), ("Content-Length", str(info.size)), *common]
@@ -202,11 +261,14 @@ class IndexApp:
 
     # ------------------------------------------------------------------ other routes
 
-    def _status(self, as_json: bool) -> Response:
+    def _status(self, as_json: bool, view: View) -> Response:
         if self.status is None:
             return _plain("404 Not Found", "no status here")
+        if view.user is None and not view.read.everything:
+            answer = access.challenge("authentication required")
+            return answer.status, answer.headers, (answer.body,)
         try:
-            data = self.status.collect(self.config)
+            data = self._live.policy.status_allowed(view, self.status.collect(self.config))
         except InsidersError as error:
             return _plain("503 Service Unavailable", f"status not available: {error}")
         if as_json:
@@ -214,7 +276,7 @@ class IndexApp:
         else:
             body, content_type = self.status.render_html(data).encode(), "text/html; charset=utf-8"
         return "200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))),
-                          ("Cache-Control", "no-cache")], (body,)
+                          ("Cache-Control", "private, no-cache"), access.VARY_AUTH], (body,)
 
     def _upload(self, environ: Environ) -> Response:
         uploads = self._live.uploads
@@ -223,6 +285,29 @@ class IndexApp:
         code, message = uploads.handle(environ)
         extra = [("WWW-Authenticate", 'Basic realm="pypi-insiders"')] if code == 401 else []
         return _plain(f"{code} {_phrase(code)}", message, extra)
+
+
+def _denied(denied: AuthError) -> Response:
+    if denied.status == 429:
+        return _plain("429 Too Many Requests", denied.message,
+                      [("Retry-After", str(denied.retry_after)), access.NO_STORE])
+    answer = access.challenge(denied.message)
+    return answer.status, answer.headers, (answer.body,)
+
+
+def _private_body(body: bytes, fmt: Format, view: View) -> Response:
+    """A page rendered for one scope: never kept by a shared cache, never reused for another caller."""
+    cache = "private, max-age=30" if view.private else "no-cache"
+    return "200 OK", [("Content-Type", fmt.content_type), ("Content-Length", str(len(body))),
+                      ("Cache-Control", cache), ("Vary", "Accept, Authorization")], (body,)
+
+
+def _project_of(relpath: str) -> NormalizedName | None:
+    """The project a distribution belongs to, by its filename (where it lies in the store is free)."""
+    try:
+        return parse_filename(os.path.basename(relpath)).project  # noqa: PTH119
+    except InvalidDistributionError:
+        return None
 
 
 def _phrase(code: int) -> str:

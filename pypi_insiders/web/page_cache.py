@@ -23,6 +23,9 @@ Headers = list[tuple[str, str]]
 
 PAGE_CACHE_CONTROL: Final = "max-age=30, public"
 FILE_CACHE_CONTROL: Final = "max-age=31536000, public, immutable"
+# For a caller who sent credentials: RFC 9111 lets a shared cache reuse an answer to an
+# authorized request when it says `public`, which would hand one sponsor's view to anyone.
+PRIVATE_FILE_CACHE_CONTROL: Final = "max-age=31536000, private, immutable"
 _PAGE_CACHE_BYTES: Final = 24 * 1024 * 1024  # every page of 2,000 projects; 100 MB RSS at 20,000
 _ENTRY_OVERHEAD: Final = 1024  # the Page object, its header lists and the dict slot, roughly
 GZIP_FROM: Final = 1024  # smaller pages gain too little from compression to pay for it
@@ -38,6 +41,9 @@ class Page:
     mtime: int  # seconds, what Last-Modified can express
     headers: Headers = field(repr=False)
     not_modified: Headers = field(repr=False)
+    # The same for an authenticated caller: `private`, and Vary naming Authorization.
+    private_headers: Headers = field(repr=False, default_factory=list)
+    private_not_modified: Headers = field(repr=False, default_factory=list)
 
 
 def http_date(seconds: float) -> str:
@@ -46,6 +52,13 @@ def http_date(seconds: float) -> str:
 
 def validators(etag: str, mtime: int, cache_control: str) -> Headers:
     return [("ETag", etag), ("Last-Modified", http_date(mtime)), ("Cache-Control", cache_control)]
+
+
+def private(headers: Headers) -> Headers:
+    """The headers of an answer meant for one authenticated caller only."""
+    out = [(k, v.replace("public", "private") if k == "Cache-Control" else
+            f"{v}, Authorization" if k == "Vary" else v) for k, v in headers]
+    return out if any(k == "Vary" for k, _v in out) else [*out, ("Vary", "Authorization")]
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int, int]:
@@ -114,7 +127,7 @@ class PageCache:
         vary_on = "Accept, Accept-Encoding" if vary else "Accept-Encoding"
         common = [*validators(etag, mtime, PAGE_CACHE_CONTROL), ("Vary", vary_on)]
         headers = [("Content-Type", key[1]), ("Content-Length", str(len(body))), *encoding, *common]
-        page = Page(body, _identity(stat), etag, mtime, headers, common)
+        page = Page(body, _identity(stat), etag, mtime, headers, common, private(headers), private(common))
         with self._lock:
             old = self._pages.pop(key, None)
             self._bytes += _cost(page) - (_cost(old) if old else 0)
