@@ -194,6 +194,26 @@ def test_upload_accepts_an_api_token_with_the_token_user_name(port: int, upload_
     assert upload(port, wheel, auth_header=basic("__token__", token)).status == 200
 
 
+@pytest.mark.parametrize(("upload_scope", "status"), [("", 403), ("other-pkg", 403), ("Demo_Pkg", 200),
+                                                    ("*", 200)])
+def test_upload_needs_an_upload_scope_covering_the_project(port: int, upload_config: Config, wheel: Path,
+                                                           upload_scope: str, status: int) -> None:
+    token = auth.make_token("ci-bot")
+    user = auth.User("ci-bot", auth.hash_secret(token), read=auth.EVERYTHING,
+                     upload=auth.parse_scope(upload_scope), token=True)
+    with upload_config.upload.users_file.open("a") as users:
+        users.write(user.line() + "\n")
+    reply = upload(port, wheel, auth_header=basic("__token__", token))
+    assert reply.status == status, reply
+    if status == 403:
+        assert reply.text.strip() == "user 'ci-bot' may not upload to demo-pkg"
+        assert tree(upload_config.paths.store) == []  # not even the spooled upload is left
+        record = upload_config.paths.state / RECORD_NAME
+        assert not record.exists() or wheel.name not in record.read_text()
+    else:
+        assert tree(upload_config.paths.store) == [f"demo-pkg/{wheel.name}"]
+
+
 @pytest.mark.parametrize("filename", [
     "../demo_pkg-1.0-py3-none-any.whl",
     "sub/demo_pkg-1.0-py3-none-any.whl",
