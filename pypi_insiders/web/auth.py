@@ -118,6 +118,8 @@ class Authenticator:
         now = time.time()
         found = self._verified.get(key)
         if found is None or users.get(found.name) is not found:
+            # A miss pays for a KDF anyway: look at the file now, so a user just added can log in.
+            users = self._current(force=True)
             found = self._verify(str(header), key, users, str(environ.get("REMOTE_ADDR", "-")))
         if found.expired(now):
             raise AuthError(401, f"the credentials of user {found.name!r} expired on "
@@ -149,9 +151,9 @@ class Authenticator:
     def __len__(self) -> int:
         return len(self._current())
 
-    def _current(self) -> dict[str, User]:
+    def _current(self, *, force: bool = False) -> dict[str, User]:
         now = time.monotonic()
-        if self._loaded and now - self._checked < _RECHECK:
+        if self._loaded and now - self._checked < _RECHECK and not force:
             return self._users
         try:
             st = self.path.stat()
