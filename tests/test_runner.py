@@ -232,7 +232,7 @@ def test_update_then_pip_installs_from_the_index(make_config: ConfigMaker, tmp_p
 def test_update_uploads_to_a_remote_index(make_config: ConfigMaker, tmp_path: Path) -> None:
     served_config = make_config(upload={"enabled": True})
     token = subprocess.run([sys.executable, "-m", "pypi_insiders", "-c", str(served_config), "users", "add",
-                            "robot", "--token"], capture_output=True, text=True, timeout=60,
+                            "robot", "--token", "--upload", "*"], capture_output=True, text=True, timeout=60,
                            check=True).stdout.strip()
     upstream = _intree_repo(tmp_path, "pushed", "v3.0")
     credentials = tmp_path / "fetcher-credentials"
