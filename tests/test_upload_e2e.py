@@ -37,8 +37,8 @@ pytestmark = pytest.mark.slow
 def config_file(make_config: ConfigMaker) -> Path:
     path = make_config(upload={"enabled": True})
     added = subprocess.run([sys.executable, "-m", "pypi_insiders", "--config", str(path), "users", "add",
-                            "alice", "--upload", "*"], input=SECRET + "\n", capture_output=True, text=True, timeout=60,
-                           check=False, env=service_env())
+                            "alice", "--upload", "*"], input=SECRET + "\n", capture_output=True, text=True,
+                           timeout=60, check=False, env=service_env())
     assert added.returncode == 0, added.stderr
     return path
 
@@ -104,8 +104,8 @@ def test_upload_twine_is_refused_with_a_wrong_secret_or_changed_bytes(server: Ru
 
 def test_upload_twine_with_an_api_token(server: Running, config_file: Path, tmp_path: Path) -> None:
     made = subprocess.run([sys.executable, "-m", "pypi_insiders", "--config", str(config_file), "users",
-                           "add", "ci-bot", "--token", "--upload", "token-demo"], capture_output=True, text=True, timeout=60,
-                          check=False, env=service_env())
+                           "add", "ci-bot", "--token", "--upload", "token-demo"], capture_output=True,
+                          text=True, timeout=60, check=False, env=service_env())
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()
     wheel = make_wheel(tmp_path / "dist", "Token-Demo", "0.1")
