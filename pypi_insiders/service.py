@@ -26,10 +26,10 @@ from pypi_insiders import directories, sd
 from pypi_insiders.config import Config
 from pypi_insiders.errors import ConfigError
 from pypi_insiders.fetch import status as fetch_status
+from pypi_insiders.http_client import display_url
 from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.web import workers
 from pypi_insiders.web.app import IndexApp, make_app
-from pypi_insiders.web.fallback import split_credentials
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +186,7 @@ class Service:
         self.workers.stop()
         if self.server is not None:
             self.server.close()
+        self.app.close()
         close = getattr(self.generator, "close", None)
         if callable(close) and not self.scanning:  # a running scan must not delay the stop
             close()
@@ -226,7 +227,7 @@ def _keep_overrides(old_file: Config, effective: Config, new_file: Config, *, wa
 
 
 def _public(url: str | None) -> str:
-    return split_credentials(url)[0] if url else "none"
+    return display_url(url) if url else "none"
 
 
 def _answers(host: str, port: int, timeout: float = 5.0) -> bool:

@@ -100,6 +100,10 @@ class IndexApp:
     def config(self) -> Config:
         return self._live.config
 
+    def close(self) -> None:
+        """At shutdown: the upstream connections the proxy keeps open."""
+        self.fallback.close()
+
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
         path: str = environ.get("PATH_INFO") or "/"
