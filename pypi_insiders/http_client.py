@@ -92,6 +92,13 @@ class Response:
         return self._content_type().get_content_type() if "Content-Type" in self.headers else ""
 
     @property
+    def framed(self) -> bool:
+        """The body's end was announced (Content-Length or chunked), so a short one was caught;
+        otherwise only the connection's close ended it, and a cut looks like an end."""
+        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        return chunked or "Content-Length" in self.headers
+
+    @property
     def charset(self) -> str:
         return self._content_type().get_content_charset() or "utf-8"
 

@@ -20,11 +20,11 @@ from typing import NamedTuple
 from packaging.utils import NormalizedName
 
 from pypi_insiders.config import UpstreamConfig
-from pypi_insiders.http_client import HttpClient, HttpError, display_url
+from pypi_insiders.http_client import HttpClient, HttpError, Response, display_url
 from pypi_insiders.index.pins import Pins
 from pypi_insiders.simple_api import HTML_MEDIA_TYPE, V1_HTML_MEDIA_TYPE
 from pypi_insiders.web.negotiate import Format
-from pypi_insiders.web.relay import absolute_html, absolute_json
+from pypi_insiders.web.relay import InvalidPageError, html_page, json_page
 
 log = logging.getLogger(__name__)
 
@@ -162,24 +162,24 @@ class Fallback:
         if response.status != 200:
             msg = f"{response.url} answered {response.status}"
             raise UpstreamError(msg)
-        return _relay(response.body, response.url, response.media_type, response.charset)
+        try:
+            return _relay(response)
+        except InvalidPageError as error:
+            msg = f"{response.url}: {error}"
+            raise UpstreamError(msg) from None
 
 
-def _relay(body: bytes, base: str, content_type: str, charset: str) -> Answer:
+def _relay(response: Response) -> Answer:
     """Upstream's page with absolute file URLs, so clients download from upstream directly."""
-    try:
-        if content_type.endswith("+json"):
-            text = absolute_json(body, base)
-            media = content_type
-        elif content_type in (HTML_MEDIA_TYPE, V1_HTML_MEDIA_TYPE):
-            text = absolute_html(body.decode(charset, errors="replace"), base)
-            media = content_type + ("; charset=utf-8" if content_type == "text/html" else "")
-        else:
-            msg = f"unexpected content type {content_type!r}"
-            raise UpstreamError(msg)
-    except (ValueError, LookupError) as error:
-        msg = f"unreadable page: {error}"
-        raise UpstreamError(msg) from None
+    media = response.media_type
+    if media.endswith("+json"):
+        text = json_page(response.body, response.url)
+    elif media in (HTML_MEDIA_TYPE, V1_HTML_MEDIA_TYPE):
+        text = html_page(response.body, response.url, response.charset, framed=response.framed)
+        media += "; charset=utf-8" if media == HTML_MEDIA_TYPE else ""
+    else:
+        msg = f"not HTML or JSON: content type {media or 'missing'!r}"
+        raise InvalidPageError(msg)
     data = text.encode()
     etag = '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
     mtime = int(time.time())
