@@ -58,10 +58,11 @@ class ThreadedServer:
     no cross-thread trigger: task threads finish first, then the loop ends and closes everything.
     """
 
-    def __init__(self, app: WsgiApp, threads: int = 4) -> None:
+    def __init__(self, app: WsgiApp, threads: int = 4, *, server: Any = None) -> None:
+        """`server`: one made already (as the service makes it), on 127.0.0.1 port 0."""
         self.app = app
-        self.server: Any = cast(Any, create_server(app, host="127.0.0.1", port=0, threads=threads,
-                                                   clear_untrusted_proxy_headers=False))
+        self.server: Any = server or cast(Any, create_server(app, host="127.0.0.1", port=0, threads=threads,
+                                                             clear_untrusted_proxy_headers=False))
         self.url = f"http://127.0.0.1:{self.server.effective_port}/"
         self._stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
