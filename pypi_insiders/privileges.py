@@ -4,8 +4,9 @@ An administrator runs `sudo pypi-insiders update` by habit. Done as root, it wou
 root-owned mirrors, state and pages that the services, running as `pypi-insiders`, can no
 longer replace. So when root runs such a command against data the service user owns, the
 command becomes that user, as `runuser -u pypi-insiders` would. Credentials only root may
-read are handed over the way the unit's LoadCredential= does: copied into a private
-directory owned by the service user, named by $CREDENTIALS_DIRECTORY, removed at exit.
+read are handed over the way the unit's LoadCredential= does, through $CREDENTIALS_DIRECTORY,
+but without a copy on any file system: each secret is a memory-only file (memfd) that dies
+with the process, SIGKILL included. The directory named holds only symlinks to them.
 """
 
 from __future__ import annotations
@@ -50,7 +51,13 @@ def become_data_owner(data_dir: Path, credentials_dir: Path | None = None) -> No
 
 
 def _hand_over_credentials(source: Path, uid: int, gid: int) -> None:
-    """Copy root-only credential files where only the service user can read them, for this run."""
+    """Make root-only credential files readable by the service user, for this run only.
+
+    A copy in /tmp would outlive a process killed with SIGKILL (atexit never runs). A memfd is
+    memory owned by this process; `<dir>/<name>` -> `/proc/self/fd/<n>` names it for the
+    lookup in `fetch.credentials`, and /proc/self/fd is readable by its own process only. What
+    a kill leaves in /tmp is a directory of dangling links, no secret.
+    """
     try:
         files = [path for path in source.iterdir() if path.is_file() and not path.name.startswith(".")]
     except OSError:
@@ -60,9 +67,20 @@ def _hand_over_credentials(source: Path, uid: int, gid: int) -> None:
     staging = Path(tempfile.mkdtemp(prefix="pypi-insiders-credentials-"))
     atexit.register(shutil.rmtree, staging, ignore_errors=True)
     for path in files:
-        copy = staging / path.name
-        shutil.copyfile(path, copy)
-        copy.chmod(0o400)
-        os.chown(copy, uid, gid)
+        fd = _memory_file(path.name, path.read_bytes(), uid, gid)
+        (staging / path.name).symlink_to(f"/proc/self/fd/{fd}")
     os.chown(staging, uid, gid)
     os.environ["CREDENTIALS_DIRECTORY"] = str(staging)
+
+
+def _memory_file(name: str, data: bytes, uid: int, gid: int) -> int:
+    """A file only in memory, private to `uid`, open for the life of the process (never closed).
+
+    MFD_CLOEXEC: the programs the fetch runs (git's ssh, builds) do not inherit it.
+    """
+    fd = os.memfd_create(f"pypi-insiders-credential-{name}", os.MFD_CLOEXEC)
+    with open(fd, "wb", closefd=False) as out:
+        out.write(data)
+    os.fchmod(fd, 0o400)
+    os.fchown(fd, uid, gid)
+    return fd

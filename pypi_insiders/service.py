@@ -26,10 +26,11 @@ from pypi_insiders import directories, sd
 from pypi_insiders.config import Config
 from pypi_insiders.errors import ConfigError
 from pypi_insiders.fetch import status as fetch_status
+from pypi_insiders.http_client import display_url
 from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.web import workers
 from pypi_insiders.web.app import IndexApp, make_app
-from pypi_insiders.web.fallback import split_credentials
+from pypi_insiders.web.head import keep_head_connections
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,12 @@ def create_server(app: IndexApp, config: Config, sock: socket.socket | None = No
     if config.server.trusted_proxy:  # the client's address for logs and the login throttle
         where.update(trusted_proxy=config.server.trusted_proxy, trusted_proxy_count=1,
                      trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"})
-    return _waitress_server(
+    server = _waitress_server(
         app, threads=config.server.threads, ident="pypi-insiders", asyncore_use_poll=True,
         connection_limit=1000, clear_untrusted_proxy_headers=True,
         max_request_body_size=config.upload.max_size + _BODY_SLACK, **where)
+    keep_head_connections(server)
+    return server
 
 
 def listening(server: Any) -> list[tuple[str, int]]:  # noqa: ANN401
@@ -187,6 +190,7 @@ class Service:
         self.workers.stop()
         if self.server is not None:
             self.server.close()
+        self.app.close()
         close = getattr(self.generator, "close", None)
         if callable(close) and not self.scanning:  # a running scan must not delay the stop
             close()
@@ -227,7 +231,7 @@ def _keep_overrides(old_file: Config, effective: Config, new_file: Config, *, wa
 
 
 def _public(url: str | None) -> str:
-    return split_credentials(url)[0] if url else "none"
+    return display_url(url) if url else "none"
 
 
 def _answers(host: str, port: int, timeout: float = 5.0) -> bool:

@@ -64,9 +64,11 @@ class ThreadedServer:
     no cross-thread trigger: task threads finish first, then the loop ends and closes everything.
     """
 
-    def __init__(self, app: WsgiApp, threads: int = 4) -> None:
-        self.server: Any = cast(Any, create_server(app, host="127.0.0.1", port=0, threads=threads,
-                                                   clear_untrusted_proxy_headers=False))
+    def __init__(self, app: WsgiApp, threads: int = 4, *, server: Any = None) -> None:
+        """`server`: one made already (as the service makes it), on 127.0.0.1 port 0."""
+        self.app = app
+        self.server: Any = server or cast(Any, create_server(app, host="127.0.0.1", port=0, threads=threads,
+                                                             clear_untrusted_proxy_headers=False))
         self.url = f"http://127.0.0.1:{self.server.effective_port}/"
         self._stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
@@ -93,6 +95,9 @@ class ThreadedServer:
         self._stopping.set()
         self.thread.join(timeout=10)
         assert not self.thread.is_alive()
+        close = getattr(self.app, "close", None)  # our app's pooled upstream connections
+        if callable(close):
+            close()
 
 
 # --------------------------------------------------------------------------- a fake upstream
@@ -105,6 +110,7 @@ class FakeUpstream:
     projects: dict[str, dict[str, bytes]] = field(default_factory=dict)  # name -> filename -> bytes
     requests: list[str] = field(default_factory=list)
     delay: float = 0.0
+    authorization: str | None = None  # the Authorization header required, when set
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -113,6 +119,10 @@ class FakeUpstream:
             self.requests.append(path)
         if self.delay:
             time.sleep(self.delay)
+        if self.authorization is not None and environ.get("HTTP_AUTHORIZATION") != self.authorization:
+            start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="upstream"'),
+                                                ("Content-Type", "text/plain"), ("Content-Length", "0")])
+            return [b""]
         parts = path.strip("/").split("/")
         status, content_type, body = "404 Not Found", "text/plain", b"no such project\n"
         if len(parts) == 2 and parts[0] == "simple" and parts[1] in self.projects:

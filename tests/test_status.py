@@ -12,6 +12,7 @@ import pytest
 
 from pypi_insiders import config
 from pypi_insiders.fetch import repo_state, status
+from pypi_insiders.http_client import Credentials, HttpClient
 from tests.conftest import ConfigMaker
 from tests.git_fixtures import cli_env, init_repo
 from tests.server_fixtures import FakeUpstream, ThreadedServer, request, serve_process
@@ -68,6 +69,35 @@ def test_status_survives_an_unreachable_upstream(make_config: ConfigMaker, free_
     rows = {row["key"]: row for row in status.collect(loaded)["repositories"]}
     assert rows["demo"]["upstream_version"] is None
     assert rows["demo"]["warning"] is None
+
+
+def test_status_reaches_an_upstream_that_needs_basic_auth(
+        make_config: ConfigMaker, upstream: tuple[FakeUpstream, str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """`user:password@` in upstream.url is sent as Basic auth; before, urllib could not even connect."""
+    fake, url = upstream
+    fake.authorization = Credentials("mirror", "pa55word").header()
+    loaded = _config(make_config, url.replace("http://", "http://mirror:pa55word@"))
+    _record(loaded, "demo", "demo", "9.5.17+insiders.4.53.6", "9.5.17-insiders-4.53.6")
+    rows = {row["key"]: row for row in status.collect(loaded)["repositories"]}
+    assert rows["demo"]["upstream_version"] == "9.5.18"
+    assert rows["demo"]["warning"] is not None
+    with HttpClient() as client:
+        assert str(status.newest_public(loaded, "other", client)) == "1.0"
+    assert "pa55word" not in caplog.text
+
+
+def test_status_says_once_when_upstream_refuses_the_credentials(
+        make_config: ConfigMaker, upstream: tuple[FakeUpstream, str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    fake, url = upstream
+    fake.authorization = Credentials("mirror", "right").header()
+    loaded = _config(make_config, url.replace("http://", "http://mirror:wrong-pw@"))
+    with HttpClient() as client:
+        assert status.newest_public(loaded, "demo", client) is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"newest public release of demo unknown: {url}demo/ answered 401"]
+    assert "wrong-pw" not in caplog.text
 
 
 def test_status_page_escapes_what_it_shows() -> None:

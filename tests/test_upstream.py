@@ -18,7 +18,6 @@ import pytest
 from pypi_insiders import config
 from pypi_insiders.index.pins import PINNED_FILE
 from pypi_insiders.web.app import IndexApp, make_app
-from pypi_insiders.web.fallback import split_credentials
 from pypi_insiders.web.relay import absolute_html
 from tests.conftest import ConfigMaker
 from tests.server_fixtures import JSON_TYPE, FakeUpstream, Reply, ThreadedServer, request, write_index
@@ -218,15 +217,6 @@ def test_upstream_redirect_never_leaks_upstream_credentials(index: AppMaker, ups
     assert reply.status == 302
     assert b"s3cret" not in reply.body
     assert "s3cret" not in (reply.header("Location") or "")
-
-
-@pytest.mark.parametrize(("url", "plain", "auth"), [
-    ("https://host/simple/", "https://host/simple/", None),
-    ("https://u:p@host:8443/simple/", "https://host:8443/simple/", "Basic dTpw"),
-    ("https://__token__@[::1]/simple/", "https://[::1]/simple/", "Basic X190b2tlbl9fOg=="),
-])
-def test_upstream_split_credentials(url: str, plain: str, auth: str | None) -> None:
-    assert split_credentials(url) == (plain, auth)
 
 
 def test_upstream_absolute_html_keeps_every_attribute() -> None:

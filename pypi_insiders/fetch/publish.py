@@ -8,19 +8,17 @@ killed after some uploads simply carries on.
 
 from __future__ import annotations
 
-import base64
 import email.parser
 import hashlib
 import logging
 import secrets
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from pypi_insiders.config import Config
 from pypi_insiders.errors import BuildError, StoreError
 from pypi_insiders.fetch import credentials
 from pypi_insiders.fetch.builder import BuiltFile
+from pypi_insiders.http_client import Credentials, HttpClient, HttpError, display_url
 from pypi_insiders.metadata import read_core_metadata
 from pypi_insiders.store import Store, parse_filename
 
@@ -30,15 +28,20 @@ log = logging.getLogger(__name__)
 def publish(config: Config, files: list[BuiltFile], repo_key: str) -> list[str]:
     """Publish every file (sdist first, so a wheel never appears without its source); names back."""
     ordered = sorted(files, key=lambda f: f.path.name.endswith(".whl"))
-    for built in ordered:
-        if config.fetch.publish == "upload":
-            upload(config, built.path)
-        else:
-            add_to_store(Store(config.paths.store), built, repo_key)
-        log.info("%s: published %s", repo_key, built.path.name,
-                 extra={"REPO": repo_key, "FILE": built.path.name, "VERSION": str(built.version),
-                        "STEP": "publish"})
+    with HttpClient(pool_size=1) as client:  # the wheel follows the sdist on the same connection
+        for built in ordered:
+            _publish_one(config, built, repo_key, client)
     return [f.path.name for f in ordered]
+
+
+def _publish_one(config: Config, built: BuiltFile, repo_key: str, client: HttpClient) -> None:
+    if config.fetch.publish == "upload":
+        upload(config, built.path, client)
+    else:
+        add_to_store(Store(config.paths.store), built, repo_key)
+    log.info("%s: published %s", repo_key, built.path.name,
+             extra={"REPO": repo_key, "FILE": built.path.name, "VERSION": str(built.version),
+                    "STEP": "publish"})
 
 
 def add_to_store(store: Store, built: BuiltFile, repo_key: str) -> None:
@@ -79,36 +82,30 @@ def upload_fields(path: Path) -> list[tuple[str, str]]:
     return fields
 
 
-def upload(config: Config, path: Path) -> None:
+def upload(config: Config, path: Path, client: HttpClient) -> None:
     url = config.fetch.upload_url
     if url is None:
         msg = 'fetch.publish is "upload" but fetch.upload_url is not set'
         raise BuildError(msg)
     boundary = secrets.token_hex(16)
     body = _form(upload_fields(path), path, boundary)
-    request = urllib.request.Request(url, data=body, method="POST", headers={  # noqa: S310 - http(s), checked by config
-        "Content-Type": f"multipart/form-data; boundary={boundary}"})
     auth = credentials.for_upload(config)
-    if auth is not None:
-        token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(request, timeout=config.fetch.fetch_timeout):  # noqa: S310 - configured http(s) URL
-            return
-    except urllib.error.HTTPError as error:
-        text = error.read(2000).decode("utf-8", "replace").strip()
-        if error.code in (400, 409) and "exist" in text.lower():
-            # Like twine's --skip-existing: a version the target has is published, even when a
-            # rebuild's bytes differ (the target never replaces a file, and neither do we).
-            level = logging.WARNING if "different" in text.lower() else logging.INFO
-            log.log(level, "%s: already at %s (%s)", path.name, url, " ".join(text.split())[:200],
-                    extra={"FILE": path.name, "STEP": "publish"})
-            return
-        msg = (
-            f"upload of {path.name} to {url} refused: HTTP {error.code} "
-                         f"{' '.join(text.split())[:200]}"
-        )
+        response = client.request("POST", url, body=body, timeout=config.fetch.fetch_timeout,
+                                  headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+                                  auth=None if auth is None else Credentials(auth.username, auth.password))
+    except HttpError as error:
+        msg = f"upload of {path.name} failed: {error}"
         raise BuildError(msg) from None
-    except (urllib.error.URLError, OSError) as error:
-        msg = f"upload of {path.name} to {url} failed: {error}"
-        raise BuildError(msg) from None
+    if 200 <= response.status < 300:
+        return
+    text = response.text()
+    if response.status in (400, 409) and "exist" in text.lower():
+        # Like twine's --skip-existing: a version the target has is published, even when a
+        # rebuild's bytes differ (the target never replaces a file, and neither do we).
+        level = logging.WARNING if "different" in text.lower() else logging.INFO
+        log.log(level, "%s: already at %s (%s)", path.name, display_url(url), text,
+                extra={"FILE": path.name, "STEP": "publish"})
+        return
+    msg = f"upload of {path.name} to {display_url(url)} refused: HTTP {response.status} {text}"
+    raise BuildError(msg)

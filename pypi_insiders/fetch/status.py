@@ -13,8 +13,6 @@ import json
 import logging
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from pypi_insiders.errors import ConfigError, InvalidDistributionError
 from pypi_insiders.fetch import repo_state, versions
 from pypi_insiders.fetch.git import display_url
 from pypi_insiders.files import atomic_write
+from pypi_insiders.http_client import HttpClient, HttpError
 from pypi_insiders.simple_api import V1_JSON_MEDIA_TYPE
 from pypi_insiders.store import parse_filename
 from pypi_insiders.units import FETCH_TIMER
@@ -33,6 +32,7 @@ from pypi_insiders.units import FETCH_TIMER
 log = logging.getLogger(__name__)
 
 UPSTREAM_TTL = 300.0
+_MAX_PAGE = 16 * 1024 * 1024
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -52,17 +52,29 @@ def next_run() -> str | None:
     return value if done.returncode == 0 and value and value != "n/a" else None
 
 
-def newest_public(config: Config, distribution: str) -> Version | None:
+def newest_public(config: Config, distribution: str, client: HttpClient) -> Version | None:
     """The newest final release upstream (PEP 691 JSON), None when unknown or unreachable."""
     if not config.upstream.url:
         return None
-    request = urllib.request.Request(f"{config.upstream.url}{distribution}/",  # noqa: S310
-                                     headers={"Accept": V1_JSON_MEDIA_TYPE})
     try:
-        with urllib.request.urlopen(request, timeout=min(config.upstream.timeout, 5.0)) as response:  # noqa: S310
-            data = json.loads(response.read(16 * 1024 * 1024))
-    except (urllib.error.URLError, OSError, ValueError):
+        response = client.get(f"{config.upstream.url}{distribution}/", headers={"Accept": V1_JSON_MEDIA_TYPE},
+                              timeout=min(config.upstream.timeout, 5.0), max_bytes=_MAX_PAGE)
+    except HttpError as error:
+        log.debug("newest public release of %s unknown: %s", distribution, error)
         return None
+    if response.status != 200:
+        if response.status != 404:  # 401/403: the upstream credentials are wrong, say so
+            log.warning("newest public release of %s unknown: %s answered %d", distribution,
+                        response.url, response.status, extra={"PROJECT": distribution})
+        return None
+    try:
+        data = json.loads(response.body)
+    except ValueError:
+        return None
+    return _newest_final(data) if isinstance(data, dict) else None
+
+
+def _newest_final(data: dict[str, Any]) -> Version | None:
     found: list[Version] = []
     for text in data.get("versions") or []:
         try:
@@ -71,7 +83,7 @@ def newest_public(config: Config, distribution: str) -> Version | None:
             continue
     for entry in data.get("files") or []:
         try:
-            if not entry.get("yanked"):
+            if isinstance(entry, dict) and not entry.get("yanked"):
                 found.append(parse_filename(str(entry.get("filename"))).version)
         except InvalidDistributionError:
             continue
@@ -90,8 +102,9 @@ def upstream_versions(config: Config, distributions: set[str]) -> dict[str, str 
     stale = sorted(d for d in distributions
                    if not isinstance(cache.get(d), dict) or now - cache[d].get("checked", 0) > UPSTREAM_TTL)
     if stale:
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            for name, found in zip(stale, pool.map(lambda d: newest_public(config, d), stale), strict=True):
+        with HttpClient(pool_size=8) as client, ThreadPoolExecutor(max_workers=8) as pool:
+            lookups = pool.map(lambda d: newest_public(config, d, client), stale)
+            for name, found in zip(stale, lookups, strict=True):
                 cache[name] = {"checked": now, "version": str(found) if found else None}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,8 @@ _READ_METHODS = frozenset({"GET", "HEAD"})
 _UPLOAD_PATHS = frozenset({"/", "/legacy", "/legacy/"})
 _BINARY = "application/octet-stream"
 _CHUNK = 256 * 1024
+_MAX_TARGET = 8192  # path and query; what nginx accepts by default, far beyond any real URL
+_MAX_NAME = 255  # a project is a directory: a longer name cannot be held, here or upstream
 
 
 def _plain(status: str, message: str, extra: page_cache.Headers | None = None) -> Response:
@@ -108,10 +110,17 @@ class IndexApp:
     def config(self) -> Config:
         return self._live.config
 
+    def close(self) -> None:
+        """At shutdown: the upstream connections the proxy keeps open."""
+        self.fallback.close()
+
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
         path: str = environ.get("PATH_INFO") or "/"
-        if method in _READ_METHODS:
+        if len(path) + len(environ.get("QUERY_STRING", "")) > _MAX_TARGET:
+            status, headers, body = _plain("414 URI Too Long",
+                                           f"request target longer than {_MAX_TARGET} characters")
+        elif method in _READ_METHODS:
             status, headers, body = self._read_as(environ, path)
             if method == "HEAD":
                 if hasattr(body, "close"):
@@ -169,7 +178,7 @@ class IndexApp:
             root = f"{self._live.simple}index.{fmt.suffix}"
             return self._page(environ, root, fmt, vary=True, view=view) or _not_generated()
         name, slash, tail = rest.partition("/")
-        if tail or not _NORMALIZED.fullmatch(name):
+        if tail or len(name) > _MAX_NAME or not _NORMALIZED.fullmatch(name):
             return self._unnormalized(environ, name, slash, tail)
         if not slash:
             return _redirect(_with_query(f"{name}/", environ))
@@ -196,7 +205,7 @@ class IndexApp:
 
     def _unnormalized(self, environ: Environ, name: str, slash: str, tail: str) -> Response:
         """A valid name spelled otherwise moves to its normalized URL; anything else is a 404."""
-        if tail or not _VALID_NAME.fullmatch(name):
+        if tail or len(name) > _MAX_NAME or not _VALID_NAME.fullmatch(name):
             return _plain("404 Not Found", "not a project name")
         target = f"{canonicalize_name(name)}/"
         return _redirect(_with_query(f"../{target}" if slash else target, environ))

@@ -8,27 +8,23 @@ name. Only a name that was never ours goes upstream, in the way `upstream.fallba
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import OrderedDict
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
-from urllib.parse import urlsplit, urlunsplit
+from typing import NamedTuple
 
 from packaging.utils import NormalizedName
 
-from pypi_insiders import __version__
 from pypi_insiders.config import UpstreamConfig
+from pypi_insiders.http_client import HttpClient, HttpError, Response, display_url
 from pypi_insiders.index.pins import Pins
 from pypi_insiders.simple_api import HTML_MEDIA_TYPE, V1_HTML_MEDIA_TYPE
 from pypi_insiders.web.negotiate import Format
-from pypi_insiders.web.relay import absolute_html, absolute_json
+from pypi_insiders.web.relay import InvalidPageError, html_page, json_page
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +51,6 @@ def text_answer(status: str, message: str, extra: Headers | None = None) -> Answ
     return Answer(status, headers, body)
 
 
-def split_credentials(url: str) -> tuple[str, str | None]:
-    """The URL without user:password, and a Basic header value for them (None without any)."""
-    parts = urlsplit(url)
-    if parts.username is None:
-        return url, None
-    netloc = parts.hostname or ""
-    netloc = f"[{netloc}]" if ":" in netloc else netloc
-    if parts.port:
-        netloc += f":{parts.port}"
-    secret = f"{parts.username}:{parts.password or ''}".encode()
-    plain = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return plain, "Basic " + base64.b64encode(secret).decode()
-
-
 def _accept_header(formats: tuple[Format, ...]) -> str:
     """Ask upstream for what the client accepts, in the client's order."""
     qualities = ("1.0", "0.5", "0.1")
@@ -87,9 +69,11 @@ class UpstreamError(Exception):
 class Fallback:
     """The policy for names that are not local, with the proxy's page cache."""
 
-    def __init__(self, settings: UpstreamConfig, pins: Pins, *local_roots: Path) -> None:
+    def __init__(self, settings: UpstreamConfig, pins: Pins, *local_roots: Path,
+                 client: HttpClient | None = None) -> None:
         """`local_roots`: directories where a subdirectory named like a project makes it local."""
         self.settings = settings
+        self.client = client or HttpClient()
         self.pins = pins
         self.local_roots = [str(root) for root in local_roots]
         self._cache: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
@@ -98,6 +82,10 @@ class Fallback:
         # Striped locks: concurrent misses for one page make one upstream request, in bounded memory.
         self._gates = tuple(threading.Lock() for _ in range(_GATES))
         self._failures: dict[tuple[str, str], tuple[float, str]] = {}
+
+    def close(self) -> None:
+        """Closes the pooled upstream connections; a request after this opens new ones."""
+        self.client.close()
 
     def reconfigure(self, settings: UpstreamConfig) -> None:
         """A new URL makes every cached page meaningless; a new TTL or timeout does not."""
@@ -122,7 +110,7 @@ class Fallback:
         if settings.url is None:
             return text_answer("404 Not Found", "project not found (no upstream index configured)")
         if settings.fallback == "redirect":
-            target = split_credentials(settings.url)[0] + name + "/" + (f"?{query}" if query else "")
+            target = display_url(settings.url) + name + "/" + (f"?{query}" if query else "")
             return text_answer("302 Found", f"not held here; see {target}", [("Location", target)])
         return self._proxy(name, formats, settings)
 
@@ -163,63 +151,35 @@ class Fallback:
 
     def _fetch(self, name: NormalizedName, formats: tuple[Format, ...], settings: UpstreamConfig) -> Answer:
         assert settings.url is not None  # noqa: S101 - answer() checked it
-        url, authorization = split_credentials(settings.url)
-        url += name + "/"
-        request = urllib.request.Request(url, headers={  # noqa: S310 - http(s) checked by config
-            "Accept": _accept_header(formats), "User-Agent": f"pypi-insiders/{__version__}"})
-        if authorization:
-            request.add_unredirected_header("Authorization", authorization)
-        deadline = time.monotonic() + settings.timeout
         log.debug("fetching %s from upstream", name, extra={"PROJECT": name})
         try:
-            with urllib.request.urlopen(request, timeout=settings.timeout) as response:  # noqa: S310
-                body = _read_until(response, deadline)
-                final_url, content_type = response.geturl(), response.headers.get_content_type()
-                charset = response.headers.get_content_charset() or "utf-8"
-        except urllib.error.HTTPError as error:
-            error.close()
-            if error.code == 404:
-                return text_answer("404 Not Found", "project not found here or upstream")
-            msg = f"{url} answered {error.code}"
-            raise UpstreamError(msg) from None
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            reason = getattr(error, "reason", error)
-            msg = f"{url}: {reason}"
-            raise UpstreamError(msg) from None
-        return _relay(body, final_url, content_type, charset)
-
-
-def _read_until(response: BinaryIO, deadline: float) -> bytes:
-    """The whole body, or UpstreamError once the deadline or the size limit is passed."""
-    chunks: list[bytes] = []
-    total = 0
-    while chunk := response.read(65536):
-        total += len(chunk)
-        if total > _MAX_PAGE:
-            msg = f"page larger than {_MAX_PAGE} bytes"
+            response = self.client.get(f"{settings.url}{name}/", headers={"Accept": _accept_header(formats)},
+                                       timeout=settings.timeout, max_bytes=_MAX_PAGE)
+        except HttpError as error:
+            raise UpstreamError(str(error)) from None
+        if response.status == 404:
+            return text_answer("404 Not Found", "project not found here or upstream")
+        if response.status != 200:
+            msg = f"{response.url} answered {response.status}"
             raise UpstreamError(msg)
-        if time.monotonic() > deadline:
-            msg = "timed out reading the page"
-            raise UpstreamError(msg)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        try:
+            return _relay(response)
+        except InvalidPageError as error:
+            msg = f"{response.url}: {error}"
+            raise UpstreamError(msg) from None
 
 
-def _relay(body: bytes, base: str, content_type: str, charset: str) -> Answer:
+def _relay(response: Response) -> Answer:
     """Upstream's page with absolute file URLs, so clients download from upstream directly."""
-    try:
-        if content_type.endswith("+json"):
-            text = absolute_json(body, base)
-            media = content_type
-        elif content_type in (HTML_MEDIA_TYPE, V1_HTML_MEDIA_TYPE):
-            text = absolute_html(body.decode(charset, errors="replace"), base)
-            media = content_type + ("; charset=utf-8" if content_type == "text/html" else "")
-        else:
-            msg = f"unexpected content type {content_type!r}"
-            raise UpstreamError(msg)
-    except (ValueError, LookupError) as error:
-        msg = f"unreadable page: {error}"
-        raise UpstreamError(msg) from None
+    media = response.media_type
+    if media.endswith("+json"):
+        text = json_page(response.body, response.url)
+    elif media in (HTML_MEDIA_TYPE, V1_HTML_MEDIA_TYPE):
+        text = html_page(response.body, response.url, response.charset, framed=response.framed)
+        media += "; charset=utf-8" if media == HTML_MEDIA_TYPE else ""
+    else:
+        msg = f"not HTML or JSON: content type {media or 'missing'!r}"
+        raise InvalidPageError(msg)
     data = text.encode()
     etag = '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
     mtime = int(time.time())

@@ -9,6 +9,7 @@ read outside the data directories.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import os
@@ -29,6 +30,9 @@ PRIVATE_FILE_CACHE_CONTROL: Final = "max-age=31536000, private, immutable"
 _PAGE_CACHE_BYTES: Final = 24 * 1024 * 1024  # every page of 2,000 projects; 100 MB RSS at 20,000
 _ENTRY_OVERHEAD: Final = 1024  # the Page object, its header lists and the dict slot, roughly
 GZIP_FROM: Final = 1024  # smaller pages gain too little from compression to pay for it
+# What a request can make of a path that names nothing: a name too long for the file system,
+# a symlink loop left in the store, a file where a directory was expected. All are a 404.
+_ABSENT: Final = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.EISDIR})
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,9 @@ class PageCache:
         key = (file, content_type, gzipped)
         try:
             stat = os.stat(file)  # noqa: PTH116 - str paths keep the hot path cheap
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError as error:
+            if error.errno not in _ABSENT:
+                raise
             self._drop(key)
             return None
         if gzipped and stat.st_size < GZIP_FROM:
@@ -113,7 +119,9 @@ class PageCache:
             with open(key[0], "rb") as stream:  # noqa: PTH123 - str paths keep the hot path cheap
                 stat = os.fstat(stream.fileno())
                 body = stream.read()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        except OSError as error:
+            if error.errno not in _ABSENT:
+                raise
             self._drop(key)
             return None
         encoding: Headers = []
@@ -195,7 +203,11 @@ def served_file(path: str) -> ServedFile | None:
     """None for anything but a readable regular file, so directories and devices are 404s."""
     try:
         stat = os.stat(path)  # noqa: PTH116
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
+    except PermissionError:
+        return None
+    except OSError as error:
+        if error.errno not in _ABSENT:
+            raise
         return None
     if not S_ISREG(stat.st_mode):
         return None

@@ -20,12 +20,19 @@ from pypi_insiders.web.multipart import FilePart, Form
 _FILETYPES = {"wheel": "bdist_wheel", "sdist": "sdist"}
 _DIGESTS = ("sha256_digest", "md5_digest", "blake2_256_digest")
 _CHUNK = 1024 * 1024
+# The file system's limit on one name (255 bytes), less what the index adds for the PEP 658
+# metadata file beside it and for that file's atomic write (".<name>.metadata.XXXXXXXX.tmp"):
+# a longer name could be stored but never be served whole.
+MAX_FILENAME_BYTES = 255 - len(".metadata") - len("..XXXXXXXX.tmp")
 
 
 def check_filename(filename: str) -> None:
     """Refuse a bad name as soon as the part headers arrive, before the file is spooled."""
     if any(c in filename for c in "/\\\0") or filename in ("", ".", "..") or not filename.isprintable():
         raise UploadError(400, f"{filename!r}: the filename must be a plain file name, without path parts")
+    if len(filename.encode()) > MAX_FILENAME_BYTES:
+        raise UploadError(400, f"{filename[:40]!r}...: the filename is longer than "
+                               f"{MAX_FILENAME_BYTES} bytes")
     if is_hidden(filename):
         raise UploadError(400, f"{filename!r}: hidden and temporary file names are not distributions")
     try:
