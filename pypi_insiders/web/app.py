@@ -219,13 +219,24 @@ class IndexApp:
     def _upload(self, environ: Environ) -> Response:
         uploads = self._live.uploads
         if uploads is None:
-            return _plain("403 Forbidden", "uploads are disabled")
+            return _plain("403 uploads are disabled", "uploads are disabled")
         code, message = uploads.handle(environ)
         extra = [("WWW-Authenticate", 'Basic realm="pypi-insiders"')] if code == 401 else []
-        return _plain(f"{code} {_phrase(code)}", message, extra)
+        return _plain(f"{code} {_phrase(code, message if code >= 400 else '')}", message, extra)
 
 
-def _phrase(code: int) -> str:
+_REASON_MAX = 200
+
+
+def _phrase(code: int, reason: str = "") -> str:
+    """A refusal's reason as the reason phrase, the way the public index does it: twine shows
+    only the status line unless --verbose. Made one printable ASCII line (a header may carry
+    nothing else); the standard phrase when nothing is left.
+    """
+    text = "".join(c if " " <= c <= "~" else " " for c in reason)
+    text = " ".join(text.split())[:_REASON_MAX]
+    if text:
+        return text
     try:
         return HTTPStatus(code).phrase
     except ValueError:
