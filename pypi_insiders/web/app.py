@@ -93,7 +93,7 @@ class IndexApp:
         self.negotiator = negotiator or Negotiator()
         self.auth = Authenticator(config.upload.users_file, config.paths.state / LAST_USE_FILE)
         # Local `public_projects` go upstream for whoever may not read them: no pin applies there.
-        self.public_fallback = Fallback(config.upstream, access.Unpinned())
+        self.public_fallback = Fallback(config.upstream, access.Unpinned(), client=fallback.client)
         self.reconfigure(config)
 
     def reconfigure(self, config: Config) -> None:
@@ -111,8 +111,9 @@ class IndexApp:
         return self._live.config
 
     def close(self) -> None:
-        """At shutdown: the upstream connections the proxy keeps open."""
+        """At shutdown: the upstream connections the proxy keeps open (one pool for both fallbacks)."""
         self.fallback.close()
+        self.public_fallback.close()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
@@ -290,10 +291,10 @@ class IndexApp:
     def _upload(self, environ: Environ) -> Response:
         uploads = self._live.uploads
         if uploads is None:
-            return _plain("403 Forbidden", "uploads are disabled")
+            return _plain("403 uploads are disabled", "uploads are disabled")
         code, message = uploads.handle(environ)
         extra = [("WWW-Authenticate", 'Basic realm="pypi-insiders"')] if code == 401 else []
-        return _plain(f"{code} {_phrase(code)}", message, extra)
+        return _plain(f"{code} {_phrase(code, message if code >= 400 else '')}", message, extra)
 
 
 def _denied(denied: AuthError) -> Response:
@@ -319,7 +320,18 @@ def _project_of(relpath: str) -> NormalizedName | None:
         return None
 
 
-def _phrase(code: int) -> str:
+_REASON_MAX = 200
+
+
+def _phrase(code: int, reason: str = "") -> str:
+    """A refusal's reason as the reason phrase, the way the public index does it: twine shows
+    only the status line unless --verbose. Made one printable ASCII line (a header may carry
+    nothing else); the standard phrase when nothing is left.
+    """
+    text = "".join(c if " " <= c <= "~" else " " for c in reason)
+    text = " ".join(text.split())[:_REASON_MAX]
+    if text:
+        return text
     try:
         return HTTPStatus(code).phrase
     except ValueError:
