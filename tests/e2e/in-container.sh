@@ -233,7 +233,7 @@ test_upload() {
     local out token wheel sha code
     [ "$(stat -c '%U:%G %a' /etc/pypi-insiders/users)" = "root:pypi-insiders 640" ] \
         || fail "/etc/pypi-insiders/users is $(stat -c '%U:%G %a' /etc/pypi-insiders/users)"
-    out=$(pypi-insiders users add e2e-uploader --token </dev/null) || fail "pypi-insiders users add"
+    out=$(pypi-insiders users add e2e-uploader --token --upload uploadthing </dev/null) || fail "pypi-insiders users add"
     token=${out%%$'\n'*}
     [ "$(stat -c '%U:%G %a' /etc/pypi-insiders/users)" = "root:pypi-insiders 640" ] \
         || fail "users add left /etc/pypi-insiders/users as $(stat -c '%U:%G %a' /etc/pypi-insiders/users)"
