@@ -111,6 +111,8 @@ def read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
             return tomllib.load(stream)
     except tomllib.TOMLDecodeError as error:
         problems.append(f"{path}: not valid TOML: {error}")
+    except UnicodeDecodeError as error:  # tomllib decodes the whole file as UTF-8 first
+        problems.append(f"{path}: not valid TOML: not UTF-8 (byte {error.start})")
     except OSError as error:
         problems.append(f"{path}: cannot read: {error.strerror}")
     return None
