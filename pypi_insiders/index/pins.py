@@ -53,3 +53,19 @@ class Pins:
             self._names = frozenset(read_pins(self.path))
             self._seen = (stat.st_mtime_ns, stat.st_size)
         return name in self._names
+
+
+class Pinner:
+    """The generator's side: pin every name it served; the list only grows."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pinned = read_pins(path)
+
+    def pin(self, served: Iterable[str]) -> int:
+        """Pin the names not pinned yet; returns how many were new."""
+        new = {canonicalize_name(name) for name in served} - self._pinned
+        if new:
+            self._pinned |= new | read_pins(self.path)  # another process (`generate`) may have added some
+            write_pins(self.path, self._pinned)
+        return len(new)
