@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pypi_insiders import config
-from pypi_insiders.service import create_server
+from pypi_insiders.service.server import create_server
 from pypi_insiders.web.app import make_app
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_wheel

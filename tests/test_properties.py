@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from pypi_insiders import config, directories
 from pypi_insiders.errors import ConfigError
 from pypi_insiders.index import generate
-from pypi_insiders.service import create_server
+from pypi_insiders.service.server import create_server
 from pypi_insiders.web.app import make_app
 from tests.conftest import to_toml
 from tests.distfiles import make_wheel

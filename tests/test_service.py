@@ -17,7 +17,7 @@ import pytest
 
 from pypi_insiders import config
 from pypi_insiders.index import generate
-from pypi_insiders.service import Service, start_heartbeat
+from pypi_insiders.service.index_service import Service, start_heartbeat
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_wheel
 from tests.server_fixtures import (

@@ -1,0 +1,26 @@
+"""`pypi-insiders serve`: the processes and threads that run the index, and who touches what.
+
+Processes: the parent generates the index, watches the store and talks to systemd; with
+`[server] processes` above 1 it forks workers (`web.workers`) onto the one listening socket,
+which serve the same files from disk and never generate, watch or notify.
+
+Threads of the parent, and what each may touch:
+- main: waitress's socket loop; signal handlers only set `reload_requested` or raise SystemExit.
+- waitress's request threads: the app, which reads one frozen config snapshot and the page cache.
+- `start_heartbeat` (until READY=1): reads `generator.progress()` without its lock, on purpose,
+  and sends EXTEND_TIMEOUT_USEC. It is the one thread alive when workers fork; it holds no lock.
+- `_first_scan` (a warm start only): `generator.generate_all()` under the generator's lock,
+  then starts the watcher and sends READY=1.
+- the store watcher's observer and debounce threads: `generator.update_paths()` under that lock.
+- `reloader`: on SIGHUP, the new config into the app (a snapshot swap), the generator (its lock)
+  and the watcher.
+- `_watchdog`: reads the watcher's and workers' liveness and connects to our own socket.
+
+A worker has the main thread, waitress's request threads and its own `reloader`.
+"""
+
+from __future__ import annotations
+
+from pypi_insiders.service.index_service import serve
+
+__all__ = ["serve"]
