@@ -102,6 +102,8 @@ class ThreadedServer:
 
 # --------------------------------------------------------------------------- a fake upstream
 
+HOLD_BOUND = 10.0  # a held answer is released by the test, or after this long at the latest
+
 
 @dataclass
 class FakeUpstream:
@@ -109,7 +111,7 @@ class FakeUpstream:
 
     projects: dict[str, dict[str, bytes]] = field(default_factory=dict)  # name -> filename -> bytes
     requests: list[str] = field(default_factory=list)
-    delay: float = 0.0
+    hold: threading.Event | None = None  # while set and not yet released, answers wait for it
     authorization: str | None = None  # the Authorization header required, when set
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -117,8 +119,8 @@ class FakeUpstream:
         path: str = environ["PATH_INFO"]
         with self.lock:
             self.requests.append(path)
-        if self.delay:
-            time.sleep(self.delay)
+        if self.hold is not None:
+            self.hold.wait(HOLD_BOUND)
         if self.authorization is not None and environ.get("HTTP_AUTHORIZATION") != self.authorization:
             start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="upstream"'),
                                                 ("Content-Type", "text/plain"), ("Content-Length", "0")])

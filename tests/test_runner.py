@@ -21,7 +21,7 @@ from pypi_insiders.store import Store
 from tests import git_fixtures as g
 from tests.conftest import ConfigMaker, to_toml
 from tests.distfiles import make_sdist
-from tests.server_fixtures import VENV_BIN, serve_process, service_env
+from tests.server_fixtures import VENV_BIN, request, serve_process, service_env, wait_for
 
 TOKEN = "runner-token"
 
@@ -215,15 +215,13 @@ def test_update_then_pip_installs_from_the_index(make_config: ConfigMaker, tmp_p
         assert runner.cli_update(config.load(str(config_path)), []) == 0
         target = tmp_path / "target"
         index_url = f"{served.url.rstrip('/')}/simple/"
-        deadline = time.monotonic() + 10
-        while True:
-            done = subprocess.run(
-                [str(VENV_BIN / "python"), "-m", "pip", "install", "--no-cache-dir", "--target", str(target),
-                 "--index-url", index_url, "fresh-insiders==9.5.17+insiders.4.53.6"],
-                capture_output=True, text=True, timeout=120, env=service_env(), check=False)
-            if done.returncode == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)  # the watcher publishes within its debounce
+        page = "/simple/fresh-insiders/"
+        assert wait_for(lambda: b"9.5.17+insiders.4.53.6" in request(served.url, page).body,
+                        timeout=10)  # the watcher has published the build
+        done = subprocess.run(
+            [str(VENV_BIN / "python"), "-m", "pip", "install", "--no-cache-dir", "--target", str(target),
+             "--index-url", index_url, "fresh-insiders==9.5.17+insiders.4.53.6"],
+            capture_output=True, text=True, timeout=120, env=service_env(), check=False)
         assert done.returncode == 0, done.stdout + done.stderr
     assert (target / "fresh_insiders" / "__init__.py").read_text() == "VERSION = '9.5.17+insiders.4.53.6'\n"
 

@@ -107,16 +107,14 @@ def test_service_sighup_with_a_broken_config_keeps_the_old_one(make_config: Conf
         assert running.process.poll() is None
 
 
-def test_service_publishes_a_new_file_within_a_second(make_config: ConfigMaker, store: Path,
+def test_service_publishes_a_new_file_while_running(make_config: ConfigMaker, store: Path,
                                                        tmp_path: Path) -> None:
     with serve_process(make_config(index={"debounce": 0.05})) as running:
         assert request(running.url, "/simple/fresh-pkg/").status == 404
         wheel = make_wheel(tmp_path / "build", "fresh-pkg", "2.0")
         (store / "fresh-pkg").mkdir()
-        began = time.monotonic()
-        wheel.replace(store / "fresh-pkg" / wheel.name)
-        assert wait_for(lambda: request(running.url, "/simple/fresh-pkg/").status == 200, timeout=5)
-        assert time.monotonic() - began < 1.0
+        wheel.replace(store / "fresh-pkg" / wheel.name)  # how fast: bench/ measures it
+        assert wait_for(lambda: request(running.url, "/simple/fresh-pkg/").status == 200, timeout=10)
         assert request(running.url, f"/packages/fresh-pkg/{wheel.name}").status == 200
 
 
