@@ -109,14 +109,14 @@ def _users_add(args: argparse.Namespace, path: Path) -> int:
     """With --token, the token is the first line of standard output, printed once."""
     import time  # noqa: PLC0415
 
-    from pypi_insiders.web import users  # noqa: PLC0415
+    from pypi_insiders.web import passwords, users  # noqa: PLC0415
 
     users.check_name(args.name)
     read = users.scope_argument("--read", args.read)
     upload = users.scope_argument("--upload", args.upload)
     expires = users.expiry_argument(args.expires, time.time())
-    secret = users.make_token(args.name) if args.token else _read_secret()
-    user = users.User(args.name, users.hash_secret(secret), read, upload, expires, token=args.token)
+    secret = passwords.make_token(args.name) if args.token else _read_secret()
+    user = users.User(args.name, passwords.hash_secret(secret), read, upload, expires, token=args.token)
     existed = users.add_user(path, user)
     if args.token:
         print(secret)

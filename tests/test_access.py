@@ -21,7 +21,9 @@ from pypi_insiders import config
 from pypi_insiders.errors import ConfigError
 from pypi_insiders.fetch import status as fetch_status
 from pypi_insiders.web.app import IndexApp, make_app
-from pypi_insiders.web.users import User, hash_secret, make_token, parse_scope
+from pypi_insiders.web.passwords import hash_secret, make_token
+from pypi_insiders.web.scopes import parse_scope
+from pypi_insiders.web.users import User
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_wheel
 from tests.server_fixtures import (

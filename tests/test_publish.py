@@ -14,7 +14,7 @@ from pypi_insiders.config import Config
 from pypi_insiders.errors import BuildError
 from pypi_insiders.fetch import publish
 from pypi_insiders.http_client import HttpClient
-from pypi_insiders.web import users
+from pypi_insiders.web import passwords
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_wheel
 from tests.upload_fixtures import running_app, tree
@@ -27,7 +27,7 @@ def target(make_config: ConfigMaker) -> Iterator[tuple[Config, int]]:
     """Our index with uploads on and user `robot`; the config file is shared with the fetch side."""
     loaded = config.load(str(make_config(upload={"enabled": True})))
     directories.prepare(loaded, create=True)
-    loaded.upload.users_file.write_text(f"robot:{users.hash_secret(TOKEN)}\n")
+    loaded.upload.users_file.write_text(f"robot:{passwords.hash_secret(TOKEN)}\n")
     with running_app(loaded) as port:
         yield loaded, port
 

@@ -16,7 +16,7 @@ import pytest
 from pypi_insiders import config, directories
 from pypi_insiders.config import Config
 from pypi_insiders.index import generate
-from pypi_insiders.web import users
+from pypi_insiders.web import passwords
 from pypi_insiders.web.app import make_app
 from pypi_insiders.web.upload_checks import MAX_FILENAME_BYTES
 from tests.conftest import ConfigMaker
@@ -121,7 +121,7 @@ def test_limits_overlong_request_target_is_414(make_config: ConfigMaker, data_di
 def upload_config(make_config: ConfigMaker) -> Config:
     loaded = config.load(str(make_config(upload={"enabled": True, "max_size_mb": 1})))
     directories.prepare(loaded, create=True)
-    loaded.upload.users_file.write_text(f"alice:{users.hash_secret('pw')}\n")
+    loaded.upload.users_file.write_text(f"alice:{passwords.hash_secret('pw')}\n")
     return loaded
 
 

@@ -23,6 +23,7 @@ import pytest
 from pypi_insiders import config, directories
 from pypi_insiders.config import Config
 from pypi_insiders.store import Store
+from pypi_insiders.web import passwords, scopes
 from pypi_insiders.web import users as auth
 from pypi_insiders.web.multipart import BodyReader, Parser
 from pypi_insiders.web.upload import RECORD_NAME, Uploads
@@ -44,7 +45,7 @@ AUTH = basic("alice", SECRET)
 def upload_config(make_config: ConfigMaker) -> Config:
     loaded = config.load(str(make_config(upload={"enabled": True, "max_size_mb": 1})))
     directories.prepare(loaded, create=True)
-    loaded.upload.users_file.write_text(f"alice:{auth.hash_secret(SECRET)}\n")
+    loaded.upload.users_file.write_text(f"alice:{passwords.hash_secret(SECRET)}\n")
     return loaded
 
 
@@ -188,9 +189,9 @@ def test_upload_without_users_file_refuses_everyone(port: int, upload_config: Co
 
 def test_upload_accepts_an_api_token_with_the_token_user_name(port: int, upload_config: Config,
                                                               wheel: Path) -> None:
-    token = auth.make_token("ci-bot")
+    token = passwords.make_token("ci-bot")
     with upload_config.upload.users_file.open("a") as users:
-        users.write(f"ci-bot:{auth.hash_secret(token)}\n")
+        users.write(f"ci-bot:{passwords.hash_secret(token)}\n")
     assert upload(port, wheel, auth_header=basic("__token__", token)).status == 200
 
 
@@ -198,9 +199,9 @@ def test_upload_accepts_an_api_token_with_the_token_user_name(port: int, upload_
                                                     ("*", 200)])
 def test_upload_needs_an_upload_scope_covering_the_project(port: int, upload_config: Config, wheel: Path,
                                                            upload_scope: str, status: int) -> None:
-    token = auth.make_token("ci-bot")
-    user = auth.User("ci-bot", auth.hash_secret(token), read=auth.EVERYTHING,
-                     upload=auth.parse_scope(upload_scope), token=True)
+    token = passwords.make_token("ci-bot")
+    user = auth.User("ci-bot", passwords.hash_secret(token), read=scopes.EVERYTHING,
+                     upload=scopes.parse_scope(upload_scope), token=True)
     with upload_config.upload.users_file.open("a") as users:
         users.write(user.line() + "\n")
     reply = upload(port, wheel, auth_header=basic("__token__", token))

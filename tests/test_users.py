@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from pypi_insiders.web import passwords, scopes
 from pypi_insiders.web import users as auth
 from pypi_insiders.web.auth import Authenticator, AuthError, FailedLogins
 from tests.conftest import ConfigMaker
@@ -68,11 +69,11 @@ def listed_names(config_file: Path) -> list[str]:
 
 
 def test_auth_hash_is_salted_scrypt_with_its_parameters() -> None:
-    first, second = auth.hash_secret(SECRET), auth.hash_secret(SECRET)
+    first, second = passwords.hash_secret(SECRET), passwords.hash_secret(SECRET)
     assert first != second  # a salt of its own per hash
     assert re.fullmatch(HASH, f"alice:{first}")
-    assert auth.verify_secret(SECRET, first)
-    assert not auth.verify_secret(SECRET + "x", first)
+    assert passwords.verify_secret(SECRET, first)
+    assert not passwords.verify_secret(SECRET + "x", first)
 
 
 @pytest.mark.parametrize("encoded", [
@@ -80,7 +81,7 @@ def test_auth_hash_is_salted_scrypt_with_its_parameters() -> None:
     "$scrypt$ln=40,r=8,p=1$AAAA$AAAA", "$scrypt$ln=14,r=8$AAAA$AAAA", "$scrypt$ln=14,r=8,p=1$!!$AAAA",
 ])
 def test_auth_check_hash_rejects_malformed_or_hostile_parameters(encoded: str) -> None:
-    assert not auth.check_hash(encoded)
+    assert not passwords.check_hash(encoded)
 
 
 def test_users_cli_add_reads_the_secret_from_stdin(config_file: Path, users_file: Path) -> None:
@@ -114,7 +115,7 @@ def test_users_cli_token_is_printed_once_and_only_its_hash_stored(config_file: P
     result = users_cli(config_file, "add", "ci-bot", "--token", stdin="ignored\n")
     assert result.returncode == 0, result.stderr
     token = result.stdout.strip()
-    assert token.startswith(auth.TOKEN_PREFIX)
+    assert token.startswith(passwords.TOKEN_PREFIX)
     assert len(token) > 40
     assert token not in users_file.read_text()
     assert token not in result.stderr
@@ -256,7 +257,7 @@ def test_users_new_file_takes_its_directory_group(make_config: ConfigMaker, tmp_
 
 def test_users_file_comments_are_kept_and_bad_lines_skipped(config_file: Path, users_file: Path,
                                                             caplog: pytest.LogCaptureFixture) -> None:
-    users_file.write_text(f"# upload users\n\nbroken line\nbob:{auth.hash_secret(SECRET)}\n")
+    users_file.write_text(f"# upload users\n\nbroken line\nbob:{passwords.hash_secret(SECRET)}\n")
     users = Users(users_file)
     assert users.verify("bob", SECRET) == "bob"
     assert len(users) == 1
@@ -268,18 +269,18 @@ def test_users_file_comments_are_kept_and_bad_lines_skipped(config_file: Path, u
 
 
 def test_users_rereads_the_file_when_it_changes(users_file: Path) -> None:
-    auth.write_lines(users_file, auth.parse_lines(f"alice:{auth.hash_secret(SECRET)}\n", users_file))
+    auth.write_lines(users_file, auth.parse_lines(f"alice:{passwords.hash_secret(SECRET)}\n", users_file))
     users = Users(users_file)
     assert users.verify("alice", SECRET) == "alice"
     assert users.verify("bob", SECRET) is None
-    auth.write_lines(users_file, auth.parse_lines(f"bob:{auth.hash_secret(SECRET)}\n", users_file))
+    auth.write_lines(users_file, auth.parse_lines(f"bob:{passwords.hash_secret(SECRET)}\n", users_file))
     # The cached success is forgotten within a second (the file is looked at every 0.2 s).
     assert wait_for(lambda: users.verify("alice", SECRET) is None, timeout=5)
     assert users.verify("bob", SECRET) == "bob"
 
 
 def test_users_cache_spares_the_kdf_for_repeated_credentials(users_file: Path) -> None:
-    users_file.write_text(f"alice:{auth.hash_secret(SECRET)}\n")
+    users_file.write_text(f"alice:{passwords.hash_secret(SECRET)}\n")
     users = Users(users_file)
     # CPU time of this process, not wall time: a loaded machine must not decide the outcome.
     began = time.process_time()
@@ -309,7 +310,7 @@ def test_users_missing_or_empty_file_refuses_everyone_with_one_warning(
 def test_users_checks_never_log_secrets(config_file: Path, users_file: Path,
                                         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    users_file.write_text(f"alice:{auth.hash_secret(SECRET)}\nbroken:{SECRET}\n")
+    users_file.write_text(f"alice:{passwords.hash_secret(SECRET)}\nbroken:{SECRET}\n")
     users = Users(users_file)
     users.verify("alice", SECRET)
     users.verify("alice", "another-secret")
@@ -321,11 +322,11 @@ def test_users_checks_never_log_secrets(config_file: Path, users_file: Path,
 @pytest.mark.parametrize("token", ["", "insiders-", "insiders-!!.x", "pypi-AgEIcHlwaS5vcmc", "insiders-.x",
                                    "insiders-OjpiYWQ.x"])
 def test_auth_token_owner_ignores_foreign_or_forged_tokens(token: str) -> None:
-    assert auth.token_owner(token) is None
+    assert passwords.token_owner(token) is None
 
 
 def test_auth_token_owner_finds_the_user() -> None:
-    assert auth.token_owner(auth.make_token("ci.bot@example")) == "ci.bot@example"
+    assert passwords.token_owner(passwords.make_token("ci.bot@example")) == "ci.bot@example"
 
 
 def test_users_cli_concurrent_adds_lose_nobody(config_file: Path, users_file: Path) -> None:
@@ -354,14 +355,14 @@ def test_users_cli_add_scopes_are_normalized_and_default_to_read_all(config_file
                        "--upload", "mkdocs-material", stdin=SECRET)
     assert result.returncode == 0, result.stderr
     users = auth.read_users(users_file)
-    assert (str(users["alice"].read), users["alice"].upload) == ("*", auth.NOTHING)
+    assert (str(users["alice"].read), users["alice"].upload) == ("*", scopes.NOTHING)
     assert users["ci"].read.names == {"mkdocs-material", "not-yet-here"}  # a project may appear later
     assert users["ci"].upload.covers("mkdocs-material")
     assert not users["ci"].upload.covers("other")
 
 
 def test_users_first_version_lines_keep_read_and_upload_everything(users_file: Path) -> None:
-    users_file.write_text(f"old:{auth.hash_secret(SECRET)}\n")
+    users_file.write_text(f"old:{passwords.hash_secret(SECRET)}\n")
     old = auth.read_users(users_file)["old"]
     assert old.read.everything
     assert old.upload.everything
@@ -392,7 +393,7 @@ def test_users_cli_token_with_scopes_and_expiry_is_listed(config_file: Path, use
     result = users_cli(config_file, "add", "ci-bot", "--token", "--read", "demo-pkg", "--expires", "30")
     assert result.returncode == 0, result.stderr
     token = result.stdout.splitlines()[0]
-    assert token.startswith(auth.TOKEN_PREFIX)
+    assert token.startswith(passwords.TOKEN_PREFIX)
     assert result.stdout == token + "\n"  # the token alone on standard output, the rest on stderr
     listed = users_cli(config_file, "list").stdout.splitlines()
     assert len(listed) == 1
@@ -414,7 +415,7 @@ def test_users_cli_token_with_scopes_and_expiry_is_listed(config_file: Path, use
 
 def test_users_expiry_passing_refuses_a_cached_login(users_file: Path) -> None:
     soon = time.time() + 1.5
-    user = auth.User("temp", auth.hash_secret(SECRET), expires=soon)
+    user = auth.User("temp", passwords.hash_secret(SECRET), expires=soon)
     users_file.write_text(user.line() + "\n")
     authenticator = Authenticator(users_file)
     environ = {"HTTP_AUTHORIZATION": basic("temp", SECRET), "REMOTE_ADDR": "192.0.2.3"}
@@ -437,7 +438,7 @@ def test_users_expiry_passing_refuses_a_cached_login(users_file: Path) -> None:
 
 def test_users_hand_edited_broken_lines_name_the_line_and_others_keep_working(
         users_file: Path, caplog: pytest.LogCaptureFixture) -> None:
-    good = auth.User("good", auth.hash_secret(SECRET), read=auth.parse_scope("demo"))
+    good = auth.User("good", passwords.hash_secret(SECRET), read=scopes.parse_scope("demo"))
     users_file.write_text("\n".join([
         good.line(),
         good.line().replace("good:", "dup:").replace(":read=demo", ":read=bad name"),

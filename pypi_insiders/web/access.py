@@ -24,7 +24,8 @@ from pypi_insiders.config import AccessConfig
 from pypi_insiders.index import pages
 from pypi_insiders.index.pins import Pins
 from pypi_insiders.web.fallback import Answer, text_answer
-from pypi_insiders.web.users import EVERYTHING, NOTHING, Scope, User
+from pypi_insiders.web.scopes import EVERYTHING, NOTHING, Scope
+from pypi_insiders.web.users import User
 
 Headers = list[tuple[str, str]]
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from pypi_insiders.errors import CredentialError
+from pypi_insiders.web import passwords
 from pypi_insiders.web import users as users_file
 from pypi_insiders.web.users import TOKEN_USER, User
 
@@ -134,13 +135,13 @@ class Authenticator:
             raise AuthError(429, f"too many failed logins from {client}; retry in {wait} s", wait)
         name, secret = basic_credentials(header)
         if name == TOKEN_USER:
-            name = users_file.token_owner(secret) or ""
+            name = passwords.token_owner(secret) or ""
         user = users.get(name)
         # An unknown name still pays for one KDF, so timing does not tell which names exist.
-        matches = users_file.verify_secret(secret, user.hashed if user else users_file.DUMMY_HASH)
+        matches = passwords.verify_secret(secret, user.hashed if user else passwords.DUMMY_HASH)
         if user is None or not matches:
             self.failed_logins.failed(client)
-            shown = name if users_file.NAME.fullmatch(name) else "?"
+            shown = name if passwords.NAME.fullmatch(name) else "?"
             raise AuthError(401, f"invalid credentials for user {shown!r}", refused=True)
         with self._lock:
             if len(self._verified) >= _CACHE_LIMIT:

@@ -7,25 +7,15 @@ colons, `20261231T000000Z`.
 A line of the first version, `NAME:HASH`, keeps what it always meant: read and upload `*`.
 `#` comments and blank lines are kept when the CLI rewrites the file; a line broken by a hand
 edit is skipped with a warning naming it, and every other user keeps working.
-
-scrypt because it is in hashlib and memory-hard; its cost (a sixth of a second) is paid once
-per client and secret thanks to the request authenticator's cache (`auth.py`). API tokens are
-secrets like any other, stored hashed under their user's name; they carry that name
-(`insiders-<base64 name>.<random>`), so twine's `__token__` user name can find the entry.
+Hashes and tokens are `passwords.py`'s, scopes `scopes.py`'s.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import calendar
-import hashlib
-import hmac
 import json
 import logging
 import os
-import re
-import secrets
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -33,128 +23,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
-from packaging.utils import NormalizedName, canonicalize_name
-
 from pypi_insiders.errors import CredentialError, UsageError
 from pypi_insiders.files import atomic_write, exclusive_lock
+from pypi_insiders.web.passwords import NAME, check_hash
+from pypi_insiders.web.scopes import EVERYTHING, NOTHING, Scope, parse_scope
 
 log = logging.getLogger(__name__)
 
 TOKEN_USER: Final = "__token__"  # noqa: S105 - the user name twine sends with API tokens
-TOKEN_PREFIX: Final = "insiders-"  # noqa: S105 - marks our tokens, not a secret
 LAST_USE_FILE: Final = "users-last-use.json"
-NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
-_PROJECT = re.compile(r"[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # shown
 _FILE_TIME = "%Y%m%dT%H%M%SZ"  # written: ISO 8601's basic format, no ':' to split a line on
-_LOG2_N, _R, _P = 14, 8, 1
-_MAXMEM = 128 * 1024 * 1024
 MAX_DAYS: Final = 36500
-
-
-# --------------------------------------------------------------------------- scopes
-
-
-@dataclass(frozen=True)
-class Scope:
-    """`*` (every project, also ones that appear later) or a set of normalized names."""
-
-    everything: bool = False
-    names: frozenset[NormalizedName] = frozenset()
-
-    def covers(self, project: str) -> bool:
-        return self.everything or project in self.names
-
-    def __str__(self) -> str:
-        return "*" if self.everything else ",".join(sorted(self.names))
-
-    def __bool__(self) -> bool:
-        return self.everything or bool(self.names)
-
-
-EVERYTHING: Final = Scope(everything=True)
-NOTHING: Final = Scope()
-
-
-def parse_scope(text: str) -> Scope:
-    """`*`, `a,b` or empty; ValueError naming the bad part. A name need not exist yet."""
-    text = text.strip()
-    if text == "*":
-        return EVERYTHING
-    if not text:
-        return NOTHING
-    names = []
-    for part in text.split(","):
-        name = part.strip()
-        if not _PROJECT.fullmatch(name):
-            msg = f"not a project name: {name!r} (a scope is '*' or comma-separated project names)"
-            raise ValueError(msg)
-        names.append(canonicalize_name(name))
-    return Scope(names=frozenset(names))
-
-
-# --------------------------------------------------------------------------- hashing
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-
-
-def _scrypt(secret: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(secret.encode(), salt=salt, n=1 << log2_n, r=r, p=p, dklen=32, maxmem=_MAXMEM)
-
-
-def hash_secret(secret: str) -> str:
-    salt = secrets.token_bytes(16)
-    key = _scrypt(secret, salt, _LOG2_N, _R, _P)
-    return f"$scrypt$ln={_LOG2_N},r={_R},p={_P}${_b64(salt)}${_b64(key)}"
-
-
-def _parse_hash(encoded: str) -> tuple[int, int, int, bytes, bytes]:
-    """The parameters of a hash string; bounded so a tampered file cannot make us allocate gigabytes."""
-    _empty, scheme, params, salt, key = encoded.split("$")
-    values = dict(item.split("=", 1) for item in params.split(","))
-    log2_n, r, p = int(values["ln"]), int(values["r"]), int(values["p"])
-    if scheme != "scrypt" or not (1 <= log2_n <= 20 and 1 <= r <= 16 and 1 <= p <= 4):
-        raise ValueError(encoded)
-    return log2_n, r, p, _unb64(salt), _unb64(key)
-
-
-def check_hash(encoded: str) -> bool:
-    try:
-        _parse_hash(encoded)
-    except (ValueError, KeyError, binascii.Error):
-        return False
-    return True
-
-
-def verify_secret(secret: str, encoded: str) -> bool:
-    log2_n, r, p, salt, key = _parse_hash(encoded)
-    return hmac.compare_digest(_scrypt(secret, salt, log2_n, r, p), key)
-
-
-DUMMY_HASH: Final = f"$scrypt$ln={_LOG2_N},r={_R},p={_P}${_b64(bytes(16))}${_b64(bytes(32))}"
-
-
-def make_token(name: str) -> str:
-    owner = base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
-    return f"{TOKEN_PREFIX}{owner}.{secrets.token_urlsafe(32)}"
-
-
-def token_owner(token: str) -> str | None:
-    """The user name a token was issued to, or None when it is not one of our tokens."""
-    if not token.startswith(TOKEN_PREFIX) or "." not in token:
-        return None
-    encoded = token[len(TOKEN_PREFIX):].split(".", 1)[0]
-    try:
-        name = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return name if NAME.fullmatch(name) else None
 
 
 # --------------------------------------------------------------------------- one user, one line
