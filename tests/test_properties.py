@@ -31,13 +31,12 @@ from hypothesis import strategies as st
 
 from pypi_insiders import config, directories
 from pypi_insiders.errors import ConfigError
-from pypi_insiders.index import generate
 from pypi_insiders.service.server import create_server
 from pypi_insiders.web.app import make_app
 from tests.conftest import to_toml
 from tests.distfiles import make_wheel
 from tests.server_fixtures import FakeUpstream, ThreadedServer
-from tests.upload_fixtures import multipart, tree, twine_fields
+from tests.upload_fixtures import indexing, multipart, tree, twine_fields
 
 settings.register_profile("fast", max_examples=150)
 settings.register_profile("long", max_examples=3000)
@@ -111,16 +110,11 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
         loaded.upload.users_file.write_text(_users_line())
         held = make_wheel(loaded.paths.store / "demo-pkg", "demo-pkg", "1.0")
         new = make_wheel(root / "dist", "demo-pkg", "2.0")
-        generator = generate.Generator.from_config(loaded)
-        try:
-            generator.generate_all()
-        finally:
-            generator.close()
         watch = LogWatch()
         logging.getLogger().addHandler(watch)
         app = make_app(loaded)
-        try:
-            with ThreadedServer(app, server=create_server(app, loaded)) as server:
+        try:  # the watcher publishes an upload, which is answered once the index lists it
+            with indexing(loaded), ThreadedServer(app, server=create_server(app, loaded)) as server:
                 wheels = {path.name: path.read_bytes() for path in (held, new)}
                 yield Index(int(server.server.effective_port), loaded, wheels, watch)
         finally:

@@ -19,16 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from pypi_insiders import config, directories
 from pypi_insiders.config import Config
 from pypi_insiders.store import Store
 from pypi_insiders.web import passwords, scopes
 from pypi_insiders.web import users as auth
+from pypi_insiders.web.index_visibility import IndexView
 from pypi_insiders.web.multipart import BodyReader, Parser
 from pypi_insiders.web.upload import RECORD_NAME, Uploads
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_sdist, make_wheel
+from tests.server_fixtures import wait_for
 from tests.upload_fixtures import BOUNDARY, Reply, multipart, post, running_app, tree, twine_fields
 
 SECRET = "correct horse battery"
@@ -129,6 +132,8 @@ def test_upload_filename_is_never_reused_after_deletion(port: int, upload_config
                                                         wheel: Path) -> None:
     assert upload(port, wheel).status == 200
     (upload_config.paths.store / "demo-pkg" / wheel.name).unlink()
+    index = IndexView(upload_config.paths.index)
+    assert wait_for(lambda: wheel.name not in index.listed(canonicalize_name("demo-pkg")))
     before = tree(upload_config.paths.store)
     reply = upload(port, wheel)
     assert reply.status == 400
@@ -338,6 +343,23 @@ def test_upload_handler_refuses_an_oversized_content_length_without_reading(uplo
     assert status == 413
     assert "exceeds the upload limit" in message
     assert tree(upload_config.paths.store) == []
+
+
+def test_upload_without_a_watcher_is_stored_and_answered_200_after_the_wait(
+        upload_config: Config, wheel: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """No index service publishes it: the file is stored for good, so still 200, and a warning."""
+    data = wheel.read_bytes()
+    body = multipart(twine_fields(wheel.name, data, "Demo-Pkg", "1.0"), (wheel.name, data))
+    environ = {"REQUEST_METHOD": "POST", "REMOTE_ADDR": "127.0.0.1", "HTTP_AUTHORIZATION": AUTH,
+               "CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}",
+               "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
+    uploads = Uploads(upload_config, Store(upload_config.paths.store))
+    uploads.wait = 0.3
+    with caplog.at_level(logging.WARNING):
+        status, message = uploads.handle(environ)
+    assert (status, message) == (200, f"{wheel.name}: uploaded (not yet listed by the index after 0.3 s)")
+    assert f"{wheel.name} is stored but not yet listed by the index" in caplog.text
+    assert tree(upload_config.paths.store) == [f"demo-pkg/{wheel.name}"]
 
 
 def test_upload_oversized_file_is_refused_while_streaming(port: int, upload_config: Config,

@@ -19,6 +19,8 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 from pypi_insiders.config import Config
+from pypi_insiders.index.generate import Generator
+from pypi_insiders.index.store_watcher import Watcher
 from pypi_insiders.web import app
 
 BOUNDARY = "----insiders-test-boundary-7f3a"
@@ -33,8 +35,23 @@ class Reply:
 
 
 @contextmanager
+def indexing(config: Config) -> Iterator[Generator]:
+    """The store watched and the index generated as the service does it, in this process."""
+    generator = Generator.from_config(config)
+    watcher = Watcher(config, generator)
+    try:
+        generator.generate_all()
+        watcher.start()
+        yield generator
+    finally:
+        watcher.stop()
+        generator.close()
+
+
+@contextmanager
 def running_app(config: Config) -> Iterator[int]:
-    """The index app as `serve` builds it, on a loopback port; stopped and joined on exit.
+    """The index app as `serve` builds it, with the watcher that publishes uploads, on a loopback
+    port; stopped and joined on exit.
 
     waitress hands a request to the app only once the whole body is in, so only its own limit
     can refuse an oversized body early; it is set as the service sets it.
@@ -45,7 +62,8 @@ def running_app(config: Config) -> Iterator[int]:
     thread = threading.Thread(target=server.run, name="upload-test-server", daemon=True)
     thread.start()
     try:
-        yield int(server.effective_port)
+        with indexing(config):
+            yield int(server.effective_port)
     finally:
         # An empty map ends the loop after its current poll; the sockets are closed once it has
         # returned, so no thread closes a descriptor another one is polling.

@@ -3,14 +3,15 @@
 An upload is checked completely before anything reaches the store: credentials, the filename,
 the form's name and version against the filename and against the archive's own metadata, the
 digests and the size. The file arrives in a hidden temporary file in the store root and is
-published with `Store.add`, which never overwrites; the watcher then puts it in the index.
+published with `Store.add`, which never overwrites; the watcher then puts it in the index,
+and the upload is answered once the project's generated pages list the file (`index_visibility`),
+so a job that uploads and then installs never races the watcher.
 A filename, once published, is recorded in `<state>/published-filenames.txt` and never accepted
 with other bytes again, even after the file was deleted.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -22,9 +23,9 @@ from packaging.utils import NormalizedName
 
 from pypi_insiders.config import Config
 from pypi_insiders.errors import InvalidDistributionError, StoreError, UploadError
-from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.store import ParsedFilename, Store, parse_filename
 from pypi_insiders.web.auth import Authenticator, AuthError
+from pypi_insiders.web.index_visibility import WAIT_MARGIN, IndexView
 from pypi_insiders.web.multipart import FILE_FIELD, BodyReader, FilePart, Form, Parser, boundary_of
 from pypi_insiders.web.upload_checks import check_archive, check_filename, check_form
 from pypi_insiders.web.users import User
@@ -86,7 +87,8 @@ class Uploads:
         self.store = store
         self.max_size = config.upload.max_size
         self.auth = auth or Authenticator(config.upload.users_file)
-        self.index_dir = config.paths.index
+        self.index = IndexView(config.paths.index)
+        self.wait = config.index.debounce + WAIT_MARGIN
         self.published = PublishedFilenames(config.paths.state / RECORD_NAME, store)
         self._commit = threading.Lock()
 
@@ -149,24 +151,32 @@ class Uploads:
         check_archive(file, parsed)
         with self._commit:
             try:
-                status, message = self._publish(file, parsed)
+                message, unlisted = self._publish(file, parsed)
             except OSError as error:
                 log.error("cannot publish %s: %s", file.filename, error, extra={"FILE": file.filename})
                 raise UploadError(500, f"{file.filename}: the server cannot write it") from None
-        user = account.name
-        log.info("upload accepted from %s, user %s: %s", client, user, message,
-                 extra={"PROJECT": parsed.project, "FILE": file.filename, "CLIENT": client, "USER": user})
-        return status, message
+        fields = {"PROJECT": parsed.project, "FILE": file.filename, "CLIENT": client, "USER": account.name}
+        log.info("upload accepted from %s, user %s: %s", client, account.name, message, extra=fields)
+        if unlisted and not self.index.wait_listed(parsed.project, file.filename, self.wait):
+            # Stored durably, and the next scan lists it: a 5xx would tell the client the upload
+            # failed when a retry can only be told "identical file already uploaded".
+            log.warning("%s is stored but not yet listed by the index after %g s; is the index "
+                        "service's watcher running?", file.filename, self.wait, extra=fields)
+            message += f" (not yet listed by the index after {self.wait:g} s)"
+        return 200, message
 
-    def _publish(self, file: FilePart, parsed: ParsedFilename) -> tuple[int, str]:
-        """Compare with what the index lists and the record holds, then link into the store."""
-        listed = self._listed(parsed.project)
+    def _publish(self, file: FilePart, parsed: ParsedFilename) -> tuple[str, bool]:
+        """Compare with what the index lists and the record holds, then link into the store.
+
+        Returns the message and whether the index does not list the file yet.
+        """
+        listed = self.index.listed(parsed.project)
         self.published.add(list(listed))  # files dropped in by hand count as published too
         sha256 = file.digests["sha256_digest"]
         if file.filename in listed:
             if listed[file.filename] != sha256:
                 raise UploadError(409, f"{file.filename}: already exists with different content")
-            return 200, f"{file.filename}: identical file already uploaded"
+            return f"{file.filename}: identical file already uploaded", False
         target = self.store.root / parsed.project / file.filename
         if parsed.kind == "sdist" and not target.exists():
             self._refuse_a_second_sdist(file.filename, parsed, [*listed, *self._stored(parsed.project)])
@@ -179,7 +189,7 @@ class Uploads:
             self.store.add(file.filename, file.path, project=parsed.project)
         except StoreError:
             raise UploadError(409, f"{file.filename}: already exists with different content") from None
-        return 200, f"{file.filename}: {'identical file already uploaded' if present else 'uploaded'}"
+        return f"{file.filename}: {'identical file already uploaded' if present else 'uploaded'}", True
 
     @staticmethod
     def _refuse_a_second_sdist(filename: str, parsed: ParsedFilename, present: list[str]) -> None:
@@ -200,17 +210,3 @@ class Uploads:
             return [entry.name for entry in os.scandir(self.store.root / project) if entry.is_file()]
         except OSError:
             return []
-
-    def _listed(self, project: NormalizedName) -> dict[str, str]:
-        """Filename -> sha256 of the files the generated index lists for the project."""
-        page = IndexLayout(self.index_dir).project_page(project, "json")
-        try:
-            data = json.loads(page.read_bytes())
-            return {str(f["filename"]): str(f["hashes"]["sha256"]) for f in data["files"]}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            log.warning("%s: unreadable index page (%s); upload checks use the store only", page, error,
-                        extra={"PROJECT": project, "FILE": str(page)})
-            return {}
-
