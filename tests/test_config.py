@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -134,6 +137,32 @@ def test_pipconf_falls_back_to_pips_own_default(tmp_path: Path) -> None:
         assert found.url.endswith("/simple/")
     else:  # a site-wide pip.conf on this host names an index: that must win over pip's default
         assert found.source.endswith("pip.conf")
+
+
+def test_pipconf_default_without_pip_comes_from_ensurepips_wheel() -> None:
+    """The .deb does not depend on pip: with pip not importable, the wheel python3-venv brings
+    gives the same default, and pip itself is still not imported."""
+    import pip._internal.models.index  # noqa: PLC0415 - the expected value, from pip itself
+
+    script = ("import sys; sys.modules['pip'] = None\n"
+              "from pypi_insiders import pipconf\n"
+              "print(pipconf.pip_default_url())\n"
+              "print(sorted(m for m in sys.modules if m.startswith('pip')))")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         check=False, cwd=Path(__file__).parent.parent)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [pip._internal.models.index.PyPI.simple_url, "['pip']"]
+
+
+def test_pipconf_a_broken_pip_wheel_is_passed_over(tmp_path: Path) -> None:
+    (tmp_path / "pip-99.0-py3-none-any.whl").write_bytes(b"not a zip")
+    assert pipconf._index_module_in_wheel(tmp_path) is None
+    (real,) = sorted(pipconf.ENSUREPIP_WHEELS.glob("pip-*.whl"))[-1:]
+    shutil.copy(real, tmp_path / real.name)
+    module = pipconf._index_module_in_wheel(tmp_path)
+    assert module is not None
+    assert module.PyPI.simple_url.endswith("/simple")
+    assert pipconf._index_module_in_wheel(tmp_path / "missing") is None
 
 
 def test_config_shipped_file_is_valid_and_matches_defaults() -> None:

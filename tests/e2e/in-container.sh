@@ -17,6 +17,10 @@ STORE=/var/lib/pypi-insiders/store
 WORK=/srv/e2e                  # not /tmp: the services have a private /tmp
 INDEX_MAX_EXPOSURE=2.0
 FETCH_MAX_EXPOSURE=3.5
+# a default `apt install` of the .deb on a minimal bookworm with python3 (the sandbox's tree):
+# 41 packages and 20.8 MB when measured, openssh-client and its xauth about 12 and 9 MB of them
+FOOTPRINT_MAX_PACKAGES=50
+FOOTPRINT_MAX_MB=30
 export PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_NO_INPUT=1
 
 start=$(date +%s)
@@ -156,6 +160,34 @@ test_installed() {
     else
         echo "port $SHIPPED_PORT is taken on this host: the index will use $PORT"
     fi
+}
+
+# ------------------------------------------------------------------------------------------
+test_footprint() {
+    step "what a default apt install brought (recommends included, as apt does by default)"
+    # The sandbox's apt-get install of the .deb is the one apt run in /var/log/apt/history.log
+    # that installed pypi-insiders; its Install: line names every package that run brought.
+    report=$(python3 - "$FOOTPRINT_MAX_PACKAGES" "$FOOTPRINT_MAX_MB" 2>&1 <<'PY'
+import re, subprocess, sys
+max_packages, max_mb = int(sys.argv[1]), float(sys.argv[2])
+runs = open("/var/log/apt/history.log", encoding="utf-8").read().split("\n\n")
+lines = [line for run in runs for line in run.splitlines()
+         if line.startswith("Install: ") and re.search(r"\bpypi-insiders:", line)]
+if not lines:
+    sys.exit("no apt run in /var/log/apt/history.log installed pypi-insiders")
+names = [entry.split(":")[0] for entry in re.findall(r"([^ ,]+) \([^)]*\)", lines[-1][len("Install: "):])]
+sizes = subprocess.run(["dpkg-query", "-W", "-f", "${Installed-Size}\n", *names], capture_output=True,
+                       text=True, check=True).stdout.split()
+mb = sum(int(size) for size in sizes) / 1024
+print(f"{len(names)} packages, {mb:.1f} MB installed: {' '.join(sorted(names))}")
+unwanted = sorted(n for n in names if re.fullmatch(r"(gcc|g\+\+|cpp)(-\d+)?|build-essential|python3(\.\d+)?-dev|python3-pip|make|binutils", n))
+if unwanted:
+    sys.exit(f"a default install pulls in {' '.join(unwanted)}")
+if len(names) > max_packages or mb > max_mb:
+    sys.exit(f"{len(names)} packages / {mb:.1f} MB: more than {max_packages} packages or {max_mb} MB")
+PY
+    ) || fail "footprint: $report"
+    ok "default apt install: $report"
 }
 
 # ------------------------------------------------------------------------------------------
@@ -460,7 +492,7 @@ test_purge() {
 # ------------------------------------------------------------------------------------------
 # Sections run in this order, each relying on the ones before; naming some (after PORT) runs
 # only those, for working on one part of the package.
-ALL_SECTIONS=(installed security upstream pip journal upload nginx reload fetch cli broken reinstall stop purge)
+ALL_SECTIONS=(installed footprint security upstream pip journal upload nginx reload fetch cli broken reinstall stop purge)
 sections=("${@:2}")
 [ ${#sections[@]} -gt 0 ] || sections=("${ALL_SECTIONS[@]}")
 for section in "${sections[@]}"; do
