@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pypi_insiders import __version__, config, directories, privileges, sd
+from pypi_insiders import __version__, config, directories, maintain, privileges, sd
 from pypi_insiders.errors import InsidersError, UsageError
 
 log = logging.getLogger(__name__)
@@ -279,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=cmd_status)
     _unit_parsers(sub)
+    maintain.add_parsers(sub)
     return parser
 
 

@@ -54,6 +54,9 @@ class Recorder:
         self.batches.append(sorted(relpaths))
         self.generator.update_paths(self.batches[-1])
 
+    def refresh_yanks(self) -> None:
+        self.generator.refresh_yanks()
+
 
 @pytest.fixture
 def recorder(generator: Generator) -> Recorder:

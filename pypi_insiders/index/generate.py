@@ -26,6 +26,7 @@ from pypi_insiders.index.metadata_cache import Cache
 from pypi_insiders.index.page_settings import PageSettings
 from pypi_insiders.index.pins import Pinner, pins_path
 from pypi_insiders.index.project_render import ProjectRenderer, Run
+from pypi_insiders.index.yanks import YankState
 from pypi_insiders.store import Store
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Stats:
 class Generator:
     def __init__(self, store: Store, index_dir: Path, state_dir: Path, cache_dir: Path,
                  settings: PageSettings) -> None:
+        """`settings` from the config; yanks from `<state>/yanked.json` are added to them."""
         self.store = store
         self.index_dir = index_dir
         self.layout = IndexLayout(index_dir)
@@ -57,7 +59,9 @@ class Generator:
         self._cache = Cache(cache_dir / CACHE_FILE)
         self._sync = StoreSync(store, self._cache, self.layout, self._checkpoint)
         self._renderer = ProjectRenderer(store, self._cache, self._sync, self.layout)
-        self._settings = settings
+        self._configured = settings
+        self._yanks = YankState(state_dir)
+        self._settings = settings.with_yanks(self._yanks.reasons())
         self._pins = Pinner(pins_path(state_dir))
         self.stats = Stats()
         self._reading = 0  # files read so far by the run in progress
@@ -86,6 +90,7 @@ class Generator:
         # update_paths, which also invalidates the fingerprint of the directory it touched.
         changed, seen = self._sync.changed_dirs("", known)
         with self._lock, self._transaction(), self._readers(len(changed)) as readers:
+            self._settings = self._configured.with_yanks(self._yanks.reasons())
             run = Run()
             for directory in changed:
                 self._sync.sync_dir(directory, run, readers)
@@ -114,8 +119,18 @@ class Generator:
         if (config.paths.store, config.paths.index) != (self.store.root, self.index_dir):
             log.warning("paths.store and paths.index changes take effect at the next restart")
         with self._lock, self._transaction():
-            self._settings = PageSettings.from_config(config)
+            self._configured = PageSettings.from_config(config)
+            self._settings = self._configured.with_yanks(self._yanks.reasons())
             self._publish(Run(dirty=due.settings_changed(self._cache, self._settings)), full=False)
+
+    def refresh_yanks(self) -> None:
+        """`yanked.json` changed: render again the projects whose yanks changed."""
+        with self._lock:
+            if not self._yanks.changed():
+                return
+            with self._transaction():
+                self._settings = self._configured.with_yanks(self._yanks.reasons())
+                self._publish(Run(dirty=due.settings_changed(self._cache, self._settings)), full=False)
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:

@@ -1,5 +1,8 @@
 """What a project's pages depend on besides its files: yank reasons and PEP 708 `tracks`.
 
+Yanks come from the config's `[yank.PROJECT]` tables and from `<state>/yanked.json`
+(`index.yanks`, changed at run time); the config's reason wins for a version in both.
+
 The cache keeps a key of these per project, so a reload renders again exactly the projects
 whose settings changed, and a restart with changed settings does the same.
 """
@@ -33,6 +36,13 @@ class PageSettings:
     @classmethod
     def from_config(cls, config: Config) -> PageSettings:
         return cls.of(config.index.yanked, tracked(config))
+
+    def with_yanks(self, more: Mapping[NormalizedName, Mapping[str, str]]) -> PageSettings:
+        """These settings plus yanks (normalized versions) from the state file."""
+        table = {name: dict(versions) for name, versions in more.items() if versions}
+        for name, versions in self.yanked.items():
+            table.setdefault(name, {}).update(versions)
+        return PageSettings(table, self.tracks)
 
     def yank_reasons(self, name: NormalizedName) -> Mapping[str, str]:
         return self.yanked.get(name, {})

@@ -6,6 +6,8 @@ collected until the store has been quiet for `index.debounce` seconds (never lon
 store-relative paths. Events can be missed (inotify queue overflow, watch limits, changes
 made while we were stopped), so a full rescan runs every `index.rescan_interval` seconds and
 once right after start. The watcher never renders anything itself: the generator does.
+It also watches `<state>/yanked.json` (`index.yanks`): a yank made while the index runs
+renders that project again at once.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from pypi_insiders.config import Config
+from pypi_insiders.index.yanks import yanks_path
 from pypi_insiders.store import is_hidden
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,8 @@ class Generates(Protocol):
     def generate_all(self) -> None: ...
 
     def update_paths(self, relpaths: Iterable[str]) -> None: ...
+
+    def refresh_yanks(self) -> None: ...
 
 
 def coalesce(relpaths: Iterable[str]) -> list[str]:
@@ -79,9 +84,23 @@ class _Events(FileSystemEventHandler):
             self._notify(relpaths)
 
 
+class _YankEvents(FileSystemEventHandler):
+    """Any event naming the yank file (it is replaced whole, so mostly a move onto it)."""
+
+    def __init__(self, path: str, notify: Callable[[], None]) -> None:
+        self._path = path
+        self._notify = notify
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if self._path in (event.src_path, getattr(event, "dest_path", None)):
+            self._notify()
+
+
 class Watcher:
     def __init__(self, config: Config, generator: Generates) -> None:
         self._root = config.paths.store
+        self._yank_file = yanks_path(config.paths.state)
+        self._yanks_changed = False
         self._debounce = config.index.debounce
         self._rescan_interval = config.index.rescan_interval
         self._generator = generator
@@ -126,6 +145,10 @@ class Watcher:
         root = str(self._root.resolve())
         observer = Observer()  # type: ignore[no-untyped-call]
         observer.schedule(_Events(root, self._notify), root, recursive=True)  # type: ignore[no-untyped-call]
+        state = self._yank_file.parent.resolve()
+        state.mkdir(parents=True, exist_ok=True)
+        observer.schedule(_YankEvents(str(state / self._yank_file.name), self._notify_yanks),  # type: ignore[no-untyped-call]
+                          str(state), recursive=False)
         try:
             observer.start()  # type: ignore[no-untyped-call]
         except OSError as error:
@@ -144,6 +167,11 @@ class Watcher:
                 self._first_event = now
             self._pending.update(relpaths)
             self._last_event = now
+            self._condition.notify_all()
+
+    def _notify_yanks(self) -> None:
+        with self._condition:
+            self._yanks_changed = True
             self._condition.notify_all()
 
     def _run(self) -> None:
@@ -167,6 +195,13 @@ class Watcher:
                     rescan = True
             if rescan and self._safely(self._generator.generate_all):
                 failed = set()
+            if self._take_yank_change():
+                self._safely(self._generator.refresh_yanks)
+
+    def _take_yank_change(self) -> bool:
+        with self._condition:
+            changed, self._yanks_changed = self._yanks_changed, False
+        return changed
 
     def _rewatch_if_lost(self) -> bool:
         """inotify drops the watch when the store directory itself is deleted: watch the new one."""
@@ -174,9 +209,10 @@ class Watcher:
             observer = self._observer
         if observer is None:
             return False
-        for emitter in observer.emitters:
+        store = [e for e in observer.emitters if e.watch.is_recursive]  # not the yank file's watch
+        for emitter in store:
             emitter.join(1.0)  # a deleted root ends its emitter; give it a moment to finish
-        if any(emitter.is_alive() for emitter in observer.emitters):
+        if any(emitter.is_alive() for emitter in store):
             return False
         log.warning("the watch on %s ended (the directory was deleted or replaced); watching it again",
                     self._root, extra={"FILE": str(self._root)})
@@ -199,7 +235,7 @@ class Watcher:
                 rescan = now >= self._next_rescan
                 settled = self._pending and (now - self._last_event >= self._debounce
                                              or now - self._first_event >= _MAX_DELAY)
-                if rescan or settled:
+                if rescan or settled or self._yanks_changed:
                     batch: set[str] = set()
                     if settled:
                         batch, self._pending = self._pending, set()

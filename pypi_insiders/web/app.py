@@ -23,7 +23,7 @@ from pypi_insiders.errors import InsidersError, InvalidDistributionError
 from pypi_insiders.index.layout import METADATA_SUFFIX, PACKAGES_URL, SIMPLE_URL, IndexLayout
 from pypi_insiders.index.pins import Pins, pins_path
 from pypi_insiders.store import Store, parse_filename
-from pypi_insiders.web import access, page_cache, upload
+from pypi_insiders.web import access, page_cache, upload, yank_api
 from pypi_insiders.web.access import View
 from pypi_insiders.web.auth import Authenticator, AuthError
 from pypi_insiders.web.fallback import Answer, Fallback, text_answer
@@ -127,8 +127,8 @@ class IndexApp:
                 if hasattr(body, "close"):
                     body.close()
                 body = ()
-        elif method == "POST" and path in _UPLOAD_PATHS:
-            status, headers, body = self._upload(environ)
+        elif method == "POST" and (path in _UPLOAD_PATHS or path in yank_api.PATHS):
+            status, headers, body = self._upload(environ, path)
         else:
             allow = "GET, HEAD, POST" if path == "/" else "POST" if path in _UPLOAD_PATHS else _READ_ONLY
             status, headers, body = _plain("405 Method Not Allowed", f"{method} is not allowed here",
@@ -288,11 +288,15 @@ class IndexApp:
         return "200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))),
                           ("Cache-Control", "private, no-cache"), access.VARY_AUTH], (body,)
 
-    def _upload(self, environ: Environ) -> Response:
+    def _upload(self, environ: Environ, path: str) -> Response:
+        """Uploads, and yanks (`/-/yank`, `/-/unyank`) by the users who may upload."""
         uploads = self._live.uploads
         if uploads is None:
             return _plain("403 uploads are disabled", "uploads are disabled")
-        code, message = uploads.handle(environ)
+        if path in yank_api.PATHS:
+            code, message = uploads.yanks.handle(environ, path)
+        else:
+            code, message = uploads.handle(environ)
         extra = [("WWW-Authenticate", 'Basic realm="pypi-insiders"')] if code == 401 else []
         return _plain(f"{code} {_phrase(code, message if code >= 400 else '')}", message, extra)
 

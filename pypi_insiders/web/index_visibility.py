@@ -18,10 +18,13 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import NormalizedName
 
+from pypi_insiders.errors import InvalidDistributionError
 from pypi_insiders.index.layout import IndexLayout
+from pypi_insiders.store import parse_filename
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +51,29 @@ class IndexView:
         self.layout = IndexLayout(index_dir)
         self._clock = clock
 
-    def listed(self, project: NormalizedName) -> dict[str, str]:
-        """Filename -> sha256 of the files the project's JSON page lists ({} without a page)."""
+    def files(self, project: NormalizedName) -> list[dict[str, Any]]:
+        """The file entries of the project's JSON page ([] without a page)."""
         page = self.layout.project_page(project, "json")
         try:
             data = json.loads(page.read_bytes())
-            return {str(f["filename"]): str(f["hashes"]["sha256"]) for f in data["files"]}
+            return [f for f in data["files"] if isinstance(f, dict)]
         except FileNotFoundError:
-            return {}
+            return []
         except (OSError, ValueError, KeyError, TypeError) as error:
-            log.warning("%s: unreadable index page (%s); upload checks use the store only", page, error,
+            log.warning("%s: unreadable index page (%s)", page, error,
                         extra={"PROJECT": project, "FILE": str(page)})
+            return []
+
+    def listed(self, project: NormalizedName) -> dict[str, str]:
+        """Filename -> sha256 of the files the project's JSON page lists ({} without a page)."""
+        try:
+            return {str(f["filename"]): str(f["hashes"]["sha256"]) for f in self.files(project)}
+        except (KeyError, TypeError):
             return {}
+
+    def release(self, project: NormalizedName, version: str) -> list[dict[str, Any]]:
+        """The file entries of one release (`version` normalized)."""
+        return [f for f in self.files(project) if _version_of(str(f.get("filename", ""))) == version]
 
     def lists(self, project: NormalizedName, filename: str) -> bool:
         """Whether both pages of the project (JSON and HTML) list `filename`."""
@@ -73,6 +87,10 @@ class IndexView:
 
     def wait_listed(self, project: NormalizedName, filename: str, timeout: float) -> bool:
         """Wait until both pages list `filename`, at most `timeout` seconds; whether they do."""
+        return self.wait(project, lambda: self.lists(project, filename), timeout)
+
+    def wait(self, project: NormalizedName, check: Callable[[], bool], timeout: float) -> bool:
+        """Wait until `check()` holds, trying it again whenever the project's pages change."""
         pages = (self.layout.project_page(project, "json"), self.layout.project_page(project, "html"))
         deadline = self._clock() + timeout
         seen: tuple[_Stamp, ...] = ()
@@ -80,8 +98,15 @@ class IndexView:
             stamps = tuple(_stamp(page) for page in pages)
             if stamps != seen:
                 seen = stamps
-                if None not in stamps and self.lists(project, filename):
+                if None not in stamps and check():
                     return True
             if self._clock() >= deadline:
                 return False
             time.sleep(_POLL)
+
+
+def _version_of(filename: str) -> str | None:
+    try:
+        return str(parse_filename(filename).version)
+    except InvalidDistributionError:
+        return None

@@ -23,12 +23,14 @@ from packaging.utils import NormalizedName
 
 from pypi_insiders.config import Config
 from pypi_insiders.errors import InvalidDistributionError, StoreError, UploadError
+from pypi_insiders.index.yanks import YankState
 from pypi_insiders.store import ParsedFilename, Store, parse_filename
 from pypi_insiders.web.auth import Authenticator, AuthError
 from pypi_insiders.web.index_visibility import WAIT_MARGIN, IndexView
 from pypi_insiders.web.multipart import FILE_FIELD, BodyReader, FilePart, Form, Parser, boundary_of
 from pypi_insiders.web.upload_checks import check_archive, check_filename, check_form
 from pypi_insiders.web.users import User
+from pypi_insiders.web.yank_api import YankApi
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,7 @@ class Uploads:
         self.auth = auth or Authenticator(config.upload.users_file)
         self.index = IndexView(config.paths.index)
         self.wait = config.index.debounce + WAIT_MARGIN
+        self.yanks = YankApi(self.auth, YankState(config.paths.state), self.index, self.wait)
         self.published = PublishedFilenames(config.paths.state / RECORD_NAME, store)
         self._commit = threading.Lock()
 
