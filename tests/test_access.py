@@ -114,7 +114,7 @@ def team(make_config: ConfigMaker, data_dir: Path, tmp_path: Path,
     "/simple/private-pkg/", "/simple/private-pkg/?format=application/vnd.pypi.simple.v1+json",
     f"/packages/private-pkg/{PRIVATE_WHEEL}", f"/packages/private-pkg/{PRIVATE_WHEEL}.metadata",
     "/packages/private-pkg/private_pkg-7.0-py3-none-any.whl",  # absent: the same answer, no oracle
-    "/status", "/status.json",
+    "/status", "/status.json", "/project/private-pkg/",
 ])
 def test_access_anonymous_none_asks_for_credentials_and_shows_nothing(team: Team, path: str) -> None:
     reply = team.get(path)
@@ -152,9 +152,25 @@ def test_access_reader_gets_the_local_page_privately(team: Team) -> None:
         assert wheel.header("Vary") == "Authorization"
 
 
+def test_access_project_page_is_readable_exactly_like_the_simple_page(team: Team) -> None:
+    for user in ("sponsor", "member"):
+        reply = team.get("/project/private-pkg/", team.as_user(user))
+        assert reply.status == 200, (user, reply)
+        assert PRIVATE_WHEEL.encode() in reply.body
+        assert reply.header("Cache-Control") == "private, max-age=30"
+        assert "Authorization" in (reply.header("Vary") or "")
+    home = team.get("/", team.as_user("member"))
+    assert b'href="project/private-pkg/"' in home.body
+    for auth in (None, team.as_user("sponsor")):  # never held here: nothing to show, never upstream
+        reply = team.get("/project/remote-only/", auth)
+        assert (reply.status, reply.header("Location")) == (404, None)
+    moved = team.get("/project/Private_Pkg/", team.as_user("member"))
+    assert (moved.status, moved.header("Location")) == (301, "../private-pkg/")
+
+
 def test_access_user_outside_the_scope_is_403_never_a_redirect(team: Team) -> None:
     for path in ("/simple/private-pkg/", f"/packages/private-pkg/{PRIVATE_WHEEL}",
-                 f"/packages/private-pkg/{PRIVATE_WHEEL}.metadata"):
+                 f"/packages/private-pkg/{PRIVATE_WHEEL}.metadata", "/project/private-pkg/"):
         reply = team.get(path, team.as_user("ci"))
         assert reply.status == 403, (path, reply)
         assert reply.header("Location") is None

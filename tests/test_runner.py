@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dulwich.repo import Repo
 
 from pypi_insiders import config
 from pypi_insiders.errors import LockedError, UsageError
 from pypi_insiders.fetch import repo_state, runner, status
+from pypi_insiders.provenance import Provenance
 from pypi_insiders.store import Store
 from tests import git_fixtures as g
 from tests.conftest import ConfigMaker, to_toml
@@ -65,6 +67,10 @@ def test_update_builds_a_tag_pushed_after_the_first_run(make_config: ConfigMaker
         assert _store_files(loaded) == {"demo-pkg/demo_pkg-1.0-py3-none-any.whl",
                                         "demo-pkg/demo_pkg-1.0.tar.gz"}
         assert repo_state.load(loaded, "demo").distribution == "demo-pkg"  # learned from the built metadata
+        origin = Provenance(loaded.paths.state).of("demo_pkg-1.0.tar.gz")
+        assert origin is not None
+        assert (origin.repo, origin.url, origin.tag) == ("demo", f"{server.url}/demo", "v1.0")
+        assert origin.commit == Repo(str(upstream)).head().decode()  # v1.0 is the HEAD commit
 
         posts, store_before = server.upload_pack_posts(), _store_files(loaded)
         caplog.clear()

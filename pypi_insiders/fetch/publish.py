@@ -14,24 +14,32 @@ import logging
 import secrets
 from pathlib import Path
 
+from pypi_insiders import provenance
 from pypi_insiders.config import Config
 from pypi_insiders.errors import BuildError, StoreError
 from pypi_insiders.fetch import credentials
 from pypi_insiders.fetch.builder import BuiltFile
 from pypi_insiders.http_client import Credentials, HttpClient, HttpError, display_url
 from pypi_insiders.metadata import read_core_metadata
+from pypi_insiders.provenance import Origin
 from pypi_insiders.store import Store, parse_filename
 
 log = logging.getLogger(__name__)
 
 
-def publish(config: Config, files: list[BuiltFile], repo_key: str) -> list[str]:
-    """Publish every file (sdist first, so a wheel never appears without its source); names back."""
+def publish(config: Config, files: list[BuiltFile], repo_key: str, origin: Origin | None = None) -> list[str]:
+    """Publish every file (sdist first, so a wheel never appears without its source); names back.
+
+    `origin`: the repository, tag and commit, recorded for the files put into the store.
+    """
     ordered = sorted(files, key=lambda f: f.path.name.endswith(".whl"))
+    names = [f.path.name for f in ordered]
+    if origin is not None and config.fetch.publish == "store":  # before the files appear
+        provenance.record(config.paths.state, names, origin)
     with HttpClient(pool_size=1) as client:  # the wheel follows the sdist on the same connection
         for built in ordered:
             _publish_one(config, built, repo_key, client)
-    return [f.path.name for f in ordered]
+    return names
 
 
 def _publish_one(config: Config, built: BuiltFile, repo_key: str, client: HttpClient) -> None:

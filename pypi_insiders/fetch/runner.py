@@ -35,6 +35,7 @@ from pypi_insiders.errors import (
 )
 from pypi_insiders.fetch import builder, git, publish, repo_state, versions
 from pypi_insiders.files import LockBusy, exclusive_lock
+from pypi_insiders.provenance import Origin
 from pypi_insiders.store import parse_filename
 
 log = logging.getLogger(__name__)
@@ -201,7 +202,8 @@ def build_one(config: Config, repo: RepoConfig, record: repo_state.RepoState,
                                        repo.subdirectory, repo.distribution, config.fetch.build_timeout,
                                        workdir, config.paths.cache / "pip")
         files = builder.build(request)
-        names = publish.publish(config, files, repo.key)
+        origin = Origin(repo.key, git.display_url(repo.url), tag.tag, tag.commit)
+        names = publish.publish(config, files, repo.key, origin)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     record.distribution = record.distribution or files[0].name

@@ -128,7 +128,7 @@ def root_pages(projects: Iterable[NormalizedName]) -> tuple[bytes, bytes]:
 def home_page(projects: int, files: int, latest: Sequence[FileRecord]) -> bytes:
     """The human page at "/": what this index holds and what arrived last."""
     rows = "".join(
-        f'      <li><a href="simple/{escape(quote(r.project or ""))}/">{escape(r.project or "")}</a> '
+        f'      <li><a href="project/{escape(quote(r.project or ""))}/">{escape(r.project or "")}</a> '
         f"{escape(r.filename)} <small>{upload_time(r.upload_time_ns)[:19].replace('T', ' ')} UTC"
         "</small></li>\n" for r in latest)
     latest_html = f"    <h2>Latest files</h2>\n    <ul>\n{rows}    </ul>\n" if latest else ""

@@ -138,7 +138,7 @@ class ScopedRoots:
 def home_page(names: Iterable[str]) -> bytes:
     """"/" for a caller who may not read everything: its own projects, not the whole store's."""
     shown = sorted(names)
-    items = "".join(f'      <li><a href="simple/{n}/">{n}</a></li>\n' for n in shown)
+    items = "".join(f'      <li><a href="project/{n}/">{n}</a></li>\n' for n in shown)
     listing = f"    <ul>\n{items}    </ul>\n" if shown else "    <p>No local project is yours to read.</p>\n"
     return ("<!DOCTYPE html>\n<html>\n  <head>\n    <meta charset=\"utf-8\">\n"
             "    <title>pypi-insiders</title>\n  </head>\n  <body>\n    <h1>pypi-insiders</h1>\n"

@@ -23,7 +23,7 @@ from pypi_insiders.errors import InsidersError, InvalidDistributionError
 from pypi_insiders.index.layout import METADATA_SUFFIX, PACKAGES_URL, SIMPLE_URL, IndexLayout
 from pypi_insiders.index.pins import Pins, pins_path
 from pypi_insiders.store import Store, parse_filename
-from pypi_insiders.web import access, page_cache, upload, yank_api
+from pypi_insiders.web import access, page_cache, project_page, upload, yank_api
 from pypi_insiders.web.access import View
 from pypi_insiders.web.auth import Authenticator, AuthError
 from pypi_insiders.web.fallback import Answer, Fallback, text_answer
@@ -92,6 +92,7 @@ class IndexApp:
         self.pages = pages if pages is not None else page_cache.PageCache()  # an empty cache is falsy
         self.negotiator = negotiator or Negotiator()
         self.auth = Authenticator(config.upload.users_file, config.paths.state / LAST_USE_FILE)
+        self.projects = project_page.ProjectPages(config.paths.index, config.paths.state)
         # Local `public_projects` go upstream for whoever may not read them: no pin applies there.
         self.public_fallback = Fallback(config.upstream, access.Unpinned(), client=fallback.client)
         self.reconfigure(config)
@@ -153,6 +154,8 @@ class IndexApp:
             return self._simple_page(environ, path[len(SIMPLE_URL):], view)
         if path.startswith(PACKAGES_URL):
             return self._package_file(environ, path[len(PACKAGES_URL):], view)
+        if path.startswith(project_page.PAGE_URL):
+            return self._project_page(environ, path[len(project_page.PAGE_URL):], view)
         if path == "/":
             if not view.read.everything:
                 names = self._live.scoped_roots.names(view.read)
@@ -191,6 +194,24 @@ class IndexApp:
         if found is not None:
             return found
         return self._answer(environ, self.fallback.answer(project, formats, environ.get("QUERY_STRING", "")))
+
+    def _project_page(self, environ: Environ, rest: str, view: View) -> Response:
+        """The human page: readable exactly when the project's simple page is, else refused."""
+        name, slash, tail = rest.partition("/")
+        if tail or len(name) > _MAX_NAME or not _NORMALIZED.fullmatch(name):
+            return self._unnormalized(environ, name, slash, tail)
+        if not slash:
+            return _redirect(_with_query(f"{name}/", environ))
+        project = canonicalize_name(name)
+        if not view.read.covers(project):
+            if not self.fallback.is_local(project):
+                return _plain("404 Not Found", "no such project here")
+            answer = self._live.policy.refuse(view)
+            return answer.status, answer.headers, (answer.body,)
+        body = self.projects.body(project)
+        if body is None:
+            return _plain("404 Not Found", "no such project here")
+        return _private_body(body, HTML, view)
 
     def _not_readable(self, environ: Environ, project: NormalizedName, formats: tuple[Format, ...],
                       view: View) -> Response:
