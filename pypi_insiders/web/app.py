@@ -13,8 +13,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from http import HTTPStatus
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 from packaging.utils import NormalizedName, canonicalize_name
 
@@ -26,13 +25,23 @@ from pypi_insiders.store import Store, parse_filename
 from pypi_insiders.web import access, page_cache, project_page, upload, yank_api
 from pypi_insiders.web.access import View
 from pypi_insiders.web.auth import Authenticator, AuthError
-from pypi_insiders.web.fallback import Answer, Fallback, text_answer
+from pypi_insiders.web.fallback import Answer, Fallback
 from pypi_insiders.web.negotiate import HTML, OFFERED_TEXT, Format, Negotiator, accepts_gzip
+from pypi_insiders.web.responses import (
+    CHUNK,
+    Response,
+    chunks,
+    denied,
+    not_generated,
+    phrase,
+    plain,
+    private_body,
+    redirect,
+)
 from pypi_insiders.web.users import LAST_USE_FILE
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
-Response = tuple[str, page_cache.Headers, Iterable[bytes]]
 
 _NORMALIZED = re.compile(r"[a-z0-9]+(?:[-][a-z0-9]+)*")
 _VALID_NAME = re.compile(r"[a-z0-9]|[a-z0-9][a-z0-9._-]*[a-z0-9]", re.IGNORECASE)
@@ -40,22 +49,8 @@ _READ_ONLY = "GET, HEAD"
 _READ_METHODS = frozenset({"GET", "HEAD"})
 _UPLOAD_PATHS = frozenset({"/", "/legacy", "/legacy/"})
 _BINARY = "application/octet-stream"
-_CHUNK = 256 * 1024
 _MAX_TARGET = 8192  # path and query; what nginx accepts by default, far beyond any real URL
 _MAX_NAME = 255  # a project is a directory: a longer name cannot be held, here or upstream
-
-
-def _plain(status: str, message: str, extra: page_cache.Headers | None = None) -> Response:
-    answer = text_answer(status, message, extra)
-    return answer.status, answer.headers, [answer.body]
-
-
-def _not_generated() -> Response:
-    return _plain("503 Service Unavailable", "the index has not been generated yet", [("Retry-After", "5")])
-
-
-def _redirect(location: str) -> Response:
-    return _plain("301 Moved Permanently", f"moved to {location}", [("Location", location)])
 
 
 class StatusReport(Protocol):
@@ -120,7 +115,7 @@ class IndexApp:
         method = environ["REQUEST_METHOD"]
         path: str = environ.get("PATH_INFO") or "/"
         if len(path) + len(environ.get("QUERY_STRING", "")) > _MAX_TARGET:
-            status, headers, body = _plain("414 URI Too Long",
+            status, headers, body = plain("414 URI Too Long",
                                            f"request target longer than {_MAX_TARGET} characters")
         elif method in _READ_METHODS:
             status, headers, body = self._read_as(environ, path)
@@ -132,7 +127,7 @@ class IndexApp:
             status, headers, body = self._upload(environ, path)
         else:
             allow = "GET, HEAD, POST" if path == "/" else "POST" if path in _UPLOAD_PATHS else _READ_ONLY
-            status, headers, body = _plain("405 Method Not Allowed", f"{method} is not allowed here",
+            status, headers, body = plain("405 Method Not Allowed", f"{method} is not allowed here",
                                            [("Allow", allow)])
         start_response(status, headers)
         return body
@@ -143,8 +138,8 @@ class IndexApp:
         """Who is asking first: every answer below depends on it. REMOTE_USER is for the access log."""
         try:
             user = self.auth.user(environ)
-        except AuthError as denied:
-            return _denied(denied)
+        except AuthError as refusal:
+            return denied(refusal)
         if user is not None:
             environ["REMOTE_USER"] = user.name
         return self._read(environ, path, self._live.policy.view(user))
@@ -159,33 +154,33 @@ class IndexApp:
         if path == "/":
             if not view.read.everything:
                 names = self._live.scoped_roots.names(view.read)
-                return _private_body(access.home_page(names), HTML, view)
-            return self._page(environ, self._live.root_page, HTML, vary=False, view=view) or _not_generated()
+                return private_body(access.home_page(names), HTML, view)
+            return self._page(environ, self._live.root_page, HTML, vary=False, view=view) or not_generated()
         if path == "/simple":
-            return _redirect(_with_query("simple/", environ))
+            return redirect(_with_query("simple/", environ))
         if path in ("/status", "/status.json"):
             return self._status(path.endswith(".json"), view)
         if path in _UPLOAD_PATHS:
-            return _plain("405 Method Not Allowed", "the upload API takes POST", [("Allow", "POST")])
-        return _plain("404 Not Found", "not found")
+            return plain("405 Method Not Allowed", "the upload API takes POST", [("Allow", "POST")])
+        return plain("404 Not Found", "not found")
 
     def _simple_page(self, environ: Environ, rest: str, view: View) -> Response:  # noqa: PLR0911
         formats = self.negotiator.choose(environ.get("HTTP_ACCEPT", ""), environ.get("QUERY_STRING", ""))
         if not formats:
-            return _plain("406 Not Acceptable", f"acceptable types are: {OFFERED_TEXT}",
+            return plain("406 Not Acceptable", f"acceptable types are: {OFFERED_TEXT}",
                           [("Vary", "Accept")])
         fmt = formats[0]
         if not rest:
             if not view.read.everything:
                 body = self._live.scoped_roots.body(view.read, fmt.suffix)
-                return _private_body(body, fmt, view) if body is not None else _not_generated()
+                return private_body(body, fmt, view) if body is not None else not_generated()
             root = f"{self._live.simple}index.{fmt.suffix}"
-            return self._page(environ, root, fmt, vary=True, view=view) or _not_generated()
+            return self._page(environ, root, fmt, vary=True, view=view) or not_generated()
         name, slash, tail = rest.partition("/")
         if tail or len(name) > _MAX_NAME or not _NORMALIZED.fullmatch(name):
             return self._unnormalized(environ, name, slash, tail)
         if not slash:
-            return _redirect(_with_query(f"{name}/", environ))
+            return redirect(_with_query(f"{name}/", environ))
         project = canonicalize_name(name)
         if not view.read.covers(project):
             return self._not_readable(environ, project, formats, view)
@@ -201,17 +196,17 @@ class IndexApp:
         if tail or len(name) > _MAX_NAME or not _NORMALIZED.fullmatch(name):
             return self._unnormalized(environ, name, slash, tail)
         if not slash:
-            return _redirect(_with_query(f"{name}/", environ))
+            return redirect(_with_query(f"{name}/", environ))
         project = canonicalize_name(name)
         if not view.read.covers(project):
             if not self.fallback.is_local(project):
-                return _plain("404 Not Found", "no such project here")
+                return plain("404 Not Found", "no such project here")
             answer = self._live.policy.refuse(view)
             return answer.status, answer.headers, (answer.body,)
         body = self.projects.body(project)
         if body is None:
-            return _plain("404 Not Found", "no such project here")
-        return _private_body(body, HTML, view)
+            return plain("404 Not Found", "no such project here")
+        return private_body(body, HTML, view)
 
     def _not_readable(self, environ: Environ, project: NormalizedName, formats: tuple[Format, ...],
                       view: View) -> Response:
@@ -228,9 +223,9 @@ class IndexApp:
     def _unnormalized(self, environ: Environ, name: str, slash: str, tail: str) -> Response:
         """A valid name spelled otherwise moves to its normalized URL; anything else is a 404."""
         if tail or len(name) > _MAX_NAME or not _VALID_NAME.fullmatch(name):
-            return _plain("404 Not Found", "not a project name")
+            return plain("404 Not Found", "not a project name")
         target = f"{canonicalize_name(name)}/"
-        return _redirect(_with_query(f"../{target}" if slash else target, environ))
+        return redirect(_with_query(f"../{target}" if slash else target, environ))
 
     def _page(self, environ: Environ, file: str, fmt: Format, *, vary: bool, view: View) -> Response | None:
         page = self.pages.get(file, fmt.content_type, vary,
@@ -253,7 +248,7 @@ class IndexApp:
         """A file's project, from its name, decides: nobody learns whether a file exists first."""
         project = _project_of(relpath.removesuffix(METADATA_SUFFIX))
         if project is None:
-            return _plain("404 Not Found", "no such file")
+            return plain("404 Not Found", "no such file")
         if view.read.covers(project):
             return None
         answer = self._live.policy.refuse(view)
@@ -271,7 +266,7 @@ class IndexApp:
                 path = None
         info = page_cache.served_file(path) if path else None
         if info is None:
-            return _plain("404 Not Found", "no such file")
+            return plain("404 Not Found", "no such file")
         if view.private:
             common = [*page_cache.validators(info.etag, info.mtime, page_cache.PRIVATE_FILE_CACHE_CONTROL),
                       access.VARY_AUTH]
@@ -285,23 +280,23 @@ class IndexApp:
         try:
             stream = open(info.path, "rb")  # noqa: SIM115,PTH123 - closed by the server
         except OSError:
-            return _plain("404 Not Found", "no such file")
+            return plain("404 Not Found", "no such file")
         wrapper = environ.get("wsgi.file_wrapper")
-        body: Iterable[bytes] = wrapper(stream, _CHUNK) if wrapper else _chunks(stream)
+        body: Iterable[bytes] = wrapper(stream, CHUNK) if wrapper else chunks(stream)
         return "200 OK", headers, body
 
     # ------------------------------------------------------------------ other routes
 
     def _status(self, as_json: bool, view: View) -> Response:
         if self.status is None:
-            return _plain("404 Not Found", "no status here")
+            return plain("404 Not Found", "no status here")
         if view.user is None and not view.read.everything:
             answer = access.challenge("authentication required")
             return answer.status, answer.headers, (answer.body,)
         try:
             data = self._live.policy.status_allowed(view, self.status.collect(self.config))
         except InsidersError as error:
-            return _plain("503 Service Unavailable", f"status not available: {error}")
+            return plain("503 Service Unavailable", f"status not available: {error}")
         if as_json:
             body, content_type = json.dumps(data, indent=1, default=str).encode(), "application/json"
         else:
@@ -313,28 +308,14 @@ class IndexApp:
         """Uploads, and yanks (`/-/yank`, `/-/unyank`) by the users who may upload."""
         uploads = self._live.uploads
         if uploads is None:
-            return _plain("403 uploads are disabled", "uploads are disabled")
+            return plain("403 uploads are disabled", "uploads are disabled")
         if path in yank_api.PATHS:
             code, message = uploads.yanks.handle(environ, path)
         else:
             code, message = uploads.handle(environ)
         extra = [("WWW-Authenticate", 'Basic realm="pypi-insiders"')] if code == 401 else []
-        return _plain(f"{code} {_phrase(code, message if code >= 400 else '')}", message, extra)
-
-
-def _denied(denied: AuthError) -> Response:
-    if denied.status == 429:
-        return _plain("429 Too Many Requests", denied.message,
-                      [("Retry-After", str(denied.retry_after)), access.NO_STORE])
-    answer = access.challenge(denied.message)
-    return answer.status, answer.headers, (answer.body,)
-
-
-def _private_body(body: bytes, fmt: Format, view: View) -> Response:
-    """A page rendered for one scope: never kept by a shared cache, never reused for another caller."""
-    cache = "private, max-age=30" if view.private else "no-cache"
-    return "200 OK", [("Content-Type", fmt.content_type), ("Content-Length", str(len(body))),
-                      ("Cache-Control", cache), ("Vary", "Accept, Authorization")], (body,)
+        reason = phrase(code, message if code >= 400 else "")
+        return plain(f"{code} {reason}", message, extra)
 
 
 def _project_of(relpath: str) -> NormalizedName | None:
@@ -343,24 +324,6 @@ def _project_of(relpath: str) -> NormalizedName | None:
         return parse_filename(os.path.basename(relpath)).project  # noqa: PTH119
     except InvalidDistributionError:
         return None
-
-
-_REASON_MAX = 200
-
-
-def _phrase(code: int, reason: str = "") -> str:
-    """A refusal's reason as the reason phrase, the way the public index does it: twine shows
-    only the status line unless --verbose. Made one printable ASCII line (a header may carry
-    nothing else); the standard phrase when nothing is left.
-    """
-    text = "".join(c if " " <= c <= "~" else " " for c in reason)
-    text = " ".join(text.split())[:_REASON_MAX]
-    if text:
-        return text
-    try:
-        return HTTPStatus(code).phrase
-    except ValueError:
-        return "Unknown"
 
 
 def _with_query(location: str, environ: Environ) -> str:
@@ -375,12 +338,6 @@ def _is_distribution(path: str) -> bool:
     except InvalidDistributionError:
         return False
     return True
-
-
-def _chunks(stream: BinaryIO) -> Iterable[bytes]:
-    with stream:
-        while chunk := stream.read(_CHUNK):
-            yield chunk
 
 
 def make_app(config: Config, store: Store | None = None, *, fallback: Fallback | None = None,
