@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -26,8 +27,9 @@ log = logging.getLogger(__name__)
 
 
 def _who() -> str:
+    """Who yanked, for the record: the sudo caller rather than root when there is one."""
     try:
-        return f"{getpass.getuser()} (command line)"
+        return f"{os.environ.get('SUDO_USER') or getpass.getuser()} (command line)"
     except (KeyError, OSError):
         return "command line"
 

@@ -1,4 +1,4 @@
-"""An upload is answered only once the generated index lists it: upload, then at once read the
+"""An upload (and a yank) is answered only once the generated index shows it: upload, then at once read the
 project's pages from `pypi-insiders serve`, with one process and with a forked worker that has
 no generator of its own (which process took each upload is read from /proc).
 """
@@ -9,6 +9,7 @@ import http.client
 import json
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -52,11 +53,16 @@ def _upload(port: int, wheel: Path, version: str, pids: set[int]) -> tuple[int, 
     """(status, seconds until the answer, PID of the process that answered)."""
     data = wheel.read_bytes()
     body = multipart(twine_fields(wheel.name, data, "Race-Demo", version), (wheel.name, data))
+    return _post(port, "/legacy/", body, f"multipart/form-data; boundary={BOUNDARY}", pids)
+
+
+def _post(port: int, path: str, body: bytes, content_type: str,
+          pids: set[int]) -> tuple[int, float, int | None]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
         began = time.monotonic()
-        conn.request("POST", "/legacy/", body=body, headers={
-            "Content-Type": f"multipart/form-data; boundary={BOUNDARY}", "Content-Length": str(len(body)),
+        conn.request("POST", path, body=body, headers={
+            "Content-Type": content_type, "Content-Length": str(len(body)),
             "Authorization": basic("alice", SECRET)})
         response = conn.getresponse()
         response.read()
@@ -99,3 +105,29 @@ def test_upload_visibility_the_pages_list_a_file_as_soon_as_its_upload_is_answer
         assert "not yet listed" not in running.output()
         print(f"processes={processes}: {len(times)} uploads, answered in "
               f"{min(times):.3f}-{max(times):.3f} s")
+
+
+def _yanked(url: str) -> set[object]:
+    reply = request(url, "/simple/race-demo/", headers={"Accept": JSON_TYPE})
+    return {f["yanked"] for f in json.loads(reply.body)["files"]}
+
+
+def test_upload_visibility_a_yank_through_a_worker_is_on_the_page_when_answered(
+        make_config: ConfigMaker, tmp_path: Path) -> None:
+    config_file = with_alice(make_config(upload={"enabled": True}, server={"processes": 2}))
+    with serve_process(config_file) as running:
+        pids = {running.process.pid, *_children(running.process.pid)}
+        port = int(running.url.rstrip("/").rsplit(":", 1)[1])
+        wheel = make_wheel(tmp_path / "dist", "Race-Demo", "1.0")
+        assert _upload(port, wheel, "1.0", pids)[0] == 200
+        answered_by: set[int | None] = set()
+        for round_ in range(_MAX_ROUNDS):
+            if round_ >= _ROUNDS and answered_by >= pids:
+                break
+            path, reason = ("/-/unyank", False) if round_ % 2 else ("/-/yank", f"round {round_}")
+            body = urlencode({"project": "race-demo", "version": "1.0", "reason": reason or ""}).encode()
+            status, _took, pid = _post(port, path, body, "application/x-www-form-urlencoded", pids)
+            assert status == 200, running.output()
+            assert _yanked(running.url) == {reason}, round_
+            answered_by.add(pid)
+        assert answered_by == pids, f"answered by {answered_by}, processes {pids}"

@@ -283,8 +283,45 @@ test_upload() {
     [ "$code" = 403 ] || fail "upload with a wrong token: HTTP $code $(cat "$WORK/upload.out")"
     code=$(upload "e2e-uploader:$token")
     [ "$code" = 200 ] || fail "upload: HTTP $code $(cat "$WORK/upload.out")"
-    wait_for 15 "the uploaded file is served" page_has "$(index_url /simple/uploadthing/)" "uploadthing-1.0-py3-none-any.whl"
+    # answered only once the index lists it: no waiting between an upload and an install
+    page_has "$(index_url /simple/uploadthing/)" "uploadthing-1.0-py3-none-any.whl" \
+        || fail "the upload was answered before the index listed it"
+    ok "the uploaded file is listed as soon as the upload is answered"
     if journalctl --no-pager | grep -- "$token" >/dev/null; then fail "the upload token is in the journal"; fi
+    UPLOAD_TOKEN=$token
+}
+
+# ------------------------------------------------------------------------------------------
+test_yank() {
+    step "yank and un-yank without editing the config, the project page, remove a file for good"
+    local page code wheel sha  # wheel and sha: what upload() (from test_upload) sends
+    page=$(index_url /simple/uploadthing/)
+    wheel="$WORK/upload/uploadthing-1.0-py3-none-any.whl"
+    sha=$(sha256sum "$wheel" | cut -d' ' -f1)
+    pypi-insiders yank uploadthing 1.0 --reason "e2e yank" || fail "pypi-insiders yank"
+    [ "$(stat -c %U /var/lib/pypi-insiders/yanked.json)" = pypi-insiders ] \
+        || fail "yank as root left yanked.json owned by $(stat -c %U /var/lib/pypi-insiders/yanked.json)"
+    wait_for 15 "the running index shows the yank" page_has "$page" 'data-yanked="e2e yank"'
+    page_has "$(index_url /project/uploadthing/)" "yanked: e2e yank" || fail "the project page shows no yank"
+    page_has "$(index_url /)" 'href="project/uploadthing/"' || fail "/ does not link the project page"
+    pypi-insiders yank uploadthing 1.0 --undo || fail "pypi-insiders yank --undo"
+    wait_for 15 "the running index shows the un-yank" bash -c "! curl -sf --max-time 10 $page | grep data-yanked"
+    api() {  # api PATH -> HTTP status
+        curl -s -o "$WORK/api.out" -w '%{http_code}' --max-time 30 -u "e2e-uploader:$UPLOAD_TOKEN" \
+            -d project=uploadthing -d version=1.0 -d reason=api "$(index_url "$1")"
+    }
+    code=$(api /-/yank)
+    [ "$code" = 200 ] || fail "POST /-/yank: HTTP $code $(cat "$WORK/api.out")"
+    page_has "$page" 'data-yanked="api"' || fail "POST /-/yank answered before the page showed it"
+    code=$(api /-/unyank)
+    [ "$code" = 200 ] || fail "POST /-/unyank: HTTP $code $(cat "$WORK/api.out")"
+    ok "yanked and un-yanked through the API, with the upload token"
+    pypi-insiders remove uploadthing-1.0-py3-none-any.whl || fail "pypi-insiders remove"
+    wait_for 15 "the removed file leaves the index" \
+        bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 $page)\" = 404 ]"
+    code=$(upload "e2e-uploader:$UPLOAD_TOKEN")
+    [ "$code" = 400 ] || fail "re-upload of a removed filename: HTTP $code $(cat "$WORK/upload.out")"
+    ok "a removed filename cannot be uploaded again"
 }
 
 # ------------------------------------------------------------------------------------------
@@ -492,7 +529,7 @@ test_purge() {
 # ------------------------------------------------------------------------------------------
 # Sections run in this order, each relying on the ones before; naming some (after PORT) runs
 # only those, for working on one part of the package.
-ALL_SECTIONS=(installed footprint security upstream pip journal upload nginx reload fetch cli broken reinstall stop purge)
+ALL_SECTIONS=(installed footprint security upstream pip journal upload yank nginx reload fetch cli broken reinstall stop purge)
 sections=("${@:2}")
 [ ${#sections[@]} -gt 0 ] || sections=("${ALL_SECTIONS[@]}")
 for section in "${sections[@]}"; do
