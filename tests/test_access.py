@@ -161,6 +161,13 @@ def test_access_project_page_is_readable_exactly_like_the_simple_page(team: Team
         assert "Authorization" in (reply.header("Vary") or "")
     home = team.get("/", team.as_user("member"))
     assert b'href="project/private-pkg/"' in home.body
+    assert b'href="project/"' in home.body
+    listing = {user: team.get("/project/", team.as_user(user) if user else None).body
+               for user in ("sponsor", "member", "ci", None)}
+    assert b'href="private-pkg/"' in listing["sponsor"]
+    assert b'href="private-pkg/"' in listing["member"]
+    assert b"private-pkg" not in listing["ci"]
+    assert b"private-pkg" not in listing[None]
     for auth in (None, team.as_user("sponsor")):  # never held here: nothing to show, never upstream
         reply = team.get("/project/remote-only/", auth)
         assert (reply.status, reply.header("Location")) == (404, None)

@@ -40,6 +40,7 @@ def test_project_page_shows_releases_files_yanks_and_origin(make_config: ConfigM
         page = reply.body.decode()
         files = json.loads(request(running.url, "/simple/page-demo/", headers={"Accept": JSON_TYPE}).body)
         home = request(running.url, "/").body.decode()
+        listing = request(running.url, "/project/").body.decode()
     assert page.index('<h2 id="2.0">2.0</h2>') < page.index('<h2 id="1.0">1.0 <span class="yanked">(yanked)')
     for entry in files["files"]:
         row = next(line for line in page.splitlines() if f">{entry['filename']}</a>" in line)
@@ -55,6 +56,8 @@ def test_project_page_shows_releases_files_yanks_and_origin(make_config: ConfigM
             assert "https://git.example.invalid/page.git" in row
     assert "<b>old</b>" not in page
     assert re.search(r'href="project/page-demo/"', home), home
+    assert 'href="project/"' in home
+    assert '<li><a href="page-demo/">page-demo</a></li>' in listing
 
 
 @pytest.mark.parametrize(("size", "text"), [(0, "0 bytes"), (1023, "1023 bytes"), (1536, "1.5 KiB"),

@@ -138,6 +138,7 @@ def home_page(projects: int, files: int, latest: Sequence[FileRecord]) -> bytes:
         f"    <p>This index serves {files} file{'s' if files != 1 else ''} of {projects} "
         f"project{'s' if projects != 1 else ''}.</p>\n"
         '    <p>Install with <code>pip install --index-url &lt;this address&gt;/simple/ NAME</code>; '
-        'browse the <a href="simple/">simple index</a>, or see the <a href="status">fetcher status</a>.'
+        'browse <a href="project/">the projects</a> or the <a href="simple/">simple index</a>, '
+        'or see the <a href="status">fetcher status</a>.'
         "</p>\n" + latest_html + "  </body>\n</html>\n"
     ).encode()

@@ -142,6 +142,7 @@ def home_page(names: Iterable[str]) -> bytes:
     listing = f"    <ul>\n{items}    </ul>\n" if shown else "    <p>No local project is yours to read.</p>\n"
     return ("<!DOCTYPE html>\n<html>\n  <head>\n    <meta charset=\"utf-8\">\n"
             "    <title>pypi-insiders</title>\n  </head>\n  <body>\n    <h1>pypi-insiders</h1>\n"
-            + listing + '    <p>See the <a href="simple/">simple index</a>.</p>\n'
+            + listing + '    <p>See <a href="project/">the projects</a> or the '
+            '<a href="simple/">simple index</a>.</p>\n'
             "  </body>\n</html>\n").encode()
 

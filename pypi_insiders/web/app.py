@@ -149,6 +149,10 @@ class IndexApp:
             return self._simple_page(environ, path[len(SIMPLE_URL):], view)
         if path.startswith(PACKAGES_URL):
             return self._package_file(environ, path[len(PACKAGES_URL):], view)
+        if path == project_page.PAGE_URL:  # the projects this caller may read
+            names = (self.projects.index.projects() if view.read.everything
+                     else self._live.scoped_roots.names(view.read))
+            return private_body(project_page.listing(names), HTML, view)
         if path.startswith(project_page.PAGE_URL):
             return self._project_page(environ, path[len(project_page.PAGE_URL):], view)
         if path == "/":

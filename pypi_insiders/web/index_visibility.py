@@ -64,6 +64,14 @@ class IndexView:
                         extra={"PROJECT": project, "FILE": str(page)})
             return []
 
+    def projects(self) -> list[str]:
+        """The names of the generated root list ([] before the first generation)."""
+        try:
+            data = json.loads(self.layout.root_list("json").read_bytes())
+            return [str(p["name"]) for p in data["projects"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+
     def listed(self, project: NormalizedName) -> dict[str, str]:
         """Filename -> sha256 of the files the project's JSON page lists ({} without a page)."""
         try:

@@ -1,5 +1,6 @@
 """The human page of one project, `/project/NAME/`: its releases, files, sizes, upload times,
-yanked state, and for a file the fetcher built, the repository, tag and commit it came from.
+yanked state, and for a file the fetcher built, the repository, tag and commit it came from;
+and `/project/`, the projects the caller may read.
 
 Rendered per request from the project's generated JSON page (`index_visibility`), which holds
 all of it but the origin, read from `provenance`. The links are relative, like the simple
@@ -98,6 +99,15 @@ def render(project: NormalizedName, files: list[dict[str, Any]],
             f'    <p>Install with <code>pip install --index-url &lt;this address&gt;/simple/ {name}</code>; '
             f'the <a href="../../simple/{name}/">simple page</a>, <a href="../../">all projects</a>.</p>\n'
             f"    <p>Releases: {versions}</p>\n{body}  </body>\n</html>\n").encode()
+
+
+def listing(names: Iterable[str]) -> bytes:
+    """`/project/`: every project the caller may read, each linked to its page."""
+    shown = sorted(names)
+    items = "".join(f'      <li><a href="{escape(n, quote=True)}/">{escape(n)}</a></li>\n' for n in shown)
+    listed = f"    <ul>\n{items}    </ul>\n" if shown else "    <p>No local project is yours to read.</p>\n"
+    return ('<!DOCTYPE html>\n<html>\n  <head>\n    <meta charset="utf-8">\n    <title>Projects</title>\n'
+            f"  </head>\n  <body>\n    <h1>Projects</h1>\n{listed}  </body>\n</html>\n").encode()
 
 
 class ProjectPages:
