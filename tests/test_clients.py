@@ -96,13 +96,13 @@ def test_clients_uv_contributor_gets_the_public_release(team: Team, tmp_path: Pa
     assert installed(venv) == {PUBLIC}
 
 
-def _uv_project(directory: Path, index: str) -> Path:
+def _uv_project(directory: Path, index: str, *, always: bool = True) -> Path:
     directory.mkdir(parents=True)
     (directory / "pyproject.toml").write_text(
         '[project]\nname = "app"\nversion = "0"\nrequires-python = ">=3.11"\n'
         'dependencies = ["public-pkg"]\n\n[tool.uv]\npackage = false\n\n'
         f'[[tool.uv.index]]\nname = "insiders"\nurl = "{index}"\ndefault = true\n'
-        'authenticate = "always"\n')
+        + ('authenticate = "always"\n' if always else ""))
     return directory
 
 
@@ -126,6 +126,28 @@ def test_clients_uv_named_index_without_credentials_fails_clearly(team: Team, tm
     result = run([str(VENV_BIN / "uv"), "sync", "--python", str(VENV_BIN / "python")], project, env, ok=False)
     assert result.returncode != 0
     assert not (project / ".venv").exists() or PUBLIC not in installed(project / ".venv")
+
+
+def test_clients_uv_named_index_sends_credentials_from_the_environment_up_front(
+        team: Team, tmp_path: Path) -> None:
+    """Without authenticate = "always" too: uv sends an index's credentials on the first request,
+    so a sponsor is never answered as a contributor (a public project's upstream release)."""
+    project = _uv_project(tmp_path / "app", team.index, always=False)
+    env = client_env(tmp_path, {"UV_INDEX_INSIDERS_USERNAME": "__token__",
+                                "UV_INDEX_INSIDERS_PASSWORD": team.token})
+    env.pop("UV_NO_CONFIG", None)
+    run([str(VENV_BIN / "uv"), "sync", "--python", str(VENV_BIN / "python")], project, env)
+    assert installed(project / ".venv") == {LOCAL}
+
+
+def test_clients_uv_named_index_contributor_gets_the_public_release(team: Team, tmp_path: Path) -> None:
+    """The same project file, no credentials in the environment: upstream's release."""
+    project = _uv_project(tmp_path / "app", team.index, always=False)
+    env = client_env(tmp_path)
+    env.pop("UV_NO_CONFIG", None)
+    run([str(VENV_BIN / "uv"), "sync", "--python", str(VENV_BIN / "python")], project, env)
+    assert installed(project / ".venv") == {PUBLIC}
+    assert "9.9.1" not in (project / "uv.lock").read_text()
 
 
 # --------------------------------------------------------------------------- twine
