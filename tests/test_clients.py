@@ -157,9 +157,10 @@ def test_clients_twine_read_only_token_is_refused_and_nothing_written(team: Team
     wheel = make_wheel(tmp_path / "dist", "public-pkg", "9.9.2")
     store = team.config_file.parent / "data" / "store"
     before = sorted(str(p.relative_to(store)) for p in store.rglob("*"))
-    env = client_env(tmp_path, {"TWINE_NON_INTERACTIVE": "1"})
+    env = client_env(tmp_path, {"TWINE_NON_INTERACTIVE": "1", "TWINE_USERNAME": "__token__",
+                                "TWINE_PASSWORD": team.readonly})  # as a CI job passes them: not in argv
     result = run([twine_program(), "upload", "--disable-progress-bar", "--repository-url", team.served.url,
-                  "-u", "__token__", "-p", team.readonly, str(wheel)], tmp_path, env, ok=False)
+                  str(wheel)], tmp_path, env, ok=False)
     assert result.returncode != 0
     assert "403" in result.stdout + result.stderr
     assert team.readonly not in result.stdout + result.stderr
