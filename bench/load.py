@@ -9,9 +9,10 @@ cost stays well below what even nginx can answer.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,15 +39,18 @@ class LoadResult:
 
 
 def run_wrk(base_url: str, scenario: str, paths: Sequence[str], connections: int, duration: float,
-            *, threads: int = 2, timeout: float = 10.0) -> LoadResult:
-    """wrk against `base_url` cycling over `paths`; raises RuntimeError when wrk itself fails."""
+            *, threads: int = 2, timeout: float = 10.0, env: Mapping[str, str] | None = None) -> LoadResult:
+    """wrk against `base_url` cycling over `paths`; raises RuntimeError when wrk itself fails.
+
+    `env`: added to wrk's environment (WRK_AUTHORIZATION: an Authorization header for every request).
+    """
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         paths_file = Path(tmp) / "paths.txt"
         paths_file.write_text("".join(f"{path}\n" for path in paths))
         argv = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{duration:g}s",
                 f"--timeout={timeout:g}s", "--latency", "-s", str(SCRIPT), base_url, "--", str(paths_file)]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + timeout + 60,
-                              check=False)
+                              check=False, env={**os.environ, **env} if env else None)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith(_MARK)), None)
     if done.returncode != 0 or line is None:
         msg = f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}"

@@ -1,6 +1,6 @@
 -- wrk script: each thread cycles through the request paths listed in a file (one per line),
 -- starting at its own offset, and prints one JSON line of results when the run is done.
--- Usage: wrk -s paths.lua URL -- PATHS_FILE
+-- Usage: [WRK_AUTHORIZATION='Basic ...'] wrk -s paths.lua URL -- PATHS_FILE
 local counter = 0
 local threads = {}
 
@@ -12,9 +12,12 @@ end
 
 function init(args)
    requests = {}
+   -- an Authorization header from the environment, never from argv (where ps shows it)
+   local authorization = os.getenv("WRK_AUTHORIZATION")
+   local headers = authorization and {Authorization = authorization} or nil
    for line in io.lines(args[1]) do
       if #line > 0 then
-         table.insert(requests, wrk.format("GET", line))
+         table.insert(requests, wrk.format("GET", line, headers))
       end
    end
    position = ((id or 1) - 1) * 7919 % #requests

@@ -33,8 +33,8 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from bench import auth_load, measure, report, servers
 from bench import corpus as corpora
-from bench import measure, report, servers
 from bench.load import LoadResult, run_wrk
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -187,10 +187,16 @@ def bench_corpus(projects: int, settings: Settings) -> dict[str, Any]:
         "pypiserver": lambda: servers.pypiserver(settings.workdir / "pypiserver-venv", corpus.flat,
                                                  logs / f"pypiserver-{projects}.log"),
     }
+    token = auth_load.add_reader(state / "config.toml") if "ours" in settings.only else None
     with ExitStack() as stack:
         running = start_all(stack, starters, settings, results)
         for name, rows in run_loads(running, paths, settings).items():
             results[name]["load"] = rows
+        for server in running:  # issue 8: a token read against an anonymous one, ours alone
+            if server.name == "ours" and token is not None:
+                results["ours"]["token_load"] = auth_load.run_pairs(
+                    server, paths.project_page, token, connections=settings.connections,
+                    duration=settings.duration, rounds=settings.rounds)
         measure_after_load(running, corpus, paths, settings, results)
     return {name: figures for name, figures in results.items() if name in settings.only}
 
@@ -249,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     for count, results in _each_corpus(projects, settings):
         all_results["corpora"][str(count)] = results
         found = report.targets(results, count, settings.connections)
+        found += auth_load.targets(results, settings.connections)
         failed |= not all(t.passed for t in found)
         summaries.append(f"\n== {count} projects x 10 files (ours: {settings.processes} process(es))\n"
                          f"{report.table(results, settings.connections)}\n\n{report.format_targets(found)}")

@@ -258,10 +258,15 @@ def wait_for(check: Callable[[], bool], timeout: float = 10.0, step: float = 0.0
     return check()
 
 
+def client_program(tool: str) -> str:
+    """A client tool from its own venv of .ci/deps (kept apart from the Debian runtime), else on PATH;
+    a tool in neither place makes the test fail when it runs."""
+    script = ROOT / f".venv-{tool}" / "bin" / tool
+    return str(script) if script.exists() else shutil.which(tool) or tool
+
+
 def twine_program() -> str:
-    """The twine of .ci/deps's own venv (kept apart from the Debian runtime), else one on PATH."""
-    script = ROOT / ".venv-twine" / "bin" / "twine"
-    return str(script) if script.exists() else shutil.which("twine") or "twine"
+    return client_program("twine")
 
 
 def python() -> str:

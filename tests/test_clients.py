@@ -9,121 +9,22 @@ client runs with HOME and its config in a temp directory, never the host's.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ConfigMaker
+from tests.client_fixtures import LOCAL, PRIVATE, PUBLIC, Team, client_env, installed, run, team_server
 from tests.distfiles import make_wheel
-from tests.server_fixtures import (
-    VENV_BIN,
-    FakeUpstream,
-    Running,
-    ThreadedServer,
-    basic,
-    request,
-    serve_process,
-    service_env,
-    twine_program,
-)
+from tests.server_fixtures import VENV_BIN, basic, request, twine_program
 
 pytestmark = pytest.mark.slow
-
-LOCAL = "public_pkg-9.9.1.dist-info"  # the Insiders build
-PUBLIC = "public_pkg-9.9.dist-info"  # upstream's release
-PRIVATE = "private_pkg-1.0.dist-info"
-
-
-@dataclass
-class Team:
-    served: Running
-    config_file: Path
-    token: str  # the sponsor's read token
-    readonly: str  # a read-only token of another user
-    upstream: FakeUpstream
-
-    @property
-    def index(self) -> str:
-        return self.served.url + "simple/"
-
-    def with_credentials(self, user: str, secret: str) -> str:
-        return self.index.replace("http://", f"http://{user}:{secret}@", 1)
-
-
-def _cli(config_file: Path, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "pypi_insiders", "--config", str(config_file), *args],
-                          capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
-                          env=service_env())
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 @pytest.fixture(scope="module")
 def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
-    """One server for the module: every client test only reads, and each gets its own HOME."""
-    root = tmp_path_factory.mktemp("team")
-    public = make_wheel(root / "upstream", "public-pkg", "9.9")
-    fake = FakeUpstream(projects={"public-pkg": {public.name: public.read_bytes()}})
-    make_wheel(root / "data" / "store" / "public-pkg", "public-pkg", "9.9.1")
-    make_wheel(root / "data" / "store" / "private-pkg", "private-pkg", "1.0")
-    with ThreadedServer(fake.app) as upstream:
-        maker = _config_maker(root)
-        config_file = maker(upstream={"url": upstream.url + "simple/", "fallback": "redirect"},
-                            access={"anonymous": "none", "public_projects": ["public-pkg"]},
-                            upload={"enabled": True})
-        token = _cli(config_file, "users", "add", "sponsor-ci", "--token").splitlines()[0]
-        readonly = _cli(config_file, "users", "add", "reader", "--token", "--read", "public-pkg")
-        readonly = readonly.splitlines()[0]
-        with serve_process(config_file) as served:
-            yield Team(served, config_file, token, readonly, fake)
-            assert token not in served.output()
-
-
-def _config_maker(root: Path) -> ConfigMaker:
-    from tests.conftest import to_toml  # noqa: PLC0415
-
-    def make(**tables: dict[str, object]) -> Path:
-        data: dict[str, dict[str, object]] = {
-            "server": {"listen": "127.0.0.1:0"},
-            "paths": {"data": str(root / "data"), "cache": str(root / "cache")},
-            "upload": {"users_file": str(root / "users")},
-            "fetch": {"repos_dir": str(root / "repos.d"), "credentials_dir": str(root / "credentials")},
-        }
-        for name, table in tables.items():
-            data[name] = {**data.get(name, {}), **table}
-        path = root / "config.toml"
-        path.write_text(to_toml(data))
-        return path
-
-    return make
-
-
-def client_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """A client's environment: HOME and XDG dirs of its own, no user config, no cache shared."""
-    home.mkdir(parents=True, exist_ok=True)
-    env = service_env({"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
-                       "XDG_CACHE_HOME": str(home / ".cache"), "XDG_DATA_HOME": str(home / ".local/share"),
-                       "UV_CACHE_DIR": str(home / "uv-cache"), "UV_PYTHON_DOWNLOADS": "never",
-                       "PIP_NO_INPUT": "1", "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"})
-    env.update(extra or {})
-    return env
-
-
-def run(argv: list[str], cwd: Path, env: dict[str, str], *,
-        ok: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
-                            check=False, stdin=subprocess.DEVNULL)
-    if ok:
-        assert result.returncode == 0, f"{argv}\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-def installed(target: Path) -> set[str]:
-    return {p.name for p in target.rglob("*.dist-info")}
+    with team_server(tmp_path_factory.mktemp("team")) as served:
+        yield served
 
 
 # --------------------------------------------------------------------------- pip
@@ -195,13 +96,13 @@ def test_clients_uv_contributor_gets_the_public_release(team: Team, tmp_path: Pa
     assert installed(venv) == {PUBLIC}
 
 
-def _uv_project(directory: Path, index: str) -> Path:
+def _uv_project(directory: Path, index: str, *, always: bool = True) -> Path:
     directory.mkdir(parents=True)
     (directory / "pyproject.toml").write_text(
         '[project]\nname = "app"\nversion = "0"\nrequires-python = ">=3.11"\n'
         'dependencies = ["public-pkg"]\n\n[tool.uv]\npackage = false\n\n'
         f'[[tool.uv.index]]\nname = "insiders"\nurl = "{index}"\ndefault = true\n'
-        'authenticate = "always"\n')
+        + ('authenticate = "always"\n' if always else ""))
     return directory
 
 
@@ -227,6 +128,28 @@ def test_clients_uv_named_index_without_credentials_fails_clearly(team: Team, tm
     assert not (project / ".venv").exists() or PUBLIC not in installed(project / ".venv")
 
 
+def test_clients_uv_named_index_sends_credentials_from_the_environment_up_front(
+        team: Team, tmp_path: Path) -> None:
+    """Without authenticate = "always" too: uv sends an index's credentials on the first request,
+    so a sponsor is never answered as a contributor (a public project's upstream release)."""
+    project = _uv_project(tmp_path / "app", team.index, always=False)
+    env = client_env(tmp_path, {"UV_INDEX_INSIDERS_USERNAME": "__token__",
+                                "UV_INDEX_INSIDERS_PASSWORD": team.token})
+    env.pop("UV_NO_CONFIG", None)
+    run([str(VENV_BIN / "uv"), "sync", "--python", str(VENV_BIN / "python")], project, env)
+    assert installed(project / ".venv") == {LOCAL}
+
+
+def test_clients_uv_named_index_contributor_gets_the_public_release(team: Team, tmp_path: Path) -> None:
+    """The same project file, no credentials in the environment: upstream's release."""
+    project = _uv_project(tmp_path / "app", team.index, always=False)
+    env = client_env(tmp_path)
+    env.pop("UV_NO_CONFIG", None)
+    run([str(VENV_BIN / "uv"), "sync", "--python", str(VENV_BIN / "python")], project, env)
+    assert installed(project / ".venv") == {PUBLIC}
+    assert "9.9.1" not in (project / "uv.lock").read_text()
+
+
 # --------------------------------------------------------------------------- twine
 
 
@@ -234,9 +157,10 @@ def test_clients_twine_read_only_token_is_refused_and_nothing_written(team: Team
     wheel = make_wheel(tmp_path / "dist", "public-pkg", "9.9.2")
     store = team.config_file.parent / "data" / "store"
     before = sorted(str(p.relative_to(store)) for p in store.rglob("*"))
-    env = client_env(tmp_path, {"TWINE_NON_INTERACTIVE": "1"})
+    env = client_env(tmp_path, {"TWINE_NON_INTERACTIVE": "1", "TWINE_USERNAME": "__token__",
+                                "TWINE_PASSWORD": team.readonly})  # as a CI job passes them: not in argv
     result = run([twine_program(), "upload", "--disable-progress-bar", "--repository-url", team.served.url,
-                  "-u", "__token__", "-p", team.readonly, str(wheel)], tmp_path, env, ok=False)
+                  str(wheel)], tmp_path, env, ok=False)
     assert result.returncode != 0
     assert "403" in result.stdout + result.stderr
     assert team.readonly not in result.stdout + result.stderr

@@ -54,10 +54,11 @@ def server(config_file: Path) -> Iterator[Running]:
 
 def twine(url: str, user: str, secret: str, *files: Path,
           verbose: bool = True) -> subprocess.CompletedProcess[str]:
-    env = service_env({"TWINE_NON_INTERACTIVE": "1", "COLUMNS": "300",
+    env = service_env({"TWINE_NON_INTERACTIVE": "1", "COLUMNS": "300",  # secrets kept out of argv
+                       "TWINE_USERNAME": user, "TWINE_PASSWORD": secret,
                        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"})
     return subprocess.run([twine_program(), "upload", "--disable-progress-bar", *(["--verbose"] * verbose),
-                           "--repository-url", url, "-u", user, "-p", secret, *map(str, files)],
+                           "--repository-url", url, *map(str, files)],
                           capture_output=True, text=True, timeout=120, check=False, env=env)
 
 
@@ -188,9 +189,10 @@ def test_upload_uv_publish_is_accepted_twice(server: Running, tmp_path: Path) ->
     wheel = make_wheel(tmp_path / "dist", "Uv-Demo", "1.0")
     for _ in range(2):
         published = subprocess.run([str(Path(python()).parent / "uv"), "publish", "--publish-url",
-                                    f"{server.url}legacy/", "-u", "alice", "-p", SECRET, str(wheel)],
+                                    f"{server.url}legacy/", str(wheel)],
                                    capture_output=True, text=True, timeout=120, check=False,
-                                   env=service_env({"UV_NO_CONFIG": "1"}))
+                                   env=service_env({"UV_NO_CONFIG": "1", "UV_PUBLISH_USERNAME": "alice",
+                                                    "UV_PUBLISH_PASSWORD": SECRET}))
         assert published.returncode == 0, published.stdout + published.stderr
     assert wait_for(lambda: listed(server.url, "uv-demo") == {wheel.name}, timeout=30), server.output()
 

@@ -6,7 +6,9 @@ keyed by a keyed hash of the header under a key that lives only in this process 
 holds nothing that could be turned back into a secret offline). The cache is bounded, emptied
 whenever the users file changes (looked at every fraction of a second, so `users remove`
 takes effect on a running server within one), and an expiry is checked on every request.
-Failures are never cached: past a limit per client address no KDF runs at all.
+Failures are never cached: past a limit per client address no KDF runs at all. Requests that
+arrive together with the same new header wait for one verification instead of each running
+their own: a CI job's first burst of parallel downloads costs one KDF, not one per connection.
 """
 
 from __future__ import annotations
@@ -106,6 +108,8 @@ class Authenticator:
         self._users: dict[str, User] = {}
         self._key = secrets.token_bytes(32)
         self._verified: dict[bytes, User] = {}
+        self._pending: dict[bytes, threading.Lock] = {}  # headers being verified right now
+        self.kdf_runs = 0  # verifications that ran the KDF, for tests and the benchmark
         self._used: dict[str, float] = {}  # last use written, per user
 
     def user(self, environ: Mapping[str, Any]) -> User | None:
@@ -119,15 +123,30 @@ class Authenticator:
         now = time.time()
         found = self._verified.get(key)
         if found is None or users.get(found.name) is not found:
-            # A miss pays for a KDF anyway: look at the file now, so a user just added can log in.
-            users = self._current(force=True)
-            found = self._verify(str(header), key, users, str(environ.get("REMOTE_ADDR", "-")))
+            users, found = self._verify_once(str(header), key, str(environ.get("REMOTE_ADDR", "-")))
         if found.expired(now):
             raise AuthError(401, f"the credentials of user {found.name!r} expired on "
                               f"{users_file.format_time(found.expires or now)}", refused=True)
         if now - self._used.get(found.name, 0.0) >= _LAST_USE_EVERY:
             self._note_use(found.name, now)
         return found
+
+    def _verify_once(self, header: str, key: bytes, client: str) -> tuple[dict[str, User], User]:
+        """One verification per header at a time; those who waited take its result."""
+        with self._lock:
+            gate = self._pending.setdefault(key, threading.Lock())
+        with gate:
+            try:
+                # A miss pays for a KDF anyway: look at the file now, so a user just added can log in.
+                users = self._current(force=True)
+                found = self._verified.get(key)
+                if found is None or users.get(found.name) is not found:
+                    found = self._verify(header, key, users, client)
+                return users, found
+            finally:
+                with self._lock:
+                    if self._pending.get(key) is gate:
+                        del self._pending[key]
 
     def _verify(self, header: str, key: bytes, users: Mapping[str, User], client: str) -> User:
         wait = self.failed_logins.retry_after(client)
@@ -138,6 +157,7 @@ class Authenticator:
             name = passwords.token_owner(secret) or ""
         user = users.get(name)
         # An unknown name still pays for one KDF, so timing does not tell which names exist.
+        self.kdf_runs += 1
         matches = passwords.verify_secret(secret, user.hashed if user else passwords.DUMMY_HASH)
         if user is None or not matches:
             self.failed_logins.failed(client)
