@@ -1,11 +1,12 @@
 """`POST /-/yank` and `POST /-/unyank`: yanking over HTTP, for a user whose upload scope covers
 the project.
 
-The body is a plain form (`curl -u ci:$TOKEN -d project=demo -d version=1.0 -d reason=broken
-.../-/yank`). Credentials are checked as for uploads: none or malformed ask again (401), wrong
-ones are refused (403), and so is a project outside the user's upload scope. The yank goes to
-`<state>/yanked.json` (`index.yanks`); the answer comes once the project's generated pages show
-it, whichever process took the request, as for uploads (`index_visibility`).
+The body is a plain form (`curl -K FILE -d project=demo -d version=1.0 -d reason=broken
+.../-/yank`, FILE holding `user = "ci:TOKEN"`). Credentials are checked as for uploads: none
+or malformed ask again (401), wrong ones are refused (403), and so is a project outside the
+user's upload scope. The yank goes to `<state>/yanked.json` (`index.yanks`); the answer comes
+once the project's generated pages show it, whichever process took the request, as for
+uploads (`index_visibility`).
 """
 
 from __future__ import annotations

@@ -306,9 +306,10 @@ test_yank() {
     page_has "$(index_url /)" 'href="project/uploadthing/"' || fail "/ does not link the project page"
     pypi-insiders yank uploadthing 1.0 --undo || fail "pypi-insiders yank --undo"
     wait_for 15 "the running index shows the un-yank" bash -c "! curl -sf --max-time 10 $page | grep data-yanked"
-    api() {  # api PATH -> HTTP status
-        curl -s -o "$WORK/api.out" -w '%{http_code}' --max-time 30 -u "e2e-uploader:$UPLOAD_TOKEN" \
-            -d project=uploadthing -d version=1.0 -d reason=api "$(index_url "$1")"
+    api() {  # api PATH -> HTTP status; the token goes through curl's config on stdin, not argv
+        printf 'user = "e2e-uploader:%s"\n' "$UPLOAD_TOKEN" \
+            | curl -s -K - -o "$WORK/api.out" -w '%{http_code}' --max-time 30 \
+                -d project=uploadthing -d version=1.0 -d reason=api "$(index_url "$1")"
     }
     code=$(api /-/yank)
     [ "$code" = 200 ] || fail "POST /-/yank: HTTP $code $(cat "$WORK/api.out")"
