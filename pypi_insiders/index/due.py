@@ -15,7 +15,8 @@ from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.index.metadata_cache import Cache
 from pypi_insiders.index.page_settings import PageSettings
 
-PAGE_FORMAT = "1"  # bump when the pages change shape: every project is then rendered again
+# Bump when the pages change shape: every project is then rendered again (2: /project/ links).
+PAGE_FORMAT = "2"
 
 
 def format_changed(cache: Cache) -> bool:

@@ -273,8 +273,8 @@ test_upload() {
     systemctl reload $INDEX || fail "reload with uploads enabled"
     wheel=$(make_wheel "$WORK/upload" uploadthing 1.0)
     sha=$(sha256sum "$wheel" | cut -d' ' -f1)
-    upload() {  # upload USER:SECRET -> HTTP status
-        curl -s -o "$WORK/upload.out" -w '%{http_code}' --max-time 30 -u "$1" \
+    upload() {  # upload USER:SECRET -> HTTP status; the secret goes through curl's config on stdin
+        printf 'user = "%s"\n' "$1" | curl -s -K - -o "$WORK/upload.out" -w '%{http_code}' --max-time 30 \
             -F ':action=file_upload' -F protocol_version=1 -F name=uploadthing -F version=1.0 \
             -F filetype=bdist_wheel -F pyversion=py3 -F metadata_version=2.1 -F "sha256_digest=$sha" \
             -F "content=@$wheel" "$(index_url /legacy/)"
