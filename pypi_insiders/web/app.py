@@ -22,7 +22,7 @@ from pypi_insiders.errors import InsidersError, InvalidDistributionError
 from pypi_insiders.index.layout import METADATA_SUFFIX, PACKAGES_URL, SIMPLE_URL, IndexLayout
 from pypi_insiders.index.pins import Pins, pins_path
 from pypi_insiders.store import Store, parse_filename
-from pypi_insiders.web import access, page_cache, project_page, upload, yank_api
+from pypi_insiders.web import access, page_cache, project_page, sendfile, upload, yank_api
 from pypi_insiders.web.access import View
 from pypi_insiders.web.auth import Authenticator, AuthError
 from pypi_insiders.web.fallback import Answer, Fallback
@@ -262,15 +262,10 @@ class IndexApp:
         refused = None if view.read.everything else self._file_refused(relpath, view)
         if refused is not None:
             return refused
-        if relpath.endswith(METADATA_SUFFIX):
-            path = page_cache.resolve_inside(self._live.metadata_root, relpath)
-        else:
-            path = page_cache.resolve_inside(self._live.store_root, relpath)
-            if path is not None and not _is_distribution(path):
-                path = None
-        info = page_cache.served_file(path) if path else None
-        if info is None:
+        found = self._locate(relpath)
+        if found is None:
             return plain("404 Not Found", "no such file")
+        info, internal = found
         if view.private:
             common = [*page_cache.validators(info.etag, info.mtime, page_cache.PRIVATE_FILE_CACHE_CONTROL),
                       access.VARY_AUTH]
@@ -278,16 +273,20 @@ class IndexApp:
             common = page_cache.validators(info.etag, info.mtime, page_cache.FILE_CACHE_CONTROL)
         if page_cache.not_modified(environ, info.etag, info.mtime):
             return "304 Not Modified", common, ()
-        headers = [("Content-Type", _BINARY), ("Content-Length", str(info.size)), *common]
-        if environ["REQUEST_METHOD"] == "HEAD":
-            return "200 OK", headers, ()
-        try:
-            stream = open(info.path, "rb")  # noqa: SIM115,PTH123 - closed by the server
-        except OSError:
-            return plain("404 Not Found", "no such file")
-        wrapper = environ.get("wsgi.file_wrapper")
-        body: Iterable[bytes] = wrapper(stream, CHUNK) if wrapper else chunks(stream)
-        return "200 OK", headers, body
+        return _send_file(environ, info, internal, common)
+
+    def _locate(self, relpath: str) -> tuple[page_cache.ServedFile, str] | None:
+        """A published file (a distribution in the store, or metadata) and its internal URL for nginx."""
+        if relpath.endswith(METADATA_SUFFIX):
+            root, prefix = self._live.metadata_root, sendfile.METADATA_URL
+            path = page_cache.resolve_inside(root, relpath)
+        else:
+            root, prefix = self._live.store_root, sendfile.STORE_URL
+            path = page_cache.resolve_inside(root, relpath)
+            if path is not None and not _is_distribution(path):
+                path = None
+        info = page_cache.served_file(path) if path else None
+        return None if info is None else (info, sendfile.target(prefix, root, info.path))
 
     # ------------------------------------------------------------------ other routes
 
@@ -320,6 +319,24 @@ class IndexApp:
         extra = [("WWW-Authenticate", 'Basic realm="pypi-insiders"')] if code == 401 else []
         reason = phrase(code, message if code >= 400 else "")
         return plain(f"{code} {reason}", message, extra)
+
+
+def _send_file(environ: Environ, info: page_cache.ServedFile, internal: str,
+               common: page_cache.Headers) -> Response:
+    """The bytes of a file the caller may read, or only its name for nginx in front to send."""
+    if sendfile.wanted(environ):
+        return "200 OK", [("Content-Type", _BINARY), ("Content-Length", "0"),
+                          (sendfile.HEADER, internal), *common], ()
+    headers = [("Content-Type", _BINARY), ("Content-Length", str(info.size)), *common]
+    if environ["REQUEST_METHOD"] == "HEAD":
+        return "200 OK", headers, ()
+    try:
+        stream = open(info.path, "rb")  # noqa: SIM115,PTH123 - closed by the server
+    except OSError:
+        return plain("404 Not Found", "no such file")
+    wrapper = environ.get("wsgi.file_wrapper")
+    body: Iterable[bytes] = wrapper(stream, CHUNK) if wrapper else chunks(stream)
+    return "200 OK", headers, body
 
 
 def _project_of(relpath: str) -> NormalizedName | None:

@@ -327,7 +327,7 @@ test_yank() {
 
 # ------------------------------------------------------------------------------------------
 test_nginx() {
-    step "the sample nginx site serves the generated index and passes the rest to the service"
+    step "the sample nginx site passes requests to the service and sends the files it names"
     # nginx from the mirror, not started by its package (the container shares the host's port 80)
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod +x /usr/sbin/policy-rc.d
