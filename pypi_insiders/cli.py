@@ -260,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--config", metavar="PATH",
                         help="config file (default: $PYPI_INSIDERS_CONFIG or /etc/pypi-insiders/config.toml)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no access log (one line per read of a local project and per refusal)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_parser(sub)
     check = sub.add_parser("check-config", help="validate the configuration and exit")
@@ -286,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    sd.setup_logging(args.verbose, daemon=args.command == "serve")
+    sd.setup_logging(args.verbose, quiet=args.quiet, daemon=args.command == "serve")
     handler: Handler = args.handler
     try:
         return handler(args)

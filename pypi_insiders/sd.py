@@ -18,6 +18,7 @@ except ImportError:  # pragma: no cover - depends on the host
     _journal = None
 
 IDENTIFIER = "pypi-insiders"
+ACCESS_LOG = "pypi_insiders.web.access_log"  # the per-request entries, which -q turns off
 
 
 def under_journald() -> bool:
@@ -35,8 +36,11 @@ class _CommandLineFormatter(logging.Formatter):
         return text
 
 
-def setup_logging(verbose: int = 0, *, daemon: bool = False) -> None:
-    """Journald with structured fields under systemd; readable lines on stderr otherwise."""
+def setup_logging(verbose: int = 0, *, quiet: bool = False, daemon: bool = False) -> None:
+    """Journald with structured fields under systemd; readable lines on stderr otherwise.
+
+    `quiet` (-q): no access log entries, wherever they would go.
+    """
     level = logging.DEBUG if verbose > 0 else logging.INFO
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -54,6 +58,7 @@ def setup_logging(verbose: int = 0, *, daemon: bool = False) -> None:
     root.setLevel(level)
     # waitress logs every queue-depth warning at WARNING; keep it, but not its debug chatter.
     logging.getLogger("waitress").setLevel(max(level, logging.INFO))
+    logging.getLogger(ACCESS_LOG).setLevel(logging.WARNING if quiet else logging.NOTSET)
     # urllib3 warns once per retry ("Retrying (Retry(total=2 ...") before our own clear error
     # line says what failed; with -v they stay, for whoever debugs a connection.
     logging.getLogger("urllib3").setLevel(logging.DEBUG if verbose > 0 else logging.ERROR)

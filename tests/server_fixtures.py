@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,17 +214,19 @@ def _listen_url(log: Path, process: subprocess.Popen[str], deadline: float) -> s
 
 @contextmanager
 def serve_process(config_file: Path | None, *args: str, timeout: float = 30.0,
-                  env: dict[str, str] | None = None, workdir: Path | None = None) -> Iterator[Running]:
+                  env: dict[str, str] | None = None, workdir: Path | None = None,
+                  options: Sequence[str] = ()) -> Iterator[Running]:
     """`pypi-insiders serve` as a subprocess, until it answers; stopped by PID afterwards.
 
     Without `config_file`, serve finds its config (or none) as a user's would, in `workdir`.
+    `options` go before the command (`-q`, `-v`), `args` after it.
     """
     workdir = workdir or (config_file.parent if config_file else Path.cwd())
     log = workdir / f"serve-{time.monotonic_ns()}.log"
     config_args = ["--config", str(config_file)] if config_file else []
     with log.open("w") as out:
         process = subprocess.Popen(
-            [*pypi_insiders(), *config_args, "serve", *args],
+            [*pypi_insiders(), *config_args, *options, "serve", *args],
             stdout=out, stderr=subprocess.STDOUT, text=True, env=service_env(env), cwd=workdir)
     try:
         url = _listen_url(log, process, time.monotonic() + timeout)

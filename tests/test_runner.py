@@ -71,6 +71,9 @@ def test_update_builds_a_tag_pushed_after_the_first_run(make_config: ConfigMaker
         assert origin is not None
         assert (origin.repo, origin.url, origin.tag) == ("demo", f"{server.url}/demo", "v1.0")
         assert origin.commit == Repo(str(upstream)).head().decode()  # v1.0 is the HEAD commit
+        published = [r for r in caplog.records if getattr(r, "STEP", None) == "publish"]
+        assert len(published) == 2  # journalctl PROJECT=demo-pkg finds them
+        assert {getattr(r, "PROJECT", None) for r in published} == {"demo-pkg"}
 
         posts, store_before = server.upload_pack_posts(), _store_files(loaded)
         caplog.clear()
@@ -83,7 +86,11 @@ def test_update_builds_a_tag_pushed_after_the_first_run(make_config: ConfigMaker
 
         g.commit_files(upstream, {"CHANGELOG": "1.1\n"})
         g.tag(upstream, "v1.1")
+        caplog.clear()
         assert runner.cli_update(loaded, ["demo"]) == 0
+        steps = [r for r in caplog.records if getattr(r, "STEP", None) in ("build", "publish")]
+        assert len(steps) == 3  # building, and two files published
+        assert {getattr(r, "PROJECT", None) for r in steps} == {"demo-pkg"}  # known from the first build
         assert server.upload_pack_posts() == posts + 1
     assert "demo-pkg/demo_pkg-1.1-py3-none-any.whl" in _store_files(loaded)
     record = repo_state.load(loaded, "demo")

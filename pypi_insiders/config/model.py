@@ -27,6 +27,8 @@ class ServerConfig:
     processes: int = 1
     # The reverse proxy's address: only its X-Forwarded-For/-Proto are believed (None: nobody's).
     trusted_proxy: str | None = None
+    # One journald entry (or stderr line) per read of a local project and per refusal.
+    access_log: bool = True
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,9 @@ def server(root: Table) -> ServerConfig:
     threads = t.get("threads", int, 8, lambda v: None if 1 <= v <= 256 else "must be 1 to 256")
     processes = t.get("processes", int, 1, lambda v: None if 1 <= v <= 64 else "must be 1 to 64")
     proxy = t.get("trusted_proxy", str, "", _ip_address_check)
+    access_log = t.get("access_log", bool, True)
     t.finish()
-    return ServerConfig(host, port, threads, processes, proxy or None)
+    return ServerConfig(host, port, threads, processes, proxy or None, access_log)
 
 
 def _ip_address_check(value: str) -> str | None:

@@ -49,6 +49,8 @@ class BuildRequest:
     timeout: float
     workdir: Path  # an empty private directory the caller removes afterwards
     pip_cache: Path | None = None
+    # The distribution as far as known (configured, or read at an earlier build): the log's PROJECT.
+    project: NormalizedName | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,8 @@ def run_build(request: BuildRequest, project_dir: Path, outdir: Path, epoch: int
     output_path = request.workdir / "build.log"
     context = {"REPO": request.repo_key, "TAG": request.tag.tag,
                "VERSION": str(request.tag.version), "STEP": "build"}
+    if request.project or request.distribution:
+        context["PROJECT"] = str(request.project or request.distribution)
     log.info("%s: building %s (version %s)", request.repo_key, request.tag.tag, request.tag.version,
              extra=context)
     with output_path.open("wb") as output:

@@ -48,8 +48,8 @@ def _publish_one(config: Config, built: BuiltFile, repo_key: str, client: HttpCl
     else:
         add_to_store(Store(config.paths.store), built, repo_key)
     log.info("%s: published %s", repo_key, built.path.name,
-             extra={"REPO": repo_key, "FILE": built.path.name, "VERSION": str(built.version),
-                    "STEP": "publish"})
+             extra={"REPO": repo_key, "PROJECT": built.name, "FILE": built.path.name,
+                    "VERSION": str(built.version), "STEP": "publish"})
 
 
 def add_to_store(store: Store, built: BuiltFile, repo_key: str) -> None:
@@ -59,7 +59,8 @@ def add_to_store(store: Store, built: BuiltFile, repo_key: str) -> None:
         store.add(built.path.name, built.path, project=built.name)
     except StoreError as error:
         log.warning("%s: kept the file already in the store: %s", repo_key, error,
-                    extra={"REPO": repo_key, "FILE": built.path.name, "STEP": "publish"})
+                    extra={"REPO": repo_key, "PROJECT": built.name, "FILE": built.path.name,
+                           "STEP": "publish"})
 
 
 def _form(fields: list[tuple[str, str]], file_path: Path, boundary: str) -> bytes:
@@ -113,7 +114,7 @@ def upload(config: Config, path: Path, client: HttpClient) -> None:
         # rebuild's bytes differ (the target never replaces a file, and neither do we).
         level = logging.WARNING if "different" in text.lower() else logging.INFO
         log.log(level, "%s: already at %s (%s)", path.name, display_url(url), text,
-                extra={"FILE": path.name, "STEP": "publish"})
+                extra={"PROJECT": parse_filename(path.name).project, "FILE": path.name, "STEP": "publish"})
         return
     msg = f"upload of {path.name} to {display_url(url)} refused: HTTP {response.status} {text}"
     raise BuildError(msg)

@@ -122,7 +122,7 @@ def update_repo(config: Config, repo: RepoConfig, *, force: bool, failures: list
     if not force and record.next_attempt is not None and record.next_attempt > now:
         log.info("%s: waiting after %d failure(s) until %s (use --force to retry now)", repo.key,
                  record.failures, _local_time(record.next_attempt),
-                 extra={"REPO": repo.key, "STEP": "backoff"})
+                 extra=_fields(repo, record, STEP="backoff"))
         return "waiting"
     record.last_check = now
     outcome_changed = True
@@ -138,7 +138,7 @@ def update_repo(config: Config, repo: RepoConfig, *, force: bool, failures: list
         tags = error.tags if isinstance(error, DueBuildsError) else ["a tag"]
         failures.append(f"{repo.key}: build of {', '.join(tags)} failed")
     except RepoFailure as error:
-        log.error("%s", error, extra={"REPO": repo.key, "STEP": "update"})
+        log.error("%s", error, extra=_fields(repo, record, STEP="update"))
         record.record_failure(str(error), config.fetch.backoff_max, now)
         failures.append(f"{repo.key}: cannot be fetched" if isinstance(error, FetchError | CredentialError)
                         else f"{repo.key}: {type(error).__name__}")
@@ -167,7 +167,7 @@ def build_new(config: Config, repo: RepoConfig, record: repo_state.RepoState, ta
         if held is not None:
             log.info("%s: %s failed to build %d time(s); next try after %s (use --force to retry now)",
                      repo.key, tag.tag, held.failures, _local_time(held.next_attempt),
-                     extra={"REPO": repo.key, "TAG": tag.tag, "STEP": "backoff"})
+                     extra=_fields(repo, record, TAG=tag.tag, STEP="backoff"))
             waiting += 1
             continue
         try:
@@ -175,7 +175,7 @@ def build_new(config: Config, repo: RepoConfig, record: repo_state.RepoState, ta
             record.failed_builds.pop(str(tag.version), None)
             built += 1
         except (BuildError, StoreError, OSError) as error:
-            log.error("%s", error, extra={"REPO": repo.key, "TAG": tag.tag, "STEP": "build"})
+            log.error("%s", error, extra=_fields(repo, record, TAG=tag.tag, STEP="build"))
             record.last_build = repo_state.BuildRecord(tag.tag, str(tag.version), "failed", time.time(),
                                                   error=str(error))
             record.record_build_failure(tag.tag, tag.commit, str(tag.version), config.fetch.backoff_max,
@@ -200,7 +200,8 @@ def build_one(config: Config, repo: RepoConfig, record: repo_state.RepoState,
     try:
         request = builder.BuildRequest(repo.key, git.mirror_path(config, repo.key), tag,
                                        repo.subdirectory, repo.distribution, config.fetch.build_timeout,
-                                       workdir, config.paths.cache / "pip")
+                                       workdir, config.paths.cache / "pip",
+                                       project=repo.distribution or _normalized(record.distribution))
         files = builder.build(request)
         origin = Origin(repo.key, git.display_url(repo.url), tag.tag, tag.commit)
         names = publish.publish(config, files, repo.key, origin)
@@ -209,6 +210,12 @@ def build_one(config: Config, repo: RepoConfig, record: repo_state.RepoState,
     record.distribution = record.distribution or files[0].name
     record.built[str(tag.version)] = tag.tag
     record.last_build = repo_state.BuildRecord(tag.tag, str(tag.version), "ok", time.time(), names)
+
+
+def _fields(repo: RepoConfig, record: repo_state.RepoState, **more: str) -> dict[str, str]:
+    """journald fields of a repository's entries: PROJECT too once its distribution is known."""
+    project = repo.distribution or _normalized(record.distribution)
+    return {"REPO": repo.key, **({"PROJECT": project} if project else {}), **more}
 
 
 def _normalized(name: str | None) -> NormalizedName | None:

@@ -1,9 +1,9 @@
 """The WSGI app: routes requests to the generated index, the store, upstream, status and upload.
 
 Everything it serves was generated beforehand (see the on-disk contract in `index/layout.py`), so
-a request is a route, a negotiated format, a `stat`, and bytes already in memory. No logging
-and no allocation beyond that on the hot path: a project page must cost little more than
-waitress itself.
+a request is a route, a negotiated format, a `stat`, and bytes already in memory. Nothing
+beyond that on the hot path but one access log entry (`access_log.py`, off with
+`[server] access_log = false`): a project page must cost little more than waitress itself.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,7 +23,7 @@ from pypi_insiders.errors import InsidersError, InvalidDistributionError
 from pypi_insiders.index.layout import METADATA_SUFFIX, PACKAGES_URL, SIMPLE_URL, IndexLayout
 from pypi_insiders.index.pins import Pins, pins_path
 from pypi_insiders.store import Store, parse_filename
-from pypi_insiders.web import access, page_cache, project_page, sendfile, upload, yank_api
+from pypi_insiders.web import access, access_log, page_cache, project_page, sendfile, upload, yank_api
 from pypi_insiders.web.access import View
 from pypi_insiders.web.auth import Authenticator, AuthError
 from pypi_insiders.web.fallback import Answer, Fallback
@@ -88,6 +89,8 @@ class IndexApp:
         self.negotiator = negotiator or Negotiator()
         self.auth = Authenticator(config.upload.users_file, config.paths.state / LAST_USE_FILE)
         self.projects = project_page.ProjectPages(config.paths.index, config.paths.state)
+        # A [server] setting: a reload keeps the one the service started with.
+        self.access_log = access_log.AccessLog() if config.server.access_log else None
         # Local `public_projects` go upstream for whoever may not read them: no pin applies there.
         self.public_fallback = Fallback(config.upstream, access.Unpinned(), client=fallback.client)
         self.reconfigure(config)
@@ -110,8 +113,11 @@ class IndexApp:
         """At shutdown: the upstream connections the proxy keeps open (one pool for both fallbacks)."""
         self.fallback.close()
         self.public_fallback.close()
+        if self.access_log is not None:
+            self.access_log.flush(now=True)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        began = time.perf_counter()
         method = environ["REQUEST_METHOD"]
         path: str = environ.get("PATH_INFO") or "/"
         if len(path) + len(environ.get("QUERY_STRING", "")) > _MAX_TARGET:
@@ -130,6 +136,8 @@ class IndexApp:
             status, headers, body = plain("405 Method Not Allowed", f"{method} is not allowed here",
                                            [("Allow", allow)])
         start_response(status, headers)
+        if self.access_log is not None:
+            self.access_log.record(environ, status, headers, began)
         return body
 
     # ------------------------------------------------------------------ read-only routes
@@ -191,8 +199,12 @@ class IndexApp:
         page = f"{self._live.simple}{name}/index.{fmt.suffix}"
         found = self._page(environ, page, fmt, vary=True, view=view)
         if found is not None:
+            environ[access_log.PROJECT] = project
             return found
-        return self._answer(environ, self.fallback.answer(project, formats, environ.get("QUERY_STRING", "")))
+        answer = self.fallback.answer(project, formats, environ.get("QUERY_STRING", ""))
+        if answer.status.startswith("404") and self.fallback.is_local(project):
+            environ[access_log.PROJECT] = project  # pinned, without files: still ours to audit
+        return self._answer(environ, answer)
 
     def _project_page(self, environ: Environ, rest: str, view: View) -> Response:
         """The human page: readable exactly when the project's simple page is, else refused."""
@@ -205,11 +217,13 @@ class IndexApp:
         if not view.read.covers(project):
             if not self.fallback.is_local(project):
                 return plain("404 Not Found", "no such project here")
+            environ[access_log.PROJECT] = project
             answer = self._live.policy.refuse(view)
             return answer.status, answer.headers, (answer.body,)
         body = self.projects.body(project)
         if body is None:
             return plain("404 Not Found", "no such project here")
+        environ[access_log.PROJECT] = project
         return private_body(body, HTML, view)
 
     def _not_readable(self, environ: Environ, project: NormalizedName, formats: tuple[Format, ...],
@@ -217,9 +231,11 @@ class IndexApp:
         """Upstream's project for `public_projects` and names never local; a refusal for the rest."""
         query = environ.get("QUERY_STRING", "")
         if project in self._live.policy.public:
+            environ[access_log.PROJECT] = project  # who got upstream's build instead of ours
             answer = self.public_fallback.answer(project, formats, query)
             return self._answer(environ, access.with_vary_authorization(answer))
         if self.fallback.is_local(project):
+            environ[access_log.PROJECT] = project
             answer = self._live.policy.refuse(view)
             return answer.status, answer.headers, (answer.body,)
         return self._answer(environ, self.fallback.answer(project, formats, query))
@@ -248,9 +264,8 @@ class IndexApp:
             return "304 Not Modified", kept, ()
         return answer.status, answer.headers, (answer.body,)
 
-    def _file_refused(self, relpath: str, view: View) -> Response | None:
+    def _file_refused(self, project: NormalizedName | None, view: View) -> Response | None:
         """A file's project, from its name, decides: nobody learns whether a file exists first."""
-        project = _project_of(relpath.removesuffix(METADATA_SUFFIX))
         if project is None:
             return plain("404 Not Found", "no such file")
         if view.read.covers(project):
@@ -259,7 +274,11 @@ class IndexApp:
         return answer.status, answer.headers, (answer.body,)
 
     def _package_file(self, environ: Environ, relpath: str, view: View) -> Response:
-        refused = None if view.read.everything else self._file_refused(relpath, view)
+        project = _project_of(relpath.removesuffix(METADATA_SUFFIX))
+        environ[access_log.FILE] = relpath
+        if project is not None:
+            environ[access_log.PROJECT] = project
+        refused = None if view.read.everything else self._file_refused(project, view)
         if refused is not None:
             return refused
         found = self._locate(relpath)
@@ -325,6 +344,7 @@ def _send_file(environ: Environ, info: page_cache.ServedFile, internal: str,
                common: page_cache.Headers) -> Response:
     """The bytes of a file the caller may read, or only its name for nginx in front to send."""
     if sendfile.wanted(environ):
+        environ[access_log.BYTES] = info.size
         return "200 OK", [("Content-Type", _BINARY), ("Content-Length", "0"),
                           (sendfile.HEADER, internal), *common], ()
     headers = [("Content-Type", _BINARY), ("Content-Length", str(info.size)), *common]

@@ -1,0 +1,140 @@
+"""The access and audit log: who read which local project's page or file, and what was refused.
+
+One entry per request for a local project's page or file (whatever its status), and per
+refused request (401, 403, 429 anywhere, 404 of files and of local names). Refusals are
+limited to `REFUSALS_PER_SECOND` entries a second, so a flood of 404s cannot flood the journal;
+what is left out is counted and said in one entry once the flood second is over. Requests for
+names that are not local (upstream redirects and proxied pages) and the root list are not
+logged: pip asks for one per dependency.
+
+Under journald each entry has the fields CLIENT (the caller's address: the one in
+X-Forwarded-For from `[server] trusted_proxy`, as waitress rewrites it), USER (when
+authenticated), PROJECT, FILE (file and metadata reads), STATUS, BYTES (the body's size; for a
+file that nginx sends, the file's) and DURATION_MS (until the answer was ready, before its body
+is sent), so `journalctl PROJECT=name` lists everything done with a project. Elsewhere the
+message is one line on stderr. The request's own headers never reach it: no credentials, and the
+path without its query string, with anything unprintable percent-encoded.
+
+`[server] access_log = false` turns it off; `-q` too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+log = logging.getLogger(__name__)
+
+PROJECT: Final = "pypi_insiders.project"  # environ keys the app sets while routing
+FILE: Final = "pypi_insiders.file"
+BYTES: Final = "pypi_insiders.bytes"  # a file nginx sends: its size, the body being empty
+REFUSALS_PER_SECOND: Final = 20
+_REFUSED: Final = frozenset({401, 403, 429})
+_NO_BODY: Final = frozenset({204, 304})
+_PATH_SHOWN: Final = 200  # characters of the path kept in a line
+
+
+class _RefusalLimit:
+    """At most `per_second` refusals a second; the count of the others, once their second is over."""
+
+    def __init__(self, per_second: int, clock: Callable[[], float]) -> None:
+        self.per_second, self.clock = per_second, clock
+        self._lock = threading.Lock()
+        self._second = -1
+        self._logged = 0
+        self._suppressed = 0  # in the current second
+        self._carried = 0  # in seconds that are over, not said yet
+
+    def admit(self) -> bool:
+        with self._lock:
+            self._roll()
+            if self._logged >= self.per_second:
+                self._suppressed += 1
+                return False
+            self._logged += 1
+            return True
+
+    def overdue(self, *, now: bool = False) -> int:
+        """Refusals left out in seconds that are over (with `now`, the current one's too), once."""
+        with self._lock:
+            self._roll()
+            found, self._carried = self._carried, 0
+            if now:
+                found, self._suppressed = found + self._suppressed, 0
+            return found
+
+    def _roll(self) -> None:
+        second = int(self.clock())
+        if second != self._second:
+            self._carried += self._suppressed
+            self._second, self._logged, self._suppressed = second, 0, 0
+
+
+class AccessLog:
+    """Decides per request whether it is logged, and writes the entry."""
+
+    def __init__(self, *, per_second: int = REFUSALS_PER_SECOND,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._limit = _RefusalLimit(per_second, clock)
+
+    def record(self, environ: Mapping[str, Any], status: str, headers: list[tuple[str, str]],
+               began: float) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        code = int(status[:3])
+        project, file = environ.get(PROJECT), environ.get(FILE)
+        audited = project is not None or file is not None
+        refused = code in _REFUSED or (code == 404 and audited)
+        if not audited and not refused:
+            return
+        if refused and not self._limit.admit():
+            return
+        self.flush()
+        self._write(environ, code, headers, began)
+
+    def flush(self, *, now: bool = False) -> None:
+        """Says how many refusals were left out, once their second is over (`now`: at shutdown)."""
+        left_out = self._limit.overdue(now=now)
+        if left_out:
+            log.warning("access log: %d refused requests not logged (more than %d a second)", left_out,
+                        self._limit.per_second, extra={"SUPPRESSED": str(left_out)})
+
+    @staticmethod
+    def _write(environ: Mapping[str, Any], code: int, headers: list[tuple[str, str]], began: float) -> None:
+        project, file = environ.get(PROJECT), environ.get(FILE)
+        method = str(environ.get("REQUEST_METHOD", "-"))
+        size = _body_size(environ, method, code, headers)
+        client = str(environ.get("REMOTE_ADDR") or "-")
+        user = environ.get("REMOTE_USER")
+        duration = (time.perf_counter() - began) * 1000
+        fields = {"CLIENT": client, "STATUS": str(code), "BYTES": str(size), "DURATION_MS": f"{duration:.1f}"}
+        if user:
+            fields["USER"] = str(user)
+        if project is not None:
+            fields["PROJECT"] = str(project)
+        if file is not None:
+            fields["FILE"] = _printable(str(file), _PATH_SHOWN)
+        log.info('%s %s "%s %s" %d %d %.1fms', client, user or "-", _printable(method, 16),
+                 _printable(str(environ.get("PATH_INFO") or "/"), _PATH_SHOWN), code, size, duration,
+                 extra=fields)
+
+
+def _body_size(environ: Mapping[str, Any], method: str, code: int, headers: list[tuple[str, str]]) -> int:
+    if method == "HEAD" or code in _NO_BODY:
+        return 0
+    sent = environ.get(BYTES)
+    if isinstance(sent, int):
+        return sent
+    for key, value in headers:
+        if key == "Content-Length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
+def _printable(text: str, limit: int) -> str:
+    """The raw bytes (WSGI strings are latin-1) with anything but printable ASCII percent-encoded."""
+    shown = "".join(c if "!" <= c <= "~" and c not in '"%' else f"%{ord(c) & 0xFF:02X}" for c in text[:limit])
+    return shown + ("..." if len(text) > limit else "")
