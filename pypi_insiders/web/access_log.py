@@ -3,7 +3,8 @@
 One entry per request for a local project's page or file (whatever its status), and per
 refused request (401, 403, 429 anywhere, 404 of files and of local names). Refusals are
 limited to `REFUSALS_PER_SECOND` entries a second, so a flood of 404s cannot flood the journal;
-what is left out is counted and said in one entry once the flood second is over. Requests for
+what is left out is counted and said in one entry, with the first entry after that second (or
+at shutdown). Requests for
 names that are not local (upstream redirects and proxied pages) and the root list are not
 logged: pip asks for one per dependency.
 
@@ -21,6 +22,7 @@ path without its query string, with anything unprintable percent-encoded.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -35,6 +37,7 @@ REFUSALS_PER_SECOND: Final = 20
 _REFUSED: Final = frozenset({401, 403, 429})
 _NO_BODY: Final = frozenset({204, 304})
 _PATH_SHOWN: Final = 200  # characters of the path kept in a line
+_UNPRINTABLE: Final = re.compile(r"[^!#$&-~]")  # all but printable ASCII, '"' and '%'
 
 
 class _RefusalLimit:
@@ -59,6 +62,8 @@ class _RefusalLimit:
 
     def overdue(self, *, now: bool = False) -> int:
         """Refusals left out in seconds that are over (with `now`, the current one's too), once."""
+        if not (self._carried or self._suppressed):  # the usual case, without the lock; a race
+            return 0  # only delays the count to the next entry
         with self._lock:
             self._roll()
             found, self._carried = self._carried, 0
@@ -117,9 +122,11 @@ class AccessLog:
             fields["PROJECT"] = str(project)
         if file is not None:
             fields["FILE"] = _printable(str(file), _PATH_SHOWN)
-        log.info('%s %s "%s %s" %d %d %.1fms', client, user or "-", _printable(method, 16),
-                 _printable(str(environ.get("PATH_INFO") or "/"), _PATH_SHOWN), code, size, duration,
-                 extra=fields)
+        path = _printable(str(environ.get("PATH_INFO") or "/"), _PATH_SHOWN)
+        message = f'{client} {user or "-"} "{_printable(method, 16)} {path}" {code} {size} {duration:.1f}ms'
+        # Made and handled directly: on the hot path, the logger's search of the caller's frame
+        # costs as much as all the rest (and it is always this function).
+        log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, message, (), None, extra=fields))
 
 
 def _body_size(environ: Mapping[str, Any], method: str, code: int, headers: list[tuple[str, str]]) -> int:
@@ -134,7 +141,12 @@ def _body_size(environ: Mapping[str, Any], method: str, code: int, headers: list
     return 0
 
 
+def _encoded(match: re.Match[str]) -> str:
+    return f"%{ord(match.group()) & 0xFF:02X}"
+
+
 def _printable(text: str, limit: int) -> str:
     """The raw bytes (WSGI strings are latin-1) with anything but printable ASCII percent-encoded."""
-    shown = "".join(c if "!" <= c <= "~" and c not in '"%' else f"%{ord(c) & 0xFF:02X}" for c in text[:limit])
+    shown = _UNPRINTABLE.sub(_encoded, text[:limit])
     return shown + ("..." if len(text) > limit else "")
+
