@@ -55,6 +55,7 @@ class Settings:
     start_timeout: float
     fresh_state: bool
     processes: int
+    access_log: bool = True
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def bench_corpus(projects: int, settings: Settings) -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {"ours": prepare_state(corpus, settings, state)}
     index = state / "index"
     starters: dict[str, Starter] = {
-        "ours": lambda: servers.ours(state, corpus.store, settings.processes),
+        "ours": lambda: servers.ours(state, corpus.store, settings.processes, access_log=settings.access_log),
         "ceiling": lambda: servers.ceiling(index, corpus.store, logs / f"ceiling-{projects}.log"),
         "nginx": lambda: servers.nginx(settings.workdir / f"nginx-{projects}", index, corpus.store),
         "pypiserver": lambda: servers.pypiserver(settings.workdir / "pypiserver-venv", corpus.flat,
@@ -223,12 +224,15 @@ def parse_args(argv: list[str] | None) -> tuple[tuple[int, ...], Settings]:
                         help="ours' [server] processes (the ceiling stays one process)")
     parser.add_argument("--fresh-state", action="store_true",
                         help="delete ours' hash cache from earlier runs too, to measure a cold start")
+    parser.add_argument("--access-log", choices=("on", "off"), default="on",
+                        help="ours' [server] access_log (its lines go to ours' log file)")
     args = parser.parse_args(argv)
     unknown = set(args.only) - set(report.SERVERS)
     if unknown:
         parser.error(f"unknown server(s) in --only: {', '.join(sorted(unknown))}")
     return args.corpus, Settings(args.duration, args.connections, args.only, args.runs, args.rounds,
-                                 args.workdir, args.start_timeout, args.fresh_state, args.processes)
+                                 args.workdir, args.start_timeout, args.fresh_state, args.processes,
+                                 args.access_log == "on")
 
 
 def _each_corpus(projects: tuple[int, ...], settings: Settings) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -257,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         found = report.targets(results, count, settings.connections)
         found += auth_load.targets(results, settings.connections)
         failed |= not all(t.passed for t in found)
-        summaries.append(f"\n== {count} projects x 10 files (ours: {settings.processes} process(es))\n"
+        log_state = "on" if settings.access_log else "off"
+        summaries.append(f"\n== {count} projects x 10 files (ours: {settings.processes} process(es), "
+                         f"access log {log_state})\n"
                          f"{report.table(results, settings.connections)}\n\n{report.format_targets(found)}")
     all_results["seconds"] = time.monotonic() - started
     OUT.mkdir(exist_ok=True)

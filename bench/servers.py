@@ -75,12 +75,13 @@ def running(name: str, argv: Sequence[str], port: int, log: Path, *, env: dict[s
 # --------------------------------------------------------------------------- ours
 
 
-def write_config(state: Path, store: Path, port: int, processes: int = 1) -> Path:
+def write_config(state: Path, store: Path, port: int, processes: int = 1, *, access_log: bool = True) -> Path:
     """A config whose every path is below `state` except the (shared, read-only) corpus store."""
     state.mkdir(parents=True, exist_ok=True)
     path = state / "config.toml"
     path.write_text(
         f'[server]\nlisten = "127.0.0.1:{port}"\nthreads = {THREADS}\nprocesses = {processes}\n'
+        f'access_log = {"true" if access_log else "false"}\n'
         f'[paths]\ndata = "{state}"\nstore = "{store}"\nindex = "{state / "index"}"\n'
         f'cache = "{state / "cache"}"\n'
         '[upstream]\nurl = "http://127.0.0.1:9/simple/"\nfallback = "off"\n'
@@ -101,9 +102,9 @@ def generate(config: Path, timeout: float) -> None:
 
 
 @contextmanager
-def ours(state: Path, store: Path, processes: int = 1) -> Iterator[Server]:
+def ours(state: Path, store: Path, processes: int = 1, *, access_log: bool = True) -> Iterator[Server]:
     port = free_port()
-    config = write_config(state, store, port, processes)
+    config = write_config(state, store, port, processes, access_log=access_log)
     with running("ours", [*_cli(), "--config", str(config), "serve"], port, state / "serve.log") as server:
         yield server
 
