@@ -213,3 +213,9 @@ def test_access_log_is_one_stderr_line_per_request_and_quiet_turns_it_off(make_c
         output = served.output()
     assert '"GET /' not in output
     assert "serving" in output  # -q silences the access log only
+
+
+def test_access_log_project_page_refusal_names_the_project(audited: Audited) -> None:
+    assert audited.get("/project/private-pkg/").status == 401
+    [entry] = audited.entries.fields()
+    assert (entry["PROJECT"], entry["STATUS"]) == ("private-pkg", "401")
