@@ -256,6 +256,9 @@ test_journal() {
         bash -c "journalctl -u $INDEX -o verbose --no-pager | grep -E '^\\s+FILE=.*broken-1.0-py3-none-any.whl' >/dev/null"
     structured | sort | uniq -c | sort -rn | head -5 || true
     page_has "$(index_url /simple/localthing/)" "localthing-1.0-py3-none-any.whl" || fail "localthing no longer served"
+    # The access log: that read is a journal entry of its own, found by its project.
+    wait_for 15 "access log entry with PROJECT=localthing STATUS=200 CLIENT=127.0.0.1" \
+        bash -c "journalctl -u $INDEX PROJECT=localthing STATUS=200 -o verbose --no-pager | grep -E '^\\s+CLIENT=127\\.0\\.0\\.1$' >/dev/null"
     rm -r "$STORE/broken"
 }
 
