@@ -9,7 +9,6 @@ beyond that on the hot path but one access log entry (`access_log.py`, off with
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -19,19 +18,17 @@ from typing import Any, Protocol
 from packaging.utils import NormalizedName, canonicalize_name
 
 from pypi_insiders.config import Config
-from pypi_insiders.errors import InsidersError, InvalidDistributionError
-from pypi_insiders.index.layout import METADATA_SUFFIX, PACKAGES_URL, SIMPLE_URL, IndexLayout
+from pypi_insiders.errors import InsidersError
+from pypi_insiders.index.layout import PACKAGES_URL, SIMPLE_URL, IndexLayout
 from pypi_insiders.index.pins import Pins, pins_path
-from pypi_insiders.store import Store, parse_filename
-from pypi_insiders.web import access, access_log, page_cache, project_page, sendfile, upload, yank_api
+from pypi_insiders.store import Store
+from pypi_insiders.web import access, access_log, file_route, page_cache, project_page, upload, yank_api
 from pypi_insiders.web.access import View
 from pypi_insiders.web.auth import Authenticator, AuthError
 from pypi_insiders.web.fallback import Answer, Fallback
 from pypi_insiders.web.negotiate import HTML, OFFERED_TEXT, Format, Negotiator, accepts_gzip
 from pypi_insiders.web.responses import (
-    CHUNK,
     Response,
-    chunks,
     denied,
     not_generated,
     phrase,
@@ -69,8 +66,7 @@ class _Live:
     config: Config
     root_page: str
     simple: str
-    store_root: str
-    metadata_root: str
+    files: file_route.PublishedFiles
     uploads: upload.Uploads | None  # None while uploads are disabled
     policy: access.Policy
     scoped_roots: access.ScopedRoots
@@ -101,9 +97,10 @@ class IndexApp:
         self.public_fallback.reconfigure(config.upstream)
         layout = IndexLayout(config.paths.index)
         uploads = upload.Uploads(config, self.store, self.auth) if config.upload.enabled else None
-        self._live = _Live(config, str(layout.landing_page), layout.simple_prefix(),
-                           os.path.realpath(self.store.root), os.path.realpath(layout.packages),
-                           uploads, access.Policy(config.access), access.ScopedRoots(str(layout.simple)))
+        policy = access.Policy(config.access)
+        files = file_route.PublishedFiles(str(self.store.root), str(layout.packages), policy)
+        self._live = _Live(config, str(layout.landing_page), layout.simple_prefix(), files,
+                           uploads, policy, access.ScopedRoots(str(layout.simple)))
 
     @property
     def config(self) -> Config:
@@ -156,7 +153,7 @@ class IndexApp:
         if path.startswith(SIMPLE_URL):
             return self._simple_page(environ, path[len(SIMPLE_URL):], view)
         if path.startswith(PACKAGES_URL):
-            return self._package_file(environ, path[len(PACKAGES_URL):], view)
+            return self._live.files.answer(environ, path[len(PACKAGES_URL):], view)
         if path == project_page.PAGE_URL:  # the projects this caller may read
             names = (self.projects.index.projects() if view.read.everything
                      else self._live.scoped_roots.names(view.read))
@@ -264,49 +261,6 @@ class IndexApp:
             return "304 Not Modified", kept, ()
         return answer.status, answer.headers, (answer.body,)
 
-    def _file_refused(self, project: NormalizedName | None, view: View) -> Response | None:
-        """A file's project, from its name, decides: nobody learns whether a file exists first."""
-        if project is None:
-            return plain("404 Not Found", "no such file")
-        if view.read.covers(project):
-            return None
-        answer = self._live.policy.refuse(view)
-        return answer.status, answer.headers, (answer.body,)
-
-    def _package_file(self, environ: Environ, relpath: str, view: View) -> Response:
-        project = _project_of(relpath.removesuffix(METADATA_SUFFIX))
-        environ[access_log.FILE] = relpath
-        if project is not None:
-            environ[access_log.PROJECT] = project
-        refused = None if view.read.everything else self._file_refused(project, view)
-        if refused is not None:
-            return refused
-        found = self._locate(relpath)
-        if found is None:
-            return plain("404 Not Found", "no such file")
-        info, internal = found
-        if view.private:
-            common = [*page_cache.validators(info.etag, info.mtime, page_cache.PRIVATE_FILE_CACHE_CONTROL),
-                      access.VARY_AUTH]
-        else:
-            common = page_cache.validators(info.etag, info.mtime, page_cache.FILE_CACHE_CONTROL)
-        if page_cache.not_modified(environ, info.etag, info.mtime):
-            return "304 Not Modified", common, ()
-        return _send_file(environ, info, internal, common)
-
-    def _locate(self, relpath: str) -> tuple[page_cache.ServedFile, str] | None:
-        """A published file (a distribution in the store, or metadata) and its internal URL for nginx."""
-        if relpath.endswith(METADATA_SUFFIX):
-            root, prefix = self._live.metadata_root, sendfile.METADATA_URL
-            path = page_cache.resolve_inside(root, relpath)
-        else:
-            root, prefix = self._live.store_root, sendfile.STORE_URL
-            path = page_cache.resolve_inside(root, relpath)
-            if path is not None and not _is_distribution(path):
-                path = None
-        info = page_cache.served_file(path) if path else None
-        return None if info is None else (info, sendfile.target(prefix, root, info.path))
-
     # ------------------------------------------------------------------ other routes
 
     def _status(self, as_json: bool, view: View) -> Response:
@@ -340,45 +294,9 @@ class IndexApp:
         return plain(f"{code} {reason}", message, extra)
 
 
-def _send_file(environ: Environ, info: page_cache.ServedFile, internal: str,
-               common: page_cache.Headers) -> Response:
-    """The bytes of a file the caller may read, or only its name for nginx in front to send."""
-    if sendfile.wanted(environ):
-        environ[access_log.BYTES] = info.size
-        return "200 OK", [("Content-Type", _BINARY), ("Content-Length", "0"),
-                          (sendfile.HEADER, internal), *common], ()
-    headers = [("Content-Type", _BINARY), ("Content-Length", str(info.size)), *common]
-    if environ["REQUEST_METHOD"] == "HEAD":
-        return "200 OK", headers, ()
-    try:
-        stream = open(info.path, "rb")  # noqa: SIM115,PTH123 - closed by the server
-    except OSError:
-        return plain("404 Not Found", "no such file")
-    wrapper = environ.get("wsgi.file_wrapper")
-    body: Iterable[bytes] = wrapper(stream, CHUNK) if wrapper else chunks(stream)
-    return "200 OK", headers, body
-
-
-def _project_of(relpath: str) -> NormalizedName | None:
-    """The project a distribution belongs to, by its filename (where it lies in the store is free)."""
-    try:
-        return parse_filename(os.path.basename(relpath)).project  # noqa: PTH119
-    except InvalidDistributionError:
-        return None
-
-
 def _with_query(location: str, environ: Environ) -> str:
     query = environ.get("QUERY_STRING", "")
     return f"{location}?{query}" if query else location
-
-
-def _is_distribution(path: str) -> bool:
-    """Only distributions are published; any other file that happens to be in the store is not."""
-    try:
-        parse_filename(os.path.basename(path))  # noqa: PTH119
-    except InvalidDistributionError:
-        return False
-    return True
 
 
 def make_app(config: Config, store: Store | None = None, *, fallback: Fallback | None = None,
