@@ -17,14 +17,22 @@ message is one line on stderr. The request's own headers never reach it: no cred
 path without its query string, with anything unprintable percent-encoded.
 
 `[server] access_log = false` turns it off; `-q` too.
+
+A request pays only for a tuple put on a queue: a writer thread of each process (started at its
+first entry, so forked workers have their own) makes the records, in batches, at most
+`_WRITE_EVERY` seconds later and at shutdown. Making a log record costs as much as serving a
+page from memory, and the request threads are what the benchmark measures.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -37,6 +45,11 @@ REFUSALS_PER_SECOND: Final = 20
 _REFUSED: Final = frozenset({401, 403, 429})
 _NO_BODY: Final = frozenset({204, 304})
 _PATH_SHOWN: Final = 200  # characters of the path kept in a line
+_WRITE_EVERY: Final = 0.1  # seconds an entry may wait for the writer thread
+_QUEUE_LIMIT: Final = 100_000  # entries waiting at most; beyond, the oldest go (a stuck journal)
+
+# client, user, method, path, status, bytes, milliseconds, project, file: what a request leaves
+_Entry = tuple[str, str | None, str, str, int, int, float, Any, Any]
 _UNPRINTABLE: Final = re.compile(r"[^!#$&-~]")  # all but printable ASCII, '"' and '%'
 
 
@@ -79,11 +92,15 @@ class _RefusalLimit:
 
 
 class AccessLog:
-    """Decides per request whether it is logged, and writes the entry."""
+    """Decides per request whether it is logged, and queues the entry for the writer thread."""
 
     def __init__(self, *, per_second: int = REFUSALS_PER_SECOND,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._limit = _RefusalLimit(per_second, clock)
+        self._queue: deque[_Entry] = deque(maxlen=_QUEUE_LIMIT)
+        self._write_lock = threading.Lock()  # one batch at a time: entries stay in order
+        self._writer_pid = 0  # the process whose writer thread runs
+        _LOGS.add(self)
 
     def record(self, environ: Mapping[str, Any], status: str, headers: list[tuple[str, str]],
                began: float) -> None:
@@ -97,36 +114,89 @@ class AccessLog:
             return
         if refused and not self._limit.admit():
             return
-        self.flush()
-        self._write(environ, code, headers, began)
+        method = str(environ.get("REQUEST_METHOD", "-"))
+        self._queue.append((str(environ.get("REMOTE_ADDR") or "-"), environ.get("REMOTE_USER"), method,
+                            str(environ.get("PATH_INFO") or "/"), code,
+                            _body_size(environ, method, code, headers),
+                            (time.perf_counter() - began) * 1000, project, file))
+        if self._writer_pid != os.getpid():
+            self._start_writer()
+
+    def drain(self) -> None:
+        """Write every queued entry now (the writer thread does it on its own a moment later)."""
+        with self._write_lock:
+            if not self._queue:
+                return
+            while self._queue:
+                _write(self._queue.popleft())
+            self._say_left_out(now=False)
+            self._flush_handlers()
+
+    @staticmethod
+    def _flush_handlers() -> None:
+        for handler in log.handlers:
+            handler.flush()
 
     def flush(self, *, now: bool = False) -> None:
-        """Says how many refusals were left out, once their second is over (`now`: at shutdown)."""
+        """At shutdown (`now`): the queued entries, and how many refusals were left out."""
+        self.drain()
+        if now:
+            with self._write_lock:
+                self._say_left_out(now=True)
+                self._flush_handlers()
+
+    def _say_left_out(self, *, now: bool) -> None:
         left_out = self._limit.overdue(now=now)
         if left_out:
             log.warning("access log: %d refused requests not logged (more than %d a second)", left_out,
                         self._limit.per_second, extra={"SUPPRESSED": str(left_out)})
 
-    @staticmethod
-    def _write(environ: Mapping[str, Any], code: int, headers: list[tuple[str, str]], began: float) -> None:
-        project, file = environ.get(PROJECT), environ.get(FILE)
-        method = str(environ.get("REQUEST_METHOD", "-"))
-        size = _body_size(environ, method, code, headers)
-        client = str(environ.get("REMOTE_ADDR") or "-")
-        user = environ.get("REMOTE_USER")
-        duration = (time.perf_counter() - began) * 1000
-        fields = {"CLIENT": client, "STATUS": str(code), "BYTES": str(size), "DURATION_MS": f"{duration:.1f}"}
-        if user:
-            fields["USER"] = str(user)
-        if project is not None:
-            fields["PROJECT"] = str(project)
-        if file is not None:
-            fields["FILE"] = _printable(str(file), _PATH_SHOWN)
-        path = _printable(str(environ.get("PATH_INFO") or "/"), _PATH_SHOWN)
-        message = f'{client} {user or "-"} "{_printable(method, 16)} {path}" {code} {size} {duration:.1f}ms'
-        # Made and handled directly: on the hot path, the logger's search of the caller's frame
-        # costs as much as all the rest (and it is always this function).
-        log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, message, (), None, extra=fields))
+    def _forked(self) -> None:
+        """In a new child: the parent's writer thread and its lock did not come along."""
+        self._write_lock = threading.Lock()
+        self._queue.clear()
+
+    def _start_writer(self) -> None:
+        with self._write_lock:
+            if self._writer_pid == os.getpid():
+                return
+            self._writer_pid = os.getpid()
+            threading.Thread(target=self._write_forever, name="access-log", daemon=True).start()
+
+    def _write_forever(self) -> None:
+        while True:
+            time.sleep(_WRITE_EVERY)
+            try:
+                self.drain()
+            except Exception:  # a broken handler must not end the access log
+                log.exception("access log: an entry could not be written")
+
+
+_LOGS: weakref.WeakSet[AccessLog] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for each in list(_LOGS):
+        each._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def _write(entry: _Entry) -> None:
+    client, user, method, raw_path, code, size, duration, project, file = entry
+    fields = {"CLIENT": client, "STATUS": str(code), "BYTES": str(size), "DURATION_MS": f"{duration:.1f}"}
+    if user:
+        fields["USER"] = str(user)
+    if project is not None:
+        fields["PROJECT"] = str(project)
+    if file is not None:
+        fields["FILE"] = _printable(str(file), _PATH_SHOWN)
+    path = _printable(raw_path, _PATH_SHOWN)
+    message = f'{client} {user or "-"} "{_printable(method, 16)} {path}" {code} {size} {duration:.1f}ms'
+    # Made and handled directly: the logger's search of the caller's frame costs as much as all
+    # the rest (and it is always this function).
+    log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, message, (), None, extra=fields))
 
 
 def _body_size(environ: Mapping[str, Any], method: str, code: int, headers: list[tuple[str, str]]) -> int:
