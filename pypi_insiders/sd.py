@@ -6,6 +6,7 @@ runs under `systemctl start`, in a terminal and in tests.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -58,6 +59,12 @@ class _AccessLines(logging.StreamHandler):  # type: ignore[type-arg]
             self.stream.write(self.format(record) + self.terminator)
         except Exception:  # noqa: BLE001 - as logging.StreamHandler does
             self.handleError(record)
+
+    def flush(self) -> None:
+        """Called once per batch by the writer thread: a closed or broken stream loses lines, not
+        the writer (stderr may be gone at shutdown)."""
+        with contextlib.suppress(OSError, ValueError):
+            super().flush()
 
 
 def _priority(level: int) -> int:

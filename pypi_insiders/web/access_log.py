@@ -135,7 +135,10 @@ class AccessLog:
     @staticmethod
     def _flush_handlers() -> None:
         for handler in log.handlers:
-            handler.flush()
+            try:
+                handler.flush()
+            except (OSError, ValueError):  # a stream closed under us: the lines are lost, not the log
+                continue
 
     def flush(self, *, now: bool = False) -> None:
         """At shutdown (`now`): the queued entries, and how many refusals were left out."""
