@@ -51,6 +51,12 @@ def _control():
             time.sleep(0.1)
     if pathlib.Path("FAIL").exists():
         raise RuntimeError("this build fails on purpose")
+    hidden = pathlib.Path("HIDDEN")  # modules the build environment must not offer the backend
+    if hidden.exists():
+        import importlib.util
+        seen = [n for n in hidden.read_text().split() if importlib.util.find_spec(n) is not None]
+        if seen:
+            raise RuntimeError(f"the build environment leaks {seen}")
 
 def _metadata(name, version):
     return f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n".encode()

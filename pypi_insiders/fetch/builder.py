@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -28,6 +29,7 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from pypi_insiders.errors import BuildError, InvalidDistributionError
+from pypi_insiders.fetch import build_envs
 from pypi_insiders.fetch.versions import TagVersion
 from pypi_insiders.metadata import read_core_metadata
 from pypi_insiders.store import parse_filename
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 TAIL_LINES = 200
 TAIL_BYTES = 64 * 1024
 _GITLINK = 0o160000
+# what `python -m build --no-isolation` says when the backend asks for more than the environment has
+MISSING_DEPENDENCIES = b"Missing dependencies"
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class BuildRequest:
     timeout: float
     workdir: Path  # an empty private directory the caller removes afterwards
     pip_cache: Path | None = None
+    build_envs: Path | None = None  # the cache of build environments (build_envs.py); None: build's own
     # The distribution as far as known (configured, or read at an earlier build): the log's PROJECT.
     project: NormalizedName | None = None
 
@@ -130,35 +135,72 @@ def build_env(request: BuildRequest, epoch: int) -> dict[str, str]:
 
 
 def run_build(request: BuildRequest, project_dir: Path, outdir: Path, epoch: int) -> None:
-    argv = [sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(outdir), str(project_dir)]
-    output_path = request.workdir / "build.log"
-    context = {"REPO": request.repo_key, "TAG": request.tag.tag,
-               "VERSION": str(request.tag.version), "STEP": "build"}
-    if request.project or request.distribution:
-        context["PROJECT"] = str(request.project or request.distribution)
+    """Build in a copy of a cached environment when there is one, else with build's own isolation."""
     log.info("%s: building %s (version %s)", request.repo_key, request.tag.tag, request.tag.version,
-             extra=context)
-    with output_path.open("wb") as output:
-        process = subprocess.Popen(argv, cwd=project_dir, env=build_env(request, epoch),
-                                   stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        try:
-            status = process.wait(timeout=request.timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            _log_output(output_path, context, f"timed out after {request.timeout:g} s")
-            msg = f"{_where(request)}: build timed out after {request.timeout:g} s"
-            raise BuildError(msg) from None
-        except BaseException:
-            _kill_group(process)
-            raise
+             extra=_context(request))
+    env = build_env(request, epoch)
+    argv = [sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(outdir), str(project_dir)]
+    status = _build_in_cached_env(request, argv, project_dir, env)
+    if status is None or _fall_back(request, status, outdir):
+        status = _run_logged(request, argv, project_dir, env)
     if status != 0:
-        _log_output(output_path, context, f"exited with status {status}")
+        _log_output(request.workdir / "build.log", _context(request), f"exited with status {status}")
         msg = (
             f"{_where(request)}: build failed (exit status {status}); "
                          f"see the log for its output"
         )
         raise BuildError(msg)
+
+
+def _context(request: BuildRequest) -> dict[str, str]:
+    context = {"REPO": request.repo_key, "TAG": request.tag.tag, "VERSION": str(request.tag.version),
+               "STEP": "build"}
+    if request.project or request.distribution:
+        context["PROJECT"] = str(request.project or request.distribution)
+    return context
+
+
+def _build_in_cached_env(request: BuildRequest, argv: list[str], project_dir: Path,
+                         env: dict[str, str]) -> int | None:
+    """The build in a fresh copy of the cached environment; None when there is none to be had."""
+    if request.build_envs is None:
+        return None
+    command = build_envs.prepare(request.build_envs, project_dir, request.workdir / "env", env,
+                                 request.timeout)
+    if command is None:
+        return None
+    fast = [*command, "--no-isolation", *argv[3:]]
+    return _run_logged(request, fast, project_dir, build_envs.isolated_env(env))
+
+
+def _fall_back(request: BuildRequest, status: int, outdir: Path) -> bool:
+    """A backend asking for more than its static requirements gets build's own isolation instead."""
+    if status == 0 or MISSING_DEPENDENCIES not in (request.workdir / "build.log").read_bytes():
+        return False
+    log.info("%s: %s asks for build dependencies beyond [build-system].requires; building it with "
+             "build's own isolation", request.repo_key, request.tag.tag, extra=_context(request))
+    shutil.rmtree(outdir)
+    outdir.mkdir()
+    return True
+
+
+def _run_logged(request: BuildRequest, argv: list[str], project_dir: Path, env: dict[str, str]) -> int:
+    """Run one build command in its own session, output to the build log; its exit status."""
+    output_path = request.workdir / "build.log"
+    with output_path.open("wb") as output:
+        process = subprocess.Popen(argv, cwd=project_dir, env=env,
+                                   stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            return process.wait(timeout=request.timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            _log_output(output_path, _context(request), f"timed out after {request.timeout:g} s")
+            msg = f"{_where(request)}: build timed out after {request.timeout:g} s"
+            raise BuildError(msg) from None
+        except BaseException:
+            _kill_group(process)
+            raise
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

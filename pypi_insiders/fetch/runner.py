@@ -200,7 +200,7 @@ def build_one(config: Config, repo: RepoConfig, record: repo_state.RepoState,
     try:
         request = builder.BuildRequest(repo.key, git.mirror_path(config, repo.key), tag,
                                        repo.subdirectory, repo.distribution, config.fetch.build_timeout,
-                                       workdir, config.paths.cache / "pip",
+                                       workdir, config.paths.cache / "pip", config.paths.cache / "build-envs",
                                        project=repo.distribution or _normalized(record.distribution))
         files = builder.build(request)
         origin = Origin(repo.key, git.display_url(repo.url), tag.tag, tag.commit)

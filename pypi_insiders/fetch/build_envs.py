@@ -1,0 +1,171 @@
+"""Isolated build environments made from a local cache, so a build does not install its backend.
+
+`python -m build` with isolation creates two fresh venvs per tag (one for the sdist, one for
+the wheel), each seeded with pip by ensurepip and then filled by pip from the index: about ten
+seconds before the backend runs at all. Here the isolation is kept, made cheaper:
+
+- The build requirements of `[build-system]` (PEP 518's default when absent) are resolved once
+  into wheels under `<cache>/build-envs/wheels` (from pip's index as configured, the way the
+  isolated build would have got them), then installed into a template venv that has no system
+  site-packages and no pip, keyed by a hash of the requirements and the interpreter: new or
+  changed requirements give a new key, and wheels already cached are used offline first.
+- Every build runs in its own copy of that template: build's command line (`build.__main__`,
+  with `--no-isolation`) in the copy's interpreter, the frontend (Debian's build and what it
+  imports) put on that one process's path from a directory of links. The backend's hooks run
+  in a child interpreter of the copy that sees its site-packages and the standard library only.
+
+Everything under `<cache>/build-envs` is derived and may be deleted; it is made again when
+needed. `prepare` returns None (and the caller falls back to `python -m build` with its own isolation)
+when the cache cannot be filled, e.g. no index reachable for a requirement never cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tomllib
+from pathlib import Path
+
+from pypi_insiders.files import exclusive_lock
+
+log = logging.getLogger(__name__)
+
+# PEP 518: a project without [build-system] is built with setuptools' legacy backend.
+DEFAULT_REQUIRES = ["setuptools>=40.8.0", "wheel"]
+FRONTEND_MODULES = ("build", "pep517", "pyproject_hooks", "packaging")
+READY = "ready"
+# `python -m build`, with the frontend's links on this process's path only (the hooks' child
+# interpreter does not inherit sys.path, as it would PYTHONPATH or a .pth file)
+LAUNCH = ("import runpy, sys; sys.path.append(sys.argv.pop(1)); sys.argv[0] = 'build'; "
+          "runpy.run_module('build', run_name='__main__', alter_sys=True)")
+
+
+def build_requires(project_dir: Path) -> list[str] | None:
+    """The static build requirements, or None when pyproject.toml is unreadable (build says why)."""
+    path = project_dir / "pyproject.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return list(DEFAULT_REQUIRES)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    system = data.get("build-system")
+    if system is None:
+        return list(DEFAULT_REQUIRES)
+    requires = system.get("requires") if isinstance(system, dict) else None
+    if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
+        return None
+    return sorted({r.strip() for r in requires})
+
+
+def env_key(requires: list[str]) -> str:
+    """Same requirements on the same interpreter and frontend, same environment."""
+    identity = {"requires": requires, "python": sys.version, "executable": sys.executable,
+                "frontend": [str(p) for p in frontend_paths()]}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def frontend_paths() -> list[Path]:
+    """Where this interpreter's `build` and what it imports live (package directories)."""
+    found = []
+    for name in FRONTEND_MODULES:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            found.append(Path(next(iter(spec.submodule_search_locations))))
+    return found
+
+
+def prepare(root: Path, project_dir: Path, dest: Path, env: dict[str, str],
+            timeout: float) -> list[str] | None:
+    """A fresh copy at `dest` of the cached environment; the command that runs build in it, or None."""
+    requires = build_requires(project_dir)
+    if requires is None:
+        return None
+    template = root / "envs" / env_key(requires)
+    root.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(root / "lock"):
+        if not (template / READY).exists() and not _create(root, template, requires, env, timeout):
+            return None
+    shutil.copytree(template, dest, symlinks=True)
+    return [str(dest / "bin" / "python"), "-c", LAUNCH, str(dest / "frontend")]
+
+
+def _create(root: Path, template: Path, requires: list[str], env: dict[str, str], timeout: float) -> bool:
+    """Make the template: a venv without pip, the requirements' wheels, links to the frontend."""
+    shutil.rmtree(template, ignore_errors=True)  # a template left half-made by a killed run
+    template.parent.mkdir(parents=True, exist_ok=True)
+    log.info("build environment for %s: creating %s", ", ".join(requires) or "no requirements", template.name,
+             extra={"STEP": "build-env"})
+    try:
+        _run([sys.executable, "-m", "venv", "--without-pip", str(template)], env, timeout)
+        site = site_packages(template)
+        if requires and not _install(root / "wheels", site, requires, env, timeout):
+            shutil.rmtree(template, ignore_errors=True)
+            return False
+        _link_frontend(template)
+    except (OSError, subprocess.SubprocessError) as error:
+        log.warning("build environment %s: cannot be made (%s); building with isolation by build itself",
+                    template.name, error, extra={"STEP": "build-env"})
+        shutil.rmtree(template, ignore_errors=True)
+        return False
+    (template / READY).write_text(json.dumps({"requires": requires}) + "\n")
+    return True
+
+
+def site_packages(env_dir: Path) -> Path:
+    return Path(sysconfig.get_path("purelib", "posix_prefix", vars={"base": str(env_dir)}))
+
+
+def _install(wheels: Path, site: Path, requires: list[str], env: dict[str, str], timeout: float) -> bool:
+    """Install from the wheel cache only; fill the cache from the index first if that fails."""
+    wheels.mkdir(parents=True, exist_ok=True)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    offline = [*pip, "install", "--no-index", "--find-links", str(wheels), "--target", str(site),
+               "--no-warn-script-location", *requires]
+    if _run(offline, env, timeout, check=False).returncode == 0:
+        return True
+    shutil.rmtree(site, ignore_errors=True)
+    fill = [*pip, "wheel", "--wheel-dir", str(wheels), "--find-links", str(wheels), *requires]
+    filled = _run(fill, env, timeout, check=False)
+    if filled.returncode != 0:
+        log.warning("build requirements %s: cannot be fetched into the wheel cache (pip says: %s); "
+                    "building with isolation by build itself", ", ".join(requires), _last_line(filled.stdout),
+                    extra={"STEP": "build-env"})
+        return False
+    _run(offline, env, timeout)
+    return True
+
+
+def _link_frontend(template: Path) -> None:
+    """The frontend's packages as links in one directory, for LAUNCH to put on its path."""
+    frontend = template / "frontend"
+    frontend.mkdir()
+    for path in frontend_paths():
+        (frontend / path.name).symlink_to(path, target_is_directory=True)
+
+
+def _run(argv: list[str], env: dict[str, str], timeout: float, *,
+         check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(argv, env=env, timeout=timeout, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, check=False, cwd="/")
+    if check and done.returncode != 0:
+        msg = f"{' '.join(argv[:4])} exited with status {done.returncode}: {_last_line(done.stderr)}"
+        raise subprocess.SubprocessError(msg)
+    return done
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no output"
+
+
+def isolated_env(env: dict[str, str]) -> dict[str, str]:
+    """The build's environment without what would add the system's modules to the copy's path."""
+    return {k: v for k, v in env.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
+
