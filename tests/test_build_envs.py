@@ -9,6 +9,7 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from pypi_insiders import config
+from pypi_insiders.errors import BuildError
 from pypi_insiders.fetch import build_envs, builder, git
 from pypi_insiders.fetch.versions import TagVersion, version_of_tag
 from tests import git_fixtures as g
@@ -55,7 +56,7 @@ def test_build_env_leak_fails_the_build(make_config: ConfigMaker, tmp_path: Path
     """The check above can fail: the standard library is there, and the backend says so."""
     upstream = g.init_repo(tmp_path / "up", {**g.intree_files("demo"), "HIDDEN": "json\n"})
     g.tag(upstream, "v1.0")
-    with pytest.raises(builder.BuildError, match="build failed"):
+    with pytest.raises(BuildError, match="build failed"):
         builder.build(_request(make_config, tmp_path, upstream, "v1.0", "demo"))
 
 
@@ -118,7 +119,7 @@ def test_build_env_without_an_index_falls_back_to_builds_own_isolation(
     upstream = g.init_repo(tmp_path / "up", files)
     g.tag(upstream, "v1.0")
     request = _request(make_config, tmp_path, upstream, "v1.0", "demo")
-    with pytest.raises(builder.BuildError, match="build failed"):
+    with pytest.raises(BuildError, match="build failed"):
         builder.build(request)
     assert OWN_ISOLATION in (request.workdir / "build.log").read_bytes()
     assert list((tmp_path / "build-envs" / "envs").iterdir()) == []
