@@ -75,12 +75,17 @@ def running(name: str, argv: Sequence[str], port: int, log: Path, *, env: dict[s
 # --------------------------------------------------------------------------- ours
 
 
-def write_config(state: Path, store: Path, port: int, processes: int = 1, *, access_log: bool = True) -> Path:
-    """A config whose every path is below `state` except the (shared, read-only) corpus store."""
+def write_config(state: Path, store: Path, port: int, processes: int | None = None, *,
+                 access_log: bool = True) -> Path:
+    """A config whose every path is below `state` except the (shared, read-only) corpus store.
+
+    `processes` None leaves `[server] processes` out: the shipped default (one per core, capped).
+    """
     state.mkdir(parents=True, exist_ok=True)
     path = state / "config.toml"
+    processes_line = "" if processes is None else f"processes = {processes}\n"
     path.write_text(
-        f'[server]\nlisten = "127.0.0.1:{port}"\nthreads = {THREADS}\nprocesses = {processes}\n'
+        f'[server]\nlisten = "127.0.0.1:{port}"\nthreads = {THREADS}\n{processes_line}'
         f'access_log = {"true" if access_log else "false"}\n'
         f'[paths]\ndata = "{state}"\nstore = "{store}"\nindex = "{state / "index"}"\n'
         f'cache = "{state / "cache"}"\n'
@@ -102,10 +107,11 @@ def generate(config: Path, timeout: float) -> None:
 
 
 @contextmanager
-def ours(state: Path, store: Path, processes: int = 1, *, access_log: bool = True) -> Iterator[Server]:
+def ours(state: Path, store: Path, processes: int | None = None, name: str = "ours", *,
+         access_log: bool = True) -> Iterator[Server]:
     port = free_port()
     config = write_config(state, store, port, processes, access_log=access_log)
-    with running("ours", [*_cli(), "--config", str(config), "serve"], port, state / "serve.log") as server:
+    with running(name, [*_cli(), "--config", str(config), "serve"], port, state / "serve.log") as server:
         yield server
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from pypi_insiders import config, pipconf
 from pypi_insiders.cli import main
 from pypi_insiders.config import layout
 from pypi_insiders.errors import ConfigError
+from tests import git_fixtures as g
 from tests.conftest import ConfigMaker
 
 
@@ -173,3 +175,18 @@ def test_config_shipped_file_is_valid_and_matches_defaults() -> None:
     # Every commented-out default in the shipped file, uncommented, must still be valid.
     uncommented = re.sub(r"^#(\[?[a-z\"])", r"\1", shipped.read_text(), flags=re.MULTILINE)
     assert config.from_mapping(tomllib.loads(uncommented), shipped).repos
+
+
+@pytest.mark.parametrize(("cores", "expected"), [({0}, 1), (None, None)])
+def test_config_processes_default_to_one_per_usable_core(make_config: ConfigMaker, cores: set[int] | None,
+                                                         expected: int | None) -> None:
+    """In a child pinned to one core (as CPUAffinity= would), and here on all of ours, capped at 4."""
+    path = make_config()
+    pin = f"os.sched_setaffinity(0, {cores!r}); " if cores else ""
+    code = (f"import os; {pin}from pypi_insiders import config; "
+            f"print(config.load({str(path)!r}).server.processes)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          check=True, env=g.cli_env())
+    want = expected if expected is not None else min(len(os.sched_getaffinity(0)), 4)
+    assert int(done.stdout) == want
+    assert config.load(str(make_config(server={"processes": 3}))).server.processes == 3

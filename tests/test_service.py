@@ -5,6 +5,7 @@ the watcher publishing new files, and the pinned-name rule end to end.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -184,6 +185,14 @@ def test_service_processes_share_the_socket_and_reload_together(
                                     for _ in range(30)))
         assert stop_process(running.process) == 0
     assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_service_default_runs_one_process_per_core(make_config: ConfigMaker, store: Path) -> None:
+    """No `processes` key: as many processes as usable cores (at most 4), workers forked."""
+    with serve_process(make_config()) as running:
+        expected = min(len(os.sched_getaffinity(0)), 4)
+        assert len(_children(running.process.pid)) == expected - 1
+        assert all(request(running.url, "/simple/local-pkg/").status == 200 for _ in range(10))
 
 
 def test_service_workers_exit_when_the_parent_is_killed(make_config: ConfigMaker, store: Path) -> None:

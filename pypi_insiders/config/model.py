@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,10 +13,22 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 DEFAULT_PORT = 31411
+# `[server] processes` when unset: one per core this process may run on, at most this many
+# (beyond four, nginx in front serves the static files better than more Python processes).
+MAX_DEFAULT_PROCESSES = 4
 Fallback = Literal["redirect", "proxy", "off"]
 FALLBACKS: tuple[Fallback, ...] = get_args(Fallback)
 BuildPolicy = Literal["new", "latest"]
 PublishTarget = Literal["store", "upload"]
+
+
+def default_processes() -> int:
+    """One waitress process per usable core (systemd's CPUAffinity= and cpusets count), capped."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT_PROCESSES))
 
 
 @dataclass(frozen=True)
@@ -24,7 +37,7 @@ class ServerConfig:
     port: int = DEFAULT_PORT
     threads: int = 8
     # waitress processes sharing the listening socket: one process is held to one core by the GIL.
-    processes: int = 1
+    processes: int = field(default_factory=default_processes)
     # The reverse proxy's address: only its X-Forwarded-For/-Proto are believed (None: nobody's).
     trusted_proxy: str | None = None
     # One journald entry (or stderr line) per read of a local project and per refusal.

@@ -24,6 +24,7 @@ from pypi_insiders.config.model import (
     ServerConfig,
     UploadConfig,
     UpstreamConfig,
+    default_processes,
 )
 from pypi_insiders.config.table import (
     Table,
@@ -40,7 +41,8 @@ def server(root: Table) -> ServerConfig:
     t = root.table("server")
     host, port = parse_listen(t.get("listen", str, f"127.0.0.1:{DEFAULT_PORT}", listen_check))
     threads = t.get("threads", int, 8, lambda v: None if 1 <= v <= 256 else "must be 1 to 256")
-    processes = t.get("processes", int, 1, lambda v: None if 1 <= v <= 64 else "must be 1 to 64")
+    processes = t.get("processes", int, default_processes(),
+                      lambda v: None if 1 <= v <= 64 else "must be 1 to 64")
     proxy = t.get("trusted_proxy", str, "", _ip_address_check)
     access_log = t.get("access_log", bool, True)
     t.finish()

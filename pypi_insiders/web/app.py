@@ -81,7 +81,9 @@ class IndexApp:
         self.store = store
         self.status = status
         self.fallback = fallback
-        self.pages = pages if pages is not None else page_cache.PageCache()  # an empty cache is falsy
+        # an empty cache is falsy: compare with None
+        self.pages = pages if pages is not None else page_cache.PageCache(
+            page_cache.limit_for(config.server.processes))
         self.negotiator = negotiator or Negotiator()
         self.auth = Authenticator(config.upload.users_file, config.paths.state / LAST_USE_FILE)
         self.projects = project_page.ProjectPages(config.paths.index, config.paths.state)

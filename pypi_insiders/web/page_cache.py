@@ -27,7 +27,9 @@ FILE_CACHE_CONTROL: Final = "max-age=31536000, public, immutable"
 # For a caller who sent credentials: RFC 9111 lets a shared cache reuse an answer to an
 # authorized request when it says `public`, which would hand one sponsor's view to anyone.
 PRIVATE_FILE_CACHE_CONTROL: Final = "max-age=31536000, private, immutable"
-_PAGE_CACHE_BYTES: Final = 24 * 1024 * 1024  # every page of 2,000 projects; 100 MB RSS at 20,000
+# Every page of 2,000 projects. Shared out between the processes of `[server] processes`: each
+# keeps its own, of the same hot pages, and the kernel's page cache holds the files for all.
+_PAGE_CACHE_BYTES: Final = 24 * 1024 * 1024
 _ENTRY_OVERHEAD: Final = 1024  # the Page object, its header lists and the dict slot, roughly
 GZIP_FROM: Final = 1024  # smaller pages gain too little from compression to pay for it
 # What a request can make of a path that names nothing: a name too long for the file system,
@@ -70,6 +72,11 @@ def _identity(stat: os.stat_result) -> tuple[int, int, int]:
 
 
 _Key = tuple[str, str, bool]  # (file, content type, gzip)
+
+
+def limit_for(processes: int) -> int:
+    """Each process's share of the page cache's bound (at least 4 MB: a large root list fits)."""
+    return max(_PAGE_CACHE_BYTES // max(processes, 1), 4 * 1024 * 1024)
 
 
 class PageCache:
