@@ -28,6 +28,7 @@ class LoadResult:
     connections: int
     requests: int
     seconds: float
+    bytes_per_request: float  # what wrk read, headers included: tells gzip from identity apart
     rps: float
     p50_ms: float
     p99_ms: float
@@ -39,16 +40,19 @@ class LoadResult:
 
 
 def run_wrk(base_url: str, scenario: str, paths: Sequence[str], connections: int, duration: float,
-            *, threads: int = 2, timeout: float = 10.0, env: Mapping[str, str] | None = None) -> LoadResult:
+            *, threads: int = 2, timeout: float = 10.0, env: Mapping[str, str] | None = None,
+            encoding: str = "") -> LoadResult:
     """wrk against `base_url` cycling over `paths`; raises RuntimeError when wrk itself fails.
 
     `env`: added to wrk's environment (WRK_AUTHORIZATION: an Authorization header for every request).
+    `encoding`: the Accept-Encoding every request sends (none when empty), e.g. "gzip".
     """
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         paths_file = Path(tmp) / "paths.txt"
         paths_file.write_text("".join(f"{path}\n" for path in paths))
         argv = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{duration:g}s",
-                f"--timeout={timeout:g}s", "--latency", "-s", str(SCRIPT), base_url, "--", str(paths_file)]
+                f"--timeout={timeout:g}s", "--latency", "-s", str(SCRIPT), base_url, "--", str(paths_file),
+                encoding]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + timeout + 60,
                               check=False, env={**os.environ, **env} if env else None)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith(_MARK)), None)
@@ -60,6 +64,7 @@ def run_wrk(base_url: str, scenario: str, paths: Sequence[str], connections: int
     errors = sum(data[key] for key in ("connect", "read", "write", "status", "timeout"))
     return LoadResult(
         scenario=scenario, connections=connections, requests=data["requests"], seconds=seconds,
+        bytes_per_request=data["bytes"] / data["requests"] if data["requests"] else 0.0,
         rps=data["requests"] / seconds if seconds else 0.0,
         p50_ms=data["p50_us"] / 1000, p99_ms=data["p99_us"] / 1000,
         errors=errors, timeouts=data["timeout"],

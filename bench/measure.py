@@ -133,19 +133,35 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def rss_mb(pid: int) -> float | None:
-    """VmRSS of a process and all its descendants, in MB (10^6 bytes)."""
-    total_kb, pending, seen = 0, [pid], set[int]()
+def _tree(pid: int) -> list[int]:
+    """A process and all its descendants (bounded)."""
+    pending, seen = [pid], list[int]()
     while pending and len(seen) < 1000:
         current = pending.pop()
-        if current in seen:
-            continue
-        seen.add(current)
+        if current not in seen:
+            seen.append(current)
+            pending += _children(current)
+    return seen
+
+
+def _sum_kb(pid: int, file: str, key: str) -> float | None:
+    total_kb, found = 0, False
+    for current in _tree(pid):
         try:
-            status = Path(f"/proc/{current}/status").read_text()
+            text = Path(f"/proc/{current}/{file}").read_text()
         except OSError:
             continue
-        total_kb += next((int(line.split()[1]) for line in status.splitlines()
-                          if line.startswith("VmRSS:")), 0)
-        pending += _children(current)
-    return total_kb * 1024 / 1e6 if seen else None
+        found = True
+        total_kb += next((int(line.split()[1]) for line in text.splitlines() if line.startswith(key)), 0)
+    return total_kb * 1024 / 1e6 if found else None
+
+
+def rss_mb(pid: int) -> float | None:
+    """VmRSS of a process and all its descendants, in MB (10^6 bytes): shared pages count in each."""
+    return _sum_kb(pid, "status", "VmRSS:")
+
+
+def pss_mb(pid: int) -> float | None:
+    """PSS of a process and its descendants, in MB: each shared page counts once, split between
+    its sharers, so this is the memory of all the processes together (forked workers share)."""
+    return _sum_kb(pid, "smaps_rollup", "Pss:")

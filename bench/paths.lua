@@ -1,6 +1,7 @@
 -- wrk script: each thread cycles through the request paths listed in a file (one per line),
 -- starting at its own offset, and prints one JSON line of results when the run is done.
--- Usage: [WRK_AUTHORIZATION='Basic ...'] wrk -s paths.lua URL -- PATHS_FILE
+-- Usage: [WRK_AUTHORIZATION='Basic ...'] wrk -s paths.lua URL -- PATHS_FILE [ENCODING]
+-- (ENCODING: sent as Accept-Encoding)
 local counter = 0
 local threads = {}
 
@@ -14,7 +15,13 @@ function init(args)
    requests = {}
    -- an Authorization header from the environment, never from argv (where ps shows it)
    local authorization = os.getenv("WRK_AUTHORIZATION")
-   local headers = authorization and {Authorization = authorization} or nil
+   local headers = {}
+   if authorization then
+      headers["Authorization"] = authorization
+   end
+   if args[2] and #args[2] > 0 then
+      headers["Accept-Encoding"] = args[2]
+   end
    for line in io.lines(args[1]) do
       if #line > 0 then
          table.insert(requests, wrk.format("GET", line, headers))

@@ -1,4 +1,5 @@
-"""The results table (each figure of ours as a ratio to the others) and the Targets of issue 2."""
+"""The results table (each figure of ours as a ratio to the others), the Targets of issues 2 and
+10, and how the figures grow from one corpus to the next."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-SERVERS = ("ours", "ceiling", "nginx", "pypiserver")
+# ours: the shipped default of `[server] processes` (or --processes); ours-1: one process
+SERVERS = ("ours", "ours-1", "ceiling", "nginx", "pypiserver")
+SCENARIOS = ("project", "root", "rotation", "project-gzip", "root-gzip")
 Results = Mapping[str, Mapping[str, Any]]  # server name -> figures (see run.bench_server)
 
 
@@ -51,7 +54,7 @@ def _ratio(ours: float | None, other: float | None) -> str:
 def rows(results: Results, connections: tuple[int, ...]) -> list[tuple[str, str]]:
     """(label, figure key) for every row of the table, in display order."""
     out: list[tuple[str, str]] = []
-    for scenario in ("project", "root", "rotation"):
+    for scenario in SCENARIOS:
         for conns in connections:
             out += [(f"{scenario} c{conns} rps", f"rps:{scenario}:{conns}"),
                     (f"{scenario} c{conns} p50 ms", f"p50_ms:{scenario}:{conns}"),
@@ -60,12 +63,12 @@ def rows(results: Results, connections: tuple[int, ...]) -> list[tuple[str, str]
     out += [("start s (ours warm)", "start_s"), ("start s cold", "start_cold_s"),
             ("start s cache, no index", "start_rebuild_s"),
             ("new file visible s", "fresh_s"), ("pip download s", "pip_s"), ("uv pip install s", "uv_s"),
-            ("RSS MB after load", "rss_mb")]
+            ("RSS MB after load (sum)", "rss_mb"), ("PSS MB after load (sum)", "pss_mb")]
     return out
 
 
 def table(results: Results, connections: tuple[int, ...]) -> str:
-    header = ["figure", *SERVERS, "ours/ceil", "ours/nginx", "ours/pypisrv"]
+    header = ["figure", *SERVERS, "ours/ours-1", "ours/ceil", "ours/nginx", "ours/pypisrv"]
     lines = [header]
     for label, key in rows(results, connections):
         values = {server: _figure(results, server, key) for server in SERVERS}
@@ -79,9 +82,21 @@ def table(results: Results, connections: tuple[int, ...]) -> str:
                      for line in lines)
 
 
+def _nginx_share_targets(results: Results, connections: tuple[int, ...]) -> list[Target]:
+    """Issue 10, target 1: the default configuration at 12% of nginx or more on one project page."""
+    found: list[Target] = []
+    for conns in connections:
+        ours, nginx = _load(results, "ours", "project", conns), _load(results, "nginx", "project", conns)
+        if ours is not None and nginx is not None and nginx["rps"]:
+            share = ours["rps"] / nginx["rps"]
+            found.append(Target(f"project c{conns} >= 12% of nginx rps", share >= 0.12,
+                                f"{share:.1%} ({ours['rps']:.0f} / {nginx['rps']:.0f})"))
+    return found
+
+
 def _throughput_targets(results: Results, connections: tuple[int, ...]) -> list[Target]:
-    targets: list[Target] = []
-    for scenario in ("project", "root"):
+    targets: list[Target] = _nginx_share_targets(results, connections)
+    for scenario in ("project", "root", "root-gzip"):
         for conns in connections:
             ours = _load(results, "ours", scenario, conns)
             ceiling = _load(results, "ceiling", scenario, conns)
@@ -111,10 +126,31 @@ def targets(results: Results, projects: int, connections: tuple[int, ...]) -> li
         found.append(Target("new file visible < 1 s", fresh is not None and fresh < 1.0, f"{_cell(fresh)} s"))
         found.append(Target("start to first answer < 5 s (warm)", start is not None and start < 5.0,
                             f"{_cell(start)} s"))
-        if projects >= 20000:
-            rss = _figure(results, "ours", "rss_mb")
-            found.append(Target("RSS < 100 MB", rss is not None and rss < 100, f"{_cell(rss)} MB"))
+        pss, rss = _figure(results, "ours", "pss_mb"), _figure(results, "ours", "rss_mb")
+        found.append(Target("memory after load < 100 MB, all processes (PSS)", pss is not None and pss < 100,
+                            f"PSS {_cell(pss)} MB, RSS summed {_cell(rss)} MB"))
     return found
+
+
+GROWTH_ROWS = (("files", "files"), ("start s, warm", "start_s"), ("start s, cold", "start_cold_s"),
+               ("start s, cache but no index", "start_rebuild_s"), ("new file visible s", "fresh_s"),
+               ("PSS MB after load", "pss_mb"), ("RSS MB after load", "rss_mb"),
+               ("root c16 p99 ms", "p99_ms:root:16"), ("root-gzip c16 p99 ms", "p99_ms:root-gzip:16"),
+               ("project c16 rps", "rps:project:16"))
+
+
+def growth(corpora: Mapping[str, Results]) -> str:
+    """Ours' figures per corpus and each one's growth over the smallest, beside the files' growth."""
+    sizes = sorted(corpora, key=int)
+    first = sizes[0]
+    lines = [["figure (ours)", *sizes, *(f"x {size}/{first}" for size in sizes[1:])]]
+    for label, key in GROWTH_ROWS:
+        values = [int(size) * 10 if key == "files" else _figure(corpora[size], "ours", key) for size in sizes]
+        lines.append([label, *(_cell(v) for v in values), *(_ratio(v, values[0]) for v in values[1:])])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                               for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
+                     for line in lines)
 
 
 def format_targets(found: list[Target]) -> str:

@@ -36,6 +36,7 @@ from packaging.utils import canonicalize_name
 from bench import auth_load, measure, report, servers
 from bench import corpus as corpora
 from bench.load import LoadResult, run_wrk
+from pypi_insiders.config.model import default_processes
 
 OUT = Path(__file__).resolve().parent / "out"
 SETTLE_TIMEOUT = 120.0  # pypiserver works off a queue of slow requests after each wrk run
@@ -54,7 +55,7 @@ class Settings:
     workdir: Path
     start_timeout: float
     fresh_state: bool
-    processes: int
+    processes: int | None
     access_log: bool = True
 
 
@@ -80,20 +81,27 @@ def corpus_paths(corpus: corpora.Corpus) -> Paths:
 LoadRows = list[dict[str, object]]
 
 
+def scenarios(paths: Paths) -> dict[str, list[str]]:
+    """Name -> paths; a `-gzip` scenario sends `Accept-Encoding: gzip` (as pip and uv do)."""
+    return {"project": [paths.project_page], "root": ["/simple/"], "rotation": paths.rotation,
+            "project-gzip": [paths.project_page], "root-gzip": ["/simple/"]}
+
+
 def run_loads(running: list[servers.Server], paths: Paths, settings: Settings) -> dict[str, LoadRows]:
     """Each scenario against each server in turn, so that all of them share the machine's moods.
 
     With several rounds the best round (most requests per second) of each server counts: other
     work on the machine only ever slows a round down.
     """
-    scenarios = {"project": [paths.project_page], "root": ["/simple/"], "rotation": paths.rotation}
     out: dict[str, LoadRows] = {server.name: [] for server in running}
-    for scenario, scenario_paths in scenarios.items():
+    for scenario, scenario_paths in scenarios(paths).items():
+        encoding = "gzip" if scenario.endswith("-gzip") else ""
         for conns in settings.connections:
             rounds: dict[str, list[LoadResult]] = {server.name: [] for server in running}
             for turn in range(settings.rounds):
                 for server in running if turn % 2 == 0 else running[::-1]:
-                    result = run_wrk(server.url, scenario, scenario_paths, conns, settings.duration)
+                    result = run_wrk(server.url, scenario, scenario_paths, conns, settings.duration,
+                                     encoding=encoding)
                     print(f"  {server.name:10} {scenario:8} c{conns:<3} {result.rps:10.1f} rps  "
                           f"p50 {result.p50_ms:8.2f} ms  p99 {result.p99_ms:8.2f} ms  errors {result.errors}")
                     rounds[server.name].append(result)
@@ -127,8 +135,11 @@ def measure_after_load(running: list[servers.Server], corpus: corpora.Corpus, pa
                        settings: Settings, results: dict[str, dict[str, Any]]) -> None:
     for server in running:
         results[server.name]["rss_mb"] = measure.rss_mb(server.pid)
-        print(f"  {server.name:10} RSS after the load: {results[server.name]['rss_mb']} MB")
-    fresh_dirs = {"ours": corpus.store / paths.project, "pypiserver": corpus.flat}
+        results[server.name]["pss_mb"] = measure.pss_mb(server.pid)
+        print(f"  {server.name:10} after the load: RSS {results[server.name]['rss_mb']} MB, "
+              f"PSS {results[server.name]['pss_mb']} MB (all processes)")
+    fresh_dirs = {"ours": corpus.store / paths.project, "ours-1": corpus.store / paths.project,
+                  "pypiserver": corpus.flat}
     for server in running:
         figures = results[server.name]
         if server.name in fresh_dirs:
@@ -183,6 +194,9 @@ def bench_corpus(projects: int, settings: Settings) -> dict[str, Any]:
     index = state / "index"
     starters: dict[str, Starter] = {
         "ours": lambda: servers.ours(state, corpus.store, settings.processes, access_log=settings.access_log),
+        # its own state: one instance per state directory (its first run here generates cold)
+        "ours-1": lambda: servers.ours(settings.workdir / f"state-{projects}-p1", corpus.store, 1,
+                                       name="ours-1", access_log=settings.access_log),
         "ceiling": lambda: servers.ceiling(index, corpus.store, logs / f"ceiling-{projects}.log"),
         "nginx": lambda: servers.nginx(settings.workdir / f"nginx-{projects}", index, corpus.store),
         "pypiserver": lambda: servers.pypiserver(settings.workdir / "pypiserver-venv", corpus.flat,
@@ -220,8 +234,9 @@ def parse_args(argv: list[str] | None) -> tuple[tuple[int, ...], Settings]:
     parser.add_argument("--workdir", type=Path, default=WORKDIR)
     parser.add_argument("--start-timeout", type=float, default=600.0,
                         help="longest wait for a server's first answer (a cold start included)")
-    parser.add_argument("--processes", type=int, default=1,
-                        help="ours' [server] processes (the ceiling stays one process)")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="ours' [server] processes (default: unset, the shipped default of one "
+                             "per core; `ours-1` always runs one; the ceiling stays one process)")
     parser.add_argument("--fresh-state", action="store_true",
                         help="delete ours' hash cache from earlier runs too, to measure a cold start")
     parser.add_argument("--access-log", choices=("on", "off"), default="on",
@@ -262,9 +277,12 @@ def main(argv: list[str] | None = None) -> int:
         found += auth_load.targets(results, settings.connections)
         failed |= not all(t.passed for t in found)
         log_state = "on" if settings.access_log else "off"
-        summaries.append(f"\n== {count} projects x 10 files (ours: {settings.processes} process(es), "
+        procs = settings.processes or f"default ({default_processes()})"
+        summaries.append(f"\n== {count} projects x 10 files (ours: {procs} process(es), "
                          f"access log {log_state})\n"
                          f"{report.table(results, settings.connections)}\n\n{report.format_targets(found)}")
+    if len(all_results["corpora"]) > 1:
+        summaries.append("\n== growth\n" + report.growth(all_results["corpora"]))
     all_results["seconds"] = time.monotonic() - started
     OUT.mkdir(exist_ok=True)
     out = OUT / f"results-{time.strftime('%Y%m%dT%H%M%S')}.json"

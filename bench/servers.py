@@ -141,6 +141,10 @@ def nginx_config(prefix: Path, index: Path, store: Path, port: int) -> Path:
         f"error_log {prefix / 'error.log'} warn;\nevents {{ worker_connections 1024; }}\n"
         "http {\n    include /etc/nginx/mime.types;\n    access_log off;\n    sendfile on;\n"
         f"    tcp_nopush on;\n    keepalive_requests 1000000;\n{temp}"
+        # gzip_static: .gz files beside the pages (our generator writes none today); otherwise
+        # compressed on the fly, as ours does once per page version (same level and threshold)
+        "    gzip on;\n    gzip_static on;\n    gzip_comp_level 6;\n    gzip_min_length 1024;\n"
+        "    gzip_vary on;\n    gzip_types application/vnd.pypi.simple.v1+json application/json;\n"
         f"    server {{\n        listen 127.0.0.1:{port};\n"
         f"        location /simple/ {{ root {index}; index index.html; }}\n"
         f"        location ~ ^/packages/(.+\\.metadata)$ {{ alias {index}/packages/$1; }}\n"

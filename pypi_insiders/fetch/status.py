@@ -183,10 +183,20 @@ def render_html(data: dict[str, Any]) -> str:
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>pypi-insiders status</title>"
             "<style>td,th{padding:2px 8px;text-align:left}.problem{color:#a00}</style></head><body>\n"
             '<p><a href="/">&larr; the index</a></p>\n'
+            f"{_index_line(data.get('index'))}"
             f"<h1>Watched repositories</h1>\n{_problem(data.get('config_problem'))}"
             f"<p>Generated {_cell(data['generated'])}; next fetch run: "
             f"{_cell(data['next_run'] or 'unknown')}.</p>\n<table>\n<tr>{head}</tr>\n{body}\n</table>\n"
             "</body></html>\n")
+
+
+def _index_line(index: dict[str, Any] | None) -> str:
+    """The first generation's progress while it runs (the web app adds it, see index/progress.py)."""
+    if not index or not index.get("generating"):
+        return ""
+    return (f'<p class="problem">The index is being generated: {_cell(index.get("projects"))} local '
+            f'projects pinned, {_cell(index.get("done"))} files and pages done after '
+            f'{_cell(index.get("running_s"))} s; their pages answer 503 until written.</p>\n')
 
 
 def _problem(text: str | None) -> str:

@@ -24,7 +24,7 @@ from pypi_insiders.index.cache_sync import StoreSync
 from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.index.metadata_cache import Cache
 from pypi_insiders.index.page_settings import PageSettings
-from pypi_insiders.index.pins import Pinner, pins_path
+from pypi_insiders.index.pins import Pinner, names_in_store, pins_path
 from pypi_insiders.index.project_render import ProjectRenderer, Run
 from pypi_insiders.index.yanks import YankState
 from pypi_insiders.store import Store
@@ -75,6 +75,15 @@ class Generator:
     def progress(self) -> int:
         """A number that grows while generation makes headway; read without the lock, on purpose."""
         return self.stats.files_read + self._reading + self.stats.projects_regenerated
+
+    def pin_store(self) -> int:
+        """Pin every project the store holds, from names alone: done before a fresh instance serves,
+        so no local name can fall through upstream while its pages are still being made."""
+        with self._lock:
+            names = names_in_store(self.store.root)
+            pinned = self._pins.pin(names)
+        log.info("%d local projects pinned before serving (%d new)", len(names), pinned)
+        return len(names)
 
     def close(self) -> None:
         with self._lock:

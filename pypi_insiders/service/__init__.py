@@ -9,8 +9,10 @@ Threads of the parent, and what each may touch:
 - waitress's request threads: the app, which reads one frozen config snapshot and the page cache.
 - `start_heartbeat` (until READY=1): reads `generator.progress()` without its lock, on purpose,
   and sends EXTEND_TIMEOUT_USEC. It is the one thread alive when workers fork; it holds no lock.
-- `_first_scan` (a warm start only): `generator.generate_all()` under the generator's lock,
-  then starts the watcher and sends READY=1.
+- `_first_scan`: the first `generator.generate_all()` under the generator's lock, while the
+  index is already served (every local name pinned before binding; a local project without
+  its page yet gets 503 + Retry-After, `index.progress`), then starts the watcher and sends READY=1.
+- `report_progress` (until then): the first generation's progress into the file `/status` reads.
 - the store watcher's observer and debounce threads: `generator.update_paths()` under that lock.
 - `reloader`: on SIGHUP, the new config into the app (a snapshot swap), the generator (its lock)
   and the watcher.

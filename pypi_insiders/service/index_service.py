@@ -9,17 +9,20 @@ new one is broken. The threads and what each touches are listed in `service/__in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Protocol
 
 from pypi_insiders import directories, sd
 from pypi_insiders.config import Config
 from pypi_insiders.errors import ConfigError
+from pypi_insiders.index import progress
 from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.service import live_config
 from pypi_insiders.service.server import Server, answers, create_server, listening, url_of
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _HEARTBEAT = 10.0  # seconds between checks for progress of the first generation
 _START_EXTENSION = 60.0  # each sign of progress buys this much more start-up time
+_PROGRESS_EVERY = 1.0  # seconds between updates of the first generation's progress file
 
 
 class IndexGenerator(Protocol):
@@ -41,6 +45,8 @@ class IndexGenerator(Protocol):
     def update_paths(self, relpaths: Iterable[str]) -> None: ...
 
     def progress(self) -> int: ...
+
+    def pin_store(self) -> int: ...
 
     def reconfigure(self, config: Config) -> None: ...
 
@@ -73,26 +79,46 @@ class Service(Serving):
         self.watcher: StoreWatcher | None = None
         self.workers = workers.Workers([])
         self.ready = threading.Event()  # READY=1 sent: the start-up is over
-        self.scanning = False  # the warm start's first scan is still running
+        self.scanning = False  # the first generation is still running (it runs while serving)
+        self._progress_lock = threading.Lock()  # the progress file is never written after its removal
+        self._generated = False
         self.failed = False
 
     def start(self) -> str:
-        """Bind (and fork) and watch, generating first; returns the URL we answer on.
+        """Pin, bind (and fork), then generate while serving; returns the URL we answer on.
 
-        With an index left by an earlier run (a restart), its pages are served at once while
-        the first scan brings them up to date in a thread; READY=1 still waits for that scan.
+        Every local name is pinned first, so nothing local falls through upstream; until the
+        first generation is over, a local project without its page yet gets 503 + Retry-After
+        (`index.progress`), and an index left by an earlier run is served as it is. READY=1
+        waits for that generation, and only then does the watcher start.
         """
-        self.scanning = IndexLayout(self.config.paths.index).root_list("html").exists()
-        if not self.scanning:
-            self._generate()
+        self.scanning = True
+        projects = self.generator.pin_store()
+        self.write_progress(progress.Progress(time.time(), projects, 0))
         server = self._bind()
         url = url_of(*listening(server)[0])
-        if self.scanning:
+        if IndexLayout(self.config.paths.index).root_list("html").exists():
             log.info("serving the index left by the last run while the store is scanned")
-            thread(self._first_scan, url)
         else:
-            self._watch()
+            log.info("serving while the index is generated: %d local projects, each answered 503 "
+                     "until its page is written", projects)
+        thread(self._first_scan, url)
+        thread(report_progress, self, projects)
         return url
+
+    @property
+    def progress_file(self) -> Path:
+        return progress.progress_path(self.config.paths.cache)
+
+    def write_progress(self, state: progress.Progress) -> None:
+        with self._progress_lock:
+            if not self._generated:
+                progress.write(self.progress_file, state)
+
+    def _end_progress(self) -> None:
+        with self._progress_lock:
+            self._generated = True
+            progress.clear(self.progress_file)
 
     def _generate(self) -> None:
         sd.status("generating the index")
@@ -125,6 +151,7 @@ class Service(Serving):
         """The warm start's first generation; a failure stops the service with status 1."""
         try:
             self._generate()
+            self._end_progress()
             if not self.stopped.is_set():
                 self._watch()
                 self.ready.set()
@@ -184,6 +211,14 @@ def start_heartbeat(service: Service, interval: float = _HEARTBEAT) -> None:
             sd.notify(EXTEND_TIMEOUT_USEC=int(_START_EXTENSION * 1_000_000),
                       STATUS=f"generating the index: {now} files and pages done so far")
             last = now
+
+
+def report_progress(service: Service, projects: int, interval: float = _PROGRESS_EVERY) -> None:
+    """Until the first generation is over, its progress into the file `/status` shows."""
+    started = time.time()
+    while not service.ready.wait(interval) and service.scanning and not service.stopped.is_set():
+        with contextlib.suppress(OSError):
+            service.write_progress(progress.Progress(started, projects, service.generator.progress()))
 
 
 def _watchdog(service: Service, interval: float) -> None:

@@ -19,6 +19,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 
 from pypi_insiders.config import Config
 from pypi_insiders.errors import InsidersError
+from pypi_insiders.index import progress
 from pypi_insiders.index.layout import PACKAGES_URL, SIMPLE_URL, IndexLayout
 from pypi_insiders.index.pins import Pins, pins_path
 from pypi_insiders.store import Store
@@ -29,6 +30,7 @@ from pypi_insiders.web.fallback import Answer, Fallback
 from pypi_insiders.web.negotiate import HTML, OFFERED_TEXT, Format, Negotiator, accepts_gzip
 from pypi_insiders.web.responses import (
     Response,
+    being_generated,
     denied,
     not_generated,
     phrase,
@@ -70,6 +72,7 @@ class _Live:
     uploads: upload.Uploads | None  # None while uploads are disabled
     policy: access.Policy
     scoped_roots: access.ScopedRoots
+    progress_file: str  # present while the first generation runs (index/progress.py)
 
 
 class IndexApp:
@@ -102,7 +105,8 @@ class IndexApp:
         policy = access.Policy(config.access)
         files = file_route.PublishedFiles(str(self.store.root), str(layout.packages), policy)
         self._live = _Live(config, str(layout.landing_page), layout.simple_prefix(), files,
-                           uploads, policy, access.ScopedRoots(str(layout.simple)))
+                           uploads, policy, access.ScopedRoots(str(layout.simple)),
+                           str(progress.progress_path(config.paths.cache)))
 
     @property
     def config(self) -> Config:
@@ -200,6 +204,9 @@ class IndexApp:
         if found is not None:
             environ[access_log.PROJECT] = project
             return found
+        if progress.generating(self._live.progress_file) and self.fallback.is_local(project):
+            environ[access_log.PROJECT] = project
+            return being_generated()
         answer = self.fallback.answer(project, formats, environ.get("QUERY_STRING", ""))
         if answer.status.startswith("404") and self.fallback.is_local(project):
             environ[access_log.PROJECT] = project  # pinned, without files: still ours to audit
@@ -275,6 +282,8 @@ class IndexApp:
             data = self._live.policy.status_allowed(view, self.status.collect(self.config))
         except InsidersError as error:
             return plain("503 Service Unavailable", f"status not available: {error}")
+        first = progress.read_str(self._live.progress_file)
+        data["index"] = {"generating": first is not None, **(first.as_status() if first else {})}
         if as_json:
             body, content_type = json.dumps(data, indent=1, default=str).encode(), "application/json"
         else:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import BinaryIO
 
+from pypi_insiders.index import progress
 from pypi_insiders.web import access, page_cache
 from pypi_insiders.web.access import View
 from pypi_insiders.web.auth import AuthError
@@ -26,7 +27,14 @@ def plain(status: str, message: str, extra: page_cache.Headers | None = None) ->
 
 
 def not_generated() -> Response:
-    return plain("503 Service Unavailable", "the index has not been generated yet", [("Retry-After", "5")])
+    return plain("503 Service Unavailable", "the index has not been generated yet",
+                 [("Retry-After", str(progress.RETRY_AFTER))])
+
+
+def being_generated() -> Response:
+    """A local project whose page the first generation has not written yet: never upstream's."""
+    return plain("503 Service Unavailable", "this project's page is being generated; try again shortly",
+                 [("Retry-After", str(progress.RETRY_AFTER))])
 
 
 def redirect(location: str) -> Response:
