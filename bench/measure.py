@@ -37,12 +37,13 @@ def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return 0, b""
 
 
-def first_answer(server: Server, path: str, timeout: float) -> float | None:
-    """Seconds from process start to the first 200 for `path`, or None if it never came."""
+def first_answer(server: Server, path: str, timeout: float, *, any_status: bool = False) -> float | None:
+    """Seconds from process start to the first 200 for `path` (any HTTP answer with `any_status`:
+    ours' 503 while its first generation runs), or None if it never came."""
     deadline = time.monotonic() + timeout
     for _ in range(int(timeout / 0.01) + 1):
         status, _body = get(server.url + path, timeout=max(0.1, deadline - time.monotonic()))
-        if status == 200:
+        if status == 200 or (any_status and status > 0):
             return time.monotonic() - server.started
         if server.process.poll() is not None or time.monotonic() > deadline:
             return None

@@ -159,7 +159,7 @@ def measure_after_load(running: list[servers.Server], corpus: corpora.Corpus, pa
             print(f"  {name:10} {tool} median {results[name][f'{tool}_s']} s of {runs}")
 
 
-def prepare_state(corpus: corpora.Corpus, settings: Settings, state: Path) -> dict[str, Any]:
+def prepare_state(corpus: corpora.Corpus, settings: Settings, state: Path, paths: Paths) -> dict[str, Any]:
     """Ours' first start on this corpus: cold (no cache), or with the hash cache of an earlier run.
 
     The generated index is always deleted first, so every run serves pages made by the current
@@ -177,10 +177,12 @@ def prepare_state(corpus: corpora.Corpus, settings: Settings, state: Path) -> di
                          settings.start_timeout)
         return {}
     with servers.ours(state, corpus.store) as first:
+        answer = measure.first_answer(first, paths.project_page, settings.start_timeout, any_status=True)
         seconds = measure.first_answer(first, "/simple/", settings.start_timeout)
     key = "start_rebuild_s" if warm_cache else "start_cold_s"
-    print(f"  ours       first start ({key}): first answer after {seconds} s")
-    return {key: seconds}
+    print(f"  ours       first start ({key}): first answer (503 while generating) after {answer} s, "
+          f"first 200 of /simple/ (generation done) after {seconds} s")
+    return {key: seconds, f"{key.removesuffix('_s')}_answer_s": answer}
 
 
 def bench_corpus(projects: int, settings: Settings) -> dict[str, Any]:
@@ -190,7 +192,7 @@ def bench_corpus(projects: int, settings: Settings) -> dict[str, Any]:
     print(f"corpus {projects}: {corpus.files} files ready after {time.monotonic() - started:.1f} s")
     paths = corpus_paths(corpus)
     state, logs = settings.workdir / f"state-{projects}", settings.workdir / "logs"
-    results: dict[str, dict[str, Any]] = {"ours": prepare_state(corpus, settings, state)}
+    results: dict[str, dict[str, Any]] = {"ours": prepare_state(corpus, settings, state, paths)}
     index = state / "index"
     starters: dict[str, Starter] = {
         "ours": lambda: servers.ours(state, corpus.store, settings.processes, access_log=settings.access_log),
