@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from pypi_insiders import config
+from pypi_insiders.index import read_pool
 from pypi_insiders.index.generate import Generator
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_sdist, make_wheel
@@ -506,3 +507,20 @@ def test_generator_skips_symlinks_leading_out_of_the_store(
     urls = [f["url"].split("#")[0] for f in project_json(cfg, "psi")["files"]]
     assert urls == [f"../../packages/psi/{inside.name}"]  # the link inside the store is fine
     assert any("symbolic link out of the store" in r.getMessage() for r in caplog.records)
+
+
+def test_generator_reads_a_big_cold_store_in_a_process_pool(cfg: config.Config, generator: Generator) -> None:
+    """Enough directories for read_pool's processes: their facts and metadata files are the same."""
+    count = read_pool.POOL_FROM + 10
+    for number in range(count):
+        make_wheel(cfg.paths.store / f"bulk-{number}", f"bulk-{number}", "1.0")
+    generator.generate_all()
+    assert generator.stats.files_read == count
+    for number in (0, count - 1):
+        (entry,) = project_json(cfg, f"bulk-{number}")["files"]
+        packages = cfg.paths.index / "packages"
+        metadata = (packages / f"bulk-{number}" / f"{entry['filename']}.metadata").read_bytes()
+        assert metadata.startswith(b"Metadata-Version:")
+        assert entry["core-metadata"] == {"sha256": hashlib.sha256(metadata).hexdigest()}
+        wheel = cfg.paths.store / f"bulk-{number}" / entry["filename"]
+        assert entry["hashes"] == {"sha256": hashlib.sha256(wheel.read_bytes()).hexdigest()}

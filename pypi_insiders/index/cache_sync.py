@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
-from concurrent.futures import Executor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,15 +18,23 @@ from packaging.utils import NormalizedName
 
 from pypi_insiders.errors import InvalidDistributionError, StoreError
 from pypi_insiders.files import atomic_write
-from pypi_insiders.index import store_scan
-from pypi_insiders.index.file_info import FileInfo, inspect
+from pypi_insiders.index import read_pool, store_scan
 from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.index.metadata_cache import Cache, FileRecord
+from pypi_insiders.index.read_pool import Outcome, Reader
 from pypi_insiders.store import Store, is_hidden
 
 log = logging.getLogger(__name__)
 
-Outcome = FileInfo | InvalidDistributionError | None  # None: the file is gone
+_DIRS_PER_BATCH = 256  # directories whose files are read together (one pool map) in a big run
+
+
+@dataclass
+class _DirPlan:
+    directory: str
+    files: list[tuple[str, int, int]]
+    old: dict[str, FileRecord]  # rows left after the listing: files gone
+    to_read: list[tuple[str, FileRecord | None]]
 
 
 @dataclass
@@ -97,8 +104,24 @@ class StoreSync:
                 self._drop(record, changes)
         self._cache.forget_dirs(directories)
 
-    def sync_dir(self, directory: str, changes: Changes, readers: Executor | None = None) -> None:
-        """`readers` (threads) overlap the disk reads of a cold start; rows are written here."""
+    def sync_dir(self, directory: str, changes: Changes) -> None:
+        self.sync_dirs([directory], changes)
+
+    def sync_dirs(self, directories: list[str], changes: Changes, read: Reader | None = None) -> None:
+        """Diff each directory with its rows, reading new or changed files through `read` (a pool
+        of processes in a cold start: see read_pool) in batches; rows are written here."""
+        for start in range(0, len(directories), _DIRS_PER_BATCH):
+            plans = [self._plan(d) for d in directories[start:start + _DIRS_PER_BATCH]]
+            relpaths = [relpath for plan in plans for relpath, _previous in plan.to_read]
+            outcomes = (read or self._read_all)(relpaths)
+            for plan in plans:
+                for relpath, previous in plan.to_read:
+                    self._apply(relpath, previous, next(outcomes), changes)
+                for record in plan.old.values():
+                    self._drop(record, changes)
+                self._cache.set_dir_fingerprint(plan.directory, store_scan.fingerprint(plan.files))
+
+    def _plan(self, directory: str) -> _DirPlan:
         files = [f for f in store_scan.list_files(self._root, directory) if _encodable(f[0])]
         old = self._cache.files_in_dir(directory)
         to_read: list[tuple[str, FileRecord | None]] = []
@@ -107,14 +130,10 @@ class StoreSync:
             previous = old.pop(relpath, None)
             if previous is None or (previous.size, previous.mtime_ns) != (size, mtime_ns):
                 to_read.append((relpath, previous))
-        relpaths = [relpath for relpath, _previous in to_read]
-        reader = readers.map if readers is not None and len(relpaths) > 1 else map
-        outcomes = reader(self._read, relpaths)
-        for (relpath, previous), outcome in zip(to_read, outcomes, strict=True):
-            self._apply(relpath, previous, outcome, changes)
-        for record in old.values():
-            self._drop(record, changes)
-        self._cache.set_dir_fingerprint(directory, store_scan.fingerprint(files))
+        return _DirPlan(directory, files, old, to_read)
+
+    def _read_all(self, relpaths: list[str]) -> Iterator[Outcome]:
+        return map(self._read, relpaths)
 
     def update(self, relpath: str, changes: Changes) -> None:
         if any(is_hidden(part) for part in relpath.split("/")):
@@ -145,20 +164,7 @@ class StoreSync:
         self._apply(relpath, previous, self._read(relpath), changes)
 
     def _read(self, relpath: str) -> Outcome:
-        """The expensive part, safe in any thread: it touches only this file and its metadata file."""
-        path = self.store.path_of(relpath)
-        if path.is_symlink() and not path.resolve().is_relative_to(self._real_root):
-            # The app refuses to serve it (it checks where links lead), so it must not be listed.
-            return InvalidDistributionError(f"{path.name}: a symbolic link out of the store")
-        try:
-            info = inspect(path, relpath.rpartition("/")[2])
-        except FileNotFoundError:
-            return None
-        except InvalidDistributionError as error:
-            return error
-        if info.metadata is not None:
-            self.write_metadata(relpath, info.metadata)
-        return info
+        return read_pool.read_one(self._root, str(self._layout.root), relpath)
 
     def _apply(self, relpath: str, previous: FileRecord | None, outcome: Outcome, changes: Changes) -> None:
         """Records what `_read` found; in the thread that owns the transaction."""
@@ -177,7 +183,8 @@ class StoreSync:
             record = FileRecord(
                 relpath, directory, outcome.size, outcome.mtime_ns, outcome.project, outcome.version,
                 outcome.kind, outcome.sha256, outcome.requires_python,
-                hashlib.sha256(outcome.metadata).hexdigest() if outcome.metadata is not None else None,
+                outcome.metadata_sha256 or (hashlib.sha256(outcome.metadata).hexdigest()
+                                            if outcome.metadata is not None else None),
                 previous.upload_time_ns if previous else outcome.mtime_ns, None)
         self._cache.put_file(record)
         for project in {previous.project if previous else None, record.project}:

@@ -36,6 +36,7 @@ class FileInfo:
     metadata: bytes | None  # the core metadata a PEP 658 file serves; wheels only
     size: int
     mtime_ns: int
+    metadata_sha256: str | None = None  # set instead of `metadata` by a reader that wrote it out
 
 
 def inspect(path: Path, filename: str) -> FileInfo:

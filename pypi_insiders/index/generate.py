@@ -14,12 +14,12 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from pypi_insiders.config import Config
-from pypi_insiders.index import due, listings
+from pypi_insiders.index import due, listings, read_pool
 from pypi_insiders.index.cache_sync import StoreSync
 from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.index.metadata_cache import Cache
@@ -98,11 +98,10 @@ class Generator:
         # wait for 200,000 stats. A change made meanwhile is seen by the walk or handled by
         # update_paths, which also invalidates the fingerprint of the directory it touched.
         changed, seen = self._sync.changed_dirs("", known)
-        with self._lock, self._transaction(), self._readers(len(changed)) as readers:
+        with self._lock, self._transaction(), self._file_reader(len(changed)) as read:
             self._settings = self._configured.with_yanks(self._yanks.reasons())
             run = Run()
-            for directory in changed:
-                self._sync.sync_dir(directory, run, readers)
+            self._sync.sync_dirs(changed, run, read)
             # Every directory holding rows has a fingerprint row (maybe invalidated), so the
             # snapshot lists every candidate without reading the files table.
             self._sync.drop_dirs(set(known) - seen, run)
@@ -163,6 +162,10 @@ class Generator:
             return
         with ThreadPoolExecutor(_READERS, thread_name_prefix="index-reader") as pool:
             yield pool
+
+    def _file_reader(self, directories: int) -> AbstractContextManager[read_pool.Reader]:
+        """Every core reads files in a big run (a process pool, for this run only)."""
+        return read_pool.reader(str(self.store.root), str(self.index_dir), directories)
 
     def _checkpoint(self, count: int) -> None:
         """Commit now and then in long runs, so an interrupted cold start keeps its progress."""

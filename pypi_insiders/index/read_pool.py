@@ -1,0 +1,91 @@
+"""Reading distribution files (hash, archive check, metadata) on every core, for big runs.
+
+Reading a file is the expensive part of a cold start, and most of it holds the GIL (zip and
+tar parsing, the metadata parser), so threads overlap the disk but not the CPU. A run with
+many files to read gets a pool of processes, one per usable core, for that run only: it is
+made of fresh interpreters (`spawn`: the service has threads, a fork would copy their locks)
+and gone after the run. Each worker writes the file's PEP 658 metadata file itself (it touches
+only that file) and sends back the facts without the metadata's bytes; the rows are written
+by the caller, in its one transaction.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from pypi_insiders.errors import InvalidDistributionError
+from pypi_insiders.files import atomic_write
+from pypi_insiders.index.file_info import FileInfo, inspect
+from pypi_insiders.index.layout import IndexLayout
+from pypi_insiders.store import Store
+
+Outcome = FileInfo | InvalidDistributionError | None  # None: the file is gone
+Reader = Callable[[list[str]], Iterator[Outcome]]
+POOL_FROM = 200  # directories to diff in one run before a pool of processes pays for its start
+_CHUNK = 32  # files per task sent to a worker
+
+
+def read_one(store_root: str, index_root: str, relpath: str) -> Outcome:
+    """One file's facts, its metadata file written; safe in any thread or process."""
+    store = Store(Path(store_root))
+    path = store.path_of(relpath)
+    if path.is_symlink() and not path.resolve().is_relative_to(_real(store_root)):
+        # The app refuses to serve it (it checks where links lead), so it must not be listed.
+        return InvalidDistributionError(f"{path.name}: a symbolic link out of the store")
+    try:
+        info = inspect(path, relpath.rpartition("/")[2])
+    except FileNotFoundError:
+        return None
+    except InvalidDistributionError as error:
+        return error
+    if info.metadata is None:
+        return info
+    _write_metadata(IndexLayout(Path(index_root)).metadata_file(relpath), info.metadata)
+    return replace(info, metadata=None, metadata_sha256=hashlib.sha256(info.metadata).hexdigest())
+
+
+_made: set[Path] = set()  # directories this process made or found: a mkdir per file is a syscall
+
+
+def _write_metadata(target: Path, data: bytes) -> None:
+    if target.parent not in _made:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _made.add(target.parent)
+    try:
+        atomic_write(target, data, durable=False)
+    except FileNotFoundError:  # removed since (the index was deleted): make it again
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, data, durable=False)
+
+
+@functools.cache
+def _real(store_root: str) -> Path:
+    return Path(store_root).resolve()
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def reader(store_root: str, index_root: str, directories: int) -> Iterator[Reader]:
+    """Something mapping relpaths to outcomes, in order: a process pool for many directories."""
+    read = functools.partial(read_one, store_root, index_root)
+    workers = cores()
+    if directories < POOL_FROM or workers < 2:  # one core: a pool would only add copying
+        yield lambda relpaths: map(read, relpaths)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        yield lambda relpaths: pool.map(read, relpaths, chunksize=_CHUNK)
