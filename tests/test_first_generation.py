@@ -4,10 +4,11 @@ for local projects whose pages are not written yet (never upstream's), and /stat
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,53 @@ def test_first_generation_serves_while_the_generation_waits(make_config: ConfigM
         with started(make_config()) as running:
             assert request(running.url, "/simple/p-7/").status == 503
             assert time.monotonic() - began < 10  # generous for a loaded CI machine; the bench measures
+
+
+@pytest.mark.slow
+def test_first_generation_killed_keeps_its_committed_batches(make_config: ConfigMaker,
+                                                             data_dir: Path) -> None:
+    """kill -9 in the middle of a cold generation: what was committed stays, and is not read again."""
+    total = 6000
+    for number in range(total // 10):
+        for minor in range(10):
+            make_wheel(data_dir / "store" / f"many-{number}", f"many-{number}", f"1.{minor}")
+    config_file = make_config()
+    loaded = config.load(str(config_file))
+    database = loaded.paths.cache / "index.sqlite3"
+    argv = [*pypi_insiders(), "--config", str(config_file), "generate"]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=service_env())
+    try:
+        assert wait_for(lambda: _rows(database) >= 2000, timeout=120, step=0.01)
+        assert process.poll() is None, "the generation ended before it could be killed"
+        readers = _children(process.pid)  # its pool of processes reading files (and their helpers)
+        assert readers
+        process.kill()
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    kept = _rows(database)
+    assert 2000 <= kept < total
+    assert wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in readers), timeout=10)
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=service_env(), check=True)
+    assert f"{total - kept} files read" in again.stderr
+    assert f"{total} files" in again.stderr
+
+
+def _rows(database: Path) -> int:
+    """Committed rows, read as another process would (read only; nothing there yet is 0)."""
+    if not database.exists():
+        return 0
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as db:
+            count: int = db.execute("SELECT count(*) FROM files").fetchone()[0]
+    except sqlite3.OperationalError:  # the schema is not committed yet
+        return 0
+    return count
+
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found |= {int(child) for child in task.read_text().split()}
+    return found

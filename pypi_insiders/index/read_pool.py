@@ -15,6 +15,8 @@ import functools
 import hashlib
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -31,6 +33,7 @@ Outcome = FileInfo | InvalidDistributionError | None  # None: the file is gone
 Reader = Callable[[list[str]], Iterator[Outcome]]
 POOL_FROM = 200  # directories to diff in one run before a pool of processes pays for its start
 _CHUNK = 32  # files per task sent to a worker
+_PARENT_CHECK = 0.5  # seconds between a worker's checks that its parent still runs
 
 
 def read_one(store_root: str, index_root: str, relpath: str) -> Outcome:
@@ -87,5 +90,17 @@ def reader(store_root: str, index_root: str, directories: int) -> Iterator[Reade
         yield lambda relpaths: map(read, relpaths)
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_watch_parent,
+                             initargs=(os.getpid(),)) as pool:
         yield lambda relpaths: pool.map(read, relpaths, chunksize=_CHUNK)
+
+
+def _watch_parent(parent: int) -> None:
+    """In each worker: a parent killed with SIGKILL never closes the queue; leave with it."""
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(_PARENT_CHECK)
+    os._exit(1)
