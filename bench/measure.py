@@ -6,6 +6,7 @@ None (a FAIL for targets), never as the bound itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
@@ -166,3 +167,21 @@ def pss_mb(pid: int) -> float | None:
     """PSS of a process and its descendants, in MB: each shared page counts once, split between
     its sharers, so this is the memory of all the processes together (forked workers share)."""
     return _sum_kb(pid, "smaps_rollup", "Pss:")
+
+
+def file_mb(path: Path) -> float:
+    """A file's size in MB; 0 when it is not there."""
+    try:
+        return path.stat().st_size / 1e6
+    except FileNotFoundError:
+        return 0.0
+
+
+def tree_mb(root: Path) -> float:
+    """The size of every file below `root`, in MB."""
+    total = 0
+    for directory, _dirs, names in os.walk(root):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(directory, name)).st_size  # noqa: PTH116,PTH118
+    return total / 1e6

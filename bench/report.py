@@ -65,6 +65,7 @@ def rows(results: Results, connections: tuple[int, ...]) -> list[tuple[str, str]
             ("start s cache, no index", "start_rebuild_s"),
             ("start s cache, no index, first answer", "start_rebuild_answer_s"),
             ("new file visible s", "fresh_s"), ("pip download s", "pip_s"), ("uv pip install s", "uv_s"),
+            ("WAL MB after the first start", "wal_mb"), ("store MB", "store_mb"),
             ("RSS MB after load (sum)", "rss_mb"), ("PSS MB after load (sum)", "pss_mb")]
     return out
 
@@ -143,6 +144,10 @@ def _start_targets(results: Results, projects: int) -> list[Target]:
         if first is not None or key in results.get("ours", {}):
             found.append(Target(f"fresh instance answers < 2 s ({key})", first is not None and first < 2,
                                 f"{_cell(first)} s"))
+    wal, store = _figure(results, "ours", "wal_mb"), _figure(results, "ours", "store_mb")
+    if wal is not None and store:
+        found.append(Target("sqlite WAL < a tenth of the store", wal < store / 10, f"{_cell(wal)} of "
+                            f"{_cell(store)} MB"))
     cold = _figure(results, "ours", "start_cold_s")
     if projects >= 20000 and "start_cold_s" in results.get("ours", {}):
         found.append(Target("cold generation of 20,000 projects < 40 s", cold is not None and cold < 40,
@@ -155,7 +160,8 @@ GROWTH_ROWS = (("files", "files"), ("start s, warm", "start_s"), ("start s, cold
                ("start s, cache but no index", "start_rebuild_s"),
                ("start s, cache but no index, first answer", "start_rebuild_answer_s"),
                ("new file visible s", "fresh_s"),
-               ("PSS MB after load", "pss_mb"), ("RSS MB after load", "rss_mb"),
+               ("WAL MB after the first start", "wal_mb"), ("PSS MB after load", "pss_mb"),
+               ("RSS MB after load", "rss_mb"),
                ("root c16 p99 ms", "p99_ms:root:16"), ("root-gzip c16 p99 ms", "p99_ms:root-gzip:16"),
                ("project c16 rps", "rps:project:16"))
 

@@ -179,10 +179,12 @@ def prepare_state(corpus: corpora.Corpus, settings: Settings, state: Path, paths
     with servers.ours(state, corpus.store) as first:
         answer = measure.first_answer(first, paths.project_page, settings.start_timeout, any_status=True)
         seconds = measure.first_answer(first, "/simple/", settings.start_timeout)
+        wal = measure.file_mb(state / "cache" / "index.sqlite3-wal")  # before the close checkpoints it
     key = "start_rebuild_s" if warm_cache else "start_cold_s"
+    store_mb = measure.tree_mb(corpus.store)
     print(f"  ours       first start ({key}): first answer (503 while generating) after {answer} s, "
-          f"first 200 of /simple/ (generation done) after {seconds} s")
-    return {key: seconds, f"{key.removesuffix('_s')}_answer_s": answer}
+          f"first 200 of /simple/ (generation done) after {seconds} s; WAL {wal} MB, store {store_mb} MB")
+    return {key: seconds, f"{key.removesuffix('_s')}_answer_s": answer, "wal_mb": wal, "store_mb": store_mb}
 
 
 def bench_corpus(projects: int, settings: Settings) -> dict[str, Any]:
