@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -29,10 +31,13 @@ from pypi_insiders.index.file_info import FileInfo, inspect
 from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.store import Store
 
+log = logging.getLogger(__name__)
+
 Outcome = FileInfo | InvalidDistributionError | None  # None: the file is gone
 Reader = Callable[[list[str]], Iterator[Outcome]]
 POOL_FROM = 200  # directories to diff in one run before a pool of processes pays for its start
 _CHUNK = 32  # files per task sent to a worker
+_START_TIMEOUT = 60.0  # seconds for the workers to start and answer once
 _PARENT_CHECK = 0.5  # seconds between a worker's checks that its parent still runs
 
 
@@ -89,10 +94,26 @@ def reader(store_root: str, index_root: str, directories: int) -> Iterator[Reade
     if directories < POOL_FROM or workers < 2:  # one core: a pool would only add copying
         yield lambda relpaths: map(read, relpaths)
         return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_watch_parent,
-                             initargs=(os.getpid(),)) as pool:
+    pool = _start_pool(workers)
+    if pool is None:
+        yield lambda relpaths: map(read, relpaths)
+        return
+    with pool:
         yield lambda relpaths: pool.map(read, relpaths, chunksize=_CHUNK)
+
+
+def _start_pool(workers: int) -> ProcessPoolExecutor | None:
+    """The pool, its workers started and answering; None (and one warning) where it cannot run."""
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_watch_parent, initargs=(os.getpid(),))
+    try:
+        for future in [pool.submit(os.getpid) for _ in range(workers)]:
+            future.result(timeout=_START_TIMEOUT)
+    except (OSError, BrokenProcessPool, TimeoutError) as error:
+        log.warning("reading files in this process only: no pool of processes (%s)", error)
+        pool.shutdown(wait=False, cancel_futures=True)
+        return None
+    return pool
 
 
 def _watch_parent(parent: int) -> None:
