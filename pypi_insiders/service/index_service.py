@@ -10,6 +10,7 @@ new one is broken. The threads and what each touches are listed in `service/__in
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -152,6 +153,8 @@ class Service(Serving):
         try:
             self._generate()
             self._end_progress()
+            gc.collect()
+            workers.trim_heap()  # a cold generation's garbage: the parent serves on for months
             if not self.stopped.is_set():
                 self._watch()
                 self.ready.set()

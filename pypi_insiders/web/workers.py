@@ -49,7 +49,7 @@ def fork(count: int, serve: Callable[[], None]) -> list[int]:
     shares with the parent (the loaded code and config) into memory of its own.
     """
     gc.collect()
-    _trim_heap()
+    trim_heap()
     gc.freeze()
     pids = []
     try:
@@ -63,8 +63,8 @@ def fork(count: int, serve: Callable[[], None]) -> list[int]:
     return pids
 
 
-def _trim_heap() -> None:
-    """Hand the heap freed by the generation back to the kernel before the workers inherit it."""
+def trim_heap() -> None:
+    """Hand freed heap back to the kernel (before forking, after a generation): glibc keeps it."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc: it stays mapped, shared copy-on-write
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
