@@ -6,9 +6,10 @@ seconds before the backend runs at all. Here the isolation is kept, made cheaper
 
 - The build requirements of `[build-system]` (PEP 518's default when absent) are resolved once
   into wheels under `<cache>/build-envs/wheels` (from pip's index as configured, the way the
-  isolated build would have got them), then installed into a template venv that has no system
-  site-packages and no pip, keyed by a hash of the requirements and the interpreter: new or
-  changed requirements give a new key, and wheels already cached are used offline first.
+  isolated build would have got them, by the venv's own pip from ensurepip: the host's pip is
+  not needed), then installed into a template venv that has no system site-packages (and no
+  pip left), keyed by a hash of the requirements and the interpreter: new or changed
+  requirements give a new key, and wheels already cached are used offline first.
 - Every build runs in its own copy of that template: build's command line (`build.__main__`,
   with `--no-isolation`) in the copy's interpreter, the frontend (Debian's build and what it
   imports) put on that one process's path from a directory of links. The backend's hooks run
@@ -28,9 +29,11 @@ import logging
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tomllib
 from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from pypi_insiders.files import exclusive_lock
 
@@ -97,15 +100,16 @@ def prepare(root: Path, project_dir: Path, dest: Path, env: dict[str, str],
 
 
 def _create(root: Path, template: Path, requires: list[str], env: dict[str, str], timeout: float) -> bool:
-    """Make the template: a venv without pip, the requirements' wheels, links to the frontend."""
+    """Make the template: a venv, the requirements from the wheel cache, links to the frontend."""
     shutil.rmtree(template, ignore_errors=True)  # a template left half-made by a killed run
     template.parent.mkdir(parents=True, exist_ok=True)
     log.info("build environment for %s: creating %s", ", ".join(requires) or "no requirements", template.name,
              extra={"STEP": "build-env"})
     try:
-        _run([sys.executable, "-m", "venv", "--without-pip", str(template)], env, timeout)
-        site = site_packages(template)
-        if requires and not _install(root / "wheels", site, requires, env, timeout):
+        # pip only to fill it: the venv's own, from ensurepip (the host's pip is not a dependency)
+        _run([sys.executable, "-m", "venv", *([] if requires else ["--without-pip"]), str(template)],
+             env, timeout)
+        if requires and not _install(root / "wheels", template, requires, env, timeout):
             shutil.rmtree(template, ignore_errors=True)
             return False
         _link_frontend(template)
@@ -118,28 +122,33 @@ def _create(root: Path, template: Path, requires: list[str], env: dict[str, str]
     return True
 
 
-def site_packages(env_dir: Path) -> Path:
-    return Path(sysconfig.get_path("purelib", "posix_prefix", vars={"base": str(env_dir)}))
-
-
-def _install(wheels: Path, site: Path, requires: list[str], env: dict[str, str], timeout: float) -> bool:
-    """Install from the wheel cache only; fill the cache from the index first if that fails."""
+def _install(wheels: Path, template: Path, requires: list[str], env: dict[str, str], timeout: float) -> bool:
+    """Install from the wheel cache only, filling it from the index first when that fails."""
     wheels.mkdir(parents=True, exist_ok=True)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    offline = [*pip, "install", "--no-index", "--find-links", str(wheels), "--target", str(site),
-               "--no-warn-script-location", *requires]
-    if _run(offline, env, timeout, check=False).returncode == 0:
-        return True
-    shutil.rmtree(site, ignore_errors=True)
-    fill = [*pip, "wheel", "--wheel-dir", str(wheels), "--find-links", str(wheels), *requires]
-    filled = _run(fill, env, timeout, check=False)
-    if filled.returncode != 0:
-        log.warning("build requirements %s: cannot be fetched into the wheel cache (pip says: %s); "
-                    "building with isolation by build itself", ", ".join(requires), _last_line(filled.stdout),
-                    extra={"STEP": "build-env"})
-        return False
-    _run(offline, env, timeout)
+    pip = [str(template / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    # as build does: ensurepip's setuptools must not stand in for the one the project asks for
+    _run([*pip, "uninstall", "--yes", "setuptools"], env, timeout, check=False)
+    offline = [*pip, "install", "--no-index", "--find-links", str(wheels), "--no-warn-script-location",
+               *requires]
+    if _run(offline, env, timeout, check=False).returncode != 0:
+        fill = [*pip, "wheel", "--wheel-dir", str(wheels), "--find-links", str(wheels), *requires]
+        filled = _run(fill, env, timeout, check=False)
+        if filled.returncode != 0:
+            log.warning("build requirements %s: cannot be fetched into the wheel cache (pip says: %s); "
+                        "building with isolation by build itself", ", ".join(requires),
+                        _last_line(filled.stdout), extra={"STEP": "build-env"})
+            return False
+        _run(offline, env, timeout)
+    if "pip" not in {_name(r) for r in requires}:  # smaller copies, and no pip the project did not ask for
+        _run([*pip, "uninstall", "--yes", "pip"], env, timeout)
     return True
+
+
+def _name(requirement: str) -> str:
+    try:
+        return canonicalize_name(Requirement(requirement).name)
+    except InvalidRequirement:
+        return ""
 
 
 def _link_frontend(template: Path) -> None:
