@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -383,3 +384,27 @@ def test_app_small_page_is_cached_once_whatever_the_client_accepts(make_config: 
         for coding in ("gzip", "identity", "gzip"):
             assert request(server.url, "/simple/demo-pkg/", headers={"Accept-Encoding": coding}).status == 200
     assert len(cache) == 1
+
+
+def test_app_page_asked_for_at_once_is_read_and_compressed_once(make_config: ConfigMaker,
+                                                                 data_dir: Path) -> None:
+    """Sixteen clients at the same moment after a regeneration: one load, sixteen answers."""
+    files = [f"big/big-3.{n}-py3-none-any.whl" for n in range(2000)]
+    write_index(data_dir / "index", {"big": files})
+    cache = PageCache()
+    start = threading.Barrier(16)
+    replies: list[int] = []
+
+    def ask() -> None:
+        start.wait(timeout=30)
+        reply = request(server.url, "/simple/big/", headers={"Accept-Encoding": "gzip"})
+        replies.append(reply.status if reply.header("Content-Encoding") == "gzip" else -1)
+
+    with ThreadedServer(make_app(config.load(str(make_config())), pages=cache)) as server:
+        clients = [threading.Thread(target=ask) for _ in range(16)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(timeout=60)
+    assert replies == [200] * 16
+    assert cache.loads == 1

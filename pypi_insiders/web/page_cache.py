@@ -30,6 +30,7 @@ PRIVATE_FILE_CACHE_CONTROL: Final = "max-age=31536000, private, immutable"
 # Every page of 2,000 projects. Shared out between the processes of `[server] processes`: each
 # keeps its own, of the same hot pages, and the kernel's page cache holds the files for all.
 _PAGE_CACHE_BYTES: Final = 24 * 1024 * 1024
+_LOAD_STRIPES: Final = 64  # locks pages are loaded under (page_cache.PageCache._loading_lock)
 _ENTRY_OVERHEAD: Final = 1024  # the Page object, its header lists and the dict slot, roughly
 GZIP_FROM: Final = 1024  # smaller pages gain too little from compression to pay for it
 # What a request can make of a path that names nothing: a name too long for the file system,
@@ -92,6 +93,8 @@ class PageCache:
         self._bytes = 0
         self._limit = limit_bytes
         self._lock = threading.Lock()
+        self._stripes = tuple(threading.Lock() for _ in range(_LOAD_STRIPES))
+        self.loads = 0  # pages read from disk (and compressed), for tests and status lines
 
     @property
     def size(self) -> int:
@@ -119,7 +122,17 @@ class PageCache:
         page = self._pages.get(key)
         if page is not None and page.identity == _identity(stat):
             return page
-        return self._load(key, vary)
+        with self._loading_lock(key):  # one thread reads (and compresses) it, the others wait
+            page = self._pages.get(key)
+            if page is not None and page.identity == _identity(stat):
+                return page
+            return self._load(key, vary)
+
+    def _loading_lock(self, key: _Key) -> threading.Lock:
+        """The lock a page is loaded under: a 1 MB root list is compressed once, not once per
+        thread asking for it at the same moment (right after each regeneration). Striped: a
+        fixed set, so memory does not grow with the pages, two pages rarely share one."""
+        return self._stripes[hash(key) % len(self._stripes)]
 
     def _load(self, key: _Key, vary: bool) -> Page | None:
         try:
@@ -131,6 +144,7 @@ class PageCache:
                 raise
             self._drop(key)
             return None
+        self.loads += 1
         encoding: Headers = []
         if key[2] and len(body) >= GZIP_FROM:
             body = gzip.compress(body, compresslevel=6, mtime=0)  # mtime=0: same bytes, same tag
