@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 _HEARTBEAT = 10.0  # seconds between checks for progress of the first generation
 _START_EXTENSION = 60.0  # each sign of progress buys this much more start-up time
+_SCAN_GRACE = 5.0  # seconds a stop waits for a first generation still running
 _PROGRESS_EVERY = 1.0  # seconds between updates of the first generation's progress file
 
 
@@ -83,6 +84,7 @@ class Service(Serving):
         self.scanning = False  # the first generation is still running (it runs while serving)
         self._progress_lock = threading.Lock()  # the progress file is never written after its removal
         self._generated = False
+        self._scan: threading.Thread | None = None
         self.failed = False
 
     def start(self) -> str:
@@ -103,7 +105,8 @@ class Service(Serving):
         else:
             log.info("serving while the index is generated: %d local projects, each answered 503 "
                      "until its page is written", projects)
-        thread(self._first_scan, url)
+        self._scan = threading.Thread(target=self._first_scan, args=(url,), daemon=True, name="first-scan")
+        self._scan.start()
         thread(report_progress, self, projects)
         return url
 
@@ -196,7 +199,11 @@ class Service(Serving):
         self.workers.stop()
 
     def closed(self) -> None:
-        if not self.scanning:  # a running scan must not delay the stop
+        """A first generation about to finish gets a moment (a daemon thread still in sqlite at
+        interpreter exit can crash it); a long one must not delay the stop."""
+        if self._scan is not None:
+            self._scan.join(timeout=_SCAN_GRACE)
+        if not self.scanning:
             self.generator.close()
 
 
