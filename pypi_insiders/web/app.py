@@ -25,7 +25,7 @@ from pypi_insiders.index.pins import Pins, pins_path
 from pypi_insiders.store import Store
 from pypi_insiders.web import access, access_log, file_route, page_cache, project_page, upload, yank_api
 from pypi_insiders.web.access import View
-from pypi_insiders.web.auth import Authenticator, AuthError
+from pypi_insiders.web.auth import FAILED_LOGINS_FILE, Authenticator, AuthError, FailedLogins
 from pypi_insiders.web.fallback import Answer, Fallback
 from pypi_insiders.web.negotiate import HTML, OFFERED_TEXT, Format, Negotiator, accepts_gzip
 from pypi_insiders.web.responses import (
@@ -88,7 +88,8 @@ class IndexApp:
         self.pages = pages if pages is not None else page_cache.PageCache(
             page_cache.limit_for(config.server.processes))
         self.negotiator = negotiator or Negotiator()
-        self.auth = Authenticator(config.upload.users_file, config.paths.state / LAST_USE_FILE)
+        self.auth = Authenticator(config.upload.users_file, config.paths.state / LAST_USE_FILE,
+                                  FailedLogins(shared=config.paths.state / FAILED_LOGINS_FILE))
         self.projects = project_page.ProjectPages(config.paths.index, config.paths.state)
         # A [server] setting: a reload keeps the one the service started with.
         self.access_log = access_log.AccessLog() if config.server.access_log else None

@@ -16,21 +16,25 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
 from pypi_insiders.errors import CredentialError
+from pypi_insiders.files import atomic_write, exclusive_lock
 from pypi_insiders.web import passwords
 from pypi_insiders.web import users as users_file
 from pypi_insiders.web.users import TOKEN_USER, User
 
 log = logging.getLogger(__name__)
 
+FAILED_LOGINS_FILE: Final = "failed-logins.json"  # in the state directory, shared by the processes
 _CACHE_LIMIT: Final = 4096
 _MAX_HEADER: Final = 4096  # longer than any user name and secret we issue or accept
 _RECHECK: Final = 0.2  # seconds between looks at the users file
@@ -68,29 +72,56 @@ class FailedLogins:
     """Failed logins per client address over a sliding window; past the limit no KDF runs at all.
 
     A wrong secret costs the server a sixth of a second of CPU: without this, one client could
-    keep every worker thread hashing guesses and the index would stop serving pages.
+    keep every worker thread hashing guesses and the index would stop serving pages. With
+    `shared`, the count lives in that file under a lock, so the processes of one service
+    (`[server] processes`) count together: N processes must not mean N times the guesses. It is
+    only read and written on the path that runs a KDF anyway.
     """
 
-    def __init__(self, limit: int = 10, window: float = 60.0) -> None:
-        self.limit, self.window = limit, window
+    def __init__(self, limit: int = 10, window: float = 60.0, shared: Path | None = None) -> None:
+        self.limit, self.window, self.shared = limit, window, shared
         self._failures: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
     def retry_after(self, client: str) -> int:
         """Seconds until this client may try again; 0 when it may now."""
-        now = time.monotonic()
-        with self._lock:
-            recent = [t for t in self._failures.pop(client, []) if now - t < self.window]
+        now = time.time()
+        with self._counts() as failures:
+            recent = [t for t in failures.pop(client, []) if now - t < self.window]
             if recent:
-                self._failures[client] = recent
+                failures[client] = recent
             return int(recent[0] + self.window - now) + 1 if len(recent) >= self.limit else 0
 
     def failed(self, client: str) -> None:
-        now = time.monotonic()
+        now = time.time()
+        with self._counts() as failures:
+            if len(failures) > 4096:  # bounded memory: forget clients that went quiet
+                for quiet in [c for c, ts in failures.items() if now - ts[-1] >= self.window]:
+                    del failures[quiet]
+            failures.setdefault(client, []).append(now)
+
+    @contextmanager
+    def _counts(self) -> Iterator[dict[str, list[float]]]:
         with self._lock:
-            if len(self._failures) > 4096:  # bounded memory: forget clients that went quiet
-                self._failures = {c: ts for c, ts in self._failures.items() if now - ts[-1] < self.window}
-            self._failures.setdefault(client, []).append(now)
+            if self.shared is None:
+                yield self._failures
+                return
+            with exclusive_lock(self.shared.with_name(self.shared.name + ".lock")):
+                failures = _read_counts(self.shared)
+                yield failures
+                atomic_write(self.shared, json.dumps(failures).encode(), 0o600, durable=False)
+
+
+def _read_counts(path: Path) -> dict[str, list[float]]:
+    """The shared counts; a missing or damaged file counts nothing (it is rewritten whole)."""
+    try:
+        found = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {str(client): [float(t) for t in times if isinstance(t, (int, float))]
+            for client, times in found.items() if isinstance(times, list)}
 
 
 class Authenticator:
@@ -100,7 +131,7 @@ class Authenticator:
                  failed_logins: FailedLogins | None = None) -> None:
         self.path = path
         self.last_use = last_use
-        self.failed_logins = failed_logins or FailedLogins()
+        self.failed_logins = failed_logins if failed_logins is not None else FailedLogins()
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._checked = -1.0

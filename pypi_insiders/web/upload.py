@@ -88,7 +88,8 @@ class Uploads:
     def __init__(self, config: Config, store: Store, auth: Authenticator | None = None) -> None:
         self.store = store
         self.max_size = config.upload.max_size
-        self.auth = auth or Authenticator(config.upload.users_file)
+        # `is not None`: an Authenticator's len() is its number of users, and no users is falsy.
+        self.auth = auth if auth is not None else Authenticator(config.upload.users_file)
         self.index = IndexView(config.paths.index)
         self.wait = config.index.debounce + WAIT_MARGIN
         self.yanks = YankApi(self.auth, YankState(config.paths.state), self.index, self.wait)
