@@ -25,10 +25,10 @@ from pypi_insiders.config import Config
 from pypi_insiders.errors import InvalidDistributionError, StoreError, UploadError
 from pypi_insiders.index.yanks import YankState
 from pypi_insiders.store import ParsedFilename, Store, parse_filename
-from pypi_insiders.web.auth import Authenticator, AuthError
+from pypi_insiders.web.auth import Authenticator
 from pypi_insiders.web.index_visibility import WAIT_MARGIN, IndexView
 from pypi_insiders.web.multipart import FILE_FIELD, BodyReader, FilePart, Form, Parser, boundary_of
-from pypi_insiders.web.upload_checks import check_archive, check_filename, check_form
+from pypi_insiders.web.upload_checks import check_archive, check_filename, check_form, uploader
 from pypi_insiders.web.users import User
 from pypi_insiders.web.yank_api import YankApi
 
@@ -101,7 +101,7 @@ class Uploads:
         client = str(environ.get("REMOTE_ADDR", "-"))
         user = "-"
         try:
-            account = self._authenticate(environ)
+            account = uploader(self.auth, environ)
             user = account.name
             form = self._receive(environ)
             try:
@@ -112,19 +112,6 @@ class Uploads:
             log.warning("upload refused (%d) for user %s from %s: %s", error.status, user, client, error,
                         extra={"CLIENT": client, "USER": user})
             return error.status, str(error)
-
-    def _authenticate(self, environ: Mapping[str, Any]) -> User:
-        """Missing or malformed credentials ask again (401); wrong or expired ones are refused (403)."""
-        try:
-            account = self.auth.user(environ)
-        except AuthError as denied:
-            if denied.refused and not len(self.auth):
-                log.warning("%s has no users: every upload is refused", self.auth.path,
-                            extra={"FILE": str(self.auth.path)})
-            raise UploadError(403 if denied.refused else denied.status, denied.message) from None
-        if account is None:
-            raise UploadError(401, "authentication required (HTTP Basic)")
-        return account
 
     def _receive(self, environ: Mapping[str, Any]) -> Form:
         if environ.get("REQUEST_METHOD") != "POST":

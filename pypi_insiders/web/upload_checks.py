@@ -7,7 +7,10 @@ Each check raises UploadError with the HTTP status and one line for the client.
 from __future__ import annotations
 
 import gzip
+import logging
 import zipfile
+from collections.abc import Mapping
+from typing import Any
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -15,7 +18,9 @@ from packaging.version import InvalidVersion, Version
 from pypi_insiders.errors import InvalidDistributionError, UploadError
 from pypi_insiders.metadata import read_core_metadata
 from pypi_insiders.store import ParsedFilename, is_hidden, parse_filename
+from pypi_insiders.web.auth import Authenticator, AuthError
 from pypi_insiders.web.multipart import FilePart, Form
+from pypi_insiders.web.users import User
 
 _FILETYPES = {"wheel": "bdist_wheel", "sdist": "sdist"}
 _DIGESTS = ("sha256_digest", "md5_digest", "blake2_256_digest")
@@ -24,6 +29,8 @@ _CHUNK = 1024 * 1024
 # metadata file beside it and for that file's atomic write (".<name>.metadata.XXXXXXXX.tmp"):
 # a longer name could be stored but never be served whole.
 MAX_FILENAME_BYTES = 255 - len(".metadata") - len("..XXXXXXXX.tmp")
+
+log = logging.getLogger(__name__)
 
 
 def check_filename(filename: str) -> None:
@@ -97,3 +104,17 @@ def check_complete(file: FilePart) -> None:
                     pass
     except (OSError, EOFError, zipfile.BadZipFile, ValueError) as error:
         raise UploadError(400, f"{file.filename}: broken archive: {error}") from None
+
+
+def uploader(auth: Authenticator, environ: Mapping[str, Any]) -> User:
+    """Who writes (uploads, yanks): missing or malformed credentials ask again (401), wrong or
+    expired ones are refused (403)."""
+    try:
+        account = auth.user(environ)
+    except AuthError as denied:
+        if denied.refused and not len(auth):
+            log.warning("%s has no users: every upload is refused", auth.path, extra={"FILE": str(auth.path)})
+        raise UploadError(403 if denied.refused else denied.status, denied.message) from None
+    if account is None:
+        raise UploadError(401, "authentication required (HTTP Basic)")
+    return account

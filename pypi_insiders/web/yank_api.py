@@ -20,7 +20,8 @@ from packaging.utils import canonicalize_name
 
 from pypi_insiders.errors import UploadError, UsageError
 from pypi_insiders.index.yanks import YankState, check_reason, version_key
-from pypi_insiders.web.auth import Authenticator, AuthError
+from pypi_insiders.web import upload_checks
+from pypi_insiders.web.auth import Authenticator
 from pypi_insiders.web.index_visibility import IndexView
 from pypi_insiders.web.users import User
 
@@ -39,7 +40,7 @@ class YankApi:
         """HTTP status and a one-line message; 401 means the app must ask for Basic credentials."""
         client, user = str(environ.get("REMOTE_ADDR", "-")), "-"
         try:
-            account = self._authenticate(environ)
+            account = upload_checks.uploader(self.auth, environ)
             user = account.name
             form = _read_form(environ)
             return self._apply(form, account, undo=path == "/-/unyank")
@@ -47,15 +48,6 @@ class YankApi:
             log.warning("%s refused (%d) for user %s from %s: %s", path, error.status, user, client, error,
                         extra={"CLIENT": client, "USER": user})
             return error.status, str(error)
-
-    def _authenticate(self, environ: Mapping[str, Any]) -> User:
-        try:
-            account = self.auth.user(environ)
-        except AuthError as denied:
-            raise UploadError(403 if denied.refused else denied.status, denied.message) from None
-        if account is None:
-            raise UploadError(401, "authentication required (HTTP Basic)")
-        return account
 
     def _apply(self, form: dict[str, str], account: User, *, undo: bool) -> tuple[int, str]:
         project, version, reason = form.get("project", ""), form.get("version", ""), form.get("reason", "")
