@@ -192,15 +192,12 @@ class IndexApp:
                 return private_body(body, fmt, view) if body is not None else not_generated()
             root = f"{self._live.simple}index.{fmt.suffix}"
             return self._page(environ, root, fmt, vary=True, view=view) or not_generated()
-        name, slash, tail = rest.partition("/")
-        if tail or len(name) > _MAX_NAME or not _NORMALIZED.fullmatch(name):
-            return self._unnormalized(environ, name, slash, tail)
-        if not slash:
-            return redirect(_with_query(f"{name}/", environ))
-        project = canonicalize_name(name)
+        project = self._project_in(environ, rest)
+        if isinstance(project, tuple):
+            return project
         if not view.read.covers(project):
             return self._not_readable(environ, project, formats, view)
-        page = f"{self._live.simple}{name}/index.{fmt.suffix}"
+        page = f"{self._live.simple}{project}/index.{fmt.suffix}"
         found = self._page(environ, page, fmt, vary=True, view=view)
         if found is not None:
             environ[access_log.PROJECT] = project
@@ -215,12 +212,9 @@ class IndexApp:
 
     def _project_page(self, environ: Environ, rest: str, view: View) -> Response:
         """The human page: readable exactly when the project's simple page is, else refused."""
-        name, slash, tail = rest.partition("/")
-        if tail or len(name) > _MAX_NAME or not _NORMALIZED.fullmatch(name):
-            return self._unnormalized(environ, name, slash, tail)
-        if not slash:
-            return redirect(_with_query(f"{name}/", environ))
-        project = canonicalize_name(name)
+        project = self._project_in(environ, rest)
+        if isinstance(project, tuple):
+            return project
         if not view.read.covers(project):
             if not self.fallback.is_local(project):
                 return plain("404 Not Found", "no such project here")
@@ -246,6 +240,16 @@ class IndexApp:
             answer = self._live.policy.refuse(view)
             return answer.status, answer.headers, (answer.body,)
         return self._answer(environ, self.fallback.answer(project, formats, query))
+
+    def _project_in(self, environ: Environ, rest: str) -> NormalizedName | Response:
+        """`NAME/` after a route's prefix: the name when it is spelled normalized, else the answer
+        (a redirect to the normalized URL, or a 404)."""
+        name, slash, tail = rest.partition("/")
+        if tail or len(name) > _MAX_NAME or not _NORMALIZED.fullmatch(name):
+            return self._unnormalized(environ, name, slash, tail)
+        if not slash:
+            return redirect(_with_query(f"{name}/", environ))
+        return canonicalize_name(name)
 
     def _unnormalized(self, environ: Environ, name: str, slash: str, tail: str) -> Response:
         """A valid name spelled otherwise moves to its normalized URL; anything else is a 404."""
