@@ -66,7 +66,7 @@ def test_service_starts_logs_where_and_serves(make_config: ConfigMaker, store: P
 def test_service_stops_cleanly_on_signal(make_config: ConfigMaker, store: Path, signum: int) -> None:
     with serve_process(make_config()) as running:
         running.process.send_signal(signum)
-        assert running.process.wait(timeout=15) == 0
+        assert running.process.wait(timeout=15) == 0, running.output()
         assert "stopped" in running.output()
 
 

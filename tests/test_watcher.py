@@ -44,6 +44,7 @@ class Recorder:
     def __init__(self, generator: Generator) -> None:
         self.generator = generator
         self.batches: list[list[str]] = []
+        self.finished = 0  # batches the generator is done with: its stats count only those
         self.rescans = 0
 
     def generate_all(self) -> None:
@@ -53,6 +54,11 @@ class Recorder:
     def update_paths(self, relpaths: Iterable[str]) -> None:
         self.batches.append(sorted(relpaths))
         self.generator.update_paths(self.batches[-1])
+        self.finished += 1
+
+    def settled(self) -> bool:
+        """A page is served before the generator counts it: read its stats only once this holds."""
+        return self.finished == len(self.batches)
 
     def refresh_yanks(self) -> None:
         self.generator.refresh_yanks()
@@ -124,7 +130,7 @@ def test_watcher_unpublishes_a_deleted_file(cfg: config.Config, generator: Gener
     watcher.start()
     try:
         drop.unlink()
-        wait_for(lambda: served(cfg, "gone") == [keep.name], 2.0)
+        wait_for(lambda: served(cfg, "gone") == [keep.name], 10.0)
         assert not (cfg.paths.index / "packages" / "gone" / f"{drop.name}.metadata").exists()
     finally:
         watcher.stop()
@@ -139,8 +145,9 @@ def test_watcher_turns_a_burst_into_one_regeneration(
     regenerated = generator.stats.projects_regenerated
     for wheel in built:
         os.link(wheel, target / wheel.name)
-    wait_for(lambda: len(served(cfg, "burst")) == 10, 3.0)
+    wait_for(lambda: len(served(cfg, "burst")) == 10, 10.0)
     drop_marker(cfg, tmp_path)  # a straggling second batch of the burst would come before it
+    wait_for(recorder.settled, 5.0)
     assert generator.stats.projects_regenerated == regenerated + 2, recorder.batches  # burst, marker
     assert [b for b in recorder.batches if any(p.startswith("burst") for p in b)] == [["burst"]]
 
@@ -158,9 +165,9 @@ def test_watcher_picks_up_a_directory_moved_in(cfg: config.Config, watching: Wat
     one = make_wheel(outside, "moved", "1.0")
     two = make_wheel(outside / "sub", "moved", "2.0")
     outside.rename(cfg.paths.store / "moved")
-    wait_for(lambda: served(cfg, "moved") == [one.name, two.name], 2.0)
+    wait_for(lambda: served(cfg, "moved") == [one.name, two.name], 10.0)
     (cfg.paths.store / "moved").rename(tmp_path / "away")
-    wait_for(lambda: served(cfg, "moved") == [], 2.0)
+    wait_for(lambda: served(cfg, "moved") == [], 10.0)
 
 
 def test_watcher_rescan_catches_changes_made_while_stopped(
@@ -172,7 +179,7 @@ def test_watcher_rescan_catches_changes_made_while_stopped(
     again = Watcher(cfg, generator)
     again.start()
     try:
-        wait_for(lambda: served(cfg, "late") == [late.name], 3.0)
+        wait_for(lambda: served(cfg, "late") == [late.name], 10.0)
     finally:
         again.stop()
 
@@ -197,12 +204,12 @@ def test_watcher_survives_a_failed_regeneration(
     caplog.set_level(logging.ERROR, logger="pypi_insiders.index.store_watcher")
     first = make_wheel(tmp_path / "build", "blocked", "1.0")
     Store(cfg.paths.store).add(first.name, first)
-    wait_for(lambda: any("regeneration failed" in r.getMessage() for r in caplog.records), 3.0)
+    wait_for(lambda: any("regeneration failed" in r.getMessage() for r in caplog.records), 10.0)
     assert watching.is_alive()
     blocker.unlink()
     second = make_wheel(tmp_path / "build", "blocked", "2.0")
     Store(cfg.paths.store).add(second.name, second)
-    wait_for(lambda: served(cfg, "blocked") == [first.name, second.name], 3.0)
+    wait_for(lambda: served(cfg, "blocked") == [first.name, second.name], 10.0)
 
 
 def test_watcher_creates_a_missing_store(make_config: ConfigMaker, tmp_path: Path) -> None:
@@ -213,7 +220,7 @@ def test_watcher_creates_a_missing_store(make_config: ConfigMaker, tmp_path: Pat
     try:
         assert (tmp_path / "not-yet").is_dir()
         wheel = make_wheel(tmp_path / "not-yet" / "newborn", "newborn", "1.0")
-        wait_for(lambda: served(cfg, "newborn") == [wheel.name], 2.0)
+        wait_for(lambda: served(cfg, "newborn") == [wheel.name], 10.0)
     finally:
         watcher.stop()
         generator.close()
@@ -225,10 +232,11 @@ def test_watcher_reconfigure_shortens_the_rescan_interval(
     generator = recorder.generator
     rescans = recorder.rescans
     drop_marker(cfg, tmp_path)
+    wait_for(recorder.settled, 5.0)
     assert recorder.rescans == rescans  # 300 s apart: none between start-up and the marker
     runs = generator.stats.runs
     watching.reconfigure(config.load(str(make_config(index={"rescan_interval": 0.2}))))
-    wait_for(lambda: generator.stats.runs >= runs + 2, 3.0)
+    wait_for(lambda: generator.stats.runs >= runs + 2, 10.0)
 
 
 def test_watcher_publishes_a_file_renamed_into_place(
@@ -240,18 +248,18 @@ def test_watcher_publishes_a_file_renamed_into_place(
     temp = target / f".{wheel.name}.tmp"
     temp.write_bytes(wheel.read_bytes())
     temp.replace(target / wheel.name)
-    wait_for(lambda: served(cfg, "renamed") == [wheel.name], 1.0)
+    wait_for(lambda: served(cfg, "renamed") == [wheel.name], 10.0)
 
 
 def test_watcher_keeps_watching_a_store_deleted_and_made_again(
         cfg: config.Config, generator: Generator, watching: Watcher, tmp_path: Path) -> None:
     old = make_wheel(tmp_path / "build", "before", "1.0")
     Store(cfg.paths.store).add(old.name, old)
-    wait_for(lambda: served(cfg, "before") == [old.name], 2.0)
+    wait_for(lambda: served(cfg, "before") == [old.name], 10.0)
     shutil.rmtree(cfg.paths.store)
-    wait_for(lambda: served(cfg, "before") == [], 3.0)
+    wait_for(lambda: served(cfg, "before") == [], 10.0)
     wait_for(cfg.paths.store.is_dir, 3.0)  # the watcher made it again to watch it
     new = make_wheel(tmp_path / "build", "after", "1.0")
     Store(cfg.paths.store).add(new.name, new)
-    wait_for(lambda: served(cfg, "after") == [new.name], 2.0)
+    wait_for(lambda: served(cfg, "after") == [new.name], 10.0)
     assert watching.is_alive()

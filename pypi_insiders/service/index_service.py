@@ -269,6 +269,8 @@ def serve(config: Config, config_arg: str | None) -> int:
             service.ready.set()
             sd.ready(f"serving {url}")
         service.run()
+    except SystemExit:  # a stop signal outside waitress's loop (which catches its own): still a clean stop
+        pass
     finally:
         service.stop()
         lock.release()

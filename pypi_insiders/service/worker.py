@@ -16,8 +16,10 @@ def serve_worker(config: Config, config_arg: str | None, file_config: Config, so
     worker = Serving(config, config_arg, file_config=file_config)
     install_signals(worker)
     thread(reloader, worker)
-    worker.server = create_server(worker.app, worker.config, sock)
     try:
+        worker.server = create_server(worker.app, worker.config, sock)
         worker.run()
+    except SystemExit:  # a SIGTERM before waitress's loop began
+        pass
     finally:
         worker.stop()
