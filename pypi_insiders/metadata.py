@@ -8,6 +8,7 @@ An unreadable archive raises InvalidDistributionError: the caller skips or refus
 from __future__ import annotations
 
 import email.parser
+import io
 import tarfile
 import zipfile
 from dataclasses import dataclass
@@ -30,8 +31,14 @@ class CoreMetadata:
     requires_python: str | None
 
 
-def read_core_metadata(path: Path, filename: str | None = None) -> CoreMetadata:
-    """METADATA of a wheel or PKG-INFO of an sdist, parsed; `filename` overrides `path.name`."""
+def read_core_metadata(path: Path, filename: str | None = None, *, tar_head: bytes | None = None,
+                       ) -> CoreMetadata:
+    """METADATA of a wheel or PKG-INFO of an sdist, parsed; `filename` overrides `path.name`.
+
+    `tar_head` is the start of a .tar.gz's decompressed stream, when the caller has it (the
+    index decompresses every sdist anyway, to prove it whole): PKG-INFO comes near the start,
+    so the archive is then not opened and decompressed a second time.
+    """
     name = filename or path.name
     kind = parse_filename(name).kind
     try:
@@ -40,7 +47,8 @@ def read_core_metadata(path: Path, filename: str | None = None) -> CoreMetadata:
         elif name.endswith(".zip"):
             raw = _zip_sdist_metadata(path, name)
         else:
-            raw = _tar_sdist_metadata(path, name)
+            found = _pkg_info_in_head(tar_head, name) if tar_head is not None else None
+            raw = found if found is not None else _tar_sdist_metadata(path, name)
     except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError, ValueError) as error:
         msg = f"{name}: broken archive: {error}"
         raise InvalidDistributionError(msg) from None
@@ -98,10 +106,31 @@ def _zip_sdist_metadata(path: Path, filename: str) -> bytes:
             return _read_member(stream, filename, info.filename, info.file_size)
 
 
+def _is_pkg_info(member: tarfile.TarInfo) -> bool:
+    return member.isfile() and member.name.count("/") == 1 and member.name.endswith("/PKG-INFO")
+
+
+def _pkg_info_in_head(head: bytes, filename: str) -> bytes | None:
+    """PKG-INFO when it lies whole within `head`; None sends the caller to the whole archive."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(head), mode="r:") as archive:
+            for member in archive:
+                if _is_pkg_info(member):
+                    stream = archive.extractfile(member)
+                    if stream is None:
+                        return None
+                    with stream:
+                        data = _read_member(stream, filename, member.name, member.size)
+                    return data if len(data) == member.size else None
+    except (tarfile.TarError, EOFError, OSError, ValueError):
+        return None
+    return None
+
+
 def _tar_sdist_metadata(path: Path, filename: str) -> bytes:
     with tarfile.open(path, "r:gz") as archive:
         for member in archive:
-            if member.isfile() and member.name.count("/") == 1 and member.name.endswith("/PKG-INFO"):
+            if _is_pkg_info(member):
                 stream = archive.extractfile(member)
                 if stream is None:
                     break

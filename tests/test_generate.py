@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import zipfile
@@ -175,6 +177,31 @@ def test_generator_yanks_versions_from_the_config(make_config: ConfigMaker) -> N
     yanked = {f["filename"]: f["yanked"] for f in project_json(cfg, "delta")["files"]}
     assert list(yanked.values()) == [False, False, "oops"]
     generator.close()
+
+
+def _sdist_with_filler_first(directory: Path, name: str, version: str, filler: int) -> Path:
+    """An sdist whose PKG-INFO comes after `filler` incompressible bytes (build tools put it first)."""
+    base = f"{name}-{version}"
+    path = directory / f"{base}.tar.gz"
+    directory.mkdir(parents=True, exist_ok=True)
+    members = {f"{base}/data.bin": os.urandom(filler),
+               f"{base}/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                                   "Requires-Python: >=3.9\n".encode()}
+    with tarfile.open(path, "w:gz") as archive:
+        for member, data in members.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("filler", [10, 3 * 1024 * 1024])  # within the head kept while hashing, past it
+def test_generator_reads_an_sdists_metadata_wherever_it_lies(
+        cfg: config.Config, generator: Generator, filler: int) -> None:
+    sdist = _sdist_with_filler_first(cfg.paths.store / "late", "late", "1.0", filler)
+    generator.generate_all()
+    [served] = project_json(cfg, "late")["files"]
+    assert (served["filename"], served["requires-python"]) == (sdist.name, ">=3.9")
 
 
 def test_generator_skips_broken_files_with_one_warning(

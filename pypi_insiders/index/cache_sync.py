@@ -43,6 +43,8 @@ class Changes:
 
     dirty: set[NormalizedName] = field(default_factory=set)
     files_read: int = 0
+    # Files whose PEP 658 metadata file this run wrote: rendering need not look for it on disk.
+    metadata_written: set[str] = field(default_factory=set)
 
 
 def _encodable(name: str) -> bool:
@@ -110,16 +112,31 @@ class StoreSync:
     def sync_dirs(self, directories: list[str], changes: Changes, read: Reader | None = None) -> None:
         """Diff each directory with its rows, reading new or changed files through `read` (a pool
         of processes in a cold start: see read_pool) in batches; rows are written here."""
-        for start in range(0, len(directories), _DIRS_PER_BATCH):
-            plans = [self._plan(d) for d in directories[start:start + _DIRS_PER_BATCH]]
-            relpaths = [relpath for plan in plans for relpath, _previous in plan.to_read]
-            outcomes = (read or self._read_all)(relpaths)
+        batches = (directories[start:start + _DIRS_PER_BATCH]
+                   for start in range(0, len(directories), _DIRS_PER_BATCH))
+        for plans, outcomes in self._read_ahead(batches, read or self._read_all):
             for plan in plans:
                 for relpath, previous in plan.to_read:
                     self._apply(relpath, previous, next(outcomes), changes)
                 for record in plan.old.values():
                     self._drop(record, changes)
                 self._cache.set_dir_fingerprint(plan.directory, store_scan.fingerprint(plan.files))
+
+    def _read_ahead(self, batches: Iterator[list[str]], read: Reader,
+                    ) -> Iterator[tuple[list[_DirPlan], Iterator[Outcome]]]:
+        """Each batch's plans and outcomes, the next batch's reading already begun: with a pool,
+        its workers read while this thread writes the rows of the batch before (they would
+        wait otherwise). A batch is planned before the one before it is applied, which is
+        safe: its directories are its own, and reading writes no rows."""
+        pending: tuple[list[_DirPlan], Iterator[Outcome]] | None = None
+        for directories in batches:
+            plans = [self._plan(d) for d in directories]
+            started = (plans, read([relpath for plan in plans for relpath, _previous in plan.to_read]))
+            if pending is not None:
+                yield pending
+            pending = started
+        if pending is not None:
+            yield pending
 
     def _plan(self, directory: str) -> _DirPlan:
         files = [f for f in store_scan.list_files(self._root, directory) if _encodable(f[0])]
@@ -186,6 +203,8 @@ class StoreSync:
                 outcome.metadata_sha256 or (hashlib.sha256(outcome.metadata).hexdigest()
                                             if outcome.metadata is not None else None),
                 previous.upload_time_ns if previous else outcome.mtime_ns, None)
+            if outcome.metadata_sha256:  # set by a reader that wrote the metadata file
+                changes.metadata_written.add(relpath)
         self._cache.put_file(record)
         for project in {previous.project if previous else None, record.project}:
             if project is not None:

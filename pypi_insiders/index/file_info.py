@@ -22,6 +22,7 @@ from pypi_insiders.metadata import read_core_metadata
 from pypi_insiders.store import parse_filename
 
 _CHUNK = 256 * 1024
+_HEAD = 1024 * 1024  # decompressed bytes of an sdist kept to find PKG-INFO in (it comes early)
 # A PEP 508 name, normalized. packaging 23.0 does not check sdist names; pages and paths rely on it.
 _VALID_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
@@ -45,8 +46,8 @@ def inspect(path: Path, filename: str) -> FileInfo:
     if not _VALID_NAME.fullmatch(parsed.project):
         msg = f"{filename}: not a valid project name (PEP 508)"
         raise InvalidDistributionError(msg)
-    sha256, size, mtime_ns = _digest(path, filename)
-    core = read_core_metadata(path, filename)
+    sha256, size, mtime_ns, tar_head = _digest(path, filename)
+    core = read_core_metadata(path, filename, tar_head=tar_head)
     if core.name != parsed.project:
         msg = f"{filename}: its metadata names project {core.name!r}, its filename {parsed.project!r}"
         raise InvalidDistributionError(
@@ -61,20 +62,22 @@ def inspect(path: Path, filename: str) -> FileInfo:
                     size=size, mtime_ns=mtime_ns)
 
 
-def _digest(path: Path, filename: str) -> tuple[str, int, int]:
+def _digest(path: Path, filename: str) -> tuple[str, int, int, bytes | None]:
     """sha256 of the file and its stat after reading; a .tar.gz is also checked to the last byte.
 
     A truncated tarball can still yield its PKG-INFO (it comes first), so only decompressing
     the whole stream proves it is complete; zip archives prove it with their central directory.
+    The first `_HEAD` decompressed bytes of a .tar.gz are kept, for its metadata to be read from.
     """
     digest = hashlib.sha256()
     gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS) if filename.endswith(".tar.gz") else None
+    head = bytearray()
     try:
         with path.open("rb") as stream:
             while chunk := stream.read(_CHUNK):
                 digest.update(chunk)
                 if gunzip is not None:
-                    _drain(gunzip, chunk)
+                    _drain(gunzip, chunk, head)
             stat = os.fstat(stream.fileno())
     except zlib.error as error:
         msg = f"{filename}: broken gzip stream: {error}"
@@ -85,11 +88,13 @@ def _digest(path: Path, filename: str) -> tuple[str, int, int]:
     if gunzip is not None and not gunzip.eof:
         msg = f"{filename}: truncated gzip stream"
         raise InvalidDistributionError(msg)
-    return digest.hexdigest(), stat.st_size, stat.st_mtime_ns
+    return digest.hexdigest(), stat.st_size, stat.st_mtime_ns, bytes(head) if gunzip is not None else None
 
 
-def _drain(gunzip: zlib._Decompress, data: bytes) -> None:
-    """Decompress and discard, in bounded pieces so a gzip bomb costs time, not memory."""
+def _drain(gunzip: zlib._Decompress, data: bytes, head: bytearray) -> None:
+    """Decompress, keeping only the head, in bounded pieces so a gzip bomb costs time, not memory."""
     while data and not gunzip.eof:
-        gunzip.decompress(data, 4 * _CHUNK)
+        out = gunzip.decompress(data, 4 * _CHUNK)
+        if len(head) < _HEAD:
+            head += out[:_HEAD - len(head)]
         data = gunzip.unconsumed_tail

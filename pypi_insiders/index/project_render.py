@@ -52,7 +52,9 @@ class ProjectRenderer:
         chosen = {name: self._deduplicate(self._cache.project_files(name)) for name in names}
         mapper = readers.map if readers is not None else map
         flat = [record for records in chosen.values() for record in records]
-        checked = dict(zip((r.relpath for r in flat), mapper(self._with_metadata, flat), strict=True))
+        to_check = [r for r in flat if r.relpath not in run.metadata_written]  # just written: there
+        checked = {r.relpath: r for r in flat}
+        checked.update(zip((r.relpath for r in to_check), mapper(self._with_metadata, to_check), strict=True))
         writes: list[tuple[Path, bytes]] = []
         for name, records in chosen.items():
             writes += self._pages(name, [checked[r.relpath] for r in records], settings, run)
@@ -68,7 +70,6 @@ class ProjectRenderer:
         if records:
             html, document = pages.project_pages(name, records, settings.yank_reasons(name),
                                                  settings.tracks.get(name))
-            directory.mkdir(parents=True, exist_ok=True)
             writes = [(self._layout.project_page(name, "json"), document),
                       (self._layout.project_page(name, "html"), html)]
             run.served.add(name)
@@ -110,4 +111,11 @@ class ProjectRenderer:
 
 
 def _write_page(item: tuple[Path, bytes]) -> None:
-    atomic_write(item[0], item[1], durable=False)
+    """The project's directory is made here, on the first write that misses it: in a cold start
+    that is one mkdir per project in the writer threads, none once it exists."""
+    path, data = item
+    try:
+        atomic_write(path, data, durable=False)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data, durable=False)
