@@ -85,6 +85,9 @@ class Service(Serving):
         self._progress_lock = threading.Lock()  # the progress file is never written after its removal
         self._generated = False
         self._scan: threading.Thread | None = None
+        # A stop and the first scan's start of the watcher take turns: a watcher started after
+        # the stop looked for one would run on, on a generator the stop then closes.
+        self._watcher_lock = threading.Lock()
         self.failed = False
 
     def start(self) -> str:
@@ -148,8 +151,11 @@ class Service(Serving):
     def _watch(self) -> None:
         from pypi_insiders.index import store_watcher  # noqa: PLC0415 - only the watching process needs watchdog
 
-        self.watcher = store_watcher.Watcher(self.config, self.generator)
-        self.watcher.start()
+        with self._watcher_lock:
+            if self.stopped.is_set():
+                return
+            self.watcher = store_watcher.Watcher(self.config, self.generator)
+            self.watcher.start()
 
     def _first_scan(self, url: str) -> None:
         """The warm start's first generation; a failure stops the service with status 1."""
@@ -194,8 +200,10 @@ class Service(Serving):
 
     def stop_parts(self) -> None:
         sd.stopping()
-        if self.watcher is not None:
-            self.watcher.stop()
+        with self._watcher_lock:  # `stopped` is set: no watcher starts after this
+            watcher = self.watcher
+        if watcher is not None:
+            watcher.stop()
         self.workers.stop()
 
     def closed(self) -> None:
