@@ -106,36 +106,33 @@ def _zip_sdist_metadata(path: Path, filename: str) -> bytes:
             return _read_member(stream, filename, info.filename, info.file_size)
 
 
-def _is_pkg_info(member: tarfile.TarInfo) -> bool:
-    return member.isfile() and member.name.count("/") == 1 and member.name.endswith("/PKG-INFO")
+def _pkg_info(archive: tarfile.TarFile, filename: str) -> bytes | None:
+    """The top-level PKG-INFO's bytes; None when the archive, as far as it goes, has none."""
+    for member in archive:
+        if member.isfile() and member.name.count("/") == 1 and member.name.endswith("/PKG-INFO"):
+            stream = archive.extractfile(member)
+            if stream is None:
+                return None
+            with stream:
+                return _read_member(stream, filename, member.name, member.size)
+    return None
 
 
 def _pkg_info_in_head(head: bytes, filename: str) -> bytes | None:
-    """PKG-INFO when it lies whole within `head`; None sends the caller to the whole archive."""
+    """PKG-INFO when it lies whole within `head` (tarfile raises on a member cut short); None
+    sends the caller to the whole archive."""
     try:
         with tarfile.open(fileobj=io.BytesIO(head), mode="r:") as archive:
-            for member in archive:
-                if _is_pkg_info(member):
-                    stream = archive.extractfile(member)
-                    if stream is None:
-                        return None
-                    with stream:
-                        data = _read_member(stream, filename, member.name, member.size)
-                    return data if len(data) == member.size else None
+            return _pkg_info(archive, filename)
     except (tarfile.TarError, EOFError, OSError, ValueError):
         return None
-    return None
 
 
 def _tar_sdist_metadata(path: Path, filename: str) -> bytes:
     with tarfile.open(path, "r:gz") as archive:
-        for member in archive:
-            if _is_pkg_info(member):
-                stream = archive.extractfile(member)
-                if stream is None:
-                    break
-                with stream:
-                    return _read_member(stream, filename, member.name, member.size)
+        data = _pkg_info(archive, filename)
+        if data is not None:
+            return data
         # Reaching here means the whole archive was read: it is complete but has no metadata.
         msg = f"{filename}: no top-level PKG-INFO"
         raise InvalidDistributionError(msg)

@@ -195,7 +195,8 @@ def _sdist_with_filler_first(directory: Path, name: str, version: str, filler: i
     return path
 
 
-@pytest.mark.parametrize("filler", [10, 3 * 1024 * 1024])  # within the head kept while hashing, past it
+# PKG-INFO within the head kept while hashing (1 MiB), its header in it but its bytes just past, past it
+@pytest.mark.parametrize("filler", [10, 1024 * 1024 - 1024, 3 * 1024 * 1024])
 def test_generator_reads_an_sdists_metadata_wherever_it_lies(
         cfg: config.Config, generator: Generator, filler: int) -> None:
     sdist = _sdist_with_filler_first(cfg.paths.store / "late", "late", "1.0", filler)
