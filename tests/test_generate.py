@@ -24,7 +24,7 @@ import pytest
 
 from pypi_insiders import config
 from pypi_insiders.index import read_pool
-from pypi_insiders.index.generate import Generator
+from pypi_insiders.index.generate import CACHE_FILE, Generator
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_sdist, make_wheel
 
@@ -177,6 +177,15 @@ def test_generator_yanks_versions_from_the_config(make_config: ConfigMaker) -> N
     yanked = {f["filename"]: f["yanked"] for f in project_json(cfg, "delta")["files"]}
     assert list(yanked.values()) == [False, False, "oops"]
     generator.close()
+
+
+def test_generator_leaves_no_wal_behind_a_full_run(cfg: config.Config, generator: Generator) -> None:
+    for number in range(30):
+        make_wheel(cfg.paths.store / f"walled-{number}", f"walled-{number}", "1.0")
+    generator.generate_all()
+    wal = cfg.paths.cache / f"{CACHE_FILE}-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert len(project_json(cfg, "walled-29")["files"]) == 1
 
 
 def _sdist_with_filler_first(directory: Path, name: str, version: str, filler: int) -> Path:

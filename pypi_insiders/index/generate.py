@@ -109,6 +109,8 @@ class Generator:
             self._publish(run, full=True)
             projects, files = self._cache.totals()
             broken = self._cache.broken_count()
+        with self._lock:
+            self._cache.shrink_wal()
         unserved = f", {broken} store files not served (see the warnings naming them)" if broken else ""
         log.info("index generated: %d projects, %d files; %d project pages regenerated, %d unchanged; "
                  "%d files read, %.2f s%s", projects, files, run.regenerated,

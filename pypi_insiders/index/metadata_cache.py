@@ -147,6 +147,11 @@ class Cache:
         if self.db.in_transaction:
             self.db.execute("ROLLBACK")
 
+    def shrink_wal(self) -> None:
+        """Fold the WAL into the database and truncate it: otherwise it keeps the size of the
+        largest transaction it held (megabytes after a cold start) for as long as the service runs."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
     # ----------------------------------------------------------------- meta
 
     def get_meta(self, key: str) -> str | None:
