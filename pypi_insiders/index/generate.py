@@ -109,7 +109,7 @@ class Generator:
             self._publish(run, full=True)
             projects, files = self._cache.totals()
             broken = self._cache.broken_count()
-        with self._lock:
+        with self._lock, self._cache.exclusive():  # not while `pypi-insiders generate` writes
             self._cache.shrink_wal()
         unserved = f", {broken} store files not served (see the warnings naming them)" if broken else ""
         log.info("index generated: %d projects, %d files; %d project pages regenerated, %d unchanged; "
