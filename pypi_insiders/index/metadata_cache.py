@@ -24,6 +24,8 @@ from pypi_insiders.files import exclusive_lock
 log = logging.getLogger(__name__)
 
 _SCHEMA_VERSION = "2"
+_WAL_BYTES = 1024 * 1024
+_WAL_PAGES = _WAL_BYTES // 4096  # sqlite's default page size
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
@@ -111,6 +113,10 @@ class Cache:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL: no fsync per commit, still never corrupt
             db.execute("PRAGMA temp_store=MEMORY")
+            # A cold start writes for minutes: checkpoint every MiB and cut the WAL back to one
+            # when it restarts, or it grows to 4 MiB and more and stays at its high-water mark.
+            db.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
+            db.execute(f"PRAGMA journal_size_limit={_WAL_BYTES}")
             self.db = db
             self._migrate()
         except sqlite3.DatabaseError:
