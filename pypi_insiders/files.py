@@ -51,6 +51,17 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = 
         raise
 
 
+def write_derived(path: Path, data: bytes) -> None:
+    """An atomic, non-durable write of a file the index derives, making its directory on the
+    first miss: one failed create per new directory, and no mkdir per file once it exists
+    (a cold start writes hundreds of thousands of them; a deleted index is made again)."""
+    try:
+        atomic_write(path, data, durable=False)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data, durable=False)
+
+
 @contextmanager
 def exclusive_lock(path: Path, *, wait: bool = True) -> Iterator[int]:
     """Hold an flock on `path` (a lock file, created if missing, or a directory) for the block.

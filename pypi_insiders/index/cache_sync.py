@@ -17,7 +17,7 @@ from pathlib import Path
 from packaging.utils import NormalizedName
 
 from pypi_insiders.errors import InvalidDistributionError, StoreError
-from pypi_insiders.files import atomic_write
+from pypi_insiders.files import write_derived
 from pypi_insiders.index import read_pool, store_scan
 from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.index.metadata_cache import Cache, FileRecord
@@ -78,9 +78,7 @@ class StoreSync:
         return self._layout.metadata_file(relpath)
 
     def write_metadata(self, relpath: str, data: bytes) -> None:
-        path = self.metadata_path(relpath)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, data, durable=False)
+        write_derived(self.metadata_path(relpath), data)
 
     def changed_dirs(self, top: str, known: dict[str, bytes]) -> tuple[list[str], set[str]]:
         """Directories below `top` whose fingerprint differs from `known`, and all those seen."""

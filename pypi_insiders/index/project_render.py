@@ -19,7 +19,7 @@ from pathlib import Path
 from packaging.utils import NormalizedName
 
 from pypi_insiders.errors import InvalidDistributionError
-from pypi_insiders.files import atomic_write
+from pypi_insiders.files import write_derived
 from pypi_insiders.index import pages
 from pypi_insiders.index.cache_sync import Changes, StoreSync
 from pypi_insiders.index.layout import SUFFIXES, IndexLayout
@@ -111,11 +111,5 @@ class ProjectRenderer:
 
 
 def _write_page(item: tuple[Path, bytes]) -> None:
-    """The project's directory is made here, on the first write that misses it: in a cold start
-    that is one mkdir per project in the writer threads, none once it exists."""
-    path, data = item
-    try:
-        atomic_write(path, data, durable=False)
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, data, durable=False)
+    """In a writer thread; the project's directory is made there too, on its first page."""
+    write_derived(*item)

@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pypi_insiders.errors import InvalidDistributionError
-from pypi_insiders.files import atomic_write
+from pypi_insiders.files import write_derived
 from pypi_insiders.index.file_info import FileInfo, inspect
 from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.store import Store
@@ -56,22 +56,8 @@ def read_one(store_root: str, index_root: str, relpath: str) -> Outcome:
         return error
     if info.metadata is None:
         return info
-    _write_metadata(IndexLayout(Path(index_root)).metadata_file(relpath), info.metadata)
+    write_derived(IndexLayout(Path(index_root)).metadata_file(relpath), info.metadata)
     return replace(info, metadata=None, metadata_sha256=hashlib.sha256(info.metadata).hexdigest())
-
-
-_made: set[Path] = set()  # directories this process made or found: a mkdir per file is a syscall
-
-
-def _write_metadata(target: Path, data: bytes) -> None:
-    if target.parent not in _made:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _made.add(target.parent)
-    try:
-        atomic_write(target, data, durable=False)
-    except FileNotFoundError:  # removed since (the index was deleted): make it again
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, data, durable=False)
 
 
 @functools.cache
