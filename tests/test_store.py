@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -91,3 +93,20 @@ def test_store_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
     atomic_write(target, b"new", durable=False)
     assert target.read_bytes() == b"new"
     assert [p.name for p in tmp_path.iterdir()] == ["page.html"]
+
+
+def test_store_atomic_write_gives_the_mode_asked_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        atomic_write(tmp_path / "page.html", b"page", durable=False)
+        atomic_write(tmp_path / "users", b"secret", mode=0o640)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "page.html").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "users").stat().st_mode) == 0o640
+
+
+def test_store_atomic_write_leaves_nothing_when_the_directory_is_gone(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        atomic_write(tmp_path / "missing" / "page.html", b"page")
+    assert list(tmp_path.iterdir()) == []

@@ -22,7 +22,7 @@ from pypi_insiders.metadata import read_core_metadata
 from pypi_insiders.store import parse_filename
 
 _CHUNK = 256 * 1024
-_HEAD = 1024 * 1024  # decompressed bytes of an sdist kept to find PKG-INFO in (it comes early)
+_HEAD = 1024 * 1024  # bytes kept to read metadata from: a small wheel, or an sdist's start
 # A PEP 508 name, normalized. packaging 23.0 does not check sdist names; pages and paths rely on it.
 _VALID_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
@@ -46,8 +46,8 @@ def inspect(path: Path, filename: str) -> FileInfo:
     if not _VALID_NAME.fullmatch(parsed.project):
         msg = f"{filename}: not a valid project name (PEP 508)"
         raise InvalidDistributionError(msg)
-    sha256, size, mtime_ns, tar_head = _digest(path, filename)
-    core = read_core_metadata(path, filename, tar_head=tar_head)
+    sha256, size, mtime_ns, head = _digest(path, filename)
+    core = read_core_metadata(path, filename, head=head)
     if core.name != parsed.project:
         msg = f"{filename}: its metadata names project {core.name!r}, its filename {parsed.project!r}"
         raise InvalidDistributionError(
@@ -67,17 +67,21 @@ def _digest(path: Path, filename: str) -> tuple[str, int, int, bytes | None]:
 
     A truncated tarball can still yield its PKG-INFO (it comes first), so only decompressing
     the whole stream proves it is complete; zip archives prove it with their central directory.
-    The first `_HEAD` decompressed bytes of a .tar.gz are kept, for its metadata to be read from.
+    What is read is kept for the metadata to be read from, up to `_HEAD` bytes: the first of a
+    .tar.gz's decompressed stream, or a whole wheel that small (most are).
     """
     digest = hashlib.sha256()
     gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS) if filename.endswith(".tar.gz") else None
+    wheel = filename.endswith(".whl")
     head = bytearray()
     try:
-        with path.open("rb") as stream:
+        with open(path, "rb") as stream:  # noqa: PTH123 - the cheaper call, 200,000 times
             while chunk := stream.read(_CHUNK):
                 digest.update(chunk)
                 if gunzip is not None:
                     _drain(gunzip, chunk, head)
+                elif wheel and len(head) <= _HEAD:
+                    head += chunk
             stat = os.fstat(stream.fileno())
     except zlib.error as error:
         msg = f"{filename}: broken gzip stream: {error}"
@@ -88,7 +92,8 @@ def _digest(path: Path, filename: str) -> tuple[str, int, int, bytes | None]:
     if gunzip is not None and not gunzip.eof:
         msg = f"{filename}: truncated gzip stream"
         raise InvalidDistributionError(msg)
-    return digest.hexdigest(), stat.st_size, stat.st_mtime_ns, bytes(head) if gunzip is not None else None
+    kept = gunzip is not None or (wheel and len(head) <= _HEAD)
+    return digest.hexdigest(), stat.st_size, stat.st_mtime_ns, bytes(head) if kept else None
 
 
 def _drain(gunzip: zlib._Decompress, data: bytes, head: bytearray) -> None:

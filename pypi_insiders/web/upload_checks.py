@@ -28,7 +28,7 @@ _CHUNK = 1024 * 1024
 # The file system's limit on one name (255 bytes), less what the index adds for the PEP 658
 # metadata file beside it and for that file's atomic write (".<name>.metadata.XXXXXXXX.tmp"):
 # a longer name could be stored but never be served whole.
-MAX_FILENAME_BYTES = 255 - len(".metadata") - len("..XXXXXXXX.tmp")
+MAX_FILENAME_BYTES = 255 - len(".metadata") - len("..XXXXXXXX.tmp")  # files.atomic_write's temp
 
 log = logging.getLogger(__name__)
 
