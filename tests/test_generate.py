@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from pypi_insiders import config
-from pypi_insiders.index import read_pool
+from pypi_insiders.index import work_pool
 from pypi_insiders.index.generate import CACHE_FILE, Generator
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_sdist, make_wheel
@@ -309,6 +309,37 @@ def test_generator_rebuilds_deleted_index_and_cache_identically(
     again.close()
 
 
+def test_generator_rebuilds_every_metadata_file_though_a_change_came_with_the_deletion(
+        cfg: config.Config, generator: Generator) -> None:
+    """The metadata files are gone and one file changed: the run that reads the changed one
+    recreates `packages/`, and must still rebuild the unchanged ones' files."""
+    make_wheel(cfg.paths.store / "iota", "iota", "1.0")
+    make_wheel(cfg.paths.store / "kappa", "kappa", "1.0")
+    generator.generate_all()
+    shutil.rmtree(cfg.paths.index / "packages")
+    make_wheel(cfg.paths.store / "kappa", "kappa", "1.1")
+    generator.generate_all()
+    for relpath in ("iota/iota-1.0-py3-none-any.whl", "kappa/kappa-1.0-py3-none-any.whl",
+                    "kappa/kappa-1.1-py3-none-any.whl"):
+        assert (cfg.paths.index / "packages" / f"{relpath}.metadata").exists(), relpath
+
+
+def test_generator_rebuilds_a_big_deleted_index_in_the_pool_without_reading_again(
+        cfg: config.Config, generator: Generator) -> None:
+    """Enough projects for the pool: the metadata files and pages come back byte for byte,
+    from the cache's facts (no file is read again to hash it)."""
+    count = work_pool.POOL_FROM + 10
+    for number in range(count):
+        make_wheel(cfg.paths.store / f"bulk-{number}", f"bulk-{number}", "1.0")
+    generator.generate_all()
+    before = tree(cfg.paths.index)
+    shutil.rmtree(cfg.paths.index)
+    read = generator.stats.files_read
+    generator.generate_all()
+    assert generator.stats.files_read == read
+    assert tree(cfg.paths.index) == before
+
+
 def test_generator_warm_run_regenerates_nothing(cfg: config.Config, generator: Generator) -> None:
     for index in range(5):
         make_sdist(cfg.paths.store / f"p{index}", f"p{index}", "1.0")
@@ -547,8 +578,8 @@ def test_generator_skips_symlinks_leading_out_of_the_store(
 
 
 def test_generator_reads_a_big_cold_store_in_a_process_pool(cfg: config.Config, generator: Generator) -> None:
-    """Enough directories for read_pool's processes: their facts and metadata files are the same."""
-    count = read_pool.POOL_FROM + 10
+    """Enough directories for work_pool's processes: their facts and metadata files are the same."""
+    count = work_pool.POOL_FROM + 10
     for number in range(count):
         make_wheel(cfg.paths.store / f"bulk-{number}", f"bulk-{number}", "1.0")
     generator.generate_all()

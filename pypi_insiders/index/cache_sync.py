@@ -18,10 +18,10 @@ from packaging.utils import NormalizedName
 
 from pypi_insiders.errors import InvalidDistributionError, StoreError
 from pypi_insiders.files import write_derived
-from pypi_insiders.index import read_pool, store_scan
+from pypi_insiders.index import store_scan, work_pool
 from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.index.metadata_cache import Cache, FileRecord
-from pypi_insiders.index.read_pool import Outcome, Reader
+from pypi_insiders.index.work_pool import Outcome, Reader
 from pypi_insiders.store import Store, is_hidden
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class StoreSync:
 
     def sync_dirs(self, directories: list[str], changes: Changes, read: Reader | None = None) -> None:
         """Diff each directory with its rows, reading new or changed files through `read` (a pool
-        of processes in a cold start: see read_pool) in batches; rows are written here."""
+        of processes in a cold start: see work_pool) in batches; rows are written here."""
         batches = (directories[start:start + _DIRS_PER_BATCH]
                    for start in range(0, len(directories), _DIRS_PER_BATCH))
         for plans, outcomes in self._read_ahead(batches, read or self._read_all):
@@ -179,7 +179,7 @@ class StoreSync:
         self._apply(relpath, previous, self._read(relpath), changes)
 
     def _read(self, relpath: str) -> Outcome:
-        return read_pool.read_one(self._root, str(self._layout.root), relpath)
+        return work_pool.read_one(self._root, str(self._layout.root), relpath)
 
     def _apply(self, relpath: str, previous: FileRecord | None, outcome: Outcome, changes: Changes) -> None:
         """Records what `_read` found; in the thread that owns the transaction."""

@@ -9,17 +9,17 @@ outside it, and long runs commit the cache now and then so an interrupted one ke
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from pypi_insiders.config import Config
-from pypi_insiders.index import due, listings, read_pool
+from pypi_insiders.index import due, listings, work_pool
 from pypi_insiders.index.cache_sync import StoreSync
 from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.index.metadata_cache import Cache
@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 
 CACHE_FILE = "index.sqlite3"
 _COMMIT_EVERY = 2000  # files read (or projects rendered) between commits of a long cold run
-_READERS = 8  # threads reading distribution files in big runs
-_PARALLEL_FROM = 8  # directories or projects in one run before reader threads are worth starting
 _RENDER_BATCH = 100  # projects rendered together: their pages are in memory until written
 
 
@@ -58,7 +56,7 @@ class Generator:
         self._lock = threading.RLock()
         self._cache = Cache(cache_dir / CACHE_FILE)
         self._sync = StoreSync(store, self._cache, self.layout, self._checkpoint)
-        self._renderer = ProjectRenderer(store, self._cache, self._sync, self.layout)
+        self._renderer = ProjectRenderer(self._cache, self.layout)
         self._configured = settings
         self._yanks = YankState(state_dir)
         self._settings = settings.with_yanks(self._yanks.reasons())
@@ -98,15 +96,18 @@ class Generator:
         # wait for 200,000 stats. A change made meanwhile is seen by the walk or handled by
         # update_paths, which also invalidates the fingerprint of the directory it touched.
         changed, seen = self._sync.changed_dirs("", known)
-        with self._lock, self._transaction(), self._file_reader(len(changed)) as read:
+        with self._lock, self._transaction():
             self._settings = self._configured.with_yanks(self._yanks.reasons())
-            run = Run()
-            self._sync.sync_dirs(changed, run, read)
-            # Every directory holding rows has a fingerprint row (maybe invalidated), so the
-            # snapshot lists every candidate without reading the files table.
-            self._sync.drop_dirs(set(known) - seen, run)
-            run.dirty |= due.stale_projects(self._cache, self.layout, self._settings)
-            self._publish(run, full=True)
+            # Due from the last run's rows, before this run's reads recreate any of the index.
+            stale = due.stale_projects(self._cache, self.layout, self._settings)
+            with self._work(len(changed) + len(stale)) as work:
+                run = Run()
+                self._sync.sync_dirs(changed, run, work.read)
+                # Every directory holding rows has a fingerprint row (maybe invalidated), so the
+                # snapshot lists every candidate without reading the files table.
+                self._sync.drop_dirs(set(known) - seen, run)
+                run.dirty |= stale
+                self._publish(run, full=True, work=work)
             projects, files = self._cache.totals()
             broken = self._cache.broken_count()
         with self._lock, self._cache.exclusive():  # not while `pypi-insiders generate` writes
@@ -153,21 +154,10 @@ class Generator:
                 raise
             self._cache.commit()
 
-    @contextmanager
-    def _readers(self, directories: int) -> Iterator[Executor | None]:
-        """Threads for reading files in a big run: a cold start waits on the disk, not the CPU.
-
-        Made per run and gone after it, so no idle thread outlives a scan (the service forks).
-        """
-        if directories < _PARALLEL_FROM:
-            yield None
-            return
-        with ThreadPoolExecutor(_READERS, thread_name_prefix="index-reader") as pool:
-            yield pool
-
-    def _file_reader(self, directories: int) -> AbstractContextManager[read_pool.Reader]:
-        """Every core reads files in a big run (a process pool, for this run only)."""
-        return read_pool.reader(str(self.store.root), str(self.index_dir), directories)
+    def _work(self, units: int) -> AbstractContextManager[work_pool.Work]:
+        """Every core reads files and writes pages in a big run (a process pool, for this run
+        only, so nothing idle outlives a scan: the service forks)."""
+        return work_pool.running(str(self.store.root), str(self.index_dir), units)
 
     def _checkpoint(self, count: int) -> None:
         """Commit now and then in long runs, so an interrupted cold start keeps its progress."""
@@ -176,15 +166,15 @@ class Generator:
             self._cache.commit()
             self._cache.begin()
 
-    def _publish(self, run: Run, *, full: bool) -> None:
+    def _publish(self, run: Run, *, full: bool, work: work_pool.Work | None = None) -> None:
         """Render what is due, then the listings, then pin what was served."""
         self.stats.files_read += run.files_read
         self._reading = 0
         names = sorted(run.dirty)
-        with self._readers(len(names)) as readers:
+        with contextlib.nullcontext(work) if work is not None else self._work(len(names)) as lent:
             for start in range(0, len(names), _RENDER_BATCH):
                 before = run.regenerated
-                self._renderer.render(names[start:start + _RENDER_BATCH], self._settings, run, readers)
+                self._renderer.render(names[start:start + _RENDER_BATCH], self._settings, run, lent)
                 self.stats.projects_regenerated += run.regenerated - before
                 self._checkpoint(start + _RENDER_BATCH)
         self._publish_listings(run, full=full)
