@@ -13,7 +13,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 CACHE_FILE = "index.sqlite3"
 _COMMIT_EVERY = 2000  # files read (or projects rendered) between commits of a long cold run
-_RENDER_BATCH = 100  # projects rendered together: their pages are in memory until written
+_RENDER_BATCH = 500  # projects rendered together, their pages written while the next are read
 
 
 @dataclass
@@ -159,10 +159,13 @@ class Generator:
         only, so nothing idle outlives a scan: the service forks)."""
         return work_pool.running(str(self.store.root), str(self.index_dir), units)
 
-    def _checkpoint(self, count: int) -> None:
-        """Commit now and then in long runs, so an interrupted cold start keeps its progress."""
+    def _checkpoint(self, count: int, settle: Callable[[], None] | None = None) -> None:
+        """Commit now and then in long runs, so an interrupted cold start keeps its progress;
+        `settle` first finishes what the rows being committed describe."""
         self._reading = count
         if count % _COMMIT_EVERY == 0:
+            if settle is not None:
+                settle()
             self._cache.commit()
             self._cache.begin()
 
@@ -176,7 +179,9 @@ class Generator:
                 before = run.regenerated
                 self._renderer.render(names[start:start + _RENDER_BATCH], self._settings, run, lent)
                 self.stats.projects_regenerated += run.regenerated - before
-                self._checkpoint(start + _RENDER_BATCH)
+                # A commit says these projects are rendered: only once their pages are written.
+                self._checkpoint(start + _RENDER_BATCH, settle=lent.settle)
+            lent.settle()
         self._publish_listings(run, full=full)
         if full:
             due.mark_format_current(self._cache, self.layout)

@@ -123,6 +123,7 @@ class Work:
         self._store_root = store_root
         self._index_root = index_root
         self._pool = pool
+        self._writing: Iterator[None] = iter(())
 
     def read(self, relpaths: list[str]) -> Iterator[Outcome]:
         """Each file's outcome, in order (its metadata file written)."""
@@ -133,7 +134,17 @@ class Work:
         return self._map(functools.partial(rebuild_metadata, self._store_root, self._index_root), files)
 
     def write_pages(self, jobs: list[PageJob]) -> None:
-        for _done in self._map(functools.partial(write_pages, self._index_root), jobs):
+        """Start writing these pages: on a pool they are written while the caller prepares the
+        next batch (the previous batch's are waited for first). `settle` waits for them all."""
+        self.settle()
+        self._writing = self._map(functools.partial(write_pages, self._index_root), jobs)
+        if self._pool is None:
+            self.settle()
+
+    def settle(self) -> None:
+        """Every page handed to write_pages is on disk (or its error raised here)."""
+        writing, self._writing = self._writing, iter(())
+        for _written in writing:
             pass
 
     def _map(self, function: Callable[[_T], _R], items: list[_T]) -> Iterator[_R]:
