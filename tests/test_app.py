@@ -408,3 +408,20 @@ def test_app_page_asked_for_at_once_is_read_and_compressed_once(make_config: Con
             client.join(timeout=60)
     assert replies == [200] * 16
     assert cache.loads == 1
+
+
+def test_app_sends_a_root_list_larger_than_waitress_buffers_in_memory_whole(served: Served) -> None:
+    """Past 1 MiB waitress spills a body to a temp file; ours go out through its file wrapper:
+    every byte still arrives, identity and gzip, and HEAD still sends none."""
+    names = [f"project-{number:06d}" for number in range(40_000)]  # about 1.7 MB, like 30,000 projects
+    page = "".join(f'    <a href="{n}/">{n}</a><br>\n' for n in names).encode()
+    atomic_write(served.data / "index" / "simple" / "index.html", page)
+    identity = served.get("/simple/", Accept="text/html")
+    assert identity.status == 200
+    assert identity.body == page
+    assert identity.header("Content-Length") == str(len(page))
+    zipped = served.get("/simple/", Accept="text/html", Accept_Encoding="gzip")
+    assert zipped.header("Content-Encoding") == "gzip"
+    assert gzip.decompress(zipped.body) == page
+    head = served.get("/simple/", "HEAD", Accept="text/html")
+    assert (head.status, head.body, head.header("Content-Length")) == (200, b"", str(len(page)))

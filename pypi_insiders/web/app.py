@@ -31,6 +31,7 @@ from pypi_insiders.web.negotiate import HTML, OFFERED_TEXT, Format, Negotiator, 
 from pypi_insiders.web.responses import (
     Response,
     being_generated,
+    body_of,
     denied,
     not_generated,
     phrase,
@@ -164,13 +165,13 @@ class IndexApp:
         if path == project_page.PAGE_URL:  # the projects this caller may read
             names = (self.projects.index.projects() if view.read.everything
                      else self._live.scoped_roots.names(view.read))
-            return private_body(project_page.listing(names), HTML, view)
+            return private_body(environ, project_page.listing(names), HTML, view)
         if path.startswith(project_page.PAGE_URL):
             return self._project_page(environ, path[len(project_page.PAGE_URL):], view)
         if path == "/":
             if not view.read.everything:
                 names = self._live.scoped_roots.names(view.read)
-                return private_body(access.home_page(names), HTML, view)
+                return private_body(environ, access.home_page(names), HTML, view)
             return self._page(environ, self._live.root_page, HTML, vary=False, view=view) or not_generated()
         if path == "/simple":
             return redirect(_with_query("simple/", environ))
@@ -189,7 +190,7 @@ class IndexApp:
         if not rest:
             if not view.read.everything:
                 body = self._live.scoped_roots.body(view.read, fmt.suffix)
-                return private_body(body, fmt, view) if body is not None else not_generated()
+                return private_body(environ, body, fmt, view) if body is not None else not_generated()
             root = f"{self._live.simple}index.{fmt.suffix}"
             return self._page(environ, root, fmt, vary=True, view=view) or not_generated()
         project = self._project_in(environ, rest)
@@ -225,7 +226,7 @@ class IndexApp:
         if body is None:
             return plain("404 Not Found", "no such project here")
         environ[access_log.PROJECT] = project
-        return private_body(body, HTML, view)
+        return private_body(environ, body, HTML, view)
 
     def _not_readable(self, environ: Environ, project: NormalizedName, formats: tuple[Format, ...],
                       view: View) -> Response:
@@ -267,7 +268,7 @@ class IndexApp:
             if page_cache.not_modified(environ, page.etag, page.mtime):
                 kept = page.private_not_modified if view.private else page.not_modified
                 return "304 Not Modified", kept, ()
-        return "200 OK", page.private_headers if view.private else page.headers, (page.body,)
+        return "200 OK", page.private_headers if view.private else page.headers, body_of(environ, page.body)
 
     def _answer(self, environ: Environ, answer: Answer) -> Response:
         if answer.etag and page_cache.not_modified(environ, answer.etag, answer.mtime):

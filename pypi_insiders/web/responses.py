@@ -6,9 +6,10 @@ so every route refuses the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import io
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pypi_insiders.index import progress
 from pypi_insiders.web import access, page_cache
@@ -19,6 +20,20 @@ from pypi_insiders.web.negotiate import Format
 
 Response = tuple[str, page_cache.Headers, Iterable[bytes]]
 CHUNK = 256 * 1024
+# waitress copies a body into its output buffer, which becomes a temp file past 1 MiB (its
+# outbuf_overflow): the root list of 20,000 projects (1.1 MB) was written to disk and read
+# back for every request. A body this large goes out through wsgi.file_wrapper instead,
+# which waitress reads from as it sends.
+LARGE_BODY = 256 * 1024
+
+
+def body_of(environ: Mapping[str, Any], body: bytes) -> Iterable[bytes]:
+    """`body` as the WSGI iterable waitress sends best: read in place when it is large."""
+    wrapper = environ.get("wsgi.file_wrapper")
+    if wrapper is None or len(body) < LARGE_BODY:
+        return (body,)
+    wrapped: Iterable[bytes] = wrapper(io.BytesIO(body), CHUNK)  # BytesIO shares the bytes
+    return wrapped
 
 
 def plain(status: str, message: str, extra: page_cache.Headers | None = None) -> Response:
@@ -49,11 +64,11 @@ def denied(denied: AuthError) -> Response:
     return answer.status, answer.headers, (answer.body,)
 
 
-def private_body(body: bytes, fmt: Format, view: View) -> Response:
+def private_body(environ: Mapping[str, Any], body: bytes, fmt: Format, view: View) -> Response:
     """A page rendered for one scope: never kept by a shared cache, never reused for another caller."""
     cache = "private, max-age=30" if view.private else "no-cache"
     return "200 OK", [("Content-Type", fmt.content_type), ("Content-Length", str(len(body))),
-                      ("Cache-Control", cache), ("Vary", "Accept, Authorization")], (body,)
+                      ("Cache-Control", cache), ("Vary", "Accept, Authorization")], body_of(environ, body)
 
 
 REASON_MAX = 200
