@@ -113,12 +113,18 @@ class StoreSync:
         batches = (directories[start:start + _DIRS_PER_BATCH]
                    for start in range(0, len(directories), _DIRS_PER_BATCH))
         for plans, outcomes in self._read_ahead(batches, read or self._read_all):
+            rows: list[FileRecord] = []
             for plan in plans:
                 for relpath, previous in plan.to_read:
-                    self._apply(relpath, previous, next(outcomes), changes)
+                    self._apply(relpath, previous, next(outcomes), changes, rows)
                 for record in plan.old.values():
                     self._drop(record, changes)
-                self._cache.set_dir_fingerprint(plan.directory, store_scan.fingerprint(plan.files))
+            # A commit may fall anywhere above (every few thousand files); a directory's
+            # fingerprint follows its rows, so a crash leaves it to be diffed again, never
+            # marked as read without them.
+            self._cache.put_files(rows)
+            self._cache.set_dir_fingerprints(
+                (plan.directory, store_scan.fingerprint(plan.files)) for plan in plans)
 
     def _read_ahead(self, batches: Iterator[list[str]], read: Reader,
                     ) -> Iterator[tuple[list[_DirPlan], Iterator[Outcome]]]:
@@ -181,8 +187,10 @@ class StoreSync:
     def _read(self, relpath: str) -> Outcome:
         return work_pool.read_one(self._root, str(self._layout.root), relpath)
 
-    def _apply(self, relpath: str, previous: FileRecord | None, outcome: Outcome, changes: Changes) -> None:
-        """Records what `_read` found; in the thread that owns the transaction."""
+    def _apply(self, relpath: str, previous: FileRecord | None, outcome: Outcome, changes: Changes,
+               rows: list[FileRecord] | None = None) -> None:
+        """Records what `_read` found, in the thread that owns the transaction; into `rows`, to be
+        written together, when given."""
         directory, _, filename = relpath.rpartition("/")
         if outcome is None:
             if previous is not None:
@@ -203,7 +211,10 @@ class StoreSync:
                 previous.upload_time_ns if previous else outcome.mtime_ns, None)
             if outcome.metadata_sha256:  # set by a reader that wrote the metadata file
                 changes.metadata_written.add(relpath)
-        self._cache.put_file(record)
+        if rows is None:
+            self._cache.put_file(record)
+        else:
+            rows.append(record)
         for project in {previous.project if previous else None, record.project}:
             if project is not None:
                 self._mark(project, changes)

@@ -45,7 +45,7 @@ Reader = Callable[[list[str]], Iterator[Outcome]]
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 POOL_FROM = 200  # directories or projects in one run before a pool of processes pays for its start
-_CHUNK = 32  # files per task sent to a worker
+_CHUNK = 128  # files (or projects) per task sent to a worker
 _START_TIMEOUT = 60.0  # seconds for the workers to start and answer once
 _PARENT_CHECK = 0.5  # seconds between a worker's checks that its parent still runs
 
