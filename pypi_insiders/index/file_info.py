@@ -63,7 +63,7 @@ def inspect(path: Path, filename: str) -> FileInfo:
 
 
 def _digest(path: Path, filename: str) -> tuple[str, int, int, bytes | None]:
-    """sha256 of the file and its stat after reading; a .tar.gz is also checked to the last byte.
+    """sha256 of the file and its stat; a .tar.gz is also checked to the last byte.
 
     A truncated tarball can still yield its PKG-INFO (it comes first), so only decompressing
     the whole stream proves it is complete; zip archives prove it with their central directory.
@@ -75,14 +75,20 @@ def _digest(path: Path, filename: str) -> tuple[str, int, int, bytes | None]:
     wheel = filename.endswith(".whl")
     head = bytearray()
     try:
-        with open(path, "rb") as stream:  # noqa: PTH123 - the cheaper call, 200,000 times
-            while chunk := stream.read(_CHUNK):
+        # Unbuffered, stat first, and no read past the size it gives: a small file is one
+        # read() call. A file that changes meanwhile keeps the stat from before the change,
+        # which the next scan sees differ, so it is read again (store files are renamed in
+        # whole anyway).
+        with open(path, "rb", buffering=0) as stream:  # noqa: PTH123 - the cheaper call, 200,000 times
+            stat = os.fstat(stream.fileno())
+            left = stat.st_size
+            while left > 0 and (chunk := stream.read(min(_CHUNK, left))):
+                left -= len(chunk)
                 digest.update(chunk)
                 if gunzip is not None:
                     _drain(gunzip, chunk, head)
                 elif wheel and len(head) <= _HEAD:
                     head += chunk
-            stat = os.fstat(stream.fileno())
     except zlib.error as error:
         msg = f"{filename}: broken gzip stream: {error}"
         raise InvalidDistributionError(msg) from None
