@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import signal
@@ -169,6 +170,7 @@ def prepare_state(corpus: corpora.Corpus, settings: Settings, state: Path, paths
     cache = state / "cache" / "index.sqlite3"
     warm_cache = not settings.fresh_state and cache.exists()
     set_aside(state / "index" if warm_cache else state, settings.workdir)
+    os.sync()  # the cold start begins on a clean page cache: nothing of earlier work to write back
     if "ours" not in settings.only:
         servers.generate(servers.write_config(state, corpus.store, servers.free_port()),
                          settings.start_timeout)
@@ -188,17 +190,32 @@ def trash(workdir: Path) -> Path:
     return workdir / "trash"
 
 
-def set_aside(path: Path, workdir: Path) -> None:
-    """Move an earlier run's tree out of the way; it is deleted when the whole run is over.
+# ext4 without a journal (this VM's disk) skips inodes freed in the last 60 s, or in the last
+# 360 s while their inode table block is dirty, each time it allocates one: after a delete of
+# an earlier run's 180,000-file index, every file created scans past them. This VM's writeback
+# left 470 MB dirty for many minutes, so the window never closed by itself: the same cold
+# generation took 37 s on a quiet disk and 60 to 93 s after such deletes. A sync() makes the
+# blocks clean (the 60 s window); creating a file then cost 0.07 ms instead of 0.23 ms.
+_DELETE_SETTLE_S = 60.0
 
-    Deleting it here would slow what comes next: ext4 without a journal (this VM's disk) skips
-    inodes freed in the last 60 s (360 s while their table block is dirty) when it allocates,
-    so after deleting a 180,000-file index every file created scans past them. The same cold
-    generation measured 10x slower per created file right after such a delete.
-    """
+
+def set_aside(path: Path, workdir: Path) -> None:
+    """Move an earlier run's tree out of the way, to be deleted by the next run's start."""
     if path.exists():
         trash(workdir).mkdir(parents=True, exist_ok=True)
         path.rename(trash(workdir) / f"{path.name}-{time.time_ns()}")
+
+
+def empty_trash(workdir: Path) -> None:
+    """Delete what earlier runs set aside, then wait out the file system's memory of it (see
+    _DELETE_SETTLE_S) before anything is measured."""
+    if not trash(workdir).exists():
+        return
+    shutil.rmtree(trash(workdir), ignore_errors=True)
+    os.sync()
+    print(f"deleted earlier runs' state; waiting {_DELETE_SETTLE_S:.0f} s before measuring "
+          "(freed inodes slow file creation on ext4 without a journal)")
+    time.sleep(_DELETE_SETTLE_S)
 
 
 def bench_corpus(projects: int, settings: Settings) -> dict[str, Any]:
@@ -284,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     projects, settings = parse_args(argv)
+    empty_trash(settings.workdir)
     started = time.monotonic()
     all_results: dict[str, Any] = {"settings": {**settings.__dict__, "workdir": str(settings.workdir)},
                                    "corpora": {}}
@@ -307,7 +325,6 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(all_results, indent=2, default=str))
     print("\n".join(summaries))
     print(f"\nwhole run: {all_results['seconds']:.0f} s; results in {out}")
-    shutil.rmtree(trash(settings.workdir), ignore_errors=True)  # see set_aside: measuring is over
     return 1 if failed else 0
 
 
