@@ -193,10 +193,10 @@ def trash(workdir: Path) -> Path:
 # ext4 without a journal (this VM's disk) skips inodes freed in the last 60 s, or in the last
 # 360 s while their inode table block is dirty, each time it allocates one: after a delete of
 # an earlier run's 180,000-file index, every file created scans past them. This VM's writeback
-# left 470 MB dirty for many minutes, so the window never closed by itself: the same cold
-# generation took 37 s on a quiet disk and 60 to 93 s after such deletes. A sync() makes the
-# blocks clean (the 60 s window); creating a file then cost 0.07 ms instead of 0.23 ms.
-_DELETE_SETTLE_S = 60.0
+# left 470 MB dirty for many minutes, and creating files dirties those blocks again, so only
+# the full 360 s after the delete, then a sync(), is safe. The same cold generation took 37 to
+# 40 s on a quiet disk and 46 to 93 s within minutes of such deletes.
+_DELETE_SETTLE_S = 360.0
 
 
 def set_aside(path: Path, workdir: Path) -> None:
