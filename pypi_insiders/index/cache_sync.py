@@ -26,7 +26,7 @@ from pypi_insiders.store import Store, is_hidden
 
 log = logging.getLogger(__name__)
 
-_DIRS_PER_BATCH = 256  # directories whose files are read together (one pool map) in a big run
+_DIRS_PER_BATCH = 64  # directories whose files are read together (one pool map) in a big run
 
 
 @dataclass
@@ -119,12 +119,12 @@ class StoreSync:
                     self._apply(relpath, previous, next(outcomes), changes, rows)
                 for record in plan.old.values():
                     self._drop(record, changes)
-            # A commit may fall anywhere above (every few thousand files); a directory's
-            # fingerprint follows its rows, so a crash leaves it to be diffed again, never
-            # marked as read without them.
+            # A directory's fingerprint follows its rows, so a crash leaves it to be diffed
+            # again, never marked as read without them.
             self._cache.put_files(rows)
             self._cache.set_dir_fingerprints(
                 (plan.directory, store_scan.fingerprint(plan.files)) for plan in plans)
+            self._checkpoint(changes.files_read)  # after the rows: a commit holds whole batches
 
     def _read_ahead(self, batches: Iterator[list[str]], read: Reader,
                     ) -> Iterator[tuple[list[_DirPlan], Iterator[Outcome]]]:
@@ -219,7 +219,8 @@ class StoreSync:
             if project is not None:
                 self._mark(project, changes)
         changes.files_read += 1
-        self._checkpoint(changes.files_read)
+        if rows is None:
+            self._checkpoint(changes.files_read)
 
     def _broken(self, path: Path, relpath: str, previous: FileRecord | None,
                 reason: str) -> FileRecord | None:

@@ -32,7 +32,7 @@ from pypi_insiders.store import Store
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "index.sqlite3"
-_COMMIT_EVERY = 2000  # files read (or projects rendered) between commits of a long cold run
+_COMMIT_EVERY = 500  # files read (or projects rendered) between commits of a long cold run
 _RENDER_BATCH = 500  # projects rendered together, their pages written while the next are read
 
 
@@ -63,6 +63,7 @@ class Generator:
         self._pins = Pinner(pins_path(state_dir))
         self.stats = Stats()
         self._reading = 0  # files read so far by the run in progress
+        self._committed_at = 0  # the count at the last commit of a long run
 
     @classmethod
     def from_config(cls, config: Config) -> Generator:
@@ -160,14 +161,18 @@ class Generator:
         return work_pool.running(str(self.store.root), str(self.index_dir), units)
 
     def _checkpoint(self, count: int, settle: Callable[[], None] | None = None) -> None:
-        """Commit now and then in long runs, so an interrupted cold start keeps its progress;
-        `settle` first finishes what the rows being committed describe."""
+        """Commit every _COMMIT_EVERY files (or projects) in long runs, so an interrupted cold
+        start keeps its progress and the WAL stays near one transaction's size; `settle` first
+        finishes what the rows being committed describe."""
         self._reading = count
-        if count % _COMMIT_EVERY == 0:
+        if count < self._committed_at:  # a new run, or a run's next phase, counts from zero
+            self._committed_at = 0
+        if count - self._committed_at >= _COMMIT_EVERY:
             if settle is not None:
                 settle()
             self._cache.commit()
             self._cache.begin()
+            self._committed_at = count
 
     def _publish(self, run: Run, *, full: bool, work: work_pool.Work | None = None) -> None:
         """Render what is due, then the listings, then pin what was served."""
