@@ -17,7 +17,6 @@ from pathlib import Path
 from packaging.utils import NormalizedName
 
 from pypi_insiders.errors import InvalidDistributionError, StoreError
-from pypi_insiders.files import write_derived
 from pypi_insiders.index import store_scan, work_pool
 from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.index.metadata_cache import Cache, FileRecord
@@ -76,9 +75,6 @@ class StoreSync:
 
     def metadata_path(self, relpath: str) -> Path:
         return self._layout.metadata_file(relpath)
-
-    def write_metadata(self, relpath: str, data: bytes) -> None:
-        write_derived(self.metadata_path(relpath), data)
 
     def changed_dirs(self, top: str, known: dict[str, bytes]) -> tuple[list[str], set[str]]:
         """Directories below `top` whose fingerprint differs from `known`, and all those seen."""

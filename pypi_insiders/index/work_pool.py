@@ -75,7 +75,7 @@ def rebuild_metadata(store_root: str, index_root: str, file: tuple[str, str]) ->
     under us: the next scan reads it)."""
     relpath, sha256 = file
     target = IndexLayout(Path(index_root)).metadata_file(relpath)
-    if os.path.exists(target):  # noqa: PTH110 - a str path, for every file of every due project
+    if os.path.exists(target):  # noqa: PTH110 - the cheaper call, for every file of every due project
         return True
     try:
         raw = read_core_metadata(Store(Path(store_root)).path_of(relpath), relpath.rpartition("/")[2]).raw
