@@ -26,7 +26,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from tests.distfiles import make_sdist, make_wheel
+from tests.support.distfiles import make_sdist, make_wheel
 
 VERSIONS = ("1.0.0", "1.1.0", "1.2.0", "2.0.0", "2.1.0")  # x (wheel + sdist) = 10 files
 MANIFEST = "corpus.json"

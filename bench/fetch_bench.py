@@ -28,10 +28,10 @@ from typing import Any
 
 from pypi_insiders import config
 from pypi_insiders.fetch import build_envs, builder, git, runner
-from tests import git_fixtures as g
 from tests.conftest import to_toml
-from tests.distfiles import make_sdist, make_wheel
-from tests.server_fixtures import VENV_BIN, request, serve_process, service_env
+from tests.support import git_fixtures as g
+from tests.support.distfiles import make_sdist, make_wheel
+from tests.support.server_fixtures import VENV_BIN, request, serve_process, service_env
 
 TOKEN = "bench-token"  # noqa: S105 - a loopback test server's token
 

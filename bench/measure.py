@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 
 from bench.corpus import Corpus
 from bench.servers import REPO, Server
-from tests.distfiles import make_wheel
+from tests.support.distfiles import make_wheel
 
 UV = REPO / ".venv" / "bin" / "uv"
 PYTHON = REPO / ".venv" / "bin" / "python"

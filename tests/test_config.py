@@ -16,8 +16,8 @@ from pypi_insiders import config, pipconf
 from pypi_insiders.cli import main
 from pypi_insiders.config import layout
 from pypi_insiders.errors import ConfigError
-from tests import git_fixtures as g
 from tests.conftest import ConfigMaker
+from tests.support import git_fixtures as g
 
 
 def test_config_defaults_from_embedded(monkeypatch: pytest.MonkeyPatch) -> None:

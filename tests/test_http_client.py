@@ -14,8 +14,8 @@ from urllib.parse import quote, unquote
 import pytest
 
 from pypi_insiders.http_client import Credentials, HttpClient, HttpError, display_url, split_credentials
-from tests.raw_server import RawServer, reply
-from tests.server_fixtures import ThreadedServer
+from tests.support.raw_server import RawServer, reply
+from tests.support.server_fixtures import ThreadedServer
 
 SECRET = "s3cr3t-pw"
 

@@ -13,8 +13,8 @@ from pypi_insiders import config
 from pypi_insiders.cli import main
 from pypi_insiders.config import layout
 from tests.conftest import ConfigMaker
-from tests.distfiles import make_wheel
-from tests.server_fixtures import pypi_insiders, request, serve_process, service_env, stop_process
+from tests.support.distfiles import make_wheel
+from tests.support.server_fixtures import pypi_insiders, request, serve_process, service_env, stop_process
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ConfigMaker
-from tests.server_fixtures import service_env
+from tests.support.server_fixtures import service_env
 
 SECRET = b"ghp_handed-over-secret-0123456789\n"
 NOBODY = 65534

@@ -34,9 +34,9 @@ from pypi_insiders.errors import ConfigError
 from pypi_insiders.service.server import create_server
 from pypi_insiders.web.app import make_app
 from tests.conftest import to_toml
-from tests.distfiles import make_wheel
-from tests.server_fixtures import FakeUpstream, ThreadedServer
-from tests.upload_fixtures import indexing, multipart, tree, twine_fields
+from tests.support.distfiles import make_wheel
+from tests.support.server_fixtures import FakeUpstream, ThreadedServer
+from tests.support.upload_fixtures import indexing, multipart, tree, twine_fields
 
 settings.register_profile("fast", max_examples=150)
 settings.register_profile("long", max_examples=3000)

@@ -13,7 +13,7 @@ from packaging.version import Version
 from pypi_insiders.errors import InvalidDistributionError, StoreError
 from pypi_insiders.files import atomic_write
 from pypi_insiders.store import Store, is_hidden, parse_filename
-from tests.distfiles import make_wheel
+from tests.support.distfiles import make_wheel
 
 
 @pytest.mark.parametrize(

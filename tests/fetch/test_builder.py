@@ -1,0 +1,145 @@
+"""Real builds of one tag: the in-tree backend (offline), then setuptools, hatchling and pdm-backend."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+from packaging.utils import canonicalize_name
+
+from pypi_insiders import config
+from pypi_insiders.errors import BuildError
+from pypi_insiders.fetch import builder, git
+from pypi_insiders.fetch.versions import TagVersion, version_of_tag
+from tests.conftest import ConfigMaker
+from tests.support import git_fixtures as g
+
+pytestmark = pytest.mark.slow
+
+
+def _request(make_config: ConfigMaker, tmp_path: Path, upstream: Path, tag: str, *,
+             subdirectory: str = "", distribution: str | None = None,
+             timeout: float = 600.0) -> builder.BuildRequest:
+    loaded = config.load(str(make_config(repos={"demo": {"url": str(upstream)}})))
+    tags = git.update(loaded, loaded.repos[0]).tags
+    version = version_of_tag(tag)
+    assert version is not None
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    tag_version = TagVersion(tag, tags[tag], version)
+    name = canonicalize_name(distribution) if distribution else None
+    return builder.BuildRequest("demo", git.mirror_path(loaded, "demo"), tag_version, subdirectory, name,
+                                timeout, workdir, tmp_path / "pip-cache")
+
+
+def test_build_passes_the_tag_version_and_commit_time(make_config: ConfigMaker, tmp_path: Path) -> None:
+    upstream = g.init_repo(tmp_path / "up", g.intree_files("demo-pkg"))
+    (upstream / "bin").mkdir()
+    (upstream / "bin" / "tool").write_text("#!/bin/sh\n")
+    (upstream / "bin" / "tool").chmod(0o755)  # dulwich records the mode from the working tree
+    g.commit_files(upstream, {"bin/tool": "#!/bin/sh\n"}, "add a tool")
+    g.tag(upstream, "9.5.17-insiders-4.53.6")
+    request = _request(make_config, tmp_path, upstream, "9.5.17-insiders-4.53.6", distribution="demo-pkg")
+    built = builder.build(request)
+    assert sorted(f.path.name for f in built) == ["demo_pkg-9.5.17+insiders.4.53.6-py3-none-any.whl",
+                                                  "demo_pkg-9.5.17+insiders.4.53.6.tar.gz"]
+    assert {str(f.version) for f in built} == {"9.5.17+insiders.4.53.6"}
+    sdist = next(f.path for f in built if f.path.name.endswith(".tar.gz"))
+    with tarfile.open(sdist) as archive:
+        mtimes = {member.mtime for member in archive.getmembers()}
+    assert len(mtimes) == 1
+    assert abs(mtimes.pop() - time.time()) < 600  # SOURCE_DATE_EPOCH is the tag commit's time
+    assert not (request.workdir / "src" / ".git").exists()
+    assert os.access(request.workdir / "src" / "bin" / "tool", os.X_OK)
+
+
+def test_build_finds_a_project_in_a_subdirectory(make_config: ConfigMaker, tmp_path: Path) -> None:
+    files = {f"python/{name}": text for name, text in g.intree_files("mono-part").items()}
+    upstream = g.init_repo(tmp_path / "up", {**files, "README": "a monorepo\n"})
+    g.tag(upstream, "v2.0")
+    request = _request(make_config, tmp_path, upstream, "v2.0", subdirectory="python")
+    assert {f.name for f in builder.build(request)} == {"mono-part"}
+
+
+def test_build_refuses_files_whose_version_differs_from_the_tag(make_config: ConfigMaker,
+                                                                tmp_path: Path) -> None:
+    upstream = g.init_repo(tmp_path / "up", {**g.intree_files("demo"), "STATIC_VERSION": "1.0\n"})
+    g.tag(upstream, "v2.0")
+    with pytest.raises(BuildError, match=r"v2.0: demo-1\.0\S* carries version 1.0, the tag says 2.0"):
+        builder.build(_request(make_config, tmp_path, upstream, "v2.0"))
+
+
+def test_build_refuses_files_with_another_name(make_config: ConfigMaker, tmp_path: Path) -> None:
+    upstream = g.init_repo(tmp_path / "up", g.intree_files("surprise"))
+    g.tag(upstream, "v1.0")
+    with pytest.raises(BuildError, match="is named 'surprise', the configuration says 'expected'"):
+        builder.build(_request(make_config, tmp_path, upstream, "v1.0", distribution="expected"))
+
+
+def test_build_failure_logs_the_tail_of_the_output(make_config: ConfigMaker, tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    upstream = g.init_repo(tmp_path / "up", {**g.intree_files("demo"), "FAIL": "yes\n"})
+    g.tag(upstream, "v1.0")
+    with pytest.raises(BuildError, match=r"repository demo tag v1.0: build failed \(exit status 1\)"):
+        builder.build(_request(make_config, tmp_path, upstream, "v1.0"))
+    record = next(r for r in caplog.records if r.levelno == logging.ERROR)
+    assert "this build fails on purpose" in record.getMessage()
+    fields = record.__dict__
+    assert (fields["REPO"], fields["TAG"], fields["STEP"]) == ("demo", "v1.0", "build")
+
+
+def test_build_timeout_kills_the_whole_process_group(make_config: ConfigMaker, tmp_path: Path) -> None:
+    gate = tmp_path / "hang.gate"
+    gate.touch()
+    pid_file = gate.with_suffix(".pid")
+    upstream = g.init_repo(tmp_path / "up", {**g.intree_files("demo"), "SLOW": f"{gate}\n"})
+    g.tag(upstream, "v1.0")
+    request = _request(make_config, tmp_path, upstream, "v1.0", timeout=20)
+    started = time.monotonic()
+    with pytest.raises(BuildError, match="build timed out after 20 s"):
+        builder.build(request)
+    assert time.monotonic() - started < 40
+    backend_pid = int(pid_file.read_text())  # the backend runs two processes below the build
+    assert _gone_within(backend_pid, 5.0)
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    """Whether the process ends (or is a zombie waiting for its new parent) within the time."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            return True
+        if fields[0] in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_output_tail_is_bounded(tmp_path: Path) -> None:
+    log = tmp_path / "build.log"
+    log.write_text("".join(f"line {n}\n" for n in range(100_000)))
+    tail = builder.output_tail(log)
+    assert len(tail.splitlines()) == builder.TAIL_LINES
+    assert tail.endswith("line 99999")
+
+
+@pytest.mark.network
+@pytest.mark.parametrize(("backend", "tag", "version"), [
+    ("setuptools", "9.5.17-insiders-4.53.6", "9.5.17+insiders.4.53.6"),
+    ("hatchling", "1.2.0.1.3.0", "1.2.0.1.3.0"),
+    ("pdm-backend", "v1.2.3", "1.2.3"),
+])
+def test_build_gives_scm_backends_the_tag_version(make_config: ConfigMaker, tmp_path: Path,
+                                                  backend: str, tag: str, version: str) -> None:
+    name = f"scm-{backend}-demo"
+    upstream = g.init_repo(tmp_path / "up", g.backend_files(backend, name))
+    g.tag(upstream, tag)
+    built = builder.build(_request(make_config, tmp_path, upstream, tag, distribution=name))
+    assert {(f.name, str(f.version)) for f in built} == {(canonicalize_name(name), version)}
+    assert len(built) == 2
