@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -184,10 +185,25 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_units(args: argparse.Namespace) -> int:
+    """The system units for the system config (the Debian package), the user's own otherwise."""
     from pypi_insiders import units  # noqa: PLC0415
 
-    return units.cli(args.command, args.unit_command, follow=getattr(args, "follow", False),
-                     lines=getattr(args, "lines", 50))
+    loaded = _load(args)
+    follow, lines = getattr(args, "follow", False), getattr(args, "lines", 50)
+    if config.layout_for(loaded.path).name == "system":
+        return units.cli(args.command, args.unit_command, follow=follow, lines=lines)
+    from pypi_insiders.service import user_services  # noqa: PLC0415
+
+    return user_services.cli(loaded, args.command, args.unit_command, follow=follow, lines=lines,
+                             verbose=args.verbose, quiet=args.quiet)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from pypi_insiders.service import watch  # noqa: PLC0415
+
+    loaded = _load(args)
+    privileges.become_data_owner(loaded.paths.state, loaded.fetch.credentials_dir)
+    return watch.watch(args.config, loaded)
 
 
 # --------------------------------------------------------------------------- parser
@@ -241,8 +257,9 @@ def _repos_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _unit_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    for name, what in (("server", "the index service"), ("watcher", "the fetch timer and service")):
-        p = sub.add_parser(name, help=f"drive {what} through systemctl and journalctl")
+    for name, what in (("server", "the index service"), ("watcher", "the scheduled fetch")):
+        p = sub.add_parser(name, help=f"start, stop or inspect {what} (systemd's units with the "
+                           "Debian package; your own user units or background processes otherwise)")
         actions = p.add_subparsers(dest="unit_command", required=True,
                                    metavar="{start,stop,restart,status,logs}")
         for action, verb in (("start", "start"), ("stop", "stop"), ("restart", "restart"),
@@ -259,11 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pypi-insiders",
         description="Serve Insiders builds of Python projects under their public names.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-c", "--config", metavar="PATH",
-                        help="config file (default: $PYPI_INSIDERS_CONFIG or /etc/pypi-insiders/config.toml)")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    parser.add_argument("-q", "--quiet", action="store_true",
-                        help="no access log (one line per read of a local project and per refusal)")
+    _global_options(parser, default=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _serve_parser(sub)
     check = sub.add_parser("check-config", help="validate the configuration and exit")
@@ -279,18 +292,50 @@ def build_parser() -> argparse.ArgumentParser:
     update.set_defaults(handler=cmd_update)
     fetch = sub.add_parser("fetch", help="what the timer runs: update every repository")
     fetch.set_defaults(handler=cmd_fetch)
+    watch = sub.add_parser("watch", help="fetch every [fetch] interval until stopped "
+                           "(what `watcher start` runs without the system timer)")
+    watch.set_defaults(handler=cmd_watch)
     status = sub.add_parser("status", help="show what each watched repository last did")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=cmd_status)
     _unit_parsers(sub)
     maintain.add_parsers(sub)
+    _global_options_everywhere(parser)
     return parser
+
+
+def _config_help() -> str:
+    """The default as it is for whoever asks: root looks at the system file first, others never."""
+    user_file = "~/.config/pypi-insiders/config.toml"
+    system = f"{config.SYSTEM_CONFIG} if it exists, else " if os.geteuid() == 0 else ""
+    return (f"config file (default: $PYPI_INSIDERS_CONFIG, else {system}{user_file} if it exists, "
+            "else the embedded default)")
+
+
+def _global_options(parser: argparse.ArgumentParser, *, default: bool) -> None:
+    """-c, -v and -q. Below the top level their default is SUPPRESS, so that an option given
+    before the command is not reset by the command's parser, which sees it missing."""
+    def value(real: object) -> object:
+        return real if default else argparse.SUPPRESS
+    parser.add_argument("-c", "--config", metavar="PATH", default=value(None), help=_config_help())
+    parser.add_argument("-v", "--verbose", action="count", default=value(0), help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true", default=value(False),
+                        help="no access log (one line per read of a local project and per refusal)")
+
+
+def _global_options_everywhere(parser: argparse.ArgumentParser) -> None:
+    """`serve -q` and `check-config -c FILE` as well as `-q serve`: every command takes them."""
+    for action in parser._actions:  # noqa: SLF001 - argparse offers no public walk of subparsers
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for child in dict.fromkeys(action.choices.values()):
+                _global_options(child, default=False)
+                _global_options_everywhere(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    sd.setup_logging(args.verbose, quiet=args.quiet, daemon=args.command == "serve")
+    sd.setup_logging(args.verbose, quiet=args.quiet, daemon=args.command in ("serve", "watch"))
     handler: Handler = args.handler
     try:
         return handler(args)

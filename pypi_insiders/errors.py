@@ -65,3 +65,11 @@ class LockedError(InsidersError):
 
 class SystemdError(InsidersError):
     """systemctl or journalctl cannot do what was asked (systemd not running, unit missing)."""
+
+
+class ServiceError(InsidersError):
+    """A background server or watcher cannot be started or stopped; may carry its log's end."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sys
 
 try:  # python3-systemd is a dependency of the .deb, optional for a pip install
@@ -105,11 +106,32 @@ def setup_logging(verbose: int = 0, *, quiet: bool = False, daemon: bool = False
 
 
 def notify(**fields: object) -> bool:
-    """Send `READY=1`, `STATUS=...`, `WATCHDOG=1` and the like; False when not under systemd."""
-    if _daemon is None or not os.environ.get("NOTIFY_SOCKET"):
+    """Send `READY=1`, `STATUS=...`, `WATCHDOG=1` and the like; False when nobody listens.
+
+    `NOTIFY_SOCKET` is set by systemd, or by `server start` outside it (service/background.py);
+    without python3-systemd (a pip install) the datagram is sent here, the protocol being one
+    datagram of KEY=VALUE lines to that socket ("@" for the abstract namespace).
+    """
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
         return False
     message = "\n".join(f"{key}={value}" for key, value in fields.items())
-    return bool(_daemon.notify(message))
+    if _daemon is not None:
+        try:
+            return bool(_daemon.notify(message))
+        except OSError:  # `server start` went away after READY=1: nobody listens any more
+            return False
+    return _send_datagram(address, message.encode())
+
+
+def _send_datagram(address: str, data: bytes) -> bool:
+    target = "\0" + address[1:] if address.startswith("@") else address
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.sendto(data, target)
+    except OSError:
+        return False
+    return True
 
 
 def ready(status: str) -> None:

@@ -106,6 +106,8 @@ class FetchConfig:
     upload_username: str = "__token__"
     upload_credential: str | None = None
     backoff_max: float = 86400.0
+    # Seconds between the runs of `pypi-insiders watch` (the timer's own schedule is its unit's).
+    interval: float = 3600.0
 
 
 Anonymous = Literal["read", "none"]

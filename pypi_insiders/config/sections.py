@@ -29,6 +29,7 @@ from pypi_insiders.config.model import (
 from pypi_insiders.config.table import (
     Table,
     check_http_url,
+    duration,
     listen_check,
     one_of,
     parse_listen,
@@ -147,6 +148,7 @@ def fetch(root: Table, layout: Layout, sources: Sources) -> FetchConfig:
         upload_username=t.get("upload_username", str, "__token__"),
         upload_credential=t.get("upload_credential", str, "") or None,
         backoff_max=t.get("backoff_max", float, 86400.0, positive),
+        interval=duration(t, "interval", 3600.0),
     )
     t.finish()
     if fetch.publish == "upload" and not fetch.upload_url:

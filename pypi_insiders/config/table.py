@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -75,6 +76,47 @@ def one_of(*choices: str) -> Callable[[str], str | None]:
     def check(value: str) -> str | None:
         return None if value in choices else f"must be one of {', '.join(map(repr, choices))}, got {value!r}"
     return check
+
+
+_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hr": 3600, "hour": 3600,
+          "d": 86400, "day": 86400}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*?)s?\s*")
+MIN_DURATION, MAX_DURATION = 1.0, 30 * 86400.0
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a text such as "15 minutes", "1 hour", "90s"; ValueError says why.
+
+    The one spelling a person writes in a TOML file without looking anything up; a number alone
+    is seconds, as everywhere else in the file.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        msg = f"expected a duration, got {value!r}"
+        raise ValueError(msg)
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value.lower())
+        if match is None or match[2] not in ("", *_UNITS):
+            msg = f'not a duration: {value!r} (seconds, or a number and a unit: "15 minutes", "1 hour")'
+            raise ValueError(msg)
+        seconds = float(match[1]) * _UNITS.get(match[2], 1)
+    else:
+        seconds = float(value)
+    if not MIN_DURATION <= seconds <= MAX_DURATION:
+        msg = f"must be 1 second to 30 days, got {value!r}"
+        raise ValueError(msg)
+    return seconds
+
+
+def duration(table: Table, key: str, default: float) -> float:
+    """A duration key of `table`: a number of seconds or a text with a unit."""
+    table.seen.add(key)
+    if key not in table.data:
+        return default
+    try:
+        return parse_duration(table.data[key])
+    except ValueError as error:
+        table.problem(key, str(error))
+        return default
 
 
 def check_http_url(value: str) -> str | None:
