@@ -325,8 +325,8 @@ def _global_options(parser: argparse.ArgumentParser, *, default: bool) -> None:
 
 def _global_options_everywhere(parser: argparse.ArgumentParser) -> None:
     """`serve -q` and `check-config -c FILE` as well as `-q serve`: every command takes them."""
-    for action in parser._actions:  # noqa: SLF001 - argparse offers no public walk of subparsers
-        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
             for child in dict.fromkeys(action.choices.values()):
                 _global_options(child, default=False)
                 _global_options_everywhere(child)

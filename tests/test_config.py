@@ -57,6 +57,12 @@ def test_config_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
         ('[repos.x]\nurl = "file:///r"\ncredential = "../../etc/shadow"\n', r"repos\.x\.credential:"),
         ('[yank.foo]\n"1.0" = 3\n', r"yank\.foo\.1\.0: expected a reason"),
         ("[server\n", r"not valid TOML"),
+        ('[fetch]\ninterval = "soon"\n', r'fetch\.interval: not a duration: \'soon\' \(seconds, or a number'),
+        ('[fetch]\ninterval = "5 fortnights"\n', r"fetch\.interval: not a duration"),
+        ("[fetch]\ninterval = 0\n", r"fetch\.interval: must be 1 second to 30 days, got 0"),
+        ('[fetch]\ninterval = "-1 hour"\n', r"fetch\.interval: not a duration"),
+        ("[fetch]\ninterval = true\n", r"fetch\.interval: expected a duration, got True"),
+        ('[fetch]\ninterval = "90 days"\n', r"fetch\.interval: must be 1 second to 30 days"),
     ],
 )
 def test_config_rejects_bad_input(tmp_path: Path, text: str, message: str) -> None:
@@ -66,6 +72,16 @@ def test_config_rejects_bad_input(tmp_path: Path, text: str, message: str) -> No
         config.load(str(path))
     assert str(path) in str(caught.value)
     assert re.search(message, str(caught.value)), caught.value
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    (None, 3600.0), ('"15 minutes"', 900.0), ('"1 hour"', 3600.0), ('"2h"', 7200.0), ('"90s"', 90.0),
+    ('"1.5 hours"', 5400.0), ("600", 600.0), ("2.5", 2.5), ('"300"', 300.0), ('"1 day"', 86400.0),
+])
+def test_config_fetch_interval_is_a_duration(tmp_path: Path, value: str | None, seconds: float) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[fetch]\n" + (f"interval = {value}\n" if value else ""))
+    assert config.load(str(path)).fetch.interval == seconds
 
 
 def test_config_reports_every_problem_at_once(tmp_path: Path) -> None:

@@ -78,8 +78,8 @@ def one_of(*choices: str) -> Callable[[str], str | None]:
     return check
 
 
-_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hr": 3600, "hour": 3600,
-          "d": 86400, "day": 86400}
+_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60,
+          "h": 3600, "hr": 3600, "hour": 3600, "d": 86400, "day": 86400}
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*?)s?\s*")
 MIN_DURATION, MAX_DURATION = 1.0, 30 * 86400.0
 

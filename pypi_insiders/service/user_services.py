@@ -64,7 +64,8 @@ def unit_command_lines(role: str, action: str, argv: list[str], *, follow: bool 
                 ["systemd-run", "--user", "--quiet", f"--unit={unit}",
                  f"--description={DESCRIPTIONS[role]}", "--property=Type=notify",
                  "--property=Restart=on-failure", "--property=RestartSec=10",
-                 "--property=TimeoutStartSec=infinity" if role == "server" else "--property=TimeoutStartSec=90",
+                 # the first generation of a large store takes minutes (the index answers meanwhile)
+                 f"--property=TimeoutStartSec={'infinity' if role == 'server' else '90'}",
                  *passed, "--", *argv]]
     if action == "stop":
         return [["systemctl", "--user", "stop", unit]]
