@@ -135,12 +135,14 @@ def known_hosts_path(config: Config) -> Path:
     return config.paths.state / "known_hosts"
 
 
-def ssh_command(config: Config) -> str:
-    """Options for every SSH fetch: never prompt, only our key, remember hosts in our state
-    (unhashed, so that an administrator can read and pin them)."""
+def ssh_command(config: Config, *, own_keys: bool = False) -> str:
+    """Options for every SSH fetch: never prompt, remember hosts in our state (unhashed, so that
+    an administrator can read and pin them). With a credential only its key is offered; without
+    one (`own_keys`) the user's own keys are, their agent's included, as `git fetch` would."""
     known_hosts = known_hosts_path(config)
     timeout = max(1, int(min(config.fetch.fetch_timeout, 60)))
-    return shlex.join(["ssh", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+    identities = [] if own_keys else ["-o", "IdentitiesOnly=yes"]
+    return shlex.join(["ssh", "-o", "BatchMode=yes", *identities,
                        "-o", "StrictHostKeyChecking=accept-new",
                        "-o", f"UserKnownHostsFile={known_hosts}", "-o", "HashKnownHosts=no",
                        "-o", f"ConnectTimeout={timeout}", "-o", "ServerAliveInterval=15"])
@@ -158,7 +160,8 @@ def transport_kwargs(config: Config, repo: RepoConfig, scheme: str) -> Iterator[
             )
             raise CredentialError(msg)
         with _private_key_file(credential) as key_file:
-            yield {"ssh_command": ssh_command(config), "key_filename": key_file}
+            yield {"ssh_command": ssh_command(config, own_keys=credential is None),
+                   "key_filename": key_file}
         return
     if isinstance(credential, SshKey):
         msg = (

@@ -26,6 +26,7 @@ from pypi_insiders.fetch.repo_state import slug
 from pypi_insiders.files import atomic_write
 
 SHORTHAND_HOST = "https://github.com"  # the original's NAMESPACE/PROJECT meant a GitHub repository
+SHORTHAND_SSH = "git@github.com"  # ... fetched with the user's own SSH keys, as the original did
 _NAME = r"[A-Za-z0-9_.-]+"
 _SHORTHAND = re.compile(rf"(?P<namespace>{_NAME})/(?P<project>{_NAME})(?::(?P<dist>{_NAME}))?")
 _SCP_LIKE = re.compile(r"(?:[^@/:]+@)?[^@/:]+:[^/].*|(?:[^@/:]+@)?[^@/:]+:/.+")
@@ -95,6 +96,8 @@ def cli_add(config: Config, source: str, distribution: str | None, *, subdirecto
             tag_pattern: str | None = None, build: str | None = None, min_version: str | None = None,
             credential: str | None = None, username: str | None = None) -> int:
     key, url, dist_from_source = parse_source(source)
+    if credential is None and url == f"{SHORTHAND_HOST}/{key}.git" != source and _per_user(config):
+        url = f"{SHORTHAND_SSH}:{key}.git"
     check_local(url)
     if distribution and dist_from_source and (
             canonicalize_name(distribution) != canonicalize_name(dist_from_source)):
@@ -122,6 +125,12 @@ def cli_add(config: Config, source: str, distribution: str | None, *, subdirecto
         raise UsageError(_cannot("write", path, error)) from None
     print(f"added {key} ({display_url(url)}) in {path}")
     return 0
+
+
+def _per_user(config: Config) -> bool:
+    """NAMESPACE/PROJECT without a credential: SSH with the user's keys for a per-user config,
+    HTTPS for the system one (the service user has no keys; public repositories need none)."""
+    return config_module.layout_for(config.path).name != "system"
 
 
 def _cannot(what: str, path: Path, error: OSError) -> str:

@@ -8,6 +8,8 @@ wrong key, a changed host key) as one line naming the repository.
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from pypi_insiders.fetch import credentials, git, runner
 from pypi_insiders.store import Store
 from tests.conftest import ConfigMaker
 from tests.support import git_fixtures as g
+from tests.support.server_fixtures import wait_for
 from tests.support.ssh_fixtures import SshServer, keypair, missing_tools, ssh_server
 
 pytestmark = pytest.mark.ssh
@@ -94,6 +97,30 @@ def test_update_over_ssh_builds_and_publishes(make_config: ConfigMaker, tmp_path
     assert runner.cli_update(loaded, []) == 0
     assert {entry.relpath for entry in Store(loaded.paths.store).walk()} == {
         "demo-pkg/demo_pkg-1.0-py3-none-any.whl", "demo-pkg/demo_pkg-1.0.tar.gz"}
+
+
+@pytest.fixture
+def agent(tmp_path: Path, deploy_key: tuple[Path, str]) -> Iterator[str]:
+    """The user's own ssh-agent holding the key (stopped by its PID): a laptop's usual setup."""
+    socket_path = tmp_path / "agent.sock"
+    process = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket_path)], stdout=subprocess.DEVNULL)
+    try:
+        assert wait_for(socket_path.exists, 30)
+        subprocess.run(["ssh-add", "-q", str(deploy_key[0])], check=True, timeout=30, capture_output=True,
+                       env={**os.environ, "SSH_AUTH_SOCK": str(socket_path)})
+        yield str(socket_path)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_update_over_ssh_without_a_credential_uses_the_users_agent(
+        make_config: ConfigMaker, upstream: Path, server: SshServer, agent: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSH_AUTH_SOCK", agent)
+    loaded = config.load(str(make_config(repos={"demo": {"url": server.url(upstream)}})))
+    directories.prepare(loaded, create=True)
+    assert list(git.update(loaded, loaded.repos[0]).tags) == ["v1.0"]
 
 
 def test_update_over_ssh_with_a_wrong_key_is_refused(make_config: ConfigMaker, tmp_path: Path,

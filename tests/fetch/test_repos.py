@@ -51,6 +51,16 @@ def test_repos_add_writes_a_dropin_that_config_loads(make_config: ConfigMaker, t
     assert repo.source_file == dropin
 
 
+def test_repos_add_shorthand_without_a_credential_uses_ssh_with_the_users_keys(
+        make_config: ConfigMaker, tmp_path: Path) -> None:
+    """As the original tool did; a credential keeps HTTPS with its token (the test above)."""
+    done = run(make_config(), "add", "team/insiders:team-pkg")
+    assert done.returncode == 0, done.stderr
+    assert "(git@github.com:team/insiders.git)" in done.stdout
+    table = tomllib.loads((tmp_path / "repos.d" / "team-insiders.toml").read_text())["repos"]["team/insiders"]
+    assert table == {"url": "git@github.com:team/insiders.git", "distribution": "team-pkg"}
+
+
 def test_repos_add_makes_a_local_path_absolute(make_config: ConfigMaker, tmp_path: Path) -> None:
     path = make_config()
     init_repo(tmp_path / "work" / "proj", {"README": "a project\n"})
