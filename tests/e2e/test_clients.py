@@ -68,6 +68,21 @@ def test_clients_pip_contributor_gets_the_public_release(team: Team, tmp_path: P
     assert "No matching distribution found for private-pkg" in out  # pip takes a 401 for no project
 
 
+def test_clients_pip_without_credentials_asks_for_a_user_name(team: Team, tmp_path: Path) -> None:
+    """What the README says of a 401: pip asks for a user name; without a terminal to answer,
+    pip 23 fails with EOFError; only with PIP_NO_INPUT=1 (or --no-input) does it say "not found"."""
+    env = {key: value for key, value in client_env(tmp_path).items() if key != "PIP_NO_INPUT"}
+    argv = [str(VENV_BIN / "python"), "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check",
+            "--index-url", team.index, "--target", str(tmp_path / "target"), "private-pkg"]
+    asked = run(argv, tmp_path, env, ok=False)
+    assert asked.returncode != 0
+    assert "User for 127.0.0.1:" in asked.stdout
+    assert "EOFError" in asked.stdout + asked.stderr
+    quiet = run(argv, tmp_path, {**env, "PIP_NO_INPUT": "1"}, ok=False)
+    assert "User for" not in quiet.stdout
+    assert "No matching distribution found for private-pkg" in quiet.stdout + quiet.stderr
+
+
 def test_clients_pip_read_scope_outside_is_refused(team: Team, tmp_path: Path) -> None:
     reader = team.with_credentials("reader", team.readonly)
     got, _out = pip(reader, tmp_path, "public-pkg")
