@@ -8,6 +8,7 @@ request each. Only tag objects are wanted (never branches), which is all a build
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from dulwich.errors import GitProtocolError, NotGitRepository
 from dulwich.object_store import peel_sha
 from dulwich.objects import Commit
 from dulwich.repo import Repo
+from urllib3.util.retry import Retry
 
 from pypi_insiders.config import Config, RepoConfig
 from pypi_insiders.errors import CredentialError, FetchError
@@ -34,6 +36,13 @@ from pypi_insiders.fetch import credentials, repo_state
 log = logging.getLogger(__name__)
 
 _TAGS = b"refs/tags/"
+# Redirects followed, failures reported at once: urllib3's default retried a failed connection
+# three times, so a host name that takes a resolver 13 s to refuse cost 53 s; the fetcher's own
+# back-off is the retry.
+_RETRIES = Retry(total=None, connect=0, read=0, status=0, redirect=5, raise_on_redirect=True)
+# What urllib3 puts in its messages for the connection object: `<urllib3.connection.HTTPConnection
+# object at 0x7f...>: `, alone or inside a wrapper's repr.
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>:?\s*")
 
 
 @dataclass(frozen=True)
@@ -92,7 +101,8 @@ def client_for(config: Config, repo: RepoConfig, extra: dict[str, Any]) -> tuple
     kwargs = dict(extra)
     scheme = scheme_of(repo.url)
     if scheme in ("http", "https"):
-        pool = default_urllib3_manager(None, base_url=repo.url, timeout=config.fetch.fetch_timeout)
+        pool = default_urllib3_manager(None, base_url=repo.url, timeout=config.fetch.fetch_timeout,
+                                       retries=_RETRIES)
         kwargs["pool_manager"] = _closing_responses(pool)
     elif scheme == "ssh":
         kwargs["vendor"] = SubprocessSSHVendor()
@@ -228,12 +238,18 @@ def _translated_errors(config: Config, repo: RepoConfig) -> Iterator[None]:
 
 
 def _urllib3_reason(error: BaseException) -> str:
-    """The cause without urllib3's wrapping ("HTTPSConnectionPool(...): Max retries exceeded
-    with url ... (Caused by NewConnectionError('<... object at 0x...>: Failed to ...'))").
-    """
-    reason = getattr(error, "reason", None) or error
-    text = _one_line(reason)
-    return text.split(">: ", 1)[1] if "object at 0x" in text and ">: " in text else text
+    """The innermost cause without urllib3's wrapping ("HTTPSConnectionPool(...): Max retries
+    exceeded with url ... (Caused by NewConnectionError('<... object at 0x...>: Failed to ...'))",
+    or a ProxyError holding that), and without the connection object's repr."""
+    cause: BaseException = error
+    for _depth in range(5):
+        inner = getattr(cause, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((arg for arg in cause.args if isinstance(arg, BaseException)), None)
+        if inner is None:
+            break
+        cause = inner
+    return _OBJECT_REPR.sub("", _one_line(cause))
 
 
 def _one_line(error: BaseException) -> str:

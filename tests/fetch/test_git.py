@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from urllib3.connection import HTTPConnection
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ProxyError
 
 from pypi_insiders import config
 from pypi_insiders.errors import CredentialError, FetchError
@@ -85,6 +88,40 @@ def test_update_reports_an_unreachable_http_server(make_config: ConfigMaker, fre
     loaded = _load(make_config, url=f"http://127.0.0.1:{free_port}/demo")
     with pytest.raises(FetchError, match=r"repository demo .*cannot fetch"):
         git.update(loaded, loaded.repos[0])
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_update_fails_fast_and_plainly_when_the_host_name_does_not_resolve(
+        make_config: ConfigMaker, monkeypatch: pytest.MonkeyPatch, scheme: str) -> None:
+    """One resolution, not four (urllib3 retried the connection 3 times: 53 s with a slow
+    resolver), and the resolver's own words without urllib3's object repr."""
+    asked: list[str] = []
+    real = socket.getaddrinfo
+
+    def resolver(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host.endswith(".invalid"):
+            asked.append(host)
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    loaded = _load(make_config, url=f"{scheme}://no-such-host.invalid/team/demo.git")
+    with pytest.raises(FetchError) as caught:
+        git.update(loaded, loaded.repos[0])
+    assert asked == ["no-such-host.invalid"]
+    assert str(caught.value) == (
+        f"repository demo ({scheme}://no-such-host.invalid/team/demo.git): cannot fetch: "
+        "Failed to establish a new connection: [Errno -2] Name or service not known")
+
+
+def test_urllib3_reason_finds_the_cause_inside_every_wrapper() -> None:
+    connection = HTTPConnection("no-such-host.invalid")
+    refused = NewConnectionError(connection, "Failed to establish a new connection: [Errno -2] Name or "
+                                             "service not known")
+    wrapped = MaxRetryError(None, "/x.git", ProxyError("Cannot connect to proxy.", refused))  # type: ignore[arg-type]
+    for error in (refused, wrapped):
+        assert git._urllib3_reason(error) == (
+            "Failed to establish a new connection: [Errno -2] Name or service not known")
 
 
 @pytest.fixture
