@@ -61,7 +61,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"{loaded.path or 'embedded default (no config file)'}: OK")
         for key, value in _summary(loaded).items():
             source = loaded.sources.get(_SOURCE_OF.get(key, key))
-            print(f"  {key}: {value}" + (f"  [{source}]" if source else ""))
+            print(f"  {key}: {value}" + (f"  [{source}]" if source and source != value else ""))
     return 0
 
 

@@ -32,6 +32,7 @@ from urllib3.util.retry import Retry
 from pypi_insiders.config import Config, RepoConfig
 from pypi_insiders.errors import CredentialError, FetchError
 from pypi_insiders.fetch import credentials, repo_state
+from pypi_insiders.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +158,10 @@ def _update_mirror(config: Config, repo: RepoConfig, client: GitClient, path: st
     remote = remote_tags(_dulwich(client).get_refs(path))
     mirror = open_mirror(mirror_path(config, repo.key))
     try:
-        missing = sorted({sha for sha in remote.values() if sha not in mirror.object_store})
+        new_tags = [sha for sha in remote.values() if sha not in mirror.object_store]
+        missing = sorted(set(new_tags))  # fewer: two tags may name one commit
         if missing:
-            log.info("%s: fetching %d new tag(s)", repo.key, len(missing),
+            log.info("%s: fetching %s", repo.key, counted(len(new_tags), "new tag"),
                      extra={"REPO": repo.key, "STEP": "fetch"})
             client.fetch(path, mirror, determine_wants=_wants(missing))
         changed = _set_tag_refs(mirror, remote)

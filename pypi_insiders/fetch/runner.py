@@ -37,6 +37,7 @@ from pypi_insiders.fetch import builder, git, publish, repo_state, versions
 from pypi_insiders.files import LockBusy, exclusive_lock
 from pypi_insiders.provenance import Origin
 from pypi_insiders.store import parse_filename
+from pypi_insiders.wording import counted, utc
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,8 @@ def update_repo(config: Config, repo: RepoConfig, *, force: bool, failures: list
     record = repo_state.load(config, repo.key)
     now = time.time()
     if not force and record.next_attempt is not None and record.next_attempt > now:
-        log.info("%s: waiting after %d failure(s) until %s (use --force to retry now)", repo.key,
-                 record.failures, _local_time(record.next_attempt),
+        log.info("%s: waiting after %s until %s (use --force to retry now)", repo.key,
+                 counted(record.failures, "failure"), utc(record.next_attempt),
                  extra=_fields(repo, record, STEP="backoff"))
         return "waiting"
     record.last_check = now
@@ -165,8 +166,8 @@ def build_new(config: Config, repo: RepoConfig, record: repo_state.RepoState, ta
         now = time.time()
         held = None if force else record.build_waiting(tag.tag, tag.commit, str(tag.version), now)
         if held is not None:
-            log.info("%s: %s failed to build %d time(s); next try after %s (use --force to retry now)",
-                     repo.key, tag.tag, held.failures, _local_time(held.next_attempt),
+            log.info("%s: %s failed to build %s; next try after %s (use --force to retry now)",
+                     repo.key, tag.tag, counted(held.failures, "time"), utc(held.next_attempt),
                      extra=_fields(repo, record, TAG=tag.tag, STEP="backoff"))
             waiting += 1
             continue
@@ -188,10 +189,6 @@ def build_new(config: Config, repo: RepoConfig, record: repo_state.RepoState, ta
         msg = f"{errors[0]}{more}"
         raise DueBuildsError(msg, failed_tags)
     return built, waiting
-
-
-def _local_time(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
 def build_one(config: Config, repo: RepoConfig, record: repo_state.RepoState,

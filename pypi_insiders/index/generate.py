@@ -28,6 +28,7 @@ from pypi_insiders.index.pins import Pinner, names_in_store, pins_path
 from pypi_insiders.index.project_render import ProjectRenderer, Run
 from pypi_insiders.index.yanks import YankState
 from pypi_insiders.store import Store
+from pypi_insiders.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +115,11 @@ class Generator:
         with self._lock, self._cache.exclusive():  # not while `pypi-insiders generate` writes
             self._cache.shrink_wal()
         unserved = f", {broken} store files not served (see the warnings naming them)" if broken else ""
-        log.info("index generated: %d projects, %d files; %d project pages regenerated, %d unchanged; "
-                 "%d files read, %.2f s%s", projects, files, run.regenerated,
-                 max(projects - run.regenerated, 0), run.files_read, time.monotonic() - started, unserved)
+        log.info("index generated: %s, %s; %s regenerated, %d unchanged; "
+                 "%s read, %.2f s%s", counted(projects, "project"), counted(files, "file"),
+                 counted(run.regenerated, "project page"),
+                 max(projects - run.regenerated, 0), counted(run.files_read, "file"),
+                 time.monotonic() - started, unserved)
 
     def update_paths(self, relpaths: Iterable[str]) -> None:
         """Store-relative paths that changed (files or directories, created, moved or deleted)."""
@@ -192,7 +195,7 @@ class Generator:
             due.mark_format_current(self._cache, self.layout)
         pinned = self._pins.pin(run.served)
         if pinned:
-            log.info("pinned %d new project name(s) to this index", pinned)
+            log.info("pinned %s to this index", counted(pinned, "new project name"))
         self.stats.runs += 1
 
     def _publish_listings(self, run: Run, *, full: bool) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pypi_insiders.errors import ServiceError
 from pypi_insiders.files import atomic_write, exclusive_lock
+from pypi_insiders.wording import utc
 
 READY_TIMEOUT = 90.0  # seconds without a word from a starting child before giving up on it
 STOP_TIMEOUT = 30.0  # seconds a stopping child may take before it is killed
@@ -197,8 +198,7 @@ def status(role: str, files: Files) -> tuple[int, list[str]]:
         why = (f" (stale PID file {files.pid}: PID {stale} is gone; `{role} start` replaces it)"
                if stale is not None else "")
         return 3, [f"{role}: not running{why}", f"log: {files.log}"]
-    since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(running.started))
-    return 0, [f"{role}: running (PID {running.pid}, since {since})", f"log: {files.log}",
+    return 0, [f"{role}: running (PID {running.pid}, since {utc(running.started)})", f"log: {files.log}",
                *tail(files.log, 5)]
 
 

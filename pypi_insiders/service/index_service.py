@@ -30,6 +30,7 @@ from pypi_insiders.service.server import Server, answers, create_server, listeni
 from pypi_insiders.service.serving import Serving, install_signals, reloader, thread
 from pypi_insiders.service.worker import serve_worker
 from pypi_insiders.web import workers
+from pypi_insiders.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -249,9 +250,10 @@ def _watchdog(service: Service, interval: float) -> None:
 
 def _announce(config: Config, url: str) -> None:
     upstream, access = config.upstream, config.access
-    log.info("serving %s at %s; store %s; upstream %s (%s), fallback %s; %d process(es) x %d threads",
+    log.info("serving %s at %s; store %s; upstream %s (%s), fallback %s; %s x %s",
              config.paths.index, url, config.paths.store, live_config.public(upstream.url),
-             upstream.url_source, upstream.fallback, config.server.processes, config.server.threads)
+             upstream.url_source, upstream.fallback, counted(config.server.processes, "process", "processes"),
+             counted(config.server.threads, "thread"))
     log.info("anonymous callers: %s (%s); public projects: %s", access.anonymous, access.reason,
              ", ".join(sorted(access.public_projects)) or "none")
 

@@ -22,6 +22,7 @@ from pypi_insiders import sd
 from pypi_insiders.config import Config
 from pypi_insiders.errors import ConfigError, InsidersError, LockedError
 from pypi_insiders.files import LockBusy, exclusive_lock
+from pypi_insiders.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,8 @@ class Watcher:
         try:
             with exclusive_lock(lock, wait=False):
                 sd.ready(f"fetching every {describe(self.config.fetch.interval)}")
-                log.info("watching %d repositories, fetching every %s", len(self.config.repos),
+                log.info("watching %s, fetching every %s",
+                         counted(len(self.config.repos), "repository", "repositories"),
                          describe(self.config.fetch.interval))
                 self.loop()
         except LockBusy:
@@ -133,8 +135,7 @@ def describe(seconds: float) -> str:
     """"1 hour", "15 minutes", "90 s": how `interval` reads in the log."""
     for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
         if seconds >= size and seconds % size == 0:
-            count = int(seconds // size)
-            return f"{count} {unit}{'' if count == 1 else 's'}"
+            return counted(int(seconds // size), unit)
     return f"{seconds:g} s"
 
 

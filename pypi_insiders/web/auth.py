@@ -31,6 +31,7 @@ from pypi_insiders.files import atomic_write, exclusive_lock
 from pypi_insiders.web import passwords
 from pypi_insiders.web import users as users_file
 from pypi_insiders.web.users import TOKEN_USER, User
+from pypi_insiders.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +232,7 @@ class Authenticator:
             log.warning("%s: no users (file missing or empty); every login is refused",
                         self.path, extra={"FILE": str(self.path)})
         else:
-            log.info("%s: %d users", self.path, len(found), extra={"FILE": str(self.path)})
+            log.info("%s: %s", self.path, counted(len(found), "user"), extra={"FILE": str(self.path)})
 
     def _note_use(self, name: str, now: float) -> None:
         """For `users list`; at most one write per user a minute, and never a failed request."""

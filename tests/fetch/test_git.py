@@ -52,6 +52,19 @@ def test_update_mirrors_tags_peeled_to_commits(make_config: ConfigMaker, upstrea
     assert git.mirror_path(loaded, "demo").name == f"{repo_state.slug('demo')}.git"
 
 
+def test_update_counts_the_new_tags_not_the_objects(make_config: ConfigMaker, upstream: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    g.tag(upstream, "lightweight-1.2", annotated=False)  # the same commit as lightweight-1.1
+    loaded = _load(make_config, url=f"file://{upstream}")
+    git.update(loaded, loaded.repos[0])
+    assert "demo: fetching 3 new tags" in caplog.messages
+    g.commit_files(upstream, {"CHANGES": "2.0\n"})
+    g.tag(upstream, "v2.0")
+    git.update(loaded, loaded.repos[0])
+    assert "demo: fetching 1 new tag" in caplog.messages
+
+
 def test_update_transfers_nothing_when_no_tag_is_new(make_config: ConfigMaker, upstream: Path) -> None:
     loaded = _load(make_config, url=str(upstream))
     git.update(loaded, loaded.repos[0])

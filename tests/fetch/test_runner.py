@@ -51,6 +51,20 @@ def test_update_refuses_to_overlap_with_a_running_update(loaded_config: config.C
         runner.cli_update(loaded_config, [])
 
 
+def test_update_backoff_is_logged_in_utc_with_its_zone(make_config: ConfigMaker, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """As `status` shows it, whatever the machine's time zone."""
+    loaded = config.load(str(make_config(repos={"gone": {"url": str(tmp_path / "missing")}})))
+    assert runner.cli_update(loaded, []) == 1
+    caplog.set_level(logging.INFO)
+    assert runner.cli_update(loaded, []) == 0
+    due = repo_state.load(loaded, "gone").next_attempt
+    assert due is not None
+    assert (f"gone: waiting after 1 failure until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(due))} "
+            "(use --force to retry now)") in caplog.messages
+    assert "1 repository: 0 updated, 0 unchanged, 0 failed, 1 waiting after failures" in caplog.messages
+
+
 @pytest.mark.slow
 def test_update_builds_a_tag_pushed_after_the_first_run(make_config: ConfigMaker, tmp_path: Path,
                                                         caplog: pytest.LogCaptureFixture) -> None:

@@ -444,7 +444,7 @@ def test_generate_command_builds_the_index(make_config: ConfigMaker, data_dir: P
 
     first = generate()
     assert "not serving omicron/omicron-2.0-py3-none-any.whl: broken archive" in first
-    assert "index generated: 1 projects, 1 files; 1 project pages regenerated, 0 unchanged" in first
+    assert "index generated: 1 project, 1 file; 1 project page regenerated, 0 unchanged" in first
     assert "1 store files not served" in first
     assert (data_dir / "index" / "simple" / "omicron" / "index.json").exists()
     again = generate()  # the warning is given once; the summary still counts the file

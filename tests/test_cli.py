@@ -1,0 +1,72 @@
+"""The command line itself: global options anywhere, the help's defaults, check-config's lines."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pypi_insiders import cli
+from tests.conftest import ConfigMaker
+from tests.git_fixtures import cli_env
+
+
+@pytest.mark.parametrize("argv", [
+    ["-q", "-v", "-c", "FILE", "serve"], ["serve", "-q", "-v", "-c", "FILE"],
+    ["-c", "FILE", "serve", "-q", "-v"],
+    ["serve", "--config", "FILE", "--quiet", "--verbose"],
+])
+def test_cli_global_options_before_or_after_the_command(argv: list[str]) -> None:
+    args = cli.build_parser().parse_args(argv)
+    assert (args.command, args.config, args.quiet, args.verbose) == ("serve", "FILE", True, 1)
+
+
+@pytest.mark.parametrize("argv", [
+    ["users", "add", "alice", "-c", "FILE"], ["repos", "list", "-c", "FILE"],
+    ["watcher", "logs", "-c", "FILE"],
+    ["check-config", "-c", "FILE"], ["yank", "demo", "1.0", "-c", "FILE"],
+])
+def test_cli_global_options_after_every_command(argv: list[str]) -> None:
+    assert cli.build_parser().parse_args(argv).config == "FILE"
+
+
+def test_cli_global_options_default_when_absent() -> None:
+    args = cli.build_parser().parse_args(["status"])
+    assert (args.config, args.quiet, args.verbose) == (None, False, 0)
+
+
+def test_cli_check_config_with_c_after_the_command(make_config: ConfigMaker) -> None:
+    path = make_config()
+    result = subprocess.run([sys.executable, "-m", "pypi_insiders", "check-config", "-c", str(path)],
+                            capture_output=True, text=True, timeout=60, env=cli_env(), check=False)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{path}: OK"
+    config_lines = [line for line in lines if line.startswith("  config: ")]
+    assert config_lines == [f"  config: {path} (--config)"]  # named once, not again as its own source
+    assert path.name in config_lines[0]
+
+
+def test_cli_config_help_names_the_default_of_whoever_asks() -> None:
+    text = cli.build_parser().format_help()
+    assert "~/.config/pypi-insiders/config.toml" in " ".join(text.split())
+    assert ("/etc/pypi-insiders/config.toml" in " ".join(text.split())) is (os.geteuid() == 0)
+
+
+def test_cli_config_help_for_a_user_never_names_the_system_file(tmp_path: Path) -> None:
+    """Run as a user who is not root (nobody), where the machine allows it."""
+    if os.geteuid() != 0:
+        text = cli.build_parser().format_help()
+    else:
+        result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                 sys.executable, "-m", "pypi_insiders", "--help"], capture_output=True,
+                                text=True, timeout=60, env={**cli_env(), "HOME": str(tmp_path)},
+                                cwd="/", check=False)
+        assert result.returncode == 0, result.stderr
+        text = result.stdout
+    flat = " ".join(text.split())
+    assert "/etc/pypi-insiders/config.toml" not in flat
+    assert "default: $PYPI_INSIDERS_CONFIG, else ~/.config/pypi-insiders/config.toml if it exists" in flat
