@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pypi_insiders import __version__, config, directories, maintain, privileges, sd
-from pypi_insiders.errors import InsidersError, UsageError
+from pypi_insiders.errors import ConfigError, InsidersError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     loaded = _load(args)
     directories.prepare(loaded, create=False)
+    if args.reload:
+        _refuse_restart_only_changes(loaded)
     if args.json:
         print(json.dumps({**_summary(loaded), "sources": dict(loaded.sources)}, indent=2))
     else:
@@ -66,6 +68,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 _SOURCE_OF = {"state": "data"}
+
+
+def _refuse_restart_only_changes(loaded: config.Config) -> None:
+    """What the unit's ExecReload runs first: a reload that would keep the old [server] or paths
+    fails, so `systemctl reload` says so instead of exiting 0."""
+    from pypi_insiders.service import live_config  # noqa: PLC0415
+
+    found = live_config.changes_needing_restart(loaded)
+    if found and found[1]:
+        pid, changes = found
+        raise ConfigError([f"{change} needs a restart of the running index (PID {pid}), "
+                           "not a reload: nothing reloaded (systemctl restart pypi-insiders-index)"
+                           for change in changes])
 
 
 def _summary(loaded: config.Config) -> dict[str, object]:
@@ -181,7 +196,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from pypi_insiders.fetch import status  # noqa: PLC0415
 
-    return status.cli_status(_load(args), as_json=args.json)
+    loaded = _load(args)
+    # The upstream cache it refreshes is the service's: as root, written as the service user.
+    privileges.become_data_owner(loaded.paths.state)
+    return status.cli_status(loaded, as_json=args.json)
 
 
 def cmd_units(args: argparse.Namespace) -> int:
@@ -281,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     check = sub.add_parser("check-config", help="validate the configuration and exit")
     check.add_argument("--json", action="store_true", help="print the effective settings as JSON")
+    check.add_argument("--reload", action="store_true",
+                       help="also fail when the running index needs a restart, not a reload, to apply "
+                       "the file (what systemctl reload runs)")
     check.set_defaults(handler=cmd_check_config)
     gen = sub.add_parser("generate", help="regenerate the static index from the store once")
     gen.set_defaults(handler=cmd_generate)

@@ -12,6 +12,7 @@ import pytest
 from pypi_insiders import cli
 from tests.conftest import ConfigMaker
 from tests.git_fixtures import cli_env
+from tests.server_fixtures import serve_process
 
 
 @pytest.mark.parametrize("argv", [
@@ -70,3 +71,27 @@ def test_cli_config_help_for_a_user_never_names_the_system_file(tmp_path: Path) 
     flat = " ".join(text.split())
     assert "/etc/pypi-insiders/config.toml" not in flat
     assert "default: $PYPI_INSIDERS_CONFIG, else ~/.config/pypi-insiders/config.toml if it exists" in flat
+
+
+def test_cli_check_config_reload_refuses_what_only_a_restart_applies(make_config: ConfigMaker,
+                                                                     free_port: int) -> None:
+    """What the unit's ExecReload runs: `systemctl reload` after a new `listen` must not exit 0."""
+    path = make_config()
+    reload = [sys.executable, "-m", "pypi_insiders", "check-config", "--reload", "-c", str(path)]
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(reload, capture_output=True, text=True, timeout=60, env=cli_env(), check=False)
+
+    assert check().returncode == 0  # nothing running: nothing to compare with
+    with serve_process(path) as served:
+        assert check().returncode == 0
+        make_config(upstream={"fallback": "redirect"})  # a reload applies this one
+        assert check().returncode == 0
+        make_config(server={"listen": f"127.0.0.1:{free_port}"})
+        refused = check()
+        assert refused.returncode == 2
+        assert refused.stderr.splitlines() == [
+            f"pypi-insiders: server.listen: 127.0.0.1:0 -> 127.0.0.1:{free_port} needs a restart of the "
+            f"running index (PID {served.process.pid}), not a reload: nothing reloaded "
+            "(systemctl restart pypi-insiders-index)"]
+    assert check().returncode == 0  # stopped: the next start reads the file anyway

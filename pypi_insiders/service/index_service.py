@@ -266,6 +266,7 @@ def serve(config: Config, config_arg: str | None) -> int:
     # waitress warns on every request queued behind busy threads: per-request noise under load.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     service = Service(config, config_arg, generate.Generator.from_config(config))
+    live_config.record_running(service.file_config, config.paths.state)
     install_signals(service)
     thread(start_heartbeat, service)
     try:

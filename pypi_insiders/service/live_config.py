@@ -6,12 +6,16 @@ one (the file plus `--upstream` and the like). A broken file keeps the running c
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import replace
+import os
+from dataclasses import asdict, replace
+from pathlib import Path
 
 from pypi_insiders import config as config_module
 from pypi_insiders.config import Config
 from pypi_insiders.errors import ConfigError
+from pypi_insiders.files import atomic_write
 from pypi_insiders.http_client import display_url
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,39 @@ def keep_overrides(old_file: Config, effective: Config, new_file: Config, *, war
     if warn and (new_file.server, new_file.paths) != (old_file.server, old_file.paths):
         log.warning("reload: the [server] settings and paths change only with a restart")
     return replace(new_file, server=effective.server, paths=effective.paths, upstream=upstream)
+
+
+RUNNING_FILE = "serve.restart-only.json"
+
+
+def restart_only(file_config: Config) -> dict[str, str]:
+    """The settings a reload keeps as they were at start ([server] and the paths), by dotted key."""
+    server = {f"server.{key}": str(value) for key, value in asdict(file_config.server).items()
+              if key not in ("host", "port")}
+    server["server.listen"] = f"{file_config.server.host}:{file_config.server.port}"  # the file's key
+    paths = {f"paths.{'data' if key == 'state' else key}": str(value)
+             for key, value in asdict(file_config.paths).items()}
+    return server | paths
+
+
+def record_running(file_config: Config, state_dir: Path) -> None:
+    """What `check-config --reload` compares a changed file with: this process's start-up values."""
+    data = {"pid": os.getpid(), "settings": restart_only(file_config)}
+    atomic_write(state_dir / RUNNING_FILE, json.dumps(data, indent=1).encode(), durable=False)
+
+
+def changes_needing_restart(new_file: Config) -> tuple[int, list[str]] | None:
+    """(PID, "server.listen: A -> B", ...) of the index running on this config's state, if any runs."""
+    try:
+        data = json.loads((new_file.paths.state / RUNNING_FILE).read_text())
+        pid, running = int(data["pid"]), dict(data["settings"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not Path(f"/proc/{pid}").exists():
+        return None
+    new = restart_only(new_file)
+    return pid, [f"{key}: {running.get(key)} -> {value}" for key, value in new.items()
+                 if running.get(key) != value]
 
 
 def public(url: str | None) -> str:

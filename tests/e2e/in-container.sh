@@ -152,6 +152,11 @@ test_installed() {
     pypi-insiders check-config | grep -E '^  upstream: https?://' >/dev/null \
         || fail "no default upstream from pip: $(pypi-insiders check-config | grep upstream)"
     ok "user, group, credentials directory, conffile, enabled units"
+    # every file the man page names under /usr/share/doc is shipped
+    for doc in $(zcat /usr/share/man/man1/pypi-insiders.1.gz | grep -o '/usr/share/doc/pypi[^ ]*' \
+                 | sed 's/\\-/-/g; s/[.,;)]*$//' | sort -u); do
+        [ -f "$doc" ] || fail "the man page names $doc, which is not installed"
+    done
 
     if [ "$PORT" = "$SHIPPED_PORT" ]; then
         wait_for 60 "$INDEX active after install" unit_active $INDEX
@@ -382,6 +387,17 @@ test_reload() {
         bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 $(index_url /simple/upthing/))\" = 404 ]"
     [ "$(systemctl show -p MainPID --value $INDEX)" = "$main_pid" ] || fail "reload restarted the process"
     ok "reloaded in place (same PID $main_pid)"
+
+    # A new listen address needs a restart: the reload must fail and say so, the index stay.
+    sed -i "s/^listen = .*/listen = \"127.0.0.1:$((PORT + 1))\"/" "$CONFIG"
+    grep -q "^listen = \"127.0.0.1:$((PORT + 1))\"" "$CONFIG" || fail "the test could not edit listen"
+    if systemctl reload $INDEX 2>/dev/null; then fail "reload after a new listen exited 0"; fi
+    journalctl -u $INDEX --no-pager | grep "server.listen: 127.0.0.1:$PORT -> 127.0.0.1:$((PORT + 1)) needs a restart" \
+        >/dev/null || fail "the refused reload does not say that listen needs a restart"
+    [ "$(systemctl show -p MainPID --value $INDEX)" = "$main_pid" ] || fail "a refused reload restarted the index"
+    write_config off
+    systemctl reload $INDEX || fail "reload after listen was put back"
+    ok "a reload that cannot apply listen fails and says a restart is needed"
 }
 
 # ------------------------------------------------------------------------------------------
@@ -410,7 +426,11 @@ test_fetch() {
         || fail "pip install gitthing==1.0.0"
     journalctl -u $FETCH -o verbose --no-pager | grep -E '^\s+REPO=gitthing' >/dev/null \
         || fail "no REPO= field in the fetch service's journal"
+    touch "$WORK/before-root-status"
     pypi-insiders status || fail "pypi-insiders status"
+    owned_by_root=$(find /var/lib/pypi-insiders /var/cache/pypi-insiders -user root \
+        -newer "$WORK/before-root-status" | head -5)
+    [ -z "$owned_by_root" ] || fail "root-owned files left by status: $owned_by_root"
     if journalctl --no-pager | grep e2e-secret-token; then fail "the credential is in the journal"; fi
     ok "credential read through LoadCredential= (root-only file on disk), never logged"
 
