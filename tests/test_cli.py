@@ -11,8 +11,8 @@ import pytest
 
 from pypi_insiders import cli
 from tests.conftest import ConfigMaker
-from tests.git_fixtures import cli_env
-from tests.server_fixtures import serve_process
+from tests.support.git_fixtures import cli_env
+from tests.support.server_fixtures import serve_process
 
 
 @pytest.mark.parametrize("argv", [

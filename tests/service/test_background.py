@@ -1,4 +1,4 @@
-"""`server` and `watcher` for a per-user install: background processes, the watch loop, user units.
+"""`server` and `watcher` for a per-user install, as background processes (service/background.py).
 
 The machine running the tests has no systemd user manager (and the tests make sure of it with an
 XDG_RUNTIME_DIR of their own), so `start` takes the PID-file path: real processes, a real
@@ -9,25 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pypi_insiders import config
-from pypi_insiders.errors import LockedError
-from pypi_insiders.service import background, user_services, watch
-from pypi_insiders.service.watch import STOP, Wake, Watcher
-from tests import git_fixtures as g
+from pypi_insiders.service import background
 from tests.conftest import ConfigMaker
-from tests.server_fixtures import request, service_env, wait_for
+from tests.support import git_fixtures as g
+from tests.support.server_fixtures import request, service_env, wait_for
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -180,96 +175,3 @@ def test_background_logs_and_status_without_a_start(make_config: ConfigMaker, tm
     assert (logs.returncode, logs.stdout, logs.stderr) == (0, "", "")
     bad = _cli(tmp_path, config_file, "server", "logs", "--lines", "-3")
     assert (bad.returncode, bad.stderr) == (2, "pypi-insiders: --lines must be 0 or more, not -3\n")
-
-
-# --------------------------------------------------------------------------- the watch loop
-
-
-def test_watch_wake_ends_the_wait_early_with_its_reasons() -> None:
-    wake = Wake()
-    started = time.monotonic()
-    assert wake.wait(0.05) == []
-    threading.Timer(0.05, wake.now, args=("push: demo",)).start()
-    assert wake.wait(60) == ["push: demo"]
-    assert time.monotonic() - started < 30
-    assert wake.wait(0.01) == []  # taken reasons are gone
-
-
-def test_watch_loop_runs_at_start_on_a_wake_and_rereads_the_config(make_config: ConfigMaker) -> None:
-    config_file = make_config(fetch={"interval": "1 hour"})
-    runs: list[tuple[str, ...]] = []
-    wake = Wake()
-
-    def fetch(loaded: config.Config) -> int:
-        runs.append(tuple(repo.key for repo in loaded.repos))
-        if len(runs) == 1:  # a repository added while the watcher waits
-            make_config(fetch={"interval": "1 hour"}, repos={"late": {"url": "/nowhere"}})
-            threading.Timer(0.05, wake.now, args=("push",)).start()
-        else:
-            wake.now(STOP)
-        return 0
-
-    watcher = Watcher(str(config_file), config.load(str(config_file)), wake=wake, fetch=fetch)
-    thread = threading.Thread(target=watcher.run)
-    thread.start()
-    thread.join(60)
-    assert not thread.is_alive()
-    assert runs == [(), ("late",)]
-
-
-def test_watch_refuses_a_second_watcher_on_the_same_state(make_config: ConfigMaker) -> None:
-    loaded = config.load(str(make_config()))
-    entered = threading.Event()
-    wake = Wake()
-
-    def fetch(_loaded: config.Config) -> int:
-        entered.set()
-        return 0
-
-    first = Watcher(None, loaded, wake=wake, fetch=fetch)
-    thread = threading.Thread(target=first.run)
-    thread.start()
-    try:
-        assert entered.wait(30)
-        with pytest.raises(LockedError, match="another watcher is running"):
-            Watcher(None, loaded, fetch=fetch).run()
-    finally:
-        wake.now(STOP)
-        thread.join(30)
-
-
-@pytest.mark.parametrize(("seconds", "text"), [(3600, "1 hour"), (900, "15 minutes"), (86400, "1 day"),
-                                               (90, "90 s"), (1.5, "1.5 s")])
-def test_watch_describe_reads_like_the_config(seconds: float, text: str) -> None:
-    assert watch.describe(seconds) == text
-
-
-# --------------------------------------------------------------------------- user units
-
-
-def test_user_units_are_used_only_where_a_user_manager_runs(tmp_path: Path) -> None:
-    assert not user_services.user_manager_running({"XDG_RUNTIME_DIR": str(tmp_path)})
-    assert not user_services.user_manager_running({})
-    (tmp_path / "systemd").mkdir()
-    (tmp_path / "systemd" / "private").touch()
-    expected = shutil.which("systemd-run") is not None
-    assert user_services.user_manager_running({"XDG_RUNTIME_DIR": str(tmp_path)}) is expected
-
-
-def test_user_units_command_lines(make_config: ConfigMaker) -> None:
-    loaded = config.load(str(make_config()))
-    argv = user_services.child_argv("watcher", loaded)
-    assert argv == [sys.executable, "-m", "pypi_insiders", "-c", str(loaded.path), "watch"]
-    unit = "pypi-insiders-watcher.service"
-    start = user_services.unit_command_lines("watcher", "start", argv,
-                                             env={"SSH_AUTH_SOCK": "/run/agent", "HOME": "/home/x"})
-    assert start[0] == ["systemctl", "--user", "reset-failed", unit]
-    assert start[1][:4] == ["systemd-run", "--user", "--quiet", f"--unit={unit}"]
-    assert "--property=Type=notify" in start[1]
-    assert "--setenv=SSH_AUTH_SOCK" in start[1]  # by name: the value never reaches an argv
-    assert not any("/run/agent" in word or "HOME" in word for word in start[1])
-    assert start[1][start[1].index("--") + 1:] == argv
-    assert user_services.unit_command_lines("server", "logs", argv, follow=True, lines=5) == [
-        ["journalctl", "--user", "--unit", "pypi-insiders-index.service", "--lines", "5", "--follow"]]
-    assert user_services.unit_command_lines("server", "status", argv) == [
-        ["systemctl", "--user", "status", "--no-pager", "pypi-insiders-index.service"]]
