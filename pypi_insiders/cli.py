@@ -325,10 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config_help() -> str:
-    """The default as it is for whoever asks: root looks at the system file first, others never."""
+def config_help(euid: int) -> str:
+    """The default as it is for whoever asks: root looks at the system file first, others never
+    (the service user does, but it runs no help)."""
     user_file = "~/.config/pypi-insiders/config.toml"
-    system = f"{config.SYSTEM_CONFIG} if it exists, else " if os.geteuid() == 0 else ""
+    system = f"{config.SYSTEM_CONFIG} if it exists, else " if euid == 0 else ""
     return (f"config file (default: $PYPI_INSIDERS_CONFIG, else {system}{user_file} if it exists, "
             "else the embedded default)")
 
@@ -338,7 +339,8 @@ def _global_options(parser: argparse.ArgumentParser, *, default: bool) -> None:
     before the command is not reset by the command's parser, which sees it missing."""
     def value(real: object) -> object:
         return real if default else argparse.SUPPRESS
-    parser.add_argument("-c", "--config", metavar="PATH", default=value(None), help=_config_help())
+    parser.add_argument("-c", "--config", metavar="PATH", default=value(None),
+                        help=config_help(os.geteuid()))
     parser.add_argument("-v", "--verbose", action="count", default=value(0), help="more log output")
     parser.add_argument("-q", "--quiet", action="store_true", default=value(False),
                         help="no access log (one line per read of a local project and per refusal)")

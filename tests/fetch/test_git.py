@@ -118,6 +118,8 @@ def test_update_fails_fast_and_plainly_when_the_host_name_does_not_resolve(
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)  # the Debian build points them at a dead port
     loaded = _load(make_config, url=f"{scheme}://no-such-host.invalid/team/demo.git")
     with pytest.raises(FetchError) as caught:
         git.update(loaded, loaded.repos[0])
