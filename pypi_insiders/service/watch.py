@@ -53,10 +53,12 @@ class Wake:
         return reasons
 
 
-Fetch = Callable[[Config], int]
+# A run: the config, and why it runs ("start", "interval" or what callers of `Wake.now` said), so
+# that a run woken for one repository may fetch only that one.
+Fetch = Callable[[Config, list[str]], int]
 
 
-def fetch_all(config: Config) -> int:
+def fetch_all(config: Config, _reasons: list[str]) -> int:
     """One run over every repository, what the system timer's `fetch` does."""
     from pypi_insiders.fetch import runner  # noqa: PLC0415 - the loop itself needs no dulwich
 
@@ -93,16 +95,16 @@ class Watcher:
         reasons = ["start"]
         while STOP not in reasons:
             self.run_once(reasons)
-            reasons = self.wake.wait(self.config.fetch.interval)
+            reasons = self.wake.wait(self.config.fetch.interval) or ["interval"]
             if STOP not in reasons:
                 self.reread()
 
     def run_once(self, reasons: list[str]) -> None:
         started = time.monotonic()
-        log.info("fetch run (%s)", ", ".join(reasons) or "interval")
+        log.info("fetch run (%s)", ", ".join(reasons))
         self.fetching = True
         try:
-            self.fetch(self.config)
+            self.fetch(self.config, reasons)
         except LockedError as error:
             log.info("skipping this run: %s", error)
         except InsidersError as error:

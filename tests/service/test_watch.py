@@ -26,11 +26,11 @@ def test_watch_wake_ends_the_wait_early_with_its_reasons() -> None:
 
 def test_watch_loop_runs_at_start_on_a_wake_and_rereads_the_config(make_config: ConfigMaker) -> None:
     config_file = make_config(fetch={"interval": "1 hour"})
-    runs: list[tuple[str, ...]] = []
+    runs: list[tuple[tuple[str, ...], list[str]]] = []
     wake = Wake()
 
-    def fetch(loaded: config.Config) -> int:
-        runs.append(tuple(repo.key for repo in loaded.repos))
+    def fetch(loaded: config.Config, reasons: list[str]) -> int:
+        runs.append((tuple(repo.key for repo in loaded.repos), reasons))
         if len(runs) == 1:  # a repository added while the watcher waits
             make_config(fetch={"interval": "1 hour"}, repos={"late": {"url": "/nowhere"}})
             threading.Timer(0.05, wake.now, args=("push",)).start()
@@ -43,7 +43,7 @@ def test_watch_loop_runs_at_start_on_a_wake_and_rereads_the_config(make_config: 
     thread.start()
     thread.join(60)
     assert not thread.is_alive()
-    assert runs == [(), ("late",)]
+    assert runs == [((), ["start"]), (("late",), ["push"])]
 
 
 def test_watch_refuses_a_second_watcher_on_the_same_state(make_config: ConfigMaker) -> None:
@@ -51,7 +51,7 @@ def test_watch_refuses_a_second_watcher_on_the_same_state(make_config: ConfigMak
     entered = threading.Event()
     wake = Wake()
 
-    def fetch(_loaded: config.Config) -> int:
+    def fetch(_loaded: config.Config, _reasons: list[str]) -> int:
         entered.set()
         return 0
 
@@ -71,3 +71,19 @@ def test_watch_refuses_a_second_watcher_on_the_same_state(make_config: ConfigMak
                                                (90, "90 s"), (1.5, "1.5 s")])
 def test_watch_describe_reads_like_the_config(seconds: float, text: str) -> None:
     assert watch.describe(seconds) == text
+
+
+def test_watch_loop_runs_again_when_the_interval_is_over(make_config: ConfigMaker) -> None:
+    config_file = make_config(fetch={"interval": "1 second"})
+    wake = Wake()
+    runs: list[tuple[float, list[str]]] = []
+
+    def fetch(_loaded: config.Config, reasons: list[str]) -> int:
+        runs.append((time.monotonic(), reasons))
+        if len(runs) == 2:
+            wake.now(STOP)
+        return 0
+
+    Watcher(str(config_file), config.load(str(config_file)), wake=wake, fetch=fetch).run()
+    assert [reasons for _at, reasons in runs] == [["start"], ["interval"]]
+    assert runs[1][0] - runs[0][0] >= 0.9
