@@ -284,6 +284,7 @@ def serve(config: Config, config_arg: str | None) -> int:
         pass
     finally:
         service.stop()
+        live_config.forget_running(config.paths.state)
         lock.release()
     log.info("stopped")
     return 1 if service.failed else 0

@@ -69,11 +69,28 @@ def changes_needing_restart(new_file: Config) -> tuple[int, list[str]] | None:
         pid, running = int(data["pid"]), dict(data["settings"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not Path(f"/proc/{pid}").exists():
+    if not _alive(pid):
         return None
     new = restart_only(new_file)
     return pid, [f"{key}: {running.get(key)} -> {value}" for key, value in new.items()
                  if running.get(key) != value]
+
+
+def forget_running(state_dir: Path) -> None:
+    """At a clean stop; after a crash the PID check in `changes_needing_restart` tells."""
+    (state_dir / RUNNING_FILE).unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    """kill(pid, 0), not /proc: the unit's ExecReload runs in a user namespace of its own, where
+    ProtectProc=invisible hides the main process's /proc entry, but the kernel still answers."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def public(url: str | None) -> str:
