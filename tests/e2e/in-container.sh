@@ -474,6 +474,46 @@ test_cli() {
 }
 
 # ------------------------------------------------------------------------------------------
+test_user_units() {
+    step "a user without root (a pip install's workflow): server and watcher as systemd user units"
+    useradd --create-home --shell /bin/bash sponsor
+    local uid uport
+    uid=$(id -u sponsor)
+    uport=$((PORT + 2))
+    loginctl enable-linger sponsor
+    wait_for 30 "sponsor's user manager runs" test -S "/run/user/$uid/systemd/private"
+    as_sponsor() {
+        runuser -u sponsor -- env -i PATH=/usr/bin:/bin HOME=/home/sponsor XDG_RUNTIME_DIR="/run/user/$uid" \
+            PIP_NO_INDEX=1 PIP_FIND_LINKS=/usr/share/python-wheels "$@"
+    }
+    as_sponsor mkdir -p /home/sponsor/.config/pypi-insiders
+    printf '[server]\nlisten = "127.0.0.1:%s"\n[upstream]\nfallback = "off"\n[fetch]\ninterval = "2 seconds"\n' \
+        "$uport" | as_sponsor tee /home/sponsor/.config/pypi-insiders/config.toml >/dev/null
+    as_sponsor pypi-insiders repos add "$WORK/git/gitthing" gitthing --min-version 1.2.0 \
+        || fail "repos add as sponsor"
+    as_sponsor pypi-insiders server start || fail "server start as sponsor"
+    as_sponsor systemctl --user is-active --quiet pypi-insiders-index.service \
+        || fail "server start did not make the user unit pypi-insiders-index.service"
+    page_has "http://127.0.0.1:$uport/simple/" "<html" || fail "the user's index does not answer once started"
+    as_sponsor pypi-insiders watcher start || fail "watcher start as sponsor"
+    wait_for 240 "the user's watcher built gitthing 1.2.0 by itself" \
+        page_has "http://127.0.0.1:$uport/simple/gitthing/" "gitthing-1.2.0-py3-none-any.whl"
+    git_commit 1.3.0
+    wait_for 240 "a new tag, 1.3.0, arrived without an update" \
+        page_has "http://127.0.0.1:$uport/simple/gitthing/" "gitthing-1.3.0-py3-none-any.whl"
+    as_sponsor pypi-insiders watcher status >/dev/null || fail "watcher status as sponsor"
+    journalctl _SYSTEMD_USER_UNIT=pypi-insiders-watcher.service --no-pager | grep "fetch run (interval)" \
+        >/dev/null || fail "no fetch run of the user's watcher in the journal"
+    as_sponsor pypi-insiders watcher stop || fail "watcher stop as sponsor"
+    as_sponsor pypi-insiders server stop || fail "server stop as sponsor"
+    if as_sponsor systemctl --user is-active --quiet pypi-insiders-index.service; then fail "server stop left it running"; fi
+    if curl -s --max-time 3 "http://127.0.0.1:$uport/simple/" >/dev/null; then fail "the user's index still answers"; fi
+    [ -z "$(find /home/sponsor -user root | head -1)" ] || fail "root-owned files in the user's home"
+    loginctl disable-linger sponsor
+    ok "server and watcher started, served, fetched a new tag, and stopped as user units"
+}
+
+# ------------------------------------------------------------------------------------------
 test_broken() {
     step "a broken config makes the restart fail, with the one-line error in systemctl status"
     cp "$CONFIG" "$WORK/config.good"
@@ -553,7 +593,7 @@ test_purge() {
 # ------------------------------------------------------------------------------------------
 # Sections run in this order, each relying on the ones before; naming some (after PORT) runs
 # only those, for working on one part of the package.
-ALL_SECTIONS=(installed footprint security upstream pip journal upload yank nginx reload fetch cli broken reinstall stop purge)
+ALL_SECTIONS=(installed footprint security upstream pip journal upload yank nginx reload fetch cli user_units broken reinstall stop purge)
 sections=("${@:2}")
 [ ${#sections[@]} -gt 0 ] || sections=("${ALL_SECTIONS[@]}")
 for section in "${sections[@]}"; do
