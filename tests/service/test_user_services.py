@@ -1,7 +1,8 @@
 """`server|watcher` for a per-user install (service/user_services.py): which way, which commands.
 
-The background path runs for real in test_background.py; here, the user manager's path as far
-as a machine without one can check it: its detection and the command lines it would run.
+The background path runs for real in test_background.py, the user units under a real systemd in
+tests/e2e/in-container.sh (user_units); here, what any machine can check of the latter: its
+detection and the command lines it runs.
 """
 
 from __future__ import annotations
