@@ -23,16 +23,10 @@ from packaging.utils import NormalizedName
 from pypi_insiders.config import AccessConfig
 from pypi_insiders.index import pages
 from pypi_insiders.index.pins import Pins
-from pypi_insiders.web.fallback import Answer, text_answer
+from pypi_insiders.web.response import NO_STORE, Response, challenge, plain
 from pypi_insiders.web.scopes import EVERYTHING, NOTHING, Scope
 from pypi_insiders.web.users import User
 
-Headers = list[tuple[str, str]]
-
-REALM: Final = "pypi-insiders"
-CHALLENGE: Final = ("WWW-Authenticate", f'Basic realm="{REALM}"')
-NO_STORE: Final = ("Cache-Control", "no-store")
-VARY_AUTH: Final = ("Vary", "Authorization")
 _SCOPED_PAGES: Final = 256  # root lists of distinct scopes kept rendered
 
 
@@ -48,10 +42,6 @@ class View(NamedTuple):
         return self.user is not None
 
 
-def challenge(message: str) -> Answer:
-    return text_answer("401 Unauthorized", message, [CHALLENGE, NO_STORE])
-
-
 class Policy:
     """The `[access]` settings applied to one caller at a time; replaced whole on reload."""
 
@@ -63,12 +53,13 @@ class Policy:
     def view(self, user: User | None) -> View:
         return self._anonymous if user is None else View(user, user.read)
 
-    def refuse(self, view: View) -> Answer:
+    def refuse(self, view: View, project: NormalizedName | None = None) -> Response:
         """For a local project this caller may not read; the body names nothing of it."""
         if view.user is None:
-            return challenge("authentication required")
-        return text_answer("403 Forbidden", f"user {view.user.name!r} may not read this project",
-                           [NO_STORE, VARY_AUTH])
+            refusal = challenge("authentication required")
+            return Response(refusal.status, refusal.headers, refusal.body, project=project)
+        refusal = plain("403 Forbidden", f"user {view.user.name!r} may not read this project", [NO_STORE])
+        return Response(refusal.status, refusal.headers, refusal.body, vary_auth=True, project=project)
 
     def status_allowed(self, view: View, data: Mapping[str, Any]) -> dict[str, Any]:
         """`/status` with only the repositories whose distribution this caller may read."""
@@ -87,14 +78,6 @@ class Unpinned(Pins):
 
     def __contains__(self, name: object) -> bool:
         return False
-
-
-def with_vary_authorization(answer: Answer) -> Answer:
-    """An upstream answer given because of who asked: a shared cache must not give it to a reader."""
-    headers = [(k, f"{v}, Authorization" if k == "Vary" else v) for k, v in answer.headers]
-    if not any(k == "Vary" for k, _v in headers):
-        headers.append(VARY_AUTH)
-    return answer._replace(headers=headers)
 
 
 class ScopedRoots:

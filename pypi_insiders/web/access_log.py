@@ -36,11 +36,10 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from pypi_insiders.web.response import Response
+
 log = logging.getLogger(__name__)
 
-PROJECT: Final = "pypi_insiders.project"  # environ keys the app sets while routing
-FILE: Final = "pypi_insiders.file"
-BYTES: Final = "pypi_insiders.bytes"  # a file nginx sends: its size, the body being empty
 REFUSALS_PER_SECOND: Final = 20
 _REFUSED: Final = frozenset({401, 403, 429})
 _NO_BODY: Final = frozenset({204, 304})
@@ -102,12 +101,12 @@ class AccessLog:
         self._writer_pid = 0  # the process whose writer thread runs
         _LOGS.add(self)
 
-    def record(self, environ: Mapping[str, Any], status: str, headers: list[tuple[str, str]],
-               began: float) -> None:
+    def record(self, environ: Mapping[str, Any], response: Response, began: float) -> None:
+        """`response` as sent (`finish.py`): its status and headers, and its facts for the log."""
         if not log.isEnabledFor(logging.INFO):
             return
-        code = int(status[:3])
-        project, file = environ.get(PROJECT), environ.get(FILE)
+        code = response.code
+        project, file = response.project, response.file
         audited = project is not None or file is not None
         refused = code in _REFUSED or (code == 404 and audited)
         if not audited and not refused:
@@ -115,9 +114,8 @@ class AccessLog:
         if refused and not self._limit.admit():
             return
         method = str(environ.get("REQUEST_METHOD", "-"))
-        self._queue.append((str(environ.get("REMOTE_ADDR") or "-"), environ.get("REMOTE_USER"), method,
-                            str(environ.get("PATH_INFO") or "/"), code,
-                            _body_size(environ, method, code, headers),
+        self._queue.append((str(environ.get("REMOTE_ADDR") or "-"), response.user, method,
+                            str(environ.get("PATH_INFO") or "/"), code, _body_size(method, response),
                             (time.perf_counter() - began) * 1000, project, file))
         if self._writer_pid != os.getpid():
             self._start_writer()
@@ -202,13 +200,12 @@ def _write(entry: _Entry) -> None:
     log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, message, (), None, extra=fields))
 
 
-def _body_size(environ: Mapping[str, Any], method: str, code: int, headers: list[tuple[str, str]]) -> int:
-    if method == "HEAD" or code in _NO_BODY:
+def _body_size(method: str, response: Response) -> int:
+    if method == "HEAD" or response.code in _NO_BODY:
         return 0
-    sent = environ.get(BYTES)
-    if isinstance(sent, int):
-        return sent
-    for key, value in headers:
+    if response.proxy_sends is not None:
+        return response.proxy_sends
+    for key, value in response.headers:
         if key == "Content-Length":
             return int(value) if value.isdigit() else 0
     return 0

@@ -12,7 +12,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from packaging.utils import NormalizedName, canonicalize_name
@@ -26,17 +26,16 @@ from pypi_insiders.store import Store
 from pypi_insiders.web import access, access_log, file_route, page_cache, project_page, upload, yank_api
 from pypi_insiders.web.access import View
 from pypi_insiders.web.auth import FAILED_LOGINS_FILE, Authenticator, AuthError, FailedLogins
-from pypi_insiders.web.fallback import Answer, Fallback
+from pypi_insiders.web.fallback import Fallback
+from pypi_insiders.web.finish import finish
 from pypi_insiders.web.negotiate import HTML, OFFERED_TEXT, Format, Negotiator, accepts_gzip
-from pypi_insiders.web.responses import (
+from pypi_insiders.web.response import (
     Response,
     being_generated,
-    body_of,
+    challenge,
     denied,
     not_generated,
-    phrase,
     plain,
-    private_body,
     redirect,
 )
 from pypi_insiders.web.users import LAST_USE_FILE
@@ -123,39 +122,36 @@ class IndexApp:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         began = time.perf_counter()
+        response, body = finish(environ, self._route(environ))
+        if response.user is not None:  # the CGI convention, for whatever wraps the app
+            environ["REMOTE_USER"] = response.user
+        start_response(response.status, response.headers)
+        if self.access_log is not None:
+            self.access_log.record(environ, response, began)
+        return body
+
+    def _route(self, environ: Environ) -> Response:
         method = environ["REQUEST_METHOD"]
         path: str = environ.get("PATH_INFO") or "/"
         if len(path) + len(environ.get("QUERY_STRING", "")) > _MAX_TARGET:
-            status, headers, body = plain("414 URI Too Long",
-                                           f"request target longer than {_MAX_TARGET} characters")
-        elif method in _READ_METHODS:
-            status, headers, body = self._read_as(environ, path)
-            if method == "HEAD":
-                if hasattr(body, "close"):
-                    body.close()
-                body = ()
-        elif method == "POST" and (path in _UPLOAD_PATHS or path in yank_api.PATHS):
-            status, headers, body = self._upload(environ, path)
-        else:
-            allow = "GET, HEAD, POST" if path == "/" else "POST" if path in _UPLOAD_PATHS else _READ_ONLY
-            status, headers, body = plain("405 Method Not Allowed", f"{method} is not allowed here",
-                                           [("Allow", allow)])
-        start_response(status, headers)
-        if self.access_log is not None:
-            self.access_log.record(environ, status, headers, began)
-        return body
+            return plain("414 URI Too Long", f"request target longer than {_MAX_TARGET} characters")
+        if method in _READ_METHODS:
+            return self._read_as(environ, path)
+        if method == "POST" and (path in _UPLOAD_PATHS or path in yank_api.PATHS):
+            return self._upload(environ, path)
+        allow = "GET, HEAD, POST" if path == "/" else "POST" if path in _UPLOAD_PATHS else _READ_ONLY
+        return plain("405 Method Not Allowed", f"{method} is not allowed here", [("Allow", allow)])
 
     # ------------------------------------------------------------------ read-only routes
 
     def _read_as(self, environ: Environ, path: str) -> Response:
-        """Who is asking first: every answer below depends on it. REMOTE_USER is for the access log."""
+        """Who is asking first: every answer below depends on it (and the access log names them)."""
         try:
             user = self.auth.user(environ)
         except AuthError as refusal:
             return denied(refusal)
-        if user is not None:
-            environ["REMOTE_USER"] = user.name
-        return self._read(environ, path, self._live.policy.view(user))
+        response = self._read(environ, path, self._live.policy.view(user))
+        return response if user is None else replace(response, user=user.name)
 
     def _read(self, environ: Environ, path: str, view: View) -> Response:  # noqa: PLR0911 - a routing table
         if path.startswith(SIMPLE_URL):
@@ -165,13 +161,13 @@ class IndexApp:
         if path == project_page.PAGE_URL:  # the projects this caller may read
             names = (self.projects.index.projects() if view.read.everything
                      else self._live.scoped_roots.names(view.read))
-            return private_body(environ, project_page.listing(names), HTML, view)
+            return _scoped(project_page.listing(names), HTML, view)
         if path.startswith(project_page.PAGE_URL):
             return self._project_page(environ, path[len(project_page.PAGE_URL):], view)
         if path == "/":
             if not view.read.everything:
                 names = self._live.scoped_roots.names(view.read)
-                return private_body(environ, access.home_page(names), HTML, view)
+                return _scoped(access.home_page(names), HTML, view)
             return self._page(environ, self._live.root_page, HTML, vary=False, view=view) or not_generated()
         if path == "/simple":
             return redirect(_with_query("simple/", environ))
@@ -190,57 +186,49 @@ class IndexApp:
         if not rest:
             if not view.read.everything:
                 body = self._live.scoped_roots.body(view.read, fmt.suffix)
-                return private_body(environ, body, fmt, view) if body is not None else not_generated()
+                return _scoped(body, fmt, view) if body is not None else not_generated()
             root = f"{self._live.simple}index.{fmt.suffix}"
             return self._page(environ, root, fmt, vary=True, view=view) or not_generated()
         project = self._project_in(environ, rest)
-        if isinstance(project, tuple):
+        if isinstance(project, Response):
             return project
         if not view.read.covers(project):
             return self._not_readable(environ, project, formats, view)
         page = f"{self._live.simple}{project}/index.{fmt.suffix}"
-        found = self._page(environ, page, fmt, vary=True, view=view)
+        found = self._page(environ, page, fmt, vary=True, view=view, project=project)
         if found is not None:
-            environ[access_log.PROJECT] = project
             return found
         if progress.generating(self._live.progress_file) and self.fallback.is_local(project):
-            environ[access_log.PROJECT] = project
-            return being_generated()
+            return being_generated(project)
         answer = self.fallback.answer(project, formats, environ.get("QUERY_STRING", ""))
         if answer.status.startswith("404") and self.fallback.is_local(project):
-            environ[access_log.PROJECT] = project  # pinned, without files: still ours to audit
-        return self._answer(environ, answer)
+            return replace(answer, project=project)  # pinned, without files: still ours to audit
+        return answer
 
     def _project_page(self, environ: Environ, rest: str, view: View) -> Response:
         """The human page: readable exactly when the project's simple page is, else refused."""
         project = self._project_in(environ, rest)
-        if isinstance(project, tuple):
+        if isinstance(project, Response):
             return project
         if not view.read.covers(project):
             if not self.fallback.is_local(project):
                 return plain("404 Not Found", "no such project here")
-            environ[access_log.PROJECT] = project
-            answer = self._live.policy.refuse(view)
-            return answer.status, answer.headers, (answer.body,)
+            return self._live.policy.refuse(view, project)
         body = self.projects.body(project)
         if body is None:
             return plain("404 Not Found", "no such project here")
-        environ[access_log.PROJECT] = project
-        return private_body(environ, body, HTML, view)
+        return replace(_scoped(body, HTML, view), project=project)
 
     def _not_readable(self, environ: Environ, project: NormalizedName, formats: tuple[Format, ...],
                       view: View) -> Response:
         """Upstream's project for `public_projects` and names never local; a refusal for the rest."""
         query = environ.get("QUERY_STRING", "")
-        if project in self._live.policy.public:
-            environ[access_log.PROJECT] = project  # who got upstream's build instead of ours
+        if project in self._live.policy.public:  # logged: who got upstream's build instead of ours
             answer = self.public_fallback.answer(project, formats, query)
-            return self._answer(environ, access.with_vary_authorization(answer))
+            return replace(answer, vary_auth=True, project=project)
         if self.fallback.is_local(project):
-            environ[access_log.PROJECT] = project
-            answer = self._live.policy.refuse(view)
-            return answer.status, answer.headers, (answer.body,)
-        return self._answer(environ, self.fallback.answer(project, formats, query))
+            return self._live.policy.refuse(view, project)
+        return self.fallback.answer(project, formats, query)
 
     def _project_in(self, environ: Environ, rest: str) -> NormalizedName | Response:
         """`NAME/` after a route's prefix: the name when it is spelled normalized, else the answer
@@ -259,22 +247,14 @@ class IndexApp:
         target = f"{canonicalize_name(name)}/"
         return redirect(_with_query(f"../{target}" if slash else target, environ))
 
-    def _page(self, environ: Environ, file: str, fmt: Format, *, vary: bool, view: View) -> Response | None:
+    def _page(self, environ: Environ, file: str, fmt: Format, *, vary: bool, view: View,
+              project: NormalizedName | None = None) -> Response | None:
         page = self.pages.get(file, fmt.content_type, vary,
                               gzipped=accepts_gzip(str(environ.get("HTTP_ACCEPT_ENCODING", ""))))
         if page is None:
             return None
-        if environ.get("HTTP_IF_NONE_MATCH") or environ.get("HTTP_IF_MODIFIED_SINCE"):  # noqa: SIM102
-            if page_cache.not_modified(environ, page.etag, page.mtime):
-                kept = page.private_not_modified if view.private else page.not_modified
-                return "304 Not Modified", kept, ()
-        return "200 OK", page.private_headers if view.private else page.headers, body_of(environ, page.body)
-
-    def _answer(self, environ: Environ, answer: Answer) -> Response:
-        if answer.etag and page_cache.not_modified(environ, answer.etag, answer.mtime):
-            kept = [(k, v) for k, v in answer.headers if k not in ("Content-Type", "Content-Length")]
-            return "304 Not Modified", kept, ()
-        return answer.status, answer.headers, (answer.body,)
+        return Response("200 OK", page.headers, page.body, etag=page.etag, mtime=page.mtime,
+                        private=view.private, project=project)
 
     # ------------------------------------------------------------------ other routes
 
@@ -282,8 +262,7 @@ class IndexApp:
         if self.status is None:
             return plain("404 Not Found", "no status here")
         if view.user is None and not view.read.everything:
-            answer = access.challenge("authentication required")
-            return answer.status, answer.headers, (answer.body,)
+            return challenge("authentication required")
         try:
             data = self._live.policy.status_allowed(view, self.status.collect(self.config))
         except InsidersError as error:
@@ -294,8 +273,8 @@ class IndexApp:
             body, content_type = json.dumps(data, indent=1, default=str).encode(), "application/json"
         else:
             body, content_type = self.status.render_html(data).encode(), "text/html; charset=utf-8"
-        return "200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))),
-                          ("Cache-Control", "private, no-cache"), access.VARY_AUTH], (body,)
+        return Response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))),
+                                   ("Cache-Control", "no-cache")], body, private=True)
 
     def _upload(self, environ: Environ, path: str) -> Response:
         """Uploads, and yanks (`/-/yank`, `/-/unyank`) by the users who may upload."""
@@ -303,12 +282,17 @@ class IndexApp:
         if uploads is None:
             return plain("403 uploads are disabled", "uploads are disabled")
         if path in yank_api.PATHS:
-            code, message = uploads.yanks.handle(environ, path)
-        else:
-            code, message = uploads.handle(environ)
-        extra = [("WWW-Authenticate", 'Basic realm="pypi-insiders"')] if code == 401 else []
-        reason = phrase(code, message if code >= 400 else "")
-        return plain(f"{code} {reason}", message, extra)
+            return uploads.yanks.handle(environ, path)
+        return uploads.handle(environ)
+
+
+def _scoped(body: bytes, fmt: Format, view: View) -> Response:
+    """A page rendered for one scope: never reused for another caller, never kept by a shared
+    cache when made for credentials; an anonymous caller's is checked again on every use."""
+    cache = "max-age=30" if view.private else "no-cache"
+    return Response("200 OK", [("Content-Type", fmt.content_type), ("Content-Length", str(len(body))),
+                               ("Cache-Control", cache), ("Vary", "Accept")], body,
+                    private=view.private, vary_auth=True)
 
 
 def _with_query(location: str, environ: Environ) -> str:

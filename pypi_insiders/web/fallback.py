@@ -20,36 +20,21 @@ from typing import NamedTuple
 from packaging.utils import NormalizedName
 
 from pypi_insiders.config import UpstreamConfig
-from pypi_insiders.http_client import HttpClient, HttpError, Response, display_url
+from pypi_insiders.http_client import HttpClient, HttpError, display_url
+from pypi_insiders.http_client import Response as Upstream
 from pypi_insiders.index.pins import Pins
 from pypi_insiders.simple_api import HTML_MEDIA_TYPE, V1_HTML_MEDIA_TYPE
 from pypi_insiders.web.negotiate import Format
 from pypi_insiders.web.relay import InvalidPageError, html_page, json_page
+from pypi_insiders.web.response import Response, plain
 
 log = logging.getLogger(__name__)
 
-Headers = list[tuple[str, str]]
 _MAX_PAGE = 64 * 1024 * 1024
 _CACHE_ENTRIES = 4096
 _CACHE_BYTES = 128 * 1024 * 1024
 _GATES = 64
 _RETRY_AFTER = 5.0  # seconds after a failed fetch before the same page is asked for again
-_TEXT = "text/plain; charset=utf-8"
-
-
-class Answer(NamedTuple):
-    status: str
-    headers: Headers
-    body: bytes
-    etag: str = ""
-    mtime: int = 0
-
-
-def text_answer(status: str, message: str, extra: Headers | None = None) -> Answer:
-    body = (message + "\n").encode()
-    headers = [("Content-Type", _TEXT), ("Content-Length", str(len(body)))] + (extra or [])
-    return Answer(status, headers, body)
-
 
 def _accept_header(formats: tuple[Format, ...]) -> str:
     """Ask upstream for what the client accepts, in the client's order."""
@@ -59,7 +44,7 @@ def _accept_header(formats: tuple[Format, ...]) -> str:
 
 class _Entry(NamedTuple):
     fetched: float
-    answer: Answer
+    answer: Response
 
 
 class UpstreamError(Exception):
@@ -101,20 +86,20 @@ class Fallback:
         return name in self.pins or any(
             os.path.isdir(os.path.join(root, name)) for root in self.local_roots)  # noqa: PTH112,PTH118
 
-    def answer(self, name: NormalizedName, formats: tuple[Format, ...], query: str) -> Answer:
+    def answer(self, name: NormalizedName, formats: tuple[Format, ...], query: str) -> Response:
         settings = self.settings
         if self.is_local(name):
-            return text_answer("404 Not Found", "project has no files here (pinned to local)")
+            return plain("404 Not Found", "project has no files here (pinned to local)")
         if settings.fallback == "off":
-            return text_answer("404 Not Found", "project not found (upstream fallback is off)")
+            return plain("404 Not Found", "project not found (upstream fallback is off)")
         if settings.url is None:
-            return text_answer("404 Not Found", "project not found (no upstream index configured)")
+            return plain("404 Not Found", "project not found (no upstream index configured)")
         if settings.fallback == "redirect":
             target = display_url(settings.url) + name + "/" + (f"?{query}" if query else "")
-            return text_answer("302 Found", f"not held here; see {target}", [("Location", target)])
+            return plain("302 Found", f"not held here; see {target}", [("Location", target)])
         return self._proxy(name, formats, settings)
 
-    def _proxy(self, name: NormalizedName, formats: tuple[Format, ...], settings: UpstreamConfig) -> Answer:
+    def _proxy(self, name: NormalizedName, formats: tuple[Format, ...], settings: UpstreamConfig) -> Response:
         key = (name, ",".join(f.media_type for f in formats))
         # One upstream request per page at a time; the others wait and take its result.
         with self._gates[hash(key) % _GATES]:
@@ -139,7 +124,7 @@ class Fallback:
             self._remember(key, answer)
             return answer
 
-    def _remember(self, key: tuple[str, str], answer: Answer) -> None:
+    def _remember(self, key: tuple[str, str], answer: Response) -> None:
         """Oldest first out: a bounded cache, not an LRU, because hits must stay cheap."""
         with self._lock:
             old = self._cache.pop(key, None)
@@ -149,7 +134,7 @@ class Fallback:
                 _key, evicted = self._cache.popitem(last=False)
                 self._cache_bytes -= _size(evicted.answer)
 
-    def _fetch(self, name: NormalizedName, formats: tuple[Format, ...], settings: UpstreamConfig) -> Answer:
+    def _fetch(self, name: NormalizedName, formats: tuple[Format, ...], settings: UpstreamConfig) -> Response:
         assert settings.url is not None  # noqa: S101 - answer() checked it
         log.debug("fetching %s from upstream", name, extra={"PROJECT": name})
         try:
@@ -158,7 +143,7 @@ class Fallback:
         except HttpError as error:
             raise UpstreamError(str(error)) from None
         if response.status == 404:
-            return text_answer("404 Not Found", "project not found here or upstream")
+            return plain("404 Not Found", "project not found here or upstream")
         if response.status != 200:
             msg = f"{response.url} answered {response.status}"
             raise UpstreamError(msg)
@@ -169,7 +154,7 @@ class Fallback:
             raise UpstreamError(msg) from None
 
 
-def _relay(response: Response) -> Answer:
+def _relay(response: Upstream) -> Response:
     """Upstream's page with absolute file URLs, so clients download from upstream directly."""
     media = response.media_type
     if media.endswith("+json"):
@@ -185,17 +170,18 @@ def _relay(response: Response) -> Answer:
     mtime = int(time.time())
     headers = [("Content-Type", media), ("Content-Length", str(len(data))), ("ETag", etag),
                ("Cache-Control", "max-age=60, public"), ("Vary", "Accept")]
-    return Answer("200 OK", headers, data, etag, mtime)
+    return Response("200 OK", headers, data, etag=etag, mtime=mtime)
 
 
-def _ttl(answer: Answer, settings: UpstreamConfig) -> float:
+def _ttl(answer: Response, settings: UpstreamConfig) -> float:
     """A 404 is kept briefly: a project published upstream should show up within a minute."""
     return settings.cache_ttl if answer.status.startswith("200") else min(settings.cache_ttl, 60.0)
 
 
-def _bad_gateway(reason: str) -> Answer:
-    return text_answer("502 Bad Gateway", f"upstream index failed: {reason}")
+def _bad_gateway(reason: str) -> Response:
+    return plain("502 Bad Gateway", f"upstream index failed: {reason}")
 
 
-def _size(answer: Answer) -> int:
-    return len(answer.body) + 256  # headers and bookkeeping, roughly
+def _size(answer: Response) -> int:
+    body = answer.body if isinstance(answer.body, bytes) else b""  # always bytes here
+    return len(body) + 256  # headers and bookkeeping, roughly

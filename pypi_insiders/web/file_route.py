@@ -2,26 +2,31 @@
 
 A file's project, from its name, decides before anything is looked up, so nobody learns whether
 a file exists without being allowed to read it. With nginx in front (`sendfile.py`), the answer
-names the file and nginx sends the bytes; otherwise waitress streams them.
+names the file and nginx sends the bytes; otherwise waitress streams them (`finish.py` opens
+the file, only when its bytes are sent).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
 from packaging.utils import NormalizedName
 
 from pypi_insiders.errors import InvalidDistributionError
 from pypi_insiders.index.layout import METADATA_SUFFIX
 from pypi_insiders.store import parse_filename
-from pypi_insiders.web import access, access_log, page_cache, sendfile
+from pypi_insiders.web import sendfile
 from pypi_insiders.web.access import Policy, View
-from pypi_insiders.web.responses import CHUNK, Response, chunks, plain
+from pypi_insiders.web.finish import validators
+from pypi_insiders.web.response import FileBody, Response, plain
+from pypi_insiders.web.safe_paths import ServedFile, resolve_inside, served_file
 
-Environ = dict[str, Any]
-_BINARY = "application/octet-stream"
+# A published file never changes (a filename is never reused): cached for a year. An answer to
+# a caller with credentials is made private by `finish.one_caller`.
+FILE_CACHE_CONTROL: Final = "max-age=31536000, public, immutable"
+_BINARY: Final = "application/octet-stream"
 
 
 class PublishedFiles:
@@ -32,66 +37,50 @@ class PublishedFiles:
         self.metadata_root = os.path.realpath(metadata_root)
         self.policy = policy
 
-    def answer(self, environ: Environ, relpath: str, view: View) -> Response:
+    def answer(self, environ: Mapping[str, Any], relpath: str, view: View) -> Response:
         project = _project_of(relpath.removesuffix(METADATA_SUFFIX))
-        environ[access_log.FILE] = relpath
-        if project is not None:
-            environ[access_log.PROJECT] = project
         refused = None if view.read.everything else self._refused(project, view)
-        if refused is not None:
-            return refused
-        found = self._locate(relpath)
+        found = self._locate(relpath) if refused is None else None
         if found is None:
-            return plain("404 Not Found", "no such file")
+            return _about(refused or plain("404 Not Found", "no such file"), project, relpath)
         info, internal = found
-        if view.private:
-            common = [*page_cache.validators(info.etag, info.mtime, page_cache.PRIVATE_FILE_CACHE_CONTROL),
-                      access.VARY_AUTH]
+        headers = validators(info.etag, info.mtime, FILE_CACHE_CONTROL)
+        if sendfile.wanted(environ):  # nginx sends the bytes: an empty body, the log says their size
+            headers = [("Content-Type", _BINARY), ("Content-Length", "0"), (sendfile.HEADER, internal),
+                       *headers]
+            body: bytes | FileBody = b""
+            sends: int | None = info.size
         else:
-            common = page_cache.validators(info.etag, info.mtime, page_cache.FILE_CACHE_CONTROL)
-        if page_cache.not_modified(environ, info.etag, info.mtime):
-            return "304 Not Modified", common, ()
-        return _send_file(environ, info, internal, common)
+            headers = [("Content-Type", _BINARY), ("Content-Length", str(info.size)), *headers]
+            body, sends = FileBody(info.path, info.size), None
+        return Response("200 OK", headers, body, etag=info.etag, mtime=info.mtime, private=view.private,
+                        project=project, file=relpath, proxy_sends=sends)
 
     def _refused(self, project: NormalizedName | None, view: View) -> Response | None:
         if project is None:
             return plain("404 Not Found", "no such file")
         if view.read.covers(project):
             return None
-        answer = self.policy.refuse(view)
-        return answer.status, answer.headers, (answer.body,)
+        return self.policy.refuse(view)
 
-    def _locate(self, relpath: str) -> tuple[page_cache.ServedFile, str] | None:
+    def _locate(self, relpath: str) -> tuple[ServedFile, str] | None:
         """A published file (a distribution in the store, or metadata) and its internal URL for nginx."""
         if relpath.endswith(METADATA_SUFFIX):
             root, prefix = self.metadata_root, sendfile.METADATA_URL
-            path = page_cache.resolve_inside(root, relpath)
+            path = resolve_inside(root, relpath)
         else:
             root, prefix = self.store_root, sendfile.STORE_URL
-            path = page_cache.resolve_inside(root, relpath)
+            path = resolve_inside(root, relpath)
             if path is not None and not _is_distribution(path):
                 path = None
-        info = page_cache.served_file(path) if path else None
+        info = served_file(path) if path else None
         return None if info is None else (info, sendfile.target(prefix, root, info.path))
 
 
-def _send_file(environ: Environ, info: page_cache.ServedFile, internal: str,
-               common: page_cache.Headers) -> Response:
-    """The bytes of a file the caller may read, or only its name for nginx in front to send."""
-    if sendfile.wanted(environ):
-        environ[access_log.BYTES] = info.size
-        return "200 OK", [("Content-Type", _BINARY), ("Content-Length", "0"),
-                          (sendfile.HEADER, internal), *common], ()
-    headers = [("Content-Type", _BINARY), ("Content-Length", str(info.size)), *common]
-    if environ["REQUEST_METHOD"] == "HEAD":
-        return "200 OK", headers, ()
-    try:
-        stream = open(info.path, "rb")  # noqa: SIM115,PTH123 - closed by the server
-    except OSError:
-        return plain("404 Not Found", "no such file")
-    wrapper = environ.get("wsgi.file_wrapper")
-    body: Iterable[bytes] = wrapper(stream, CHUNK) if wrapper else chunks(stream)
-    return "200 OK", headers, body
+def _about(answer: Response, project: NormalizedName | None, relpath: str) -> Response:
+    """A refusal, with the file and its project for the access log."""
+    return Response(answer.status, answer.headers, answer.body, vary_auth=answer.vary_auth,
+                    project=project, file=relpath)
 
 
 def _project_of(relpath: str) -> NormalizedName | None:

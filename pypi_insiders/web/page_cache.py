@@ -1,41 +1,31 @@
-"""Files on disk as HTTP responses: generated pages cached in memory, distributions streamed.
+"""Generated pages held in memory, each with its headers made once per version of its file.
 
 The index is regenerated behind our back (by the watcher, or by `pypi-insiders generate` in
 another process), so a cached page is trusted only while the file's stat still matches; one
-`stat` per request is far cheaper than reading and hashing the page again. Every path is
-resolved inside its root and checked again after symlinks are followed, so no request can
-read outside the data directories.
+`stat` per request is far cheaper than reading and hashing the page again.
 """
 
 from __future__ import annotations
 
-import errno
 import gzip
 import hashlib
 import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from email.utils import formatdate, parsedate_to_datetime
-from stat import S_ISREG
 from typing import Final
 
-Headers = list[tuple[str, str]]
+from pypi_insiders.web.finish import validators
+from pypi_insiders.web.response import Headers
+from pypi_insiders.web.safe_paths import ABSENT
 
 PAGE_CACHE_CONTROL: Final = "max-age=30, public"
-FILE_CACHE_CONTROL: Final = "max-age=31536000, public, immutable"
-# For a caller who sent credentials: RFC 9111 lets a shared cache reuse an answer to an
-# authorized request when it says `public`, which would hand one sponsor's view to anyone.
-PRIVATE_FILE_CACHE_CONTROL: Final = "max-age=31536000, private, immutable"
 # Every page of 2,000 projects. Shared out between the processes of `[server] processes`: each
 # keeps its own, of the same hot pages, and the kernel's page cache holds the files for all.
 _PAGE_CACHE_BYTES: Final = 24 * 1024 * 1024
 _LOAD_STRIPES: Final = 64  # locks pages are loaded under (page_cache.PageCache._loading_lock)
 _ENTRY_OVERHEAD: Final = 1024  # the Page object, its header lists and the dict slot, roughly
 GZIP_FROM: Final = 1024  # smaller pages gain too little from compression to pay for it
-# What a request can make of a path that names nothing: a name too long for the file system,
-# a symlink loop left in the store, a file where a directory was expected. All are a 404.
-_ABSENT: Final = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.EISDIR})
 
 
 @dataclass(frozen=True)
@@ -46,26 +36,7 @@ class Page:
     identity: tuple[int, int, int]  # (st_ino, st_size, st_mtime_ns)
     etag: str
     mtime: int  # seconds, what Last-Modified can express
-    headers: Headers = field(repr=False)
-    not_modified: Headers = field(repr=False)
-    # The same for an authenticated caller: `private`, and Vary naming Authorization.
-    private_headers: Headers = field(repr=False, default_factory=list)
-    private_not_modified: Headers = field(repr=False, default_factory=list)
-
-
-def http_date(seconds: float) -> str:
-    return formatdate(seconds, usegmt=True)
-
-
-def validators(etag: str, mtime: int, cache_control: str) -> Headers:
-    return [("ETag", etag), ("Last-Modified", http_date(mtime)), ("Cache-Control", cache_control)]
-
-
-def private(headers: Headers) -> Headers:
-    """The headers of an answer meant for one authenticated caller only."""
-    out = [(k, v.replace("public", "private") if k == "Cache-Control" else
-            f"{v}, Authorization" if k == "Vary" else v) for k, v in headers]
-    return out if any(k == "Vary" for k, _v in out) else [*out, ("Vary", "Authorization")]
+    headers: Headers = field(repr=False)  # shared by every answer: never changed in place
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int, int]:
@@ -113,7 +84,7 @@ class PageCache:
         try:
             stat = os.stat(file)  # noqa: PTH116 - str paths keep the hot path cheap
         except OSError as error:
-            if error.errno not in _ABSENT:
+            if error.errno not in ABSENT:
                 raise
             self._drop(key)
             return None
@@ -140,7 +111,7 @@ class PageCache:
                 stat = os.fstat(stream.fileno())
                 body = stream.read()
         except OSError as error:
-            if error.errno not in _ABSENT:
+            if error.errno not in ABSENT:
                 raise
             self._drop(key)
             return None
@@ -154,9 +125,9 @@ class PageCache:
         etag = '"' + hashlib.blake2b(body + key[1].encode(), digest_size=12).hexdigest() + '"'
         mtime = int(stat.st_mtime)
         vary_on = "Accept, Accept-Encoding" if vary else "Accept-Encoding"
-        common = [*validators(etag, mtime, PAGE_CACHE_CONTROL), ("Vary", vary_on)]
-        headers = [("Content-Type", key[1]), ("Content-Length", str(len(body))), *encoding, *common]
-        page = Page(body, _identity(stat), etag, mtime, headers, common, private(headers), private(common))
+        headers = [("Content-Type", key[1]), ("Content-Length", str(len(body))), *encoding,
+                   *validators(etag, mtime, PAGE_CACHE_CONTROL), ("Vary", vary_on)]
+        page = Page(body, _identity(stat), etag, mtime, headers)
         with self._lock:
             old = self._pages.pop(key, None)
             self._bytes += _cost(page) - (_cost(old) if old else 0)
@@ -175,61 +146,3 @@ class PageCache:
 
 def _cost(page: Page) -> int:
     return len(page.body) + _ENTRY_OVERHEAD
-
-
-def not_modified(environ: dict[str, object], etag: str, mtime: int) -> bool:
-    """RFC 9110 13.1: If-None-Match decides when present; If-Modified-Since only otherwise."""
-    inm = environ.get("HTTP_IF_NONE_MATCH")
-    if isinstance(inm, str):
-        if inm == etag:
-            return True
-        tags = [t.strip().removeprefix("W/") for t in inm.split(",")]
-        return "*" in tags or etag in tags
-    ims = environ.get("HTTP_IF_MODIFIED_SINCE")
-    if not isinstance(ims, str) or not ims:
-        return False
-    try:
-        since = parsedate_to_datetime(ims).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return False
-    return mtime <= since
-
-
-def resolve_inside(root: str, relpath: str) -> str | None:
-    """The real path of `relpath` below `root` (already real), or None when it would escape.
-
-    Hidden names are refused too: they are temporary files that are not published yet.
-    """
-    parts = relpath.split("/")
-    for part in parts:
-        if not part or part[0] == "." or "\0" in part or "\\" in part:
-            return None
-    real = os.path.realpath(os.path.join(root, *parts))  # noqa: PTH118
-    if not real.startswith(root + os.sep):
-        return None
-    return real
-
-
-@dataclass(frozen=True)
-class ServedFile:
-    """What a distribution (or metadata) response needs before its bytes are read."""
-
-    path: str
-    size: int
-    etag: str
-    mtime: int
-
-
-def served_file(path: str) -> ServedFile | None:
-    """None for anything but a readable regular file, so directories and devices are 404s."""
-    try:
-        stat = os.stat(path)  # noqa: PTH116
-    except PermissionError:
-        return None
-    except OSError as error:
-        if error.errno not in _ABSENT:
-            raise
-        return None
-    if not S_ISREG(stat.st_mode):
-        return None
-    return ServedFile(path, stat.st_size, f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"', int(stat.st_mtime))

@@ -28,6 +28,7 @@ from pypi_insiders.store import ParsedFilename, Store, parse_filename
 from pypi_insiders.web.auth import Authenticator
 from pypi_insiders.web.index_visibility import WAIT_MARGIN, IndexView
 from pypi_insiders.web.multipart import FILE_FIELD, BodyReader, FilePart, Form, Parser, boundary_of
+from pypi_insiders.web.response import Response, outcome
 from pypi_insiders.web.upload_checks import check_archive, check_filename, check_form, uploader
 from pypi_insiders.web.users import User
 from pypi_insiders.web.yank_api import YankApi
@@ -96,8 +97,8 @@ class Uploads:
         self.published = PublishedFilenames(config.paths.state / RECORD_NAME, store)
         self._commit = threading.Lock()
 
-    def handle(self, environ: Mapping[str, Any]) -> tuple[int, str]:
-        """HTTP status and a one-line message; 401 means the app must ask for Basic credentials."""
+    def handle(self, environ: Mapping[str, Any]) -> Response:
+        """The answer: a one-line message, and for a refusal its reason as the reason phrase."""
         client = str(environ.get("REMOTE_ADDR", "-"))
         user = "-"
         try:
@@ -105,13 +106,13 @@ class Uploads:
             user = account.name
             form = self._receive(environ)
             try:
-                return self._accept(form, account, client)
+                return outcome(200, self._accept(form, account, client))
             finally:
                 form.discard()
         except UploadError as error:
             log.warning("upload refused (%d) for user %s from %s: %s", error.status, user, client, error,
                         extra={"CLIENT": client, "USER": user})
-            return error.status, str(error)
+            return outcome(error.status, str(error))
 
     def _receive(self, environ: Mapping[str, Any]) -> Form:
         if environ.get("REQUEST_METHOD") != "POST":
@@ -129,7 +130,7 @@ class Uploads:
                         max_file=self.max_size, max_fields=FORM_FIELDS_LIMIT, check_filename=check_filename)
         return parser.parse()
 
-    def _accept(self, form: Form, account: User, client: str) -> tuple[int, str]:
+    def _accept(self, form: Form, account: User, client: str) -> str:
         if form.get(":action") != "file_upload":
             raise UploadError(400, f"unsupported :action {form.get(':action')!r}; only file_upload")
         if form.file is None:
@@ -154,7 +155,7 @@ class Uploads:
             log.warning("%s is stored but not yet listed by the index after %g s; is the index "
                         "service's watcher running?", file.filename, self.wait, extra=fields)
             message += f" (not yet listed by the index after {self.wait:g} s)"
-        return 200, message
+        return message
 
     def _publish(self, file: FilePart, parsed: ParsedFilename) -> tuple[str, bool]:
         """Compare with what the index lists and the record holds, then link into the store.

@@ -23,6 +23,7 @@ from pypi_insiders.index.yanks import YankState, check_reason, version_key
 from pypi_insiders.web import upload_checks
 from pypi_insiders.web.auth import Authenticator
 from pypi_insiders.web.index_visibility import IndexView
+from pypi_insiders.web.response import Response, outcome
 from pypi_insiders.web.users import User
 
 log = logging.getLogger(__name__)
@@ -36,20 +37,20 @@ class YankApi:
     def __init__(self, auth: Authenticator, state: YankState, index: IndexView, wait: float) -> None:
         self.auth, self.state, self.index, self.wait = auth, state, index, wait
 
-    def handle(self, environ: Mapping[str, Any], path: str) -> tuple[int, str]:
-        """HTTP status and a one-line message; 401 means the app must ask for Basic credentials."""
+    def handle(self, environ: Mapping[str, Any], path: str) -> Response:
+        """The answer: a one-line message, and for a refusal its reason as the reason phrase."""
         client, user = str(environ.get("REMOTE_ADDR", "-")), "-"
         try:
             account = upload_checks.uploader(self.auth, environ)
             user = account.name
             form = _read_form(environ)
-            return self._apply(form, account, undo=path == "/-/unyank")
+            return outcome(200, self._apply(form, account, undo=path == "/-/unyank"))
         except UploadError as error:
             log.warning("%s refused (%d) for user %s from %s: %s", path, error.status, user, client, error,
                         extra={"CLIENT": client, "USER": user})
-            return error.status, str(error)
+            return outcome(error.status, str(error))
 
-    def _apply(self, form: dict[str, str], account: User, *, undo: bool) -> tuple[int, str]:
+    def _apply(self, form: dict[str, str], account: User, *, undo: bool) -> str:
         project, version, reason = form.get("project", ""), form.get("version", ""), form.get("reason", "")
         if not project or not version:
             raise UploadError(400, "the form needs the fields project and version")
@@ -70,7 +71,7 @@ class YankApi:
         if not self.index.wait(name, lambda: self._shows(name, key, expected), self.wait):
             log.warning("%s %s: the index does not show the change after %g s", name, key, self.wait,
                         extra={"PROJECT": name, "VERSION": key})
-        return 200, f"{name} {key}: {'un-yanked' if undo else 'yanked'}"
+        return f"{name} {key}: {'un-yanked' if undo else 'yanked'}"
 
     def _shows(self, name: str, key: str, expected: object) -> bool:
         files = self.index.release(canonicalize_name(name), key)

@@ -310,7 +310,8 @@ def test_upload_body_shorter_than_content_length_is_refused(upload_config: Confi
     environ = {"REQUEST_METHOD": "POST", "REMOTE_ADDR": "127.0.0.1", "HTTP_AUTHORIZATION": AUTH,
                "CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}",
                "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body[: len(body) // 2])}
-    status, message = Uploads(upload_config, Store(upload_config.paths.store)).handle(environ)
+    reply = Uploads(upload_config, Store(upload_config.paths.store)).handle(environ)
+    status, message = reply.code, reply.text
     assert status == 400
     assert "before its Content-Length" in message
     assert tree(upload_config.paths.store) == []
@@ -339,7 +340,8 @@ def test_upload_handler_refuses_an_oversized_content_length_without_reading(uplo
     environ = {"REQUEST_METHOD": "POST", "REMOTE_ADDR": "127.0.0.1", "HTTP_AUTHORIZATION": AUTH,
                "CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}",
                "CONTENT_LENGTH": str(50 * 1024 * 1024), "wsgi.input": io.BytesIO(b"")}
-    status, message = Uploads(upload_config, Store(upload_config.paths.store)).handle(environ)
+    reply = Uploads(upload_config, Store(upload_config.paths.store)).handle(environ)
+    status, message = reply.code, reply.text
     assert status == 413
     assert "exceeds the upload limit" in message
     assert tree(upload_config.paths.store) == []
@@ -356,7 +358,8 @@ def test_upload_without_a_watcher_is_stored_and_answered_200_after_the_wait(
     uploads = Uploads(upload_config, Store(upload_config.paths.store))
     uploads.wait = 0.3
     with caplog.at_level(logging.WARNING):
-        status, message = uploads.handle(environ)
+        reply = uploads.handle(environ)
+    status, message = reply.code, reply.text
     assert (status, message) == (200, f"{wheel.name}: uploaded (not yet listed by the index after 0.3 s)")
     assert f"{wheel.name} is stored but not yet listed by the index" in caplog.text
     assert tree(upload_config.paths.store) == [f"demo-pkg/{wheel.name}"]
@@ -471,8 +474,9 @@ def test_upload_failed_logins_are_throttled_per_client_address(upload_config: Co
     uploads = Uploads(upload_config, Store(upload_config.paths.store))
 
     def attempt(client: str, secret: str) -> tuple[int, str]:
-        return uploads.handle({"REQUEST_METHOD": "POST", "REMOTE_ADDR": client, "CONTENT_LENGTH": "0",
-                               "HTTP_AUTHORIZATION": basic("alice", secret), "wsgi.input": io.BytesIO()})
+        reply = uploads.handle({"REQUEST_METHOD": "POST", "REMOTE_ADDR": client, "CONTENT_LENGTH": "0",
+                                "HTTP_AUTHORIZATION": basic("alice", secret), "wsgi.input": io.BytesIO()})
+        return reply.code, reply.text
 
     assert [attempt("192.0.2.1", f"guess-{n}")[0] for n in range(10)] == [403] * 10
     status, message = attempt("192.0.2.1", SECRET)  # even the right secret waits: no oracle

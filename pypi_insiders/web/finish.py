@@ -1,0 +1,138 @@
+"""The one step between a route's `Response` and what waitress sends.
+
+Every answer passes here, in this order: the headers of an answer meant for one caller, the
+conditional GET (RFC 9110 13: 304 when the client's copy is current), HEAD (the headers of
+GET, no body), and the body as the iterable waitress sends best. Routes only say what their
+answer is; a rule written here holds for every route, old and new.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from email.utils import formatdate, parsedate_to_datetime
+from typing import Any, BinaryIO, Final
+
+from pypi_insiders.web.response import FileBody, Headers, Response, plain
+
+CHUNK: Final = 256 * 1024
+# waitress copies a body into its output buffer, which becomes a temp file past 1 MiB (its
+# outbuf_overflow): the root list of 20,000 projects (1.1 MB) was written to disk and read
+# back for every request. A body this large goes out through wsgi.file_wrapper instead,
+# which waitress reads from as it sends.
+LARGE_BODY: Final = 256 * 1024
+# RFC 9110 15.4.5: what a 304 carries of the 200 it stands for; never the body's own headers.
+_KEPT_BY_304: Final = frozenset({"Cache-Control", "Content-Location", "Date", "ETag", "Expires",
+                                 "Last-Modified", "Vary"})
+_NOT_MODIFIED: Final = "304 Not Modified"
+
+
+def finish(environ: Mapping[str, Any], response: Response) -> tuple[Response, Iterable[bytes]]:
+    """The answer as sent (its status and headers, for `start_response` and the access log) and
+    its body."""
+    if response.private or response.vary_auth:
+        response = _replace(response, response.status, one_caller(response.headers, private=response.private))
+    if response.etag and (environ.get("HTTP_IF_NONE_MATCH") or environ.get("HTTP_IF_MODIFIED_SINCE")) \
+            and not_modified(environ, response.etag, response.mtime):
+        kept = [(k, v) for k, v in response.headers if k in _KEPT_BY_304]
+        return _replace(response, _NOT_MODIFIED, kept, b""), ()
+    body = response.body
+    if environ.get("REQUEST_METHOD") == "HEAD":
+        if not isinstance(body, bytes | FileBody) and hasattr(body, "close"):
+            body.close()
+        return response, ()
+    if isinstance(body, bytes):
+        return response, _in_memory(environ, body)
+    if isinstance(body, FileBody):
+        return _file(environ, response, body)
+    return response, body
+
+
+def one_caller(headers: Headers, *, private: bool) -> Headers:
+    """The headers of an answer that depends on who asked: Vary names Authorization, so no cache
+    gives it to another caller; with `private` (made for the credentials sent), Cache-Control
+    says `private` too, so no shared cache keeps it at all. RFC 9111 lets a shared cache reuse
+    an answer to an authorized request that says `public`, which would hand one sponsor's view
+    to anyone.
+    """
+    out: Headers = []
+    varied = False
+    for key, value in headers:
+        if key == "Vary":
+            varied = True
+            if "Authorization" not in value:
+                value = f"{value}, Authorization"  # noqa: PLW2901 - the header, rewritten
+        elif key == "Cache-Control" and private:
+            value = _private(value)  # noqa: PLW2901
+        out.append((key, value))
+    return out if varied else [*out, ("Vary", "Authorization")]
+
+
+def _private(cache_control: str) -> str:
+    directives = [d.strip() for d in cache_control.split(",")]
+    if "private" in directives:
+        return cache_control
+    if "public" in directives:
+        return ", ".join("private" if d == "public" else d for d in directives)
+    return f"private, {cache_control}"
+
+
+def not_modified(environ: Mapping[str, Any], etag: str, mtime: int) -> bool:
+    """RFC 9110 13.1: If-None-Match decides when present; If-Modified-Since only otherwise."""
+    inm = environ.get("HTTP_IF_NONE_MATCH")
+    if isinstance(inm, str):
+        if inm == etag:
+            return True
+        tags = [t.strip().removeprefix("W/") for t in inm.split(",")]
+        return "*" in tags or etag in tags
+    ims = environ.get("HTTP_IF_MODIFIED_SINCE")
+    if not isinstance(ims, str) or not ims:
+        return False
+    try:
+        since = parsedate_to_datetime(ims).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False
+    return mtime <= since
+
+
+def validators(etag: str, mtime: int, cache_control: str) -> Headers:
+    """The headers a conditional request is judged by, and how long a copy stays fresh."""
+    return [("ETag", etag), ("Last-Modified", formatdate(mtime, usegmt=True)),
+            ("Cache-Control", cache_control)]
+
+
+def _in_memory(environ: Mapping[str, Any], body: bytes) -> Iterable[bytes]:
+    """`body` as the WSGI iterable waitress sends best: read in place when it is large."""
+    wrapper = environ.get("wsgi.file_wrapper")
+    if wrapper is None or len(body) < LARGE_BODY:
+        return (body,)
+    wrapped: Iterable[bytes] = wrapper(io.BytesIO(body), CHUNK)  # BytesIO shares the bytes
+    return wrapped
+
+
+def _file(environ: Mapping[str, Any], response: Response, body: FileBody) -> tuple[Response, Iterable[bytes]]:
+    try:
+        stream = open(body.path, "rb")  # noqa: SIM115,PTH123 - closed by the server
+    except OSError:  # deleted since the route saw it
+        gone = plain("404 Not Found", "no such file")
+        return finish(environ, replace(response, status=gone.status, headers=gone.headers, body=gone.body,
+                                       etag="", private=False, vary_auth=False))
+    wrapper = environ.get("wsgi.file_wrapper")
+    sent: Iterable[bytes] = wrapper(stream, CHUNK) if wrapper else _chunks(stream)
+    return response, sent
+
+
+def _chunks(stream: BinaryIO) -> Iterable[bytes]:
+    with stream:
+        while chunk := stream.read(CHUNK):
+            yield chunk
+
+
+def _replace(response: Response, status: str, headers: Headers,
+             body: bytes | FileBody | Iterable[bytes] | None = None) -> Response:
+    """`response` with another status line and headers; its facts for the access log kept."""
+    return Response(status, headers, response.body if body is None else body, etag=response.etag,
+                    mtime=response.mtime, private=response.private, vary_auth=response.vary_auth,
+                    user=response.user, project=response.project, file=response.file,
+                    proxy_sends=response.proxy_sends)

@@ -1,0 +1,128 @@
+"""One answer of the web app, whatever route made it, and the plain answers every route gives alike.
+
+A route says what its answer is: status, headers, body, the validators a conditional request
+is judged by, whom it is for, and what the access log records of it. What is sent is decided
+in one place after that (`finish.py`): the 304, HEAD, the headers of an answer meant for one
+caller, the body as waitress sends it best. So no route repeats those rules, and a new route
+cannot forget one of them.
+
+One place also decides the shape of a refusal (its reason phrase, which twine shows; its
+headers), so every route refuses the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import KW_ONLY, dataclass
+from http import HTTPStatus
+from typing import Final
+
+from packaging.utils import NormalizedName
+
+from pypi_insiders.index import progress
+from pypi_insiders.web.auth import AuthError
+
+Headers = list[tuple[str, str]]
+
+REALM: Final = "pypi-insiders"
+CHALLENGE: Final = ("WWW-Authenticate", f'Basic realm="{REALM}"')
+NO_STORE: Final = ("Cache-Control", "no-store")
+TEXT: Final = "text/plain; charset=utf-8"
+REASON_MAX: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class FileBody:
+    """A file sent as the body, opened only when it is sent: never for HEAD or a 304."""
+
+    path: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What a route answers. Frozen: the upstream proxy's cache hands one to many threads.
+
+    `headers` is never changed in place (a cached page shares its list with every answer).
+    """
+
+    status: str
+    headers: Headers
+    body: bytes | FileBody | Iterable[bytes] = b""
+    _: KW_ONLY
+    etag: str = ""  # with `mtime`: a conditional GET may answer 304 (only for a 200 that has one)
+    mtime: int = 0
+    # Whom it is for (`finish.one_caller`): `private`, made for the credentials sent, so no
+    # shared cache keeps it; `vary_auth`, another caller could get another answer.
+    private: bool = False
+    vary_auth: bool = False
+    # What the access log records (`access_log.py`).
+    user: str | None = None
+    project: NormalizedName | None = None
+    file: str | None = None  # below /packages/
+    proxy_sends: int | None = None  # bytes of a file nginx sends in our place (`sendfile.py`)
+
+    @property
+    def code(self) -> int:
+        return int(self.status[:3])
+
+    @property
+    def text(self) -> str:
+        """The message of a plain-text answer (`plain`), without its line end."""
+        return self.body.decode(errors="replace").removesuffix("\n") if isinstance(self.body, bytes) else ""
+
+
+def plain(status: str, message: str, extra: Headers | None = None) -> Response:
+    body = (message + "\n").encode()
+    headers = [("Content-Type", TEXT), ("Content-Length", str(len(body))), *(extra or ())]
+    return Response(status, headers, body)
+
+
+def outcome(code: int, message: str) -> Response:
+    """An API's answer (upload, yank): a refusal's reason is its reason phrase, and a 401 asks
+    for Basic credentials again."""
+    reason = phrase(code, message if code >= 400 else "")
+    return plain(f"{code} {reason}", message, [CHALLENGE] if code == 401 else None)
+
+
+def challenge(message: str) -> Response:
+    return plain("401 Unauthorized", message, [CHALLENGE, NO_STORE])
+
+
+def denied(refusal: AuthError) -> Response:
+    """Credentials that cannot be accepted on a read: ask again, or wait (too many failures)."""
+    if refusal.status == 429:
+        return plain("429 Too Many Requests", refusal.message,
+                    [("Retry-After", str(refusal.retry_after)), NO_STORE])
+    return challenge(refusal.message)
+
+
+def redirect(location: str) -> Response:
+    return plain("301 Moved Permanently", f"moved to {location}", [("Location", location)])
+
+
+def not_generated() -> Response:
+    return plain("503 Service Unavailable", "the index has not been generated yet",
+                [("Retry-After", str(progress.RETRY_AFTER))])
+
+
+def being_generated(project: NormalizedName) -> Response:
+    """A local project whose page the first generation has not written yet: never upstream's."""
+    answer = plain("503 Service Unavailable", "this project's page is being generated; try again shortly",
+                  [("Retry-After", str(progress.RETRY_AFTER))])
+    return Response(answer.status, answer.headers, answer.body, project=project)
+
+
+def phrase(code: int, reason: str = "") -> str:
+    """A refusal's reason as the reason phrase, the way the public index does it: twine shows
+    only the status line unless --verbose. Made one printable ASCII line (a header may carry
+    nothing else); the standard phrase when nothing is left.
+    """
+    shown = "".join(c if " " <= c <= "~" else " " for c in reason)
+    shown = " ".join(shown.split())[:REASON_MAX]
+    if shown:
+        return shown
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Unknown"
