@@ -249,12 +249,11 @@ class IndexApp:
 
     def _page(self, environ: Environ, file: str, fmt: Format, *, vary: bool, view: View,
               project: NormalizedName | None = None) -> Response | None:
-        page = self.pages.get(file, fmt.content_type, vary,
+        page = self.pages.get(file, fmt.content_type, vary, project=project,
                               gzipped=accepts_gzip(str(environ.get("HTTP_ACCEPT_ENCODING", ""))))
         if page is None:
             return None
-        return Response("200 OK", page.headers, page.body, etag=page.etag, mtime=page.mtime,
-                        private=view.private, project=project)
+        return page.own if view.private else page.shared
 
     # ------------------------------------------------------------------ other routes
 

@@ -12,11 +12,13 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
+from packaging.utils import NormalizedName
+
 from pypi_insiders.web.finish import validators
-from pypi_insiders.web.response import Headers
+from pypi_insiders.web.response import Headers, Response
 from pypi_insiders.web.safe_paths import ABSENT
 
 PAGE_CACHE_CONTROL: Final = "max-age=30, public"
@@ -30,13 +32,17 @@ GZIP_FROM: Final = 1024  # smaller pages gain too little from compression to pay
 
 @dataclass(frozen=True)
 class Page:
-    """A page's bytes with every header precomputed, valid while the file's stat is unchanged."""
+    """A page's answer made once, valid while the file's stat is unchanged: a request for it
+    builds nothing (`finish.py` makes it private for a caller with credentials)."""
 
-    body: bytes
     identity: tuple[int, int, int]  # (st_ino, st_size, st_mtime_ns)
-    etag: str
-    mtime: int  # seconds, what Last-Modified can express
-    headers: Headers = field(repr=False)  # shared by every answer: never changed in place
+    shared: Response = field(repr=False)  # for anyone
+    own: Response = field(repr=False)  # for a caller who sent credentials
+
+    @property
+    def body(self) -> bytes:
+        body = self.shared.body
+        return body if isinstance(body, bytes) else b""  # always bytes here
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int, int]:
@@ -75,10 +81,12 @@ class PageCache:
     def __len__(self) -> int:
         return len(self._pages)
 
-    def get(self, file: str, content_type: str, vary: bool, *, gzipped: bool = False) -> Page | None:
+    def get(self, file: str, content_type: str, vary: bool, *, gzipped: bool = False,
+            project: NormalizedName | None = None) -> Page | None:
         """The page in `file`, reloaded when it changed on disk; None when it does not exist.
 
         `gzipped`: the client accepts gzip; the page comes compressed when that pays.
+        `project`: whose page it is, for the access log (a file always holds the same one's).
         """
         key = (file, content_type, gzipped)
         try:
@@ -97,7 +105,7 @@ class PageCache:
             page = self._pages.get(key)
             if page is not None and page.identity == _identity(stat):
                 return page
-            return self._load(key, vary)
+            return self._load(key, vary, project)
 
     def _loading_lock(self, key: _Key) -> threading.Lock:
         """The lock a page is loaded under: a 1 MB root list is compressed once, not once per
@@ -105,7 +113,7 @@ class PageCache:
         fixed set, so memory does not grow with the pages, two pages rarely share one."""
         return self._stripes[hash(key) % len(self._stripes)]
 
-    def _load(self, key: _Key, vary: bool) -> Page | None:
+    def _load(self, key: _Key, vary: bool, project: NormalizedName | None) -> Page | None:
         try:
             with open(key[0], "rb") as stream:  # noqa: PTH123 - str paths keep the hot path cheap
                 stat = os.fstat(stream.fileno())
@@ -127,7 +135,8 @@ class PageCache:
         vary_on = "Accept, Accept-Encoding" if vary else "Accept-Encoding"
         headers = [("Content-Type", key[1]), ("Content-Length", str(len(body))), *encoding,
                    *validators(etag, mtime, PAGE_CACHE_CONTROL), ("Vary", vary_on)]
-        page = Page(body, _identity(stat), etag, mtime, headers)
+        shared = Response("200 OK", headers, body, etag=etag, mtime=mtime, project=project)
+        page = Page(_identity(stat), shared, replace(shared, private=True))
         with self._lock:
             old = self._pages.pop(key, None)
             self._bytes += _cost(page) - (_cost(old) if old else 0)
