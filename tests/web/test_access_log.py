@@ -142,6 +142,19 @@ def test_access_log_file_read_by_a_token_user_names_user_file_and_client(audited
     assert audited.entries.fields()[-1]["FILE"] == f"private-pkg/{team_setup.PRIVATE_WHEEL}.metadata"
 
 
+def test_access_log_file_sent_by_nginx_counts_the_files_bytes_and_a_304_none(audited: Audited) -> None:
+    token = basic("__token__", audited.tokens["ci"])
+    sent = audited.get(PUBLIC, token, X_Sendfile_Type="X-Accel-Redirect")
+    assert (sent.status, sent.body) == (200, b"")
+    size = (audited.store / "public-pkg" / team_setup.PUBLIC_WHEEL).stat().st_size
+    assert audited.entries.fields()[-1]["BYTES"] == str(size)
+    current = audited.get(PUBLIC, token, If_None_Match=sent.header("ETag") or "")
+    assert current.status == 304
+    entry = audited.entries.fields()[-1]
+    assert (entry["STATUS"], entry["BYTES"], entry["USER"]) == ("304", "0", "ci")
+    assert entry["PROJECT"] == "public-pkg"
+
+
 def test_access_log_refusals_are_logged_without_a_user(audited: Audited) -> None:
     assert audited.get("/simple/private-pkg/").status == 401
     assert audited.get(PRIVATE, basic("sponsor", "wrong-guess-123")).status == 401
