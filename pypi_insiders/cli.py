@@ -36,9 +36,9 @@ def _load(args: argparse.Namespace) -> config.Config:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from pypi_insiders import service  # noqa: PLC0415
-    from pypi_insiders.web import workers  # noqa: PLC0415
+    from pypi_insiders.service import processes  # noqa: PLC0415
 
-    workers.tune_heap()
+    processes.tune_heap()
     return service.serve(_load(args), config_arg=args.config)
 
 

@@ -1,7 +1,7 @@
 """`pypi-insiders serve`: the processes and threads that run the index, and who touches what.
 
 Processes: the parent generates the index, watches the store and talks to systemd; with
-`[server] processes` above 1 it forks workers (`web.workers`) onto the one listening socket,
+`[server] processes` above 1 it forks workers (`processes.py`) onto the one listening socket,
 which serve the same files from disk and never generate, watch or notify.
 
 Threads of the parent, and what each may touch:

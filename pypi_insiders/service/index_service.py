@@ -25,11 +25,10 @@ from pypi_insiders.config import Config
 from pypi_insiders.errors import ConfigError
 from pypi_insiders.index import progress
 from pypi_insiders.index.layout import IndexLayout
-from pypi_insiders.service import live_config
+from pypi_insiders.service import live_config, processes
 from pypi_insiders.service.server import Server, answers, create_server, listening, url_of
 from pypi_insiders.service.serving import Serving, install_signals, reloader, thread
 from pypi_insiders.service.worker import serve_worker
-from pypi_insiders.web import workers
 from pypi_insiders.wording import counted
 
 log = logging.getLogger(__name__)
@@ -80,7 +79,7 @@ class Service(Serving):
         super().__init__(config, config_arg, file_config=file_config)
         self.generator = generator
         self.watcher: StoreWatcher | None = None
-        self.workers = workers.Workers([])
+        self.workers = processes.Workers([])
         self.ready = threading.Event()  # READY=1 sent: the start-up is over
         self.scanning = False  # the first generation is still running (it runs while serving)
         self._progress_lock = threading.Lock()  # the progress file is never written after its removal
@@ -137,10 +136,10 @@ class Service(Serving):
     def _bind(self) -> Server:
         extra = self.config.server.processes - 1
         try:
-            sock = workers.bind(self.config) if extra else None
+            sock = processes.bind(self.config) if extra else None
             if sock is not None:
                 config, config_arg, file_config = self.config, self.config_arg, self.file_config
-                self.workers = workers.Workers(workers.fork(
+                self.workers = processes.Workers(processes.fork(
                     extra, lambda: serve_worker(config, config_arg, file_config, sock)))
             self.server = create_server(self.app, self.config, sock)
         except OSError as error:
@@ -164,7 +163,7 @@ class Service(Serving):
             self._generate()
             self._end_progress()
             gc.collect()
-            workers.trim_heap()  # a cold generation's garbage: the parent serves on for months
+            processes.trim_heap()  # a cold generation's garbage: the parent serves on for months
             if not self.stopped.is_set():
                 self._watch()
                 self.ready.set()
