@@ -73,7 +73,8 @@ def split_credentials(url: str) -> tuple[str, Credentials | None]:
 
 
 def display_url(url: str) -> str:
-    """The URL as it may appear in a log line or a message."""
+    """The URL as it may appear in a log line, a message or a page: without the user part at
+    all, since a user name alone can be the secret (a token in place of the user)."""
     return split_credentials(url)[0]
 
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from dulwich.client import (
     GitClient,
@@ -32,6 +32,7 @@ from urllib3.util.retry import Retry
 from pypi_insiders.config import Config, RepoConfig
 from pypi_insiders.errors import CredentialError, FetchError
 from pypi_insiders.fetch import credentials, repo_state
+from pypi_insiders.http_client import display_url
 from pypi_insiders.wording import counted
 
 log = logging.getLogger(__name__)
@@ -51,16 +52,6 @@ class FetchOutcome:
     tags: dict[str, str]  # tag name -> commit sha, as the mirror holds them now
     fetched: bool  # whether objects were requested from the remote at all
     changed: int  # tag refs added, moved or removed in the mirror
-
-
-def display_url(url: str) -> str:
-    """The URL without any password, for logs, errors and the status page."""
-    parts = urlsplit(url)
-    if parts.scheme and parts.password is not None:
-        host = parts.hostname or ""
-        netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 def scheme_of(url: str) -> str:

@@ -35,6 +35,7 @@ from pypi_insiders.errors import (
 )
 from pypi_insiders.fetch import builder, git, publish, repo_state, versions
 from pypi_insiders.files import LockBusy, exclusive_lock
+from pypi_insiders.http_client import display_url
 from pypi_insiders.provenance import Origin
 from pypi_insiders.store import parse_filename
 from pypi_insiders.wording import counted, utc
@@ -200,7 +201,7 @@ def build_one(config: Config, repo: RepoConfig, record: repo_state.RepoState,
                                        workdir, config.paths.cache / "pip", config.paths.cache / "build-envs",
                                        project=repo.distribution or _normalized(record.distribution))
         files = builder.build(request)
-        origin = Origin(repo.key, git.display_url(repo.url), tag.tag, tag.commit)
+        origin = Origin(repo.key, display_url(repo.url), tag.tag, tag.commit)
         names = publish.publish(config, files, repo.key, origin)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

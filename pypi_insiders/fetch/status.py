@@ -22,9 +22,8 @@ from packaging.version import InvalidVersion, Version
 from pypi_insiders.config import Config, RepoConfig, current_repos
 from pypi_insiders.errors import ConfigError, InvalidDistributionError
 from pypi_insiders.fetch import repo_state, versions
-from pypi_insiders.fetch.git import display_url
 from pypi_insiders.files import atomic_write
-from pypi_insiders.http_client import HttpClient, HttpError
+from pypi_insiders.http_client import HttpClient, HttpError, display_url
 from pypi_insiders.simple_api import V1_JSON_MEDIA_TYPE
 from pypi_insiders.store import parse_filename
 from pypi_insiders.units import FETCH_TIMER

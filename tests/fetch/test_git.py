@@ -16,6 +16,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError, ProxyError
 from pypi_insiders import config
 from pypi_insiders.errors import CredentialError, FetchError
 from pypi_insiders.fetch import credentials, git, repo_state
+from pypi_insiders.http_client import display_url
 from tests.conftest import ConfigMaker
 from tests.support import git_fixtures as g
 
@@ -252,8 +253,9 @@ def test_scheme_of_recognises_every_source_form(url: str, scheme: str) -> None:
 
 
 def test_display_url_hides_passwords() -> None:
-    assert git.display_url("https://me:secret@h:8443/a.git") == "https://me:***@h:8443/a.git"
-    assert git.display_url("git@h:a.git") == "git@h:a.git"
+    assert display_url("https://me:secret@h:8443/a.git") == "https://h:8443/a.git"
+    assert display_url("https://TOKEN@h/a.git") == "https://h/a.git"
+    assert display_url("git@h:a.git") == "git@h:a.git"
 
 
 def test_state_backoff_doubles_up_to_the_cap() -> None:

@@ -77,7 +77,7 @@ def test_repos_add_makes_a_local_path_absolute(make_config: ConfigMaker, tmp_pat
     (["add", "team/proj", "--min-version", "one"], "min_version: not a PEP 440 version: 'one'"),
     (["add", "team/proj", "--credential", "../etc/shadow"], "credential names are file names"),
     (["add", "ftp://host/team/proj"], "unsupported URL scheme 'ftp'"),
-    (["add", "https://me:hunter2@host/team/proj"], "https://me:***@host/team/proj: a password in the URL"),
+    (["add", "https://me:hunter2@host/team/proj"], "https://host/team/proj: a password in the URL"),
     (["add", "not a source"], "not NAMESPACE/PROJECT[:DISTRIBUTION], a git URL or a local path"),
     (["add", "team/proj:one", "two"], "names distribution 'one', the argument says 'two'"),
     (["remove", "nobody/nothing"], "unknown repository 'nobody/nothing'"),
