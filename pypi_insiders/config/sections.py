@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 from pathlib import Path
 from typing import cast
 
@@ -36,6 +35,7 @@ from pypi_insiders.config.table import (
     positive,
     resolve,
 )
+from pypi_insiders.project_names import is_valid
 
 
 def server(root: Table) -> ServerConfig:
@@ -165,16 +165,13 @@ def default_anonymous(server: ServerConfig) -> tuple[Anonymous, str]:
     return "none", f"default: the index listens on {server.host}, beyond loopback"
 
 
-_PROJECT = re.compile(r"[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]")
-
-
 def access(root: Table, server: ServerConfig) -> AccessConfig:
     t = root.table("access")
     anonymous = t.get("anonymous", str, "", lambda v: one_of("read", "none")(v) if v else None)
     public = t.get("public_projects", list, [])
     names: set[NormalizedName] = set()
     for number, value in enumerate(public):
-        if not isinstance(value, str) or not _PROJECT.fullmatch(value):
+        if not isinstance(value, str) or not is_valid(value):
             t.problem(f"public_projects[{number}]", f"not a project name: {value!r}")
         else:
             names.add(canonicalize_name(value))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +18,11 @@ from packaging.utils import NormalizedName
 
 from pypi_insiders.errors import InvalidDistributionError
 from pypi_insiders.metadata import read_core_metadata
+from pypi_insiders.project_names import is_normalized
 from pypi_insiders.store import parse_filename
 
 _CHUNK = 256 * 1024
 _HEAD = 1024 * 1024  # bytes kept to read metadata from: a small wheel, or an sdist's start
-# A PEP 508 name, normalized. packaging 23.0 does not check sdist names; pages and paths rely on it.
-_VALID_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
 
 @dataclass(frozen=True)
@@ -43,7 +41,8 @@ class FileInfo:
 def inspect(path: Path, filename: str) -> FileInfo:
     """Everything served about one file; raises InvalidDistributionError if it must not be served."""
     parsed = parse_filename(filename)
-    if not _VALID_NAME.fullmatch(parsed.project):
+    # packaging 23.0 does not check sdist names; pages and paths rely on it.
+    if not is_normalized(parsed.project):
         msg = f"{filename}: not a valid project name (PEP 508)"
         raise InvalidDistributionError(msg)
     sha256, size, mtime_ns, head = _digest(path, filename)

@@ -9,7 +9,6 @@ beyond that on the hot path but one access log entry (`access_log.py`, off with
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -22,6 +21,7 @@ from pypi_insiders.errors import InsidersError
 from pypi_insiders.index import progress
 from pypi_insiders.index.layout import PACKAGES_URL, SIMPLE_URL, IndexLayout
 from pypi_insiders.index.pins import Pins, pins_path
+from pypi_insiders.project_names import is_normalized, is_valid
 from pypi_insiders.store import Store
 from pypi_insiders.web import access, access_log, file_route, page_cache, project_page, upload, yank_api
 from pypi_insiders.web.access import View
@@ -43,8 +43,6 @@ from pypi_insiders.web.users import LAST_USE_FILE
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 
-_NORMALIZED = re.compile(r"[a-z0-9]+(?:[-][a-z0-9]+)*")
-_VALID_NAME = re.compile(r"[a-z0-9]|[a-z0-9][a-z0-9._-]*[a-z0-9]", re.IGNORECASE)
 _READ_ONLY = "GET, HEAD"
 _READ_METHODS = frozenset({"GET", "HEAD"})
 _UPLOAD_PATHS = frozenset({"/", "/legacy", "/legacy/"})
@@ -234,7 +232,7 @@ class IndexApp:
         """`NAME/` after a route's prefix: the name when it is spelled normalized, else the answer
         (a redirect to the normalized URL, or a 404)."""
         name, slash, tail = rest.partition("/")
-        if tail or len(name) > _MAX_NAME or not _NORMALIZED.fullmatch(name):
+        if tail or len(name) > _MAX_NAME or not is_normalized(name):
             return self._unnormalized(environ, name, slash, tail)
         if not slash:
             return redirect(_with_query(f"{name}/", environ))
@@ -242,7 +240,7 @@ class IndexApp:
 
     def _unnormalized(self, environ: Environ, name: str, slash: str, tail: str) -> Response:
         """A valid name spelled otherwise moves to its normalized URL; anything else is a 404."""
-        if tail or len(name) > _MAX_NAME or not _VALID_NAME.fullmatch(name):
+        if tail or len(name) > _MAX_NAME or not is_valid(name):
             return plain("404 Not Found", "not a project name")
         target = f"{canonicalize_name(name)}/"
         return redirect(_with_query(f"../{target}" if slash else target, environ))

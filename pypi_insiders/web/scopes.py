@@ -6,13 +6,12 @@ which need not exist yet (a sponsor's token may be made before the first build l
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Final
 
 from packaging.utils import NormalizedName, canonicalize_name
 
-_PROJECT = re.compile(r"[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]")
+from pypi_insiders.project_names import is_valid
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ def parse_scope(text: str) -> Scope:
     names = []
     for part in text.split(","):
         name = part.strip()
-        if not _PROJECT.fullmatch(name):
+        if not is_valid(name):
             msg = f"not a project name: {name!r} (a scope is '*' or comma-separated project names)"
             raise ValueError(msg)
         names.append(canonicalize_name(name))
