@@ -56,10 +56,9 @@ class Policy:
     def refuse(self, view: View, project: NormalizedName | None = None) -> Response:
         """For a local project this caller may not read; the body names nothing of it."""
         if view.user is None:
-            refusal = challenge("authentication required")
-            return Response(refusal.status, refusal.headers, refusal.body, project=project)
-        refusal = plain("403 Forbidden", f"user {view.user.name!r} may not read this project", [NO_STORE])
-        return Response(refusal.status, refusal.headers, refusal.body, vary_auth=True, project=project)
+            return challenge("authentication required", project)
+        return plain("403 Forbidden", f"user {view.user.name!r} may not read this project", [NO_STORE],
+                     vary_auth=True, project=project)
 
     def status_allowed(self, view: View, data: Mapping[str, Any]) -> dict[str, Any]:
         """`/status` with only the repositories whose distribution this caller may read."""

@@ -215,7 +215,7 @@ class IndexApp:
         body = self.projects.body(project)
         if body is None:
             return plain("404 Not Found", "no such project here")
-        return replace(_scoped(body, HTML, view), project=project)
+        return _scoped(body, HTML, view, project)
 
     def _not_readable(self, environ: Environ, project: NormalizedName, formats: tuple[Format, ...],
                       view: View) -> Response:
@@ -283,13 +283,13 @@ class IndexApp:
         return uploads.handle(environ)
 
 
-def _scoped(body: bytes, fmt: Format, view: View) -> Response:
+def _scoped(body: bytes, fmt: Format, view: View, project: NormalizedName | None = None) -> Response:
     """A page rendered for one scope: never reused for another caller, never kept by a shared
     cache when made for credentials; an anonymous caller's is checked again on every use."""
     cache = "max-age=30" if view.private else "no-cache"
     return Response("200 OK", [("Content-Type", fmt.content_type), ("Content-Length", str(len(body))),
                                ("Cache-Control", cache), ("Vary", "Accept")], body,
-                    private=view.private, vary_auth=True)
+                    private=view.private, vary_auth=True, project=project)
 
 
 def _with_query(location: str, environ: Environ) -> str:

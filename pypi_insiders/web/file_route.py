@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 from packaging.utils import NormalizedName
@@ -78,9 +79,8 @@ class PublishedFiles:
 
 
 def _about(answer: Response, project: NormalizedName | None, relpath: str) -> Response:
-    """A refusal, with the file and its project for the access log."""
-    return Response(answer.status, answer.headers, answer.body, vary_auth=answer.vary_auth,
-                    project=project, file=relpath)
+    """A refusal or a 404, with the file and its project for the access log."""
+    return replace(answer, project=project, file=relpath)
 
 
 def _project_of(relpath: str) -> NormalizedName | None:

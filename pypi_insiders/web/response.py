@@ -72,10 +72,12 @@ class Response:
         return self.body.decode(errors="replace").removesuffix("\n") if isinstance(self.body, bytes) else ""
 
 
-def plain(status: str, message: str, extra: Headers | None = None) -> Response:
+def plain(status: str, message: str, extra: Headers | None = None, *, vary_auth: bool = False,
+          project: NormalizedName | None = None) -> Response:
+    """A one-line text answer; a refusal, a redirect, an error."""
     body = (message + "\n").encode()
     headers = [("Content-Type", TEXT), ("Content-Length", str(len(body))), *(extra or ())]
-    return Response(status, headers, body)
+    return Response(status, headers, body, vary_auth=vary_auth, project=project)
 
 
 def outcome(code: int, message: str) -> Response:
@@ -85,8 +87,9 @@ def outcome(code: int, message: str) -> Response:
     return plain(f"{code} {reason}", message, [CHALLENGE] if code == 401 else None)
 
 
-def challenge(message: str) -> Response:
-    return plain("401 Unauthorized", message, [CHALLENGE, NO_STORE])
+def challenge(message: str, project: NormalizedName | None = None) -> Response:
+    """No credentials, or unusable ones: clients such as pip and uv send theirs only after this."""
+    return plain("401 Unauthorized", message, [CHALLENGE, NO_STORE], project=project)
 
 
 def denied(refusal: AuthError) -> Response:
@@ -108,9 +111,8 @@ def not_generated() -> Response:
 
 def being_generated(project: NormalizedName) -> Response:
     """A local project whose page the first generation has not written yet: never upstream's."""
-    answer = plain("503 Service Unavailable", "this project's page is being generated; try again shortly",
-                  [("Retry-After", str(progress.RETRY_AFTER))])
-    return Response(answer.status, answer.headers, answer.body, project=project)
+    return plain("503 Service Unavailable", "this project's page is being generated; try again shortly",
+                 [("Retry-After", str(progress.RETRY_AFTER))], project=project)
 
 
 def phrase(code: int, reason: str = "") -> str:
