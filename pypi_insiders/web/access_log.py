@@ -48,7 +48,7 @@ _WRITE_EVERY: Final = 0.1  # seconds an entry may wait for the writer thread
 _QUEUE_LIMIT: Final = 100_000  # entries waiting at most; beyond, the oldest go (a stuck journal)
 
 # client, user, method, path, status, bytes, milliseconds, project, file: what a request leaves
-_Entry = tuple[str, str | None, str, str, int, int, float, Any, Any]
+_Entry = tuple[str, str | None, str, str, int, int, float, str | None, str | None]
 _UNPRINTABLE: Final = re.compile(r"[^!#$&-~]")  # all but printable ASCII, '"' and '%'
 
 
@@ -102,7 +102,8 @@ class AccessLog:
         _LOGS.add(self)
 
     def record(self, environ: Mapping[str, Any], response: Response, began: float) -> None:
-        """`response` as sent (`finish.py`): its status and headers, and its facts for the log."""
+        """`response` as sent (`finish.py`): its status, headers and facts; who asked is the
+        request's REMOTE_USER."""
         if not log.isEnabledFor(logging.INFO):
             return
         code = response.code
@@ -114,7 +115,7 @@ class AccessLog:
         if refused and not self._limit.admit():
             return
         method = str(environ.get("REQUEST_METHOD", "-"))
-        self._queue.append((str(environ.get("REMOTE_ADDR") or "-"), response.user, method,
+        self._queue.append((str(environ.get("REMOTE_ADDR") or "-"), environ.get("REMOTE_USER"), method,
                             str(environ.get("PATH_INFO") or "/"), code, _body_size(method, response),
                             (time.perf_counter() - began) * 1000, project, file))
         if self._writer_pid != os.getpid():

@@ -46,7 +46,6 @@ StartResponse = Callable[..., Any]
 _READ_ONLY = "GET, HEAD"
 _READ_METHODS = frozenset({"GET", "HEAD"})
 _UPLOAD_PATHS = frozenset({"/", "/legacy", "/legacy/"})
-_BINARY = "application/octet-stream"
 _MAX_TARGET = 8192  # path and query; what nginx accepts by default, far beyond any real URL
 _MAX_NAME = 255  # a project is a directory: a longer name cannot be held, here or upstream
 
@@ -121,8 +120,6 @@ class IndexApp:
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         began = time.perf_counter()
         response, body = finish(environ, self._route(environ))
-        if response.user is not None:  # the CGI convention, for whatever wraps the app
-            environ["REMOTE_USER"] = response.user
         start_response(response.status, response.headers)
         if self.access_log is not None:
             self.access_log.record(environ, response, began)
@@ -143,13 +140,15 @@ class IndexApp:
     # ------------------------------------------------------------------ read-only routes
 
     def _read_as(self, environ: Environ, path: str) -> Response:
-        """Who is asking first: every answer below depends on it (and the access log names them)."""
+        """Who is asking first: every answer below depends on it. REMOTE_USER (the CGI variable, for
+        the access log and whatever wraps the app) is the one thing routing writes into environ."""
         try:
             user = self.auth.user(environ)
         except AuthError as refusal:
             return denied(refusal)
-        response = self._read(environ, path, self._live.policy.view(user))
-        return response if user is None else replace(response, user=user.name)
+        if user is not None:
+            environ["REMOTE_USER"] = user.name
+        return self._read(environ, path, self._live.policy.view(user))
 
     def _read(self, environ: Environ, path: str, view: View) -> Response:  # noqa: PLR0911 - a routing table
         if path.startswith(SIMPLE_URL):

@@ -1,9 +1,10 @@
 """The one step between a route's `Response` and what waitress sends.
 
-Every answer passes here, in this order: the headers of an answer meant for one caller, the
-conditional GET (RFC 9110 13: 304 when the client's copy is current), HEAD (the headers of
-GET, no body), and the body as the iterable waitress sends best. Routes only say what their
-answer is; a rule written here holds for every route, old and new.
+Every answer passes here, in this order: the conditional GET (RFC 9110 13: 304 when the
+client's copy is current), HEAD (the headers of GET, no body), and the body as the iterable
+waitress sends best. Routes only say what their answer is; a rule written here holds for
+every route, old and new. (Whom an answer is for is settled by the Response itself:
+`response.one_caller`.)
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ _NOT_MODIFIED: Final = "304 Not Modified"
 def finish(environ: Mapping[str, Any], response: Response) -> tuple[Response, Iterable[bytes]]:
     """The answer as sent (its status and headers, for `start_response` and the access log) and
     its body."""
-    if response.private or response.vary_auth:
-        response = _replace(response, response.status, one_caller(response.headers, private=response.private))
     if response.etag and (environ.get("HTTP_IF_NONE_MATCH") or environ.get("HTTP_IF_MODIFIED_SINCE")) \
             and not_modified(environ, response.etag, response.mtime):
         kept = [(k, v) for k, v in response.headers if k in _KEPT_BY_304]
@@ -47,35 +46,6 @@ def finish(environ: Mapping[str, Any], response: Response) -> tuple[Response, It
     if isinstance(body, FileBody):
         return _file(environ, response, body)
     return response, body
-
-
-def one_caller(headers: Headers, *, private: bool) -> Headers:
-    """The headers of an answer that depends on who asked: Vary names Authorization, so no cache
-    gives it to another caller; with `private` (made for the credentials sent), Cache-Control
-    says `private` too, so no shared cache keeps it at all. RFC 9111 lets a shared cache reuse
-    an answer to an authorized request that says `public`, which would hand one sponsor's view
-    to anyone.
-    """
-    out: Headers = []
-    varied = False
-    for key, value in headers:
-        if key == "Vary":
-            varied = True
-            if "Authorization" not in value:
-                value = f"{value}, Authorization"  # noqa: PLW2901 - the header, rewritten
-        elif key == "Cache-Control" and private:
-            value = _private(value)  # noqa: PLW2901
-        out.append((key, value))
-    return out if varied else [*out, ("Vary", "Authorization")]
-
-
-def _private(cache_control: str) -> str:
-    directives = [d.strip() for d in cache_control.split(",")]
-    if "private" in directives:
-        return cache_control
-    if "public" in directives:
-        return ", ".join("private" if d == "public" else d for d in directives)
-    return f"private, {cache_control}"
 
 
 def not_modified(environ: Mapping[str, Any], etag: str, mtime: int) -> bool:
@@ -134,5 +104,5 @@ def _replace(response: Response, status: str, headers: Headers,
     """`response` with another status line and headers; its facts for the access log kept."""
     return Response(status, headers, response.body if body is None else body, etag=response.etag,
                     mtime=response.mtime, private=response.private, vary_auth=response.vary_auth,
-                    user=response.user, project=response.project, file=response.file,
+                    project=response.project, file=response.file,
                     proxy_sends=response.proxy_sends)

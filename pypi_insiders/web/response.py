@@ -44,6 +44,9 @@ class Response:
     """What a route answers. Frozen: the upstream proxy's cache hands one to many threads.
 
     `headers` is never changed in place (a cached page shares its list with every answer).
+    With `private` or `vary_auth` they become those of an answer for one caller when the
+    Response is made (`one_caller`), so no route can forget that, and a cached page pays
+    for it once.
     """
 
     status: str
@@ -52,15 +55,19 @@ class Response:
     _: KW_ONLY
     etag: str = ""  # with `mtime`: a conditional GET may answer 304 (only for a 200 that has one)
     mtime: int = 0
-    # Whom it is for (`finish.one_caller`): `private`, made for the credentials sent, so no
-    # shared cache keeps it; `vary_auth`, another caller could get another answer.
+    # Whom it is for (`one_caller`): `private`, made for the credentials sent, so no shared
+    # cache keeps it; `vary_auth`, another caller could get another answer.
     private: bool = False
     vary_auth: bool = False
-    # What the access log records (`access_log.py`).
-    user: str | None = None
+    # What the access log records of the answer (`access_log.py`; who asked is the request's
+    # REMOTE_USER).
     project: NormalizedName | None = None
     file: str | None = None  # below /packages/
     proxy_sends: int | None = None  # bytes of a file nginx sends in our place (`sendfile.py`)
+
+    def __post_init__(self) -> None:
+        if self.private or self.vary_auth:
+            object.__setattr__(self, "headers", one_caller(self.headers, private=self.private))
 
     @property
     def code(self) -> int:
@@ -70,6 +77,35 @@ class Response:
     def text(self) -> str:
         """The message of a plain-text answer (`plain`), without its line end."""
         return self.body.decode(errors="replace").removesuffix("\n") if isinstance(self.body, bytes) else ""
+
+
+def one_caller(headers: Headers, *, private: bool) -> Headers:
+    """The headers of an answer that depends on who asked: Vary names Authorization, so no cache
+    gives it to another caller; with `private` (made for the credentials sent), Cache-Control
+    says `private` too, so no shared cache keeps it at all. RFC 9111 lets a shared cache reuse
+    an answer to an authorized request that says `public`, which would hand one sponsor's view
+    to anyone.
+    """
+    out: Headers = []
+    varied = False
+    for key, value in headers:
+        if key == "Vary":
+            varied = True
+            if "Authorization" not in value:
+                value = f"{value}, Authorization"  # noqa: PLW2901 - the header, rewritten
+        elif key == "Cache-Control" and private:
+            value = _private(value)  # noqa: PLW2901
+        out.append((key, value))
+    return out if varied else [*out, ("Vary", "Authorization")]
+
+
+def _private(cache_control: str) -> str:
+    directives = [d.strip() for d in cache_control.split(",")]
+    if "private" in directives:
+        return cache_control
+    if "public" in directives:
+        return ", ".join("private" if d == "public" else d for d in directives)
+    return f"private, {cache_control}"
 
 
 def plain(status: str, message: str, extra: Headers | None = None, *, vary_auth: bool = False,

@@ -1,6 +1,6 @@
-"""The one finishing step (`web/finish.py`) on its own: whom an answer is for, the 304, HEAD, the
-body. The app's own tests hold the same rules over HTTP; these pin the rules for any route,
-including one not written yet.
+"""The one finishing step (`web/finish.py`) on its own: the 304, HEAD, the body; and whom an
+answer is for, which the Response settles when it is made (`web/response.py`). The app's own
+tests hold the same rules over HTTP; these pin them for any route, including one not written yet.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from packaging.utils import NormalizedName
 
-from pypi_insiders.web.finish import LARGE_BODY, finish, one_caller, validators
-from pypi_insiders.web.response import FileBody, Headers, Response, outcome, plain
+from pypi_insiders.web.finish import LARGE_BODY, finish, validators
+from pypi_insiders.web.response import FileBody, Headers, Response, one_caller, outcome, plain
 
 ETAG = '"abc"'
 MTIME = 1_700_000_000
@@ -57,7 +57,7 @@ def _joined(body: Iterable[bytes]) -> bytes:
     ([("Cache-Control", "max-age=60, public"), ("Vary", "Accept")], False,
      [("Cache-Control", "max-age=60, public"), ("Vary", "Accept, Authorization")]),
 ])
-def test_finish_one_caller_headers(given: Headers, private: bool, expected: Headers) -> None:
+def test_response_one_caller_headers(given: Headers, private: bool, expected: Headers) -> None:
     assert one_caller(given, private=private) == expected
 
 
@@ -68,11 +68,11 @@ def test_finish_public_answer_is_sent_as_it_is() -> None:
     assert _joined(body) == b"hello"
 
 
-def test_finish_private_answer_says_so_and_keeps_its_facts() -> None:
-    sent, _body = finish(_get(), _page(private=True, project="demo", user="alice"))
+def test_response_private_answer_says_so_and_keeps_its_facts() -> None:
+    sent, _body = finish(_get(), _page(private=True, project="demo"))
     assert dict(sent.headers)["Cache-Control"] == "max-age=30, private"
     assert dict(sent.headers)["Vary"] == "Accept, Authorization"
-    assert (sent.project, sent.user) == ("demo", "alice")
+    assert sent.project == "demo"
     assert PAGE[3:6] == validators(ETAG, MTIME, "max-age=30, public")  # the shared list is untouched
     assert PAGE[6] == ("Vary", "Accept")
 
