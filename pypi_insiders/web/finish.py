@@ -34,12 +34,12 @@ def finish(environ: Mapping[str, Any], response: Response) -> tuple[Response, It
     its body."""
     if response.etag and (environ.get("HTTP_IF_NONE_MATCH") or environ.get("HTTP_IF_MODIFIED_SINCE")) \
             and not_modified(environ, response.etag, response.mtime):
+        _close(response.body)
         kept = [(k, v) for k, v in response.headers if k in _KEPT_BY_304]
-        return _replace(response, _NOT_MODIFIED, kept, b""), ()
+        return replace(response, status=_NOT_MODIFIED, headers=kept, body=b""), ()
     body = response.body
     if environ.get("REQUEST_METHOD") == "HEAD":
-        if not isinstance(body, bytes | FileBody) and hasattr(body, "close"):
-            body.close()
+        _close(body)
         return response, ()
     if isinstance(body, bytes):
         return response, _in_memory(environ, body)
@@ -99,10 +99,7 @@ def _chunks(stream: BinaryIO) -> Iterable[bytes]:
             yield chunk
 
 
-def _replace(response: Response, status: str, headers: Headers,
-             body: bytes | FileBody | Iterable[bytes] | None = None) -> Response:
-    """`response` with another status line and headers; its facts for the access log kept."""
-    return Response(status, headers, response.body if body is None else body, etag=response.etag,
-                    mtime=response.mtime, private=response.private, vary_auth=response.vary_auth,
-                    project=response.project, file=response.file,
-                    proxy_sends=response.proxy_sends)
+def _close(body: bytes | FileBody | Iterable[bytes]) -> None:
+    """A streamed body that will not be sent: closed now, as the server would after sending it."""
+    if not isinstance(body, bytes | FileBody) and hasattr(body, "close"):
+        body.close()

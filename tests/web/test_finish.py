@@ -120,6 +120,13 @@ def test_finish_head_closes_a_streamed_body() -> None:
     assert stream.closed
 
 
+def test_finish_304_closes_a_streamed_body() -> None:
+    stream = io.BytesIO(b"data")
+    sent, body = finish(_get(if_none_match=ETAG), Response("200 OK", PAGE, stream, etag=ETAG, mtime=MTIME))
+    assert (sent.status, _joined(body)) == ("304 Not Modified", b"")
+    assert stream.closed
+
+
 def test_finish_file_is_streamed(tmp_path: Path) -> None:
     path = tmp_path / "demo.whl"
     path.write_bytes(b"x" * 1000)
