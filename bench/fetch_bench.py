@@ -123,7 +123,11 @@ def own_isolation(enabled: bool) -> Iterator[None]:
     """When enabled, every build uses build's own isolation (no cached environment), as before issue 10."""
     original = build_envs.prepare
     if enabled:
-        build_envs.prepare = lambda *_args, **_kwargs: None
+        def unavailable(*_args: Any, **_kwargs: Any) -> build_envs.Prepared:  # noqa: ANN401
+            msg = "no cached environment in this measurement"
+            raise build_envs.EnvUnavailable(msg)
+
+        build_envs.prepare = unavailable
     try:
         yield
     finally:

@@ -25,6 +25,7 @@ from pypi_insiders.config.model import (
     PathsConfig,
     PublishTarget,
     RepoConfig,
+    SandboxKind,
     ServerConfig,
     UploadConfig,
     UpstreamConfig,
@@ -34,8 +35,8 @@ from pypi_insiders.config.table import check_http_url, parse_listen
 
 __all__ = [
     "DEFAULT_PORT", "FALLBACKS", "SYSTEM_CONFIG", "AccessConfig", "Anonymous", "BuildPolicy", "Config",
-    "Fallback", "FetchConfig", "IndexConfig", "PathsConfig", "PublishTarget", "RepoConfig", "ServerConfig",
-    "UploadConfig",
+    "Fallback", "FetchConfig", "IndexConfig", "PathsConfig", "PublishTarget", "RepoConfig", "SandboxKind",
+    "ServerConfig", "UploadConfig",
     "UpstreamConfig", "check_http_url", "choose_config", "current_repos", "from_mapping", "layout_for",
     "load", "parse_listen", "parse_repo", "with_overrides", "with_store",
 ]

@@ -95,6 +95,9 @@ class RepoConfig:
     username: str | None = None
 
 
+SandboxKind = Literal["bwrap", "off"]
+
+
 @dataclass(frozen=True)
 class FetchConfig:
     repos_dir: Path
@@ -108,6 +111,8 @@ class FetchConfig:
     backoff_max: float = 86400.0
     # Seconds between the runs of `pypi-insiders watch` (the timer's own schedule is its unit's).
     interval: float = 3600.0
+    # "bwrap": every build in a bubblewrap sandbox (fetch/sandbox.py); "off" only when set.
+    sandbox: SandboxKind = "bwrap"
 
 
 Anonymous = Literal["read", "none"]

@@ -20,6 +20,7 @@ from pypi_insiders.config.model import (
     IndexConfig,
     PathsConfig,
     PublishTarget,
+    SandboxKind,
     ServerConfig,
     UploadConfig,
     UpstreamConfig,
@@ -149,6 +150,7 @@ def fetch(root: Table, layout: Layout, sources: Sources) -> FetchConfig:
         upload_credential=t.get("upload_credential", str, "") or None,
         backoff_max=t.get("backoff_max", float, 86400.0, positive),
         interval=duration(t, "interval", 3600.0),
+        sandbox=cast(SandboxKind, t.get("sandbox", str, "bwrap", one_of("bwrap", "off"))),
     )
     t.finish()
     if fetch.publish == "upload" and not fetch.upload_url:

@@ -16,8 +16,12 @@ seconds before the backend runs at all. Here the isolation is kept, made cheaper
   in a child interpreter of the copy that sees its site-packages and the standard library only.
 
 Everything under `<cache>/build-envs` is derived and may be deleted; it is made again when
-needed. `prepare` returns None (and the caller falls back to `python -m build` with its own isolation)
-when the cache cannot be filled, e.g. no index reachable for a requirement never cached.
+needed. `prepare` raises EnvUnavailable when the cache cannot be filled, e.g. no index reachable
+for a requirement never cached: a sandboxed build then fails saying so (it has no network to
+fetch anything), an unsandboxed one falls back to `python -m build` with its own isolation.
+Requirements are only ever installed from wheels, so no build requirement runs code outside the
+sandbox; a sandboxed build sees its template read-only instead of a copy, so no build can change
+an environment another build uses.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -84,22 +90,41 @@ def frontend_paths() -> list[Path]:
     return found
 
 
-def prepare(root: Path, project_dir: Path, dest: Path, env: dict[str, str],
-            timeout: float) -> list[str] | None:
-    """A fresh copy at `dest` of the cached environment; the command that runs build in it, or None."""
+class EnvUnavailable(Exception):  # noqa: N818 - a condition the caller handles, not a failure
+    """No cached environment can be had for these requirements; the message says why."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    directory: Path  # the environment: a fresh copy, or the template itself when it is not copied
+    command: list[str]  # runs `python -m build` in it
+
+
+def prepare(root: Path, project_dir: Path, dest: Path | None, env: dict[str, str], timeout: float, *,
+            extra: Sequence[str] = ()) -> Prepared:
+    """The cached environment for the project's requirements (and `extra` ones), made when missing.
+
+    `dest`: where to copy it, for a build that could otherwise change it; None when the build
+    sees the template read-only (sandboxed builds), which is also faster. EnvUnavailable: why not.
+    """
     requires = build_requires(project_dir)
     if requires is None:
-        return None
+        msg = "pyproject.toml: no valid [build-system] table"
+        raise EnvUnavailable(msg)
+    requires = sorted({*requires, *extra})
     template = root / "envs" / env_key(requires)
     root.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(root / "lock"):
-        if not (template / READY).exists() and not _create(root, template, requires, env, timeout):
-            return None
-    shutil.copytree(template, dest, symlinks=True)
-    return [str(dest / "bin" / "python"), "-c", LAUNCH, str(dest / "frontend")]
+        if not (template / READY).exists():
+            _create(root, template, requires, env, timeout)
+    directory = template
+    if dest is not None:
+        shutil.copytree(template, dest, symlinks=True)
+        directory = dest
+    return Prepared(directory, [str(directory / "bin" / "python"), "-c", LAUNCH, str(directory / "frontend")])
 
 
-def _create(root: Path, template: Path, requires: list[str], env: dict[str, str], timeout: float) -> bool:
+def _create(root: Path, template: Path, requires: list[str], env: dict[str, str], timeout: float) -> None:
     """Make the template: a venv, the requirements from the wheel cache, links to the frontend."""
     shutil.rmtree(template, ignore_errors=True)  # a template left half-made by a killed run
     template.parent.mkdir(parents=True, exist_ok=True)
@@ -109,39 +134,47 @@ def _create(root: Path, template: Path, requires: list[str], env: dict[str, str]
         # pip only to fill it: the venv's own, from ensurepip (the host's pip is not a dependency)
         _run([sys.executable, "-m", "venv", *([] if requires else ["--without-pip"]), str(template)],
              env, timeout)
-        if requires and not _install(root / "wheels", template, requires, env, timeout):
-            shutil.rmtree(template, ignore_errors=True)
-            return False
+        if requires:
+            _install(root / "wheels", template, requires, env, timeout)
         _link_frontend(template)
     except (OSError, subprocess.SubprocessError) as error:
-        log.warning("build environment %s: cannot be made (%s); building with isolation by build itself",
-                    template.name, error, extra={"STEP": "build-env"})
         shutil.rmtree(template, ignore_errors=True)
-        return False
+        msg = f"build environment {template.name} cannot be made: {error}"
+        raise EnvUnavailable(msg) from None
+    except EnvUnavailable:
+        shutil.rmtree(template, ignore_errors=True)
+        raise
     (template / READY).write_text(json.dumps({"requires": requires}) + "\n")
-    return True
 
 
-def _install(wheels: Path, template: Path, requires: list[str], env: dict[str, str], timeout: float) -> bool:
-    """Install from the wheel cache only, filling it from the index first when that fails."""
+def _install(wheels: Path, template: Path, requires: list[str], env: dict[str, str], timeout: float) -> None:
+    """Install from wheels only (no build requirement's code runs here), filling the cache first.
+
+    The wheel cache comes first, then the places pip is configured to find wheels in
+    (PIP_FIND_LINKS, e.g. Debian's /usr/share/python-wheels with PIP_NO_INDEX), then its index.
+    """
     wheels.mkdir(parents=True, exist_ok=True)
     pip = [str(template / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "--no-input"]
     # as build does: ensurepip's setuptools must not stand in for the one the project asks for
     _run([*pip, "uninstall", "--yes", "setuptools"], env, timeout, check=False)
-    offline = [*pip, "install", "--no-index", "--find-links", str(wheels), "--no-warn-script-location",
+    links = [arg for place in [str(wheels), *_find_links(env)] for arg in ("--find-links", place)]
+    offline = [*pip, "install", "--no-index", "--only-binary", ":all:", *links, "--no-warn-script-location",
                *requires]
     if _run(offline, env, timeout, check=False).returncode != 0:
-        fill = [*pip, "wheel", "--wheel-dir", str(wheels), "--find-links", str(wheels), *requires]
+        fill = [*pip, "download", "--only-binary", ":all:", "--dest", str(wheels), *links, *requires]
         filled = _run(fill, env, timeout, check=False)
         if filled.returncode != 0:
-            log.warning("build requirements %s: cannot be fetched into the wheel cache (pip says: %s); "
-                        "building with isolation by build itself", ", ".join(requires),
-                        _last_line(filled.stdout), extra={"STEP": "build-env"})
-            return False
+            msg = (f"build requirements {', '.join(requires)} cannot be had as wheels (pip says: "
+                   f"{_last_line(filled.stderr or filled.stdout)})")
+            raise EnvUnavailable(msg)
         _run(offline, env, timeout)
     if "pip" not in {_name(r) for r in requires}:  # smaller copies, and no pip the project did not ask for
         _run([*pip, "uninstall", "--yes", "pip"], env, timeout)
-    return True
+
+
+def _find_links(env: dict[str, str]) -> list[str]:
+    """PIP_FIND_LINKS as pip reads it: places separated by white space."""
+    return env.get("PIP_FIND_LINKS", "").split()
 
 
 def _name(requirement: str) -> str:

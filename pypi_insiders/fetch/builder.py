@@ -15,21 +15,18 @@ import os
 import re
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from dulwich.object_store import iter_tree_contents
-from dulwich.objects import Commit
-from dulwich.repo import Repo
 from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from pypi_insiders.errors import BuildError, InvalidDistributionError
-from pypi_insiders.fetch import build_envs
+from pypi_insiders.fetch import build_envs, checkout
+from pypi_insiders.fetch.sandbox import Sandbox, interpreter_paths
 from pypi_insiders.fetch.versions import TagVersion
 from pypi_insiders.metadata import read_core_metadata
 from pypi_insiders.store import parse_filename
@@ -38,7 +35,6 @@ log = logging.getLogger(__name__)
 
 TAIL_LINES = 200
 TAIL_BYTES = 64 * 1024
-_GITLINK = 0o160000
 # what `python -m build --no-isolation` says when the backend asks for more than the environment has
 MISSING_DEPENDENCIES = b"Missing dependencies"
 
@@ -56,6 +52,7 @@ class BuildRequest:
     build_envs: Path | None = None  # the cache of build environments (build_envs.py); None: build's own
     # The distribution as far as known (configured, or read at an earlier build): the log's PROJECT.
     project: NormalizedName | None = None
+    sandbox: Sandbox | None = None  # None: unsandboxed, only when `[fetch] sandbox = "off"` says so
 
 
 @dataclass(frozen=True)
@@ -69,7 +66,11 @@ def build(request: BuildRequest) -> list[BuiltFile]:
     """Build the tag's sdist and wheel and return them verified; BuildError says what went wrong."""
     source, outdir = request.workdir / "src", request.workdir / "dist"
     outdir.mkdir()
-    epoch = export_tree(request.mirror, request.tag.commit, source)
+    try:
+        epoch = checkout.checkout(request.mirror, request.tag.commit, source, request.timeout)
+    except BuildError as error:
+        msg = f"{_where(request)}: {error}"
+        raise BuildError(msg) from None
     project_dir = source / request.subdirectory if request.subdirectory else source
     if not project_dir.is_dir():
         raise BuildError(_where(request) + f": no directory {request.subdirectory!r} in the tag's tree")
@@ -79,40 +80,6 @@ def build(request: BuildRequest) -> list[BuiltFile]:
 
 def _where(request: BuildRequest) -> str:
     return f"repository {request.repo_key} tag {request.tag.tag}"
-
-
-def export_tree(mirror: Path, commit_sha: str, dest: Path) -> int:
-    """Write the commit's files (modes and symlinks kept, submodules skipped); return its time."""
-    repo = Repo(str(mirror))
-    try:
-        commit = repo[commit_sha.encode()]
-        if not isinstance(commit, Commit):
-            msg = f"{commit_sha}: not a commit"
-            raise BuildError(msg)
-        dest.mkdir()
-        for entry in iter_tree_contents(repo.object_store, commit.tree):
-            _write_entry(repo, dest, entry.path, entry.mode, entry.sha)
-        return int(commit.commit_time)
-    finally:
-        repo.close()  # type: ignore[no-untyped-call]
-
-
-def _write_entry(repo: Repo, dest: Path, raw_path: bytes, mode: int, sha: bytes) -> None:
-    parts = os.fsdecode(raw_path).split("/")
-    if any(p in ("", ".", "..", ".git") for p in parts):
-        msg = f"refusing a tree entry with the path {os.fsdecode(raw_path)!r}"
-        raise BuildError(msg)
-    target = dest.joinpath(*parts)
-    if mode == _GITLINK:
-        target.mkdir(parents=True, exist_ok=True)  # submodules are not fetched; leave the directory
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    data = repo[sha].as_raw_string()
-    if stat.S_ISLNK(mode):
-        target.symlink_to(os.fsdecode(data))
-        return
-    target.write_bytes(data)
-    target.chmod(0o755 if mode & 0o100 else 0o644)
 
 
 def build_env(request: BuildRequest, epoch: int) -> dict[str, str]:
@@ -135,21 +102,70 @@ def build_env(request: BuildRequest, epoch: int) -> dict[str, str]:
 
 
 def run_build(request: BuildRequest, project_dir: Path, outdir: Path, epoch: int) -> None:
-    """Build in a copy of a cached environment when there is one, else with build's own isolation."""
+    """Build in the sandbox with its cached environment; unsandboxed as before when it is off."""
     log.info("%s: building %s (version %s)", request.repo_key, request.tag.tag, request.tag.version,
              extra=_context(request))
     env = build_env(request, epoch)
     argv = [sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(outdir), str(project_dir)]
-    status = _build_in_cached_env(request, argv, project_dir, env)
-    if status is None or _fall_back(request, status, outdir):
-        status = _run_logged(request, argv, project_dir, env)
+    if request.sandbox is not None:
+        status = _build_sandboxed(request, request.sandbox, argv, project_dir, env)
+    else:
+        cached = _build_in_cached_env(request, argv, project_dir, env)
+        status = _run_logged(request, argv, project_dir, env) \
+            if cached is None or _fall_back(request, cached, outdir) else cached
     if status != 0:
-        _log_output(request.workdir / "build.log", _context(request), f"exited with status {status}")
-        msg = (
-            f"{_where(request)}: build failed (exit status {status}); "
-                         f"see the log for its output"
-        )
+        log_path = request.workdir / "build.log"
+        _log_output(log_path, _context(request), f"exited with status {status}")
+        cause = failure_cause(log_path, request.workdir / "src")
+        msg = f"{_where(request)}: build failed (exit status {status}): {cause}"
         raise BuildError(msg)
+
+
+def _build_sandboxed(request: BuildRequest, sandbox: Sandbox, argv: list[str], project_dir: Path,
+                     env: dict[str, str]) -> int:
+    """The build in the sandbox, its requirements installed beforehand: it has no network.
+
+    A backend asking for more than its static requirements (build says "Missing dependencies")
+    gets an environment with those too, once.
+    """
+    if request.build_envs is None:
+        msg = f"{_where(request)}: a sandboxed build needs the build environment cache"
+        raise BuildError(msg)
+    extra: list[str] = []
+    while True:
+        try:
+            prepared = build_envs.prepare(request.build_envs, project_dir, None, env, request.timeout,
+                                           extra=extra)
+        except build_envs.EnvUnavailable as error:
+            msg = f"{_where(request)}: {error}"
+            raise BuildError(msg) from None
+        inside = {**build_envs.isolated_env(env), "TMPDIR": "/tmp"}  # noqa: S108 - the sandbox's own tmpfs
+        command = sandbox.wrap([*prepared.command, "--no-isolation", *argv[3:]], project_dir,
+                               writable=[request.workdir / "src", Path(argv[argv.index("--outdir") + 1])],
+                               readonly=[prepared.directory, request.mirror, *interpreter_paths(),
+                                         *build_envs.frontend_paths()])
+        status = _run_logged(request, command, project_dir, inside)
+        missing = missing_dependencies(request.workdir / "build.log") if status else []
+        if not missing or extra:
+            return status
+        log.info("%s: %s asks for build dependencies beyond [build-system].requires (%s); building it in "
+                 "an environment with those", request.repo_key, request.tag.tag, ", ".join(missing),
+                 extra=_context(request))
+        extra = missing
+
+
+def missing_dependencies(log_path: Path) -> list[str]:
+    """What build's "Missing dependencies:" lists (one requirement a line, tab-indented)."""
+    lines = output_tail(log_path).splitlines()
+    for number, line in enumerate(lines):
+        if MISSING_DEPENDENCIES.decode() in line:
+            found = []
+            for item in lines[number + 1:]:
+                if not item.startswith("\t"):
+                    break
+                found.append(item.strip().rsplit(" -> ", 1)[-1])
+            return found
+    return []
 
 
 def _context(request: BuildRequest) -> dict[str, str]:
@@ -165,11 +181,14 @@ def _build_in_cached_env(request: BuildRequest, argv: list[str], project_dir: Pa
     """The build in a fresh copy of the cached environment; None when there is none to be had."""
     if request.build_envs is None:
         return None
-    command = build_envs.prepare(request.build_envs, project_dir, request.workdir / "env", env,
-                                 request.timeout)
-    if command is None:
+    try:
+        prepared = build_envs.prepare(request.build_envs, project_dir, request.workdir / "env", env,
+                                      request.timeout)
+    except build_envs.EnvUnavailable as error:
+        log.warning("%s: %s; building with isolation by build itself", request.repo_key, error,
+                    extra=_context(request))
         return None
-    fast = [*command, "--no-isolation", *argv[3:]]
+    fast = [*prepared.command, "--no-isolation", *argv[3:]]
     return _run_logged(request, fast, project_dir, build_envs.isolated_env(env))
 
 
@@ -225,6 +244,25 @@ def _log_output(path: Path, context: dict[str, str], what: str) -> None:
               output_tail(path), extra=context)
 
 
+# build's own closing lines, which say that something failed but not what
+_GENERIC = ("Backend subprocess exited", "Traceback (most recent call last)", "ERROR Missing dependencies")
+_CAUSE = re.compile(r"(ERROR\s|error:|fatal:|[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b)")
+CAUSE_CHARS = 300
+
+
+def failure_cause(log_path: Path, source: Path) -> str:
+    """The line of the build's output that says why it failed: the backend's last error.
+
+    Paths in the build's checkout are made relative to it (it is deleted after the build).
+    """
+    lines = [line.strip() for line in output_tail(log_path).splitlines() if line.strip()]
+    useful = [line for line in lines if not any(g in line for g in _GENERIC)]
+    last = useful[-1] if useful else "no output"
+    cause = next((line for line in reversed(useful) if _CAUSE.match(line)), last)
+    cause = cause.removeprefix("ERROR ").replace(f"{source}/", "").replace(str(source), ".")
+    return cause if len(cause) <= CAUSE_CHARS else cause[:CAUSE_CHARS - 1] + "\u2026"
+
+
 def verify(request: BuildRequest, paths: list[Path]) -> list[BuiltFile]:
     """Exactly one sdist and one wheel, each saying the expected name and version inside."""
     where = _where(request)
@@ -246,8 +284,8 @@ def verify(request: BuildRequest, paths: list[Path]) -> list[BuiltFile]:
             raise BuildError(msg)
         if request.distribution and metadata.name != request.distribution:
             msg = (
-                f"{where}: {path.name} is named {metadata.name!r}, "
-                             f"the configuration says {request.distribution!r}"
+                f"{where}: {path.name} is named {metadata.name!r}, this repository publishes "
+                f"{request.distribution!r} (configured, or learnt at its first build); nothing published"
             )
             raise BuildError(msg)
         if parsed.project != metadata.name:

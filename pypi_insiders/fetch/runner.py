@@ -33,7 +33,7 @@ from pypi_insiders.errors import (
     StoreError,
     UsageError,
 )
-from pypi_insiders.fetch import builder, git, publish, repo_state, versions
+from pypi_insiders.fetch import builder, git, ownership, publish, repo_state, sandbox, versions
 from pypi_insiders.files import LockBusy, exclusive_lock
 from pypi_insiders.http_client import display_url
 from pypi_insiders.provenance import Origin
@@ -57,6 +57,9 @@ class DueBuildsError(BuildError):
 def cli_update(config: Config, repo_keys: list[str], *, force: bool = False) -> int:
     repos = select(config, repo_keys)
     prepare(config, create=True)
+    build_sandbox = sandbox.for_config(config)  # says so when builds run unsandboxed
+    if build_sandbox is not None:
+        build_sandbox.check()  # a host that cannot make it refuses before anything is fetched
     with run_lock(config.paths.state / "update.lock"):
         clear_stale_builds(config.paths.cache / "builds")
         outcomes: Counter[str] = Counter()
@@ -195,12 +198,14 @@ def build_new(config: Config, repo: RepoConfig, record: repo_state.RepoState, ta
 def build_one(config: Config, repo: RepoConfig, record: repo_state.RepoState,
               tag: versions.TagVersion) -> None:
     workdir = builder.new_workdir(config.paths.cache / "builds")
+    own = repo.distribution or _normalized(record.distribution)  # one name per repository, once known
     try:
         request = builder.BuildRequest(repo.key, git.mirror_path(config, repo.key), tag,
-                                       repo.subdirectory, repo.distribution, config.fetch.build_timeout,
+                                       repo.subdirectory, own, config.fetch.build_timeout,
                                        workdir, config.paths.cache / "pip", config.paths.cache / "build-envs",
-                                       project=repo.distribution or _normalized(record.distribution))
+                                       project=own, sandbox=sandbox.for_config(config, warn=False))
         files = builder.build(request)
+        ownership.check(config, repo.key, tag.tag, files[0].name, own=own, built=record.built)
         origin = Origin(repo.key, display_url(repo.url), tag.tag, tag.commit)
         names = publish.publish(config, files, repo.key, origin)
     finally:

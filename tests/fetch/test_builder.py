@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tarfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -13,7 +17,7 @@ from packaging.utils import canonicalize_name
 
 from pypi_insiders import config
 from pypi_insiders.errors import BuildError
-from pypi_insiders.fetch import builder, git
+from pypi_insiders.fetch import builder, git, sandbox
 from pypi_insiders.fetch.versions import TagVersion, version_of_tag
 from tests.conftest import ConfigMaker
 from tests.support import git_fixtures as g
@@ -33,7 +37,8 @@ def _request(make_config: ConfigMaker, tmp_path: Path, upstream: Path, tag: str,
     tag_version = TagVersion(tag, tags[tag], version)
     name = canonicalize_name(distribution) if distribution else None
     return builder.BuildRequest("demo", git.mirror_path(loaded, "demo"), tag_version, subdirectory, name,
-                                timeout, workdir, tmp_path / "pip-cache")
+                                timeout, workdir, tmp_path / "pip-cache", tmp_path / "build-envs",
+                                sandbox=sandbox.for_config(loaded))
 
 
 def test_build_passes_the_tag_version_and_commit_time(make_config: ConfigMaker, tmp_path: Path) -> None:
@@ -53,7 +58,7 @@ def test_build_passes_the_tag_version_and_commit_time(make_config: ConfigMaker, 
         mtimes = {member.mtime for member in archive.getmembers()}
     assert len(mtimes) == 1
     assert abs(mtimes.pop() - time.time()) < 600  # SOURCE_DATE_EPOCH is the tag commit's time
-    assert not (request.workdir / "src" / ".git").exists()
+    assert (request.workdir / "src" / ".git").is_dir()  # a real checkout, for backends that ask git
     assert os.access(request.workdir / "src" / "bin" / "tool", os.X_OK)
 
 
@@ -76,7 +81,7 @@ def test_build_refuses_files_whose_version_differs_from_the_tag(make_config: Con
 def test_build_refuses_files_with_another_name(make_config: ConfigMaker, tmp_path: Path) -> None:
     upstream = g.init_repo(tmp_path / "up", g.intree_files("surprise"))
     g.tag(upstream, "v1.0")
-    with pytest.raises(BuildError, match="is named 'surprise', the configuration says 'expected'"):
+    with pytest.raises(BuildError, match="is named 'surprise', this repository publishes 'expected'"):
         builder.build(_request(make_config, tmp_path, upstream, "v1.0", distribution="expected"))
 
 
@@ -93,18 +98,46 @@ def test_build_failure_logs_the_tail_of_the_output(make_config: ConfigMaker, tmp
 
 
 def test_build_timeout_kills_the_whole_process_group(make_config: ConfigMaker, tmp_path: Path) -> None:
-    gate = tmp_path / "hang.gate"
-    gate.touch()
-    pid_file = gate.with_suffix(".pid")
-    upstream = g.init_repo(tmp_path / "up", {**g.intree_files("demo"), "SLOW": f"{gate}\n"})
+    # the gate is in the tree: the sandbox shows the build nothing else
+    files = {**g.intree_files("demo"), "SLOW": "hang.gate\n", "hang.gate": ""}
+    upstream = g.init_repo(tmp_path / "up", files)
     g.tag(upstream, "v1.0")
     request = _request(make_config, tmp_path, upstream, "v1.0", timeout=20)
-    started = time.monotonic()
-    with pytest.raises(BuildError, match="build timed out after 20 s"):
-        builder.build(request)
-    assert time.monotonic() - started < 40
-    backend_pid = int(pid_file.read_text())  # the backend runs two processes below the build
-    assert _gone_within(backend_pid, 5.0)
+    seen: set[int] = set()
+    with watching_processes_in(request.workdir / "src", seen):
+        started = time.monotonic()
+        with pytest.raises(BuildError, match="build timed out after 20 s"):
+            builder.build(request)
+        assert time.monotonic() - started < 40
+    assert seen  # the backend runs two processes below the build, in the checkout
+    assert all(_gone_within(pid, 5.0) for pid in seen)
+
+
+@contextmanager
+def watching_processes_in(directory: Path, seen: set[int]) -> Iterator[None]:
+    """Collect, while the block runs, the pids of processes working in `directory` (host pids)."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.1):
+            seen.update(processes_in(directory))
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def processes_in(directory: Path) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and str((entry / "cwd").readlink()).startswith(str(directory)):
+                found.add(int(entry.name))
+    return found
 
 
 def _gone_within(pid: int, seconds: float) -> bool:
