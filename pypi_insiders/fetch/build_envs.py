@@ -41,7 +41,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from pypi_insiders.files import exclusive_lock
+from pypi_insiders.files import atomic_write, exclusive_lock
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ def prepare(root: Path, project_dir: Path, dest: Path | None, env: dict[str, str
     if requires is None:
         msg = "pyproject.toml: no valid [build-system] table"
         raise EnvUnavailable(msg)
+    extra = [*extra, *learnt_extra(root, requires)]
     requires = sorted({*requires, *extra})
     template = root / "envs" / env_key(requires)
     root.mkdir(parents=True, exist_ok=True)
@@ -122,6 +123,26 @@ def prepare(root: Path, project_dir: Path, dest: Path | None, env: dict[str, str
         shutil.copytree(template, dest, symlinks=True)
         directory = dest
     return Prepared(directory, [str(directory / "bin" / "python"), "-c", LAUNCH, str(directory / "frontend")])
+
+
+def learnt_extra(root: Path, requires: list[str]) -> list[str]:
+    """Requirements a backend asked for beyond these static ones at an earlier build (remember_extra)."""
+    try:
+        found = json.loads((root / "extra" / env_key(requires)).read_text())
+    except (OSError, ValueError):
+        return []
+    return [str(r) for r in found] if isinstance(found, list) else []
+
+
+def remember_extra(root: Path, project_dir: Path, extra: list[str]) -> None:
+    """The next build with the same static requirements gets these from the start (setuptools < 70
+    asks for `wheel` at build time): one build instead of a failed one and a second."""
+    requires = build_requires(project_dir)
+    if requires is None:
+        return
+    path = root / "extra" / env_key(requires)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(sorted(extra)).encode() + b"\n")
 
 
 def _create(root: Path, template: Path, requires: list[str], env: dict[str, str], timeout: float) -> None:

@@ -147,6 +147,8 @@ def _build_sandboxed(request: BuildRequest, sandbox: Sandbox, argv: list[str], p
         status = _run_logged(request, command, project_dir, inside)
         missing = missing_dependencies(request.workdir / "build.log") if status else []
         if not missing or extra:
+            if status == 0 and extra:
+                build_envs.remember_extra(request.build_envs, project_dir, extra)
             return status
         log.info("%s: %s asks for build dependencies beyond [build-system].requires (%s); building it in "
                  "an environment with those", request.repo_key, request.tag.tag, ", ".join(missing),

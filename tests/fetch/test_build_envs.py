@@ -10,7 +10,7 @@ from packaging.utils import canonicalize_name
 
 from pypi_insiders import config
 from pypi_insiders.errors import BuildError
-from pypi_insiders.fetch import build_envs, builder, git
+from pypi_insiders.fetch import build_envs, builder, git, sandbox
 from pypi_insiders.fetch.versions import TagVersion, version_of_tag
 from tests.conftest import ConfigMaker
 from tests.support import git_fixtures as g
@@ -22,8 +22,9 @@ OWN_ISOLATION = b"Creating venv isolated environment"
 
 
 def _request(make_config: ConfigMaker, tmp_path: Path, upstream: Path, tag: str,
-             name: str) -> builder.BuildRequest:
-    loaded = config.load(str(make_config(repos={"demo": {"url": str(upstream)}})))
+             name: str, *, sandboxed: bool = True) -> builder.BuildRequest:
+    fetch = {} if sandboxed else {"sandbox": "off"}
+    loaded = config.load(str(make_config(repos={"demo": {"url": str(upstream)}}, fetch=fetch)))
     tags = git.update(loaded, loaded.repos[0]).tags
     version = version_of_tag(tag)
     assert version is not None
@@ -32,7 +33,7 @@ def _request(make_config: ConfigMaker, tmp_path: Path, upstream: Path, tag: str,
     tag_version = TagVersion(tag, tags[tag], version)
     return builder.BuildRequest("demo", git.mirror_path(loaded, "demo"), tag_version, "",
                                 canonicalize_name(name), 600.0, workdir, tmp_path / "pip-cache",
-                                tmp_path / "build-envs")
+                                tmp_path / "build-envs", sandbox=sandbox.for_config(loaded))
 
 
 def _templates(tmp_path: Path) -> list[Path]:
@@ -109,17 +110,57 @@ def test_build_env_changed_requirements_get_a_new_environment(make_config: Confi
     assert len(_templates(tmp_path)) == 2
 
 
-def test_build_env_without_an_index_falls_back_to_builds_own_isolation(
-        make_config: ConfigMaker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A requirement that can be neither cached nor fetched: the build is build's own, as before."""
-    _cut_off_the_index(monkeypatch)
+def _uncachable(tmp_path: Path) -> Path:
     files = g.intree_files("demo")
     files["pyproject.toml"] = files["pyproject.toml"].replace("requires = []",
                                                               'requires = ["not-cached-anywhere"]')
     upstream = g.init_repo(tmp_path / "up", files)
     g.tag(upstream, "v1.0")
-    request = _request(make_config, tmp_path, upstream, "v1.0", "demo")
+    return upstream
+
+
+def test_build_env_sandboxed_without_its_requirements_fails_saying_which(
+        make_config: ConfigMaker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox has no network: requirements that cannot be had beforehand fail the build."""
+    _cut_off_the_index(monkeypatch)
+    request = _request(make_config, tmp_path, _uncachable(tmp_path), "v1.0", "demo")
+    with pytest.raises(BuildError, match=r"tag v1.0: build requirements not-cached-anywhere cannot be had "
+                                         r"as wheels \(pip says: .*not-cached-anywhere"):
+        builder.build(request)
+    assert list((tmp_path / "build-envs" / "envs").iterdir()) == []
+
+
+def test_build_env_unsandboxed_without_an_index_falls_back_to_builds_own_isolation(
+        make_config: ConfigMaker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A requirement that can be neither cached nor fetched: the build is build's own, as before."""
+    _cut_off_the_index(monkeypatch)
+    request = _request(make_config, tmp_path, _uncachable(tmp_path), "v1.0", "demo", sandboxed=False)
     with pytest.raises(BuildError, match="build failed"):
         builder.build(request)
     assert OWN_ISOLATION in (request.workdir / "build.log").read_bytes()
     assert list((tmp_path / "build-envs" / "envs").iterdir()) == []
+
+
+DEBIAN_WHEELS = Path("/usr/share/python-wheels")  # python3-setuptools-whl, python3-wheel-whl
+
+
+def test_build_env_from_debians_wheels_without_an_index_is_made_once(
+        make_config: ConfigMaker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped way to build offline: Debian's wheels as find-links, no index; then cached."""
+    _cut_off_the_index(monkeypatch)
+    monkeypatch.setenv("PIP_FIND_LINKS", str(DEBIAN_WHEELS))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    pyproject = ('[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+                 '[project]\nname = "debian-wheels-demo"\nversion = "{version}"\n'
+                 '[tool.setuptools]\npy-modules = []\n')
+    upstream = g.init_repo(tmp_path / "up", {"pyproject.toml": pyproject.format(version="1.0")})
+    g.tag(upstream, "v1.0")
+    first = _request(make_config, tmp_path, upstream, "v1.0", "debian-wheels-demo")
+    assert {str(f.version) for f in builder.build(first)} == {"1.0"}
+    g.commit_files(upstream, {"pyproject.toml": pyproject.format(version="1.1")})
+    g.tag(upstream, "v1.1")
+    second = _request(make_config, tmp_path, upstream, "v1.1", "debian-wheels-demo")
+    assert {str(f.version) for f in builder.build(second)} == {"1.1"}
+    # setuptools 66 asks for `wheel` beyond its static requirements: an environment with it, once
+    assert len(_templates(tmp_path)) == 2
+    assert b"Missing dependencies" not in (second.workdir / "build.log").read_bytes()  # remembered
