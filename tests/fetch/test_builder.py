@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import tarfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,6 +17,7 @@ from pypi_insiders.fetch import builder, git, sandbox
 from pypi_insiders.fetch.versions import TagVersion, version_of_tag
 from tests.conftest import ConfigMaker
 from tests.support import git_fixtures as g
+from tests.support.process_fixtures import gone_within, watching_processes_in
 
 pytestmark = pytest.mark.slow
 
@@ -110,48 +107,7 @@ def test_build_timeout_kills_the_whole_process_group(make_config: ConfigMaker, t
             builder.build(request)
         assert time.monotonic() - started < 40
     assert seen  # the backend runs two processes below the build, in the checkout
-    assert all(_gone_within(pid, 5.0) for pid in seen)
-
-
-@contextmanager
-def watching_processes_in(directory: Path, seen: set[int]) -> Iterator[None]:
-    """Collect, while the block runs, the pids of processes working in `directory` (host pids)."""
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.wait(0.1):
-            seen.update(processes_in(directory))
-
-    thread = threading.Thread(target=watch)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
-
-
-def processes_in(directory: Path) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            if entry.name.isdigit() and str((entry / "cwd").readlink()).startswith(str(directory)):
-                found.add(int(entry.name))
-    return found
-
-
-def _gone_within(pid: int, seconds: float) -> bool:
-    """Whether the process ends (or is a zombie waiting for its new parent) within the time."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            return True
-        if fields[0] in ("Z", "X"):
-            return True
-        time.sleep(0.05)
-    return False
+    assert all(gone_within(pid, 5.0) for pid in seen)
 
 
 def test_output_tail_is_bounded(tmp_path: Path) -> None:

@@ -15,14 +15,15 @@ from typing import Any
 import pytest
 from dulwich.repo import Repo
 
-from pypi_insiders import config
+from pypi_insiders import config, provenance
 from pypi_insiders.errors import LockedError, UsageError
 from pypi_insiders.fetch import repo_state, runner, status
-from pypi_insiders.provenance import Provenance
+from pypi_insiders.provenance import Origin, Provenance
 from pypi_insiders.store import Store
 from tests.conftest import ConfigMaker, to_toml
 from tests.support import git_fixtures as g
 from tests.support.distfiles import make_sdist
+from tests.support.process_fixtures import gone_within, processes_in
 from tests.support.server_fixtures import VENV_BIN, request, serve_process, service_env, wait_for
 
 TOKEN = "runner-token"
@@ -204,26 +205,30 @@ def _wait_for_file(path: Path, process: subprocess.Popen[Any], seconds: float) -
 
 @pytest.mark.slow
 def test_update_killed_midway_leaves_nothing_in_the_store(make_config: ConfigMaker, tmp_path: Path) -> None:
-    gate = tmp_path / "hang.gate"
-    gate.touch()
-    upstream = _intree_repo(tmp_path, "slow", "v1.0", extra={"SLOW": f"{gate}\n"})
+    # the gate is in the tree (the sandbox shows the build nothing else): it hangs for 120 s
+    upstream = _intree_repo(tmp_path, "slow", "v1.0", extra={"SLOW": "hang.gate\n", "hang.gate": ""})
     config_path = make_config(repos={"slow": {"url": str(upstream)}})
     loaded = config.load(str(config_path))
     process = _update_process(config_path)
-    backend_pid = None
+    builds = loaded.paths.cache / "builds"
+    seen: set[int] = set()
     try:
-        _wait_for_file(gate.with_suffix(".pid"), process, 120)
-        backend_pid = int(gate.with_suffix(".pid").read_text())
+        deadline = time.monotonic() + 120
+        while not (seen := processes_in(builds)):
+            assert process.poll() is None, "the update ended before the build started"
+            assert time.monotonic() < deadline, "the build never started"
+            time.sleep(0.05)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
-        gate.unlink()  # the orphaned backend stops hanging and exits by itself; make sure of it
-        if backend_pid is not None:
-            _kill_quietly(backend_pid)
+    # the sandbox dies with the update that started it, and every process in it
+    assert all(gone_within(pid, 5.0) for pid in seen), "a build process outlived its update"
     assert not any(p.is_file() for p in loaded.paths.store.rglob("*"))
+    g.remove_files(upstream, ["hang.gate"])  # the tag, moved, builds at once
+    g.tag(upstream, "v1.0", force=True)
     assert runner.cli_update(loaded, []) == 0  # the lock died with the process; the next run recovers
     assert _store_files(loaded) == {"slow/slow-1.0-py3-none-any.whl", "slow/slow-1.0.tar.gz"}
     assert not any((loaded.paths.cache / "builds").iterdir())
@@ -291,6 +296,8 @@ def test_update_keeps_a_file_published_by_an_earlier_run(make_config: ConfigMake
     upstream = _intree_repo(tmp_path, "half", "v1.0")
     loaded = config.load(str(make_config(repos={"half": {"url": str(upstream)}})))
     earlier = make_sdist(loaded.paths.store / "half", "half", "1.0")
+    # as the killed run did before the file appeared: the name stays this repository's
+    provenance.record(loaded.paths.state, [earlier.name], Origin("half", str(upstream), "v1.0", "0" * 40))
     before = earlier.read_bytes()
     assert runner.cli_update(loaded, []) == 0
     assert _store_files(loaded) == {"half/half-1.0-py3-none-any.whl", "half/half-1.0.tar.gz"}
