@@ -55,15 +55,23 @@ LAUNCH = ("import runpy, sys; sys.path.append(sys.argv.pop(1)); sys.argv[0] = 'b
           "runpy.run_module('build', run_name='__main__', alter_sys=True)")
 
 
+class EnvUnavailable(Exception):  # noqa: N818 - a condition the caller handles, not a failure
+    """No cached environment can be had for these requirements; the message says why."""
+
+
 def build_requires(project_dir: Path) -> list[str] | None:
-    """The static build requirements, or None when pyproject.toml is unreadable (build says why)."""
+    """The static build requirements, or None when `[build-system]` is not a valid table.
+
+    EnvUnavailable names the file and the line when pyproject.toml cannot be read.
+    """
     path = project_dir / "pyproject.toml"
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return list(DEFAULT_REQUIRES)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        msg = f"pyproject.toml: {error}"
+        raise EnvUnavailable(msg) from None
     system = data.get("build-system")
     if system is None:
         return list(DEFAULT_REQUIRES)
@@ -88,10 +96,6 @@ def frontend_paths() -> list[Path]:
         if spec is not None and spec.submodule_search_locations:
             found.append(Path(next(iter(spec.submodule_search_locations))))
     return found
-
-
-class EnvUnavailable(Exception):  # noqa: N818 - a condition the caller handles, not a failure
-    """No cached environment can be had for these requirements; the message says why."""
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,14 @@ TAIL_BYTES = 64 * 1024
 MISSING_DEPENDENCIES = b"Missing dependencies"
 
 
+class BuildFailedError(BuildError):
+    """The build command failed; `cause` is the line of its output that says why (journal's CAUSE)."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
 @dataclass(frozen=True)
 class BuildRequest:
     repo_key: str
@@ -118,7 +126,7 @@ def run_build(request: BuildRequest, project_dir: Path, outdir: Path, epoch: int
         _log_output(log_path, _context(request), f"exited with status {status}")
         cause = failure_cause(log_path, request.workdir / "src")
         msg = f"{_where(request)}: build failed (exit status {status}): {cause}"
-        raise BuildError(msg)
+        raise BuildFailedError(msg, cause)
 
 
 def _build_sandboxed(request: BuildRequest, sandbox: Sandbox, argv: list[str], project_dir: Path,

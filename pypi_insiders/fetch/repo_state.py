@@ -52,6 +52,7 @@ class FailedBuild:
     commit: str
     failures: int
     next_attempt: float
+    error: str | None = None  # the build's one line, cause included: kept after newer tags build
 
 
 @dataclass
@@ -89,11 +90,12 @@ class RepoState:
         self.last_result = result
         self.next_attempt = None
 
-    def record_build_failure(self, tag: str, commit: str, version: str, backoff_max: float,
-                             now: float) -> None:
+    def record_build_failure(self, tag: str, commit: str, version: str, backoff_max: float, now: float, *,
+                             error: str | None = None) -> None:
         earlier = self.failed_builds.get(version)
         failures = earlier.failures + 1 if earlier and earlier.commit == commit else 1
-        self.failed_builds[version] = FailedBuild(tag, commit, failures, delay(failures, backoff_max, now))
+        self.failed_builds[version] = FailedBuild(tag, commit, failures, delay(failures, backoff_max, now),
+                                                  error)
 
     def build_waiting(self, tag: str, commit: str, version: str, now: float) -> FailedBuild | None:
         """The failure that holds this version back now, if any (a moved tag is never held)."""

@@ -180,11 +180,12 @@ def build_new(config: Config, repo: RepoConfig, record: repo_state.RepoState, ta
             record.failed_builds.pop(str(tag.version), None)
             built += 1
         except (BuildError, StoreError, OSError) as error:
-            log.error("%s", error, extra=_fields(repo, record, TAG=tag.tag, STEP="build"))
+            log.error("%s", error, extra=_fields(repo, record, TAG=tag.tag, STEP="build",
+                                                 CAUSE=getattr(error, "cause", None) or str(error)))
             record.last_build = repo_state.BuildRecord(tag.tag, str(tag.version), "failed", time.time(),
                                                   error=str(error))
             record.record_build_failure(tag.tag, tag.commit, str(tag.version), config.fetch.backoff_max,
-                                        time.time())
+                                        time.time(), error=str(error))
             errors.append(error)
             failed_tags.append(tag.tag)
         repo_state.save(config, record)

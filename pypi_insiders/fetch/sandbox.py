@@ -8,8 +8,9 @@ D-Bus session) and `pypi-insiders update` as a normal user both start it the sam
 namespaces die with the build. Inside:
 
 - the whole file system read-only, with the fetcher's state, data, cache, store, index,
-  configuration, credentials (`/run/credentials` too, and `$CREDENTIALS_DIRECTORY`), `/run`,
-  `/tmp` and home directories replaced by empty file systems (a hidden file by an empty one);
+  configuration, credentials (`/run/credentials` too, and `$CREDENTIALS_DIRECTORY`), `/run`
+  and home directories replaced by empty read-only file systems (a hidden file by an empty
+  one), `/tmp` and `/var/tmp` by empty writable ones of its own;
 - writable: the build's own checkout and output directory; read-only again: its build
   environment, its own mirror (the checkout's objects live there) and the interpreter;
 - no network (a network namespace with loopback only), no capabilities, its own user, IPC and
@@ -35,8 +36,10 @@ from pypi_insiders.errors import BuildError
 log = logging.getLogger(__name__)
 
 BWRAP = "bwrap"
-# shared scratch space, sockets of other services (/run), every user's files
-ALWAYS_HIDDEN = ("/run", "/tmp", "/var/tmp", "/home", "/root", "/media", "/mnt")  # noqa: S108
+# sockets of other services (/run), every user's files: empty and read-only inside
+ALWAYS_HIDDEN = ("/run", "/home", "/root", "/media", "/mnt")
+# shared scratch space: an empty, writable one of the build's own
+SCRATCH = ("/tmp", "/var/tmp")  # noqa: S108
 PROBE_TIMEOUT = 30.0
 
 
@@ -58,12 +61,18 @@ class Sandbox:
         options = ["--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
                    "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                    "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        for path in _outermost(self.hidden):
+        for scratch in SCRATCH:  # the build's own, empty and writable
+            options += ["--tmpfs", scratch]
+        hidden = _outermost(self.hidden)
+        for path in hidden:
             options += (["--tmpfs", str(path)] if path.is_dir() else ["--ro-bind", os.devnull, str(path)])
         for path in readonly:
             options += ["--ro-bind", str(path), str(path)]
         for path in writable:
             options += ["--bind", str(path), str(path)]
+        for path in hidden:  # last: the paths bound in above needed their mount points made
+            if path.is_dir():
+                options += ["--remount-ro", str(path)]
         return options
 
     def check(self) -> None:

@@ -138,7 +138,7 @@ def repo_status(repo: RepoConfig, record: repo_state.RepoState, upstream: str | 
         "last_error": record.last_error, "failures": record.failures,
         "next_attempt": _iso(record.next_attempt),
         "failed_builds": [{"version": v, "tag": f.tag, "failures": f.failures,
-                           "next_attempt": _iso(f.next_attempt)}
+                           "next_attempt": _iso(f.next_attempt), "error": f.error}
                           for v, f in sorted(record.failed_builds.items())],
         "upstream_version": upstream, "warning": warning,
     }
@@ -170,7 +170,8 @@ def render_html(data: dict[str, Any]) -> str:
     rows = []
     for repo in data["repositories"]:
         build = repo["last_build"] or {}
-        problem = repo["last_error"] or repo["warning"] or ""
+        failed = repo["failed_builds"][-1]["error"] if repo["failed_builds"] else None
+        problem = repo["last_error"] or failed or repo["warning"] or ""
         cells = (repo["key"], repo["distribution"], repo["last_check"], repo["newest_tag"],
                  f"{build.get('version', '')} {build.get('result', '')}".strip(), repo["last_result"],
                  repo["next_attempt"] or data["next_run"])
@@ -223,6 +224,6 @@ def cli_status(config: Config, *, as_json: bool = False) -> int:
             print(f"  next try {repo['next_attempt']} (after {repo['failures']} failure(s))")
         for failed in repo["failed_builds"]:
             print(f"  ! {failed['tag']} failed to build {failed['failures']} time(s); "
-                  f"next try {failed['next_attempt']}")
+                  f"next try {failed['next_attempt']}" + (f": {failed['error']}" if failed["error"] else ""))
     print(f"next run: {data['next_run'] or 'unknown (systemd timer not available)'}")
     return 0
