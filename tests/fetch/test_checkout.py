@@ -16,9 +16,9 @@ import pytest
 
 from pypi_insiders import config
 from pypi_insiders.fetch import runner
-from tests import git_fixtures as g
 from tests.conftest import ConfigMaker
-from tests.server_fixtures import VENV_BIN
+from tests.support import git_fixtures as g
+from tests.support.server_fixtures import VENV_BIN
 
 pytestmark = pytest.mark.slow
 

@@ -35,8 +35,8 @@ from pypi_insiders.fetch import builder, git, runner, sandbox
 from pypi_insiders.fetch.sandbox import SandboxError
 from pypi_insiders.fetch.versions import TagVersion, version_of_tag
 from pypi_insiders.store import Store
-from tests import git_fixtures as g
 from tests.conftest import ConfigMaker
+from tests.support import git_fixtures as g
 
 pytestmark = pytest.mark.slow
 

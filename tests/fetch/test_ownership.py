@@ -10,9 +10,9 @@ import pytest
 from pypi_insiders import config
 from pypi_insiders.fetch import repo_state, runner
 from pypi_insiders.store import Store
-from tests import git_fixtures as g
 from tests.conftest import ConfigMaker
-from tests.distfiles import make_sdist
+from tests.support import git_fixtures as g
+from tests.support.distfiles import make_sdist
 
 pytestmark = pytest.mark.slow
 
