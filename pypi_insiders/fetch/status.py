@@ -170,7 +170,7 @@ def render_html(data: dict[str, Any]) -> str:
     rows = []
     for repo in data["repositories"]:
         build = repo["last_build"] or {}
-        failed = repo["failed_builds"][-1]["error"] if repo["failed_builds"] else None
+        failed = next((f["error"] for f in reversed(repo.get("failed_builds", [])) if f.get("error")), None)
         problem = repo["last_error"] or failed or repo["warning"] or ""
         cells = (repo["key"], repo["distribution"], repo["last_check"], repo["newest_tag"],
                  f"{build.get('version', '')} {build.get('result', '')}".strip(), repo["last_result"],

@@ -110,27 +110,39 @@ def test_status_page_escapes_what_it_shows() -> None:
     assert "&lt;b&gt;x&lt;/b&gt;" in page
 
 
+def test_status_page_shows_a_failed_builds_cause_after_newer_tags_built() -> None:
+    page = status.render_html({"generated": "now", "next_run": None, "repositories": [{
+        "key": "demo", "distribution": "demo", "last_check": None, "newest_tag": "v1.1",
+        "last_build": {"version": "1.1", "result": "ok"}, "last_result": "updated", "next_attempt": None,
+        "last_error": None, "warning": None, "failed_builds": [
+            {"version": "1.0", "tag": "v1.0", "failures": 1, "next_attempt": None,
+             "error": "repository demo tag v1.0: build failed (exit status 1): RuntimeError: no version"}]}]})
+    assert "RuntimeError: no version" in page
+
+
 def test_status_command_prints_json_and_text(make_config: ConfigMaker, tmp_path: Path) -> None:
     path = make_config(repos={"demo": {"url": "https://me:hunter2@git.example.invalid/demo.git"}})
     loaded = config.load(str(path))
     record = repo_state.RepoState("demo", last_check=1.0, last_result="failed", failures=2,
                              last_error="repository demo: cannot fetch: refused",
                              next_attempt=1_800_000_000.0)
-    record.failed_builds["1.0"] = repo_state.FailedBuild("v1.0", "c" * 40, 3, 1_800_000_000.0)
+    cause = "repository demo tag v1.0: build failed (exit status 1): RuntimeError: no version"
+    record.failed_builds["1.0"] = repo_state.FailedBuild("v1.0", "c" * 40, 3, 1_800_000_000.0, cause)
     repo_state.save(loaded, record)
     done = subprocess.run([sys.executable, "-m", "pypi_insiders", "-c", str(path), "status", "--json"],
                           capture_output=True, text=True, timeout=60, env=cli_env(), check=True)
     data = json.loads(done.stdout)
     assert data["repositories"][0]["failures"] == 2
     assert data["repositories"][0]["failed_builds"] == [
-        {"version": "1.0", "tag": "v1.0", "failures": 3, "next_attempt": "2027-01-15T08:00:00Z"}]
+        {"version": "1.0", "tag": "v1.0", "failures": 3, "next_attempt": "2027-01-15T08:00:00Z",
+         "error": cause}]
     assert "hunter2" not in done.stdout
     text = subprocess.run([sys.executable, "-m", "pypi_insiders", "-c", str(path), "status"],
                           capture_output=True, text=True, timeout=60, env=cli_env(), check=True).stdout
     assert "demo: checked 1970-01-01T00:00:01Z, failed; newest tag -; last build none" in text
     assert "  ! repository demo: cannot fetch: refused" in text
     assert "  next try 2027-01-15T08:00:00Z (after 2 failure(s))" in text
-    assert "  ! v1.0 failed to build 3 time(s); next try 2027-01-15T08:00:00Z" in text
+    assert f"  ! v1.0 failed to build 3 time(s); next try 2027-01-15T08:00:00Z: {cause}" in text
 
 
 def _cli(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
