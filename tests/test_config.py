@@ -56,6 +56,9 @@ def test_config_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
         ('[repos.x]\nurl = "file:///r"\nsubdirectory = "../up"\n', r"repos\.x\.subdirectory: must be"),
         ('[repos.x]\nurl = "file:///r"\ncredential = "../../etc/shadow"\n', r"repos\.x\.credential:"),
         ('[yank.foo]\n"1.0" = 3\n', r"yank\.foo\.1\.0: expected a reason"),
+        ('[fetch]\nsandbox = "no"\n', r"fetch\.sandbox: must be one of"),
+        ('[fetch.build_env]\nLD_PRELOAD = "/x.so"\n', r"fetch\.build_env\.LD_PRELOAD: only pip's settings"),
+        ('[fetch.build_env]\nPIP_NO_INDEX = true\n', r"fetch\.build_env\.PIP_NO_INDEX: expected a string"),
         ("[server\n", r"not valid TOML"),
         ('[fetch]\ninterval = "soon"\n', r'fetch\.interval: not a duration: \'soon\' \(seconds, or a number'),
         ('[fetch]\ninterval = "5 fortnights"\n', r"fetch\.interval: not a duration"),
@@ -82,6 +85,14 @@ def test_config_fetch_interval_is_a_duration(tmp_path: Path, value: str | None, 
     path = tmp_path / "config.toml"
     path.write_text("[fetch]\n" + (f"interval = {value}\n" if value else ""))
     assert config.load(str(path)).fetch.interval == seconds
+def test_config_build_env_and_sandbox(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[fetch]\nsandbox = "off"\n[fetch.build_env]\nPIP_NO_INDEX = "1"\n')
+    loaded = config.load(str(path))
+    assert (loaded.fetch.sandbox, dict(loaded.fetch.build_env)) == ("off", {"PIP_NO_INDEX": "1"})
+    path.write_text("")
+    default = config.load(str(path)).fetch
+    assert (default.sandbox, dict(default.build_env)) == ("bwrap", {})
 
 
 def test_config_reports_every_problem_at_once(tmp_path: Path) -> None:

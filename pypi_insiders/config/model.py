@@ -113,6 +113,8 @@ class FetchConfig:
     interval: float = 3600.0
     # "bwrap": every build in a bubblewrap sandbox (fetch/sandbox.py); "off" only when set.
     sandbox: SandboxKind = "bwrap"
+    # pip's settings (PIP_*) for installing build requirements: the service's and `update`'s alike
+    build_env: Mapping[str, str] = field(default_factory=dict)
 
 
 Anonymous = Literal["read", "none"]

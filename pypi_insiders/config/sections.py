@@ -151,11 +151,27 @@ def fetch(root: Table, layout: Layout, sources: Sources) -> FetchConfig:
         backoff_max=t.get("backoff_max", float, 86400.0, positive),
         interval=duration(t, "interval", 3600.0),
         sandbox=cast(SandboxKind, t.get("sandbox", str, "bwrap", one_of("bwrap", "off"))),
+        build_env=_build_env(t.table("build_env")),
     )
     t.finish()
     if fetch.publish == "upload" and not fetch.upload_url:
         t.problem("publish", '"upload" needs fetch.upload_url')
     return fetch
+
+
+def _build_env(t: Table) -> dict[str, str]:
+    """pip's settings for build requirements, in the configuration so that the fetch service and
+    `sudo pypi-insiders update` use the same ones (a unit drop-in would reach the service only)."""
+    settings = {}
+    for key, value in t.data.items():
+        t.seen.add(key)
+        if not re.fullmatch(r"PIP_[A-Z0-9_]+", key):
+            t.problem(key, "only pip's settings (PIP_...) can be given to builds")
+        elif not isinstance(value, str):
+            t.problem(key, f"expected a string, got {value!r}")
+        else:
+            settings[key] = value
+    return settings
 
 
 def default_anonymous(server: ServerConfig) -> tuple[Anonymous, str]:

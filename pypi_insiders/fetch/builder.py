@@ -18,7 +18,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.utils import NormalizedName
@@ -61,6 +62,7 @@ class BuildRequest:
     # The distribution as far as known (configured, or read at an earlier build): the log's PROJECT.
     project: NormalizedName | None = None
     sandbox: Sandbox | None = None  # None: unsandboxed, only when `[fetch] sandbox = "off"` says so
+    settings: Mapping[str, str] = field(default_factory=dict)  # [fetch.build_env]: pip's, over ours
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ def build_env(request: BuildRequest, epoch: int) -> dict[str, str]:
     """The service's environment plus the version for scm backends, minus our credentials."""
     version = str(request.tag.version)
     env = {k: v for k, v in os.environ.items() if k != "CREDENTIALS_DIRECTORY"}
+    env.update(request.settings)
     env.update({
         "SOURCE_DATE_EPOCH": str(epoch),
         "SETUPTOOLS_SCM_PRETEND_VERSION": version,

@@ -11,7 +11,9 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pwd
 import re
+import stat
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +26,7 @@ from pypi_insiders.errors import ConfigError, UsageError
 from pypi_insiders.fetch.repo_state import slug
 from pypi_insiders.files import atomic_write
 from pypi_insiders.http_client import display_url
+from pypi_insiders.privileges import SERVICE_USER
 
 SHORTHAND_HOST = "https://github.com"  # the original's NAMESPACE/PROJECT meant a GitHub repository
 SHORTHAND_SSH = "git@github.com"  # ... fetched with the user's own SSH keys, as the original did
@@ -75,6 +78,43 @@ def check_local(url: str) -> None:
         raise UsageError(msg)
 
 
+# The fetch unit's ProtectHome=yes: these are empty for the service, whatever their modes.
+HIDDEN_FROM_SERVICE = (Path("/home"), Path("/root"), Path("/run/user"))
+
+
+def check_service_can_read(config: Config, url: str) -> None:
+    """With the system layout, the timer's runs read a local repository as the service user."""
+    if url.startswith("file://"):
+        url = urlsplit(url).path
+    if not url.startswith("/"):
+        return
+    try:
+        service = pwd.getpwnam(SERVICE_USER)
+        if config.paths.state.stat().st_uid != service.pw_uid or os.geteuid() == service.pw_uid:
+            return
+    except (KeyError, OSError):
+        return  # no service layout here: the user who adds it is the one who fetches it
+    groups = set(os.getgrouplist(service.pw_name, service.pw_gid))
+    why = service_cannot_read(Path(url), service.pw_uid, groups)
+    if why:
+        msg = f"{url}: the fetch service (user {SERVICE_USER}) cannot read it: {why}"
+        raise UsageError(msg)
+
+
+def service_cannot_read(path: Path, uid: int, gids: set[int]) -> str | None:
+    """Why `uid` cannot read the repository at `path` (None when it can): modes along the path."""
+    if any(path == h or h in path.parents for h in HIDDEN_FROM_SERVICE):
+        return "home directories are hidden from the service (ProtectHome=yes); put it under /srv or /var"
+    for directory in [*reversed(path.parents), path]:
+        needed = 0o5 if directory == path else 0o1  # search along the way, read and search at the end
+        info = directory.stat()
+        shift = 6 if info.st_uid == uid else 3 if info.st_gid in gids else 0
+        if (info.st_mode >> shift) & needed != needed:
+            what = "read" if needed == 0o5 else "enter"
+            return f"it may not {what} {directory} (mode {stat.filemode(info.st_mode)})"
+    return None
+
+
 def _key_from_path(path: str) -> str:
     """`team/project` from the last two path components: readable, and unique in practice."""
     parts = [p.removesuffix(".git") for p in path.strip("/").split("/") if p]
@@ -99,6 +139,7 @@ def cli_add(config: Config, source: str, distribution: str | None, *, subdirecto
     if credential is None and url == f"{SHORTHAND_HOST}/{key}.git" != source and _per_user(config):
         url = f"{SHORTHAND_SSH}:{key}.git"
     check_local(url)
+    check_service_can_read(config, url)
     if distribution and dist_from_source and (
             canonicalize_name(distribution) != canonicalize_name(dist_from_source)):
         msg = (

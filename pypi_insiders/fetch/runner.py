@@ -204,7 +204,8 @@ def build_one(config: Config, repo: RepoConfig, record: repo_state.RepoState,
         request = builder.BuildRequest(repo.key, git.mirror_path(config, repo.key), tag,
                                        repo.subdirectory, own, config.fetch.build_timeout,
                                        workdir, config.paths.cache / "pip", config.paths.cache / "build-envs",
-                                       project=own, sandbox=sandbox.for_config(config, warn=False))
+                                       project=own, sandbox=sandbox.for_config(config, warn=False),
+                                       settings=config.fetch.build_env)
         files = builder.build(request)
         ownership.check(config, repo.key, tag.tag, files[0].name, own=own, built=record.built)
         origin = Origin(repo.key, display_url(repo.url), tag.tag, tag.commit)

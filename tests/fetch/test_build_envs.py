@@ -22,8 +22,11 @@ OWN_ISOLATION = b"Creating venv isolated environment"
 
 
 def _request(make_config: ConfigMaker, tmp_path: Path, upstream: Path, tag: str,
-             name: str, *, sandboxed: bool = True) -> builder.BuildRequest:
-    fetch = {} if sandboxed else {"sandbox": "off"}
+             name: str, *, sandboxed: bool = True,
+             build_env: dict[str, str] | None = None) -> builder.BuildRequest:
+    fetch: dict[str, object] = {} if sandboxed else {"sandbox": "off"}
+    if build_env:
+        fetch["build_env"] = build_env
     loaded = config.load(str(make_config(repos={"demo": {"url": str(upstream)}}, fetch=fetch)))
     tags = git.update(loaded, loaded.repos[0]).tags
     version = version_of_tag(tag)
@@ -33,7 +36,8 @@ def _request(make_config: ConfigMaker, tmp_path: Path, upstream: Path, tag: str,
     tag_version = TagVersion(tag, tags[tag], version)
     return builder.BuildRequest("demo", git.mirror_path(loaded, "demo"), tag_version, "",
                                 canonicalize_name(name), 600.0, workdir, tmp_path / "pip-cache",
-                                tmp_path / "build-envs", sandbox=sandbox.for_config(loaded))
+                                tmp_path / "build-envs", sandbox=sandbox.for_config(loaded),
+                                settings=loaded.fetch.build_env)
 
 
 def _templates(tmp_path: Path) -> list[Path]:
@@ -146,20 +150,22 @@ DEBIAN_WHEELS = Path("/usr/share/python-wheels")  # python3-setuptools-whl, pyth
 
 def test_build_env_from_debians_wheels_without_an_index_is_made_once(
         make_config: ConfigMaker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The shipped way to build offline: Debian's wheels as find-links, no index; then cached."""
+    """The shipped way to build offline: Debian's wheels as find-links, no index; then cached.
+
+    The settings come from the configuration ([fetch.build_env]), as for the service and `update`.
+    """
     _cut_off_the_index(monkeypatch)
-    monkeypatch.setenv("PIP_FIND_LINKS", str(DEBIAN_WHEELS))
-    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    offline = {"PIP_FIND_LINKS": str(DEBIAN_WHEELS), "PIP_NO_INDEX": "1"}
     pyproject = ('[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
                  '[project]\nname = "debian-wheels-demo"\nversion = "{version}"\n'
                  '[tool.setuptools]\npy-modules = []\n')
     upstream = g.init_repo(tmp_path / "up", {"pyproject.toml": pyproject.format(version="1.0")})
     g.tag(upstream, "v1.0")
-    first = _request(make_config, tmp_path, upstream, "v1.0", "debian-wheels-demo")
+    first = _request(make_config, tmp_path, upstream, "v1.0", "debian-wheels-demo", build_env=offline)
     assert {str(f.version) for f in builder.build(first)} == {"1.0"}
     g.commit_files(upstream, {"pyproject.toml": pyproject.format(version="1.1")})
     g.tag(upstream, "v1.1")
-    second = _request(make_config, tmp_path, upstream, "v1.1", "debian-wheels-demo")
+    second = _request(make_config, tmp_path, upstream, "v1.1", "debian-wheels-demo", build_env=offline)
     assert {str(f.version) for f in builder.build(second)} == {"1.1"}
     # setuptools 66 asks for `wheel` beyond its static requirements: an environment with it, once
     assert len(_templates(tmp_path)) == 2

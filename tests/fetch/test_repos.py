@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from pypi_insiders import config
-from pypi_insiders.fetch.repos import parse_source
+from pypi_insiders.fetch.repos import parse_source, service_cannot_read
 from tests.conftest import ConfigMaker
 from tests.support.git_fixtures import cli_env, init_repo
 
@@ -136,3 +139,33 @@ def test_repos_add_and_remove_say_when_the_dropin_directory_is_not_writable(make
     assert done.returncode == 2
     assert done.stderr.startswith("pypi-insiders: fetch.repos_dir: cannot write /proc/pypi-insiders-repos.d/")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+NOBODY = 65534  # a user that owns none of the test's files, as the service user owns none of a user's
+
+
+@pytest.mark.parametrize(("modes", "reason"), [
+    ({"outer": 0o755, "outer/repo": 0o755}, None),
+    ({"outer": 0o755, "outer/repo": 0o700}, r"it may not read .*/outer/repo \(mode drwx------\)"),
+    ({"outer": 0o750, "outer/repo": 0o755}, r"it may not enter .*/outer \(mode drwxr-x---\)"),
+    ({"outer": 0o751, "outer/repo": 0o755}, None),  # search is all a parent needs
+])
+def test_repos_service_cannot_read_names_the_blocking_directory(modes: dict[str, int],
+                                                                reason: str | None) -> None:
+    # pytest's own temporary directories are private: this one is open to all, as /srv would be
+    base = Path(tempfile.mkdtemp(prefix="repos-modes-", dir="/var/tmp"))
+    try:
+        base.chmod(0o755)
+        for name, mode in modes.items():
+            (base / name).mkdir()
+            (base / name).chmod(mode)
+        why = service_cannot_read(base / "outer" / "repo", NOBODY, {NOBODY})
+    finally:
+        shutil.rmtree(base)
+    assert (why is None) if reason is None else re.fullmatch(reason, why or ""), why
+
+
+def test_repos_service_cannot_read_a_home_directory() -> None:
+    why = service_cannot_read(Path("/home/alice/src/proj"), NOBODY, {NOBODY})
+    assert why is not None
+    assert "ProtectHome=yes" in why
