@@ -1,10 +1,12 @@
-"""One build of one tag: export its tree, run `python -m build`, check what came out.
+"""One build of one tag: check it out, run `python -m build` in its sandbox, check what came out.
 
-The tree is exported without `.git`, so the version reaches scm-based backends through their
-pretend-version variables (setuptools-scm, hatch-vcs, pdm-backend); SOURCE_DATE_EPOCH comes
-from the tag's commit so rebuilding a tag gives the same bytes where the backend allows it.
-The build runs in its own session so a time-out kills every process it started. Nothing
-here touches the store: the caller publishes the verified files.
+The tag is a real git checkout (checkout.py), so backends and version scripts that ask git see
+the tag; the pretend-version variables (setuptools-scm, hatch-vcs, pdm-backend) stay as a
+second line. SOURCE_DATE_EPOCH comes from the tag's commit so rebuilding a tag gives the same
+bytes where the backend allows it. The build runs in a bubblewrap sandbox (sandbox.py) with
+its requirements installed beforehand (build_envs.py), in its own session, so a time-out
+kills every process it started. Nothing here touches the store: the caller publishes the
+verified files.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from pypi_insiders.errors import BuildError, InvalidDistributionError
-from pypi_insiders.fetch import build_envs, checkout
+from pypi_insiders.fetch import build_envs, build_output, checkout
 from pypi_insiders.fetch.sandbox import Sandbox, interpreter_paths
 from pypi_insiders.fetch.versions import TagVersion
 from pypi_insiders.metadata import read_core_metadata
@@ -34,10 +36,6 @@ from pypi_insiders.store import parse_filename
 
 log = logging.getLogger(__name__)
 
-TAIL_LINES = 200
-TAIL_BYTES = 64 * 1024
-# what `python -m build --no-isolation` says when the backend asks for more than the environment has
-MISSING_DEPENDENCIES = b"Missing dependencies"
 
 
 class BuildFailedError(BuildError):
@@ -127,7 +125,7 @@ def run_build(request: BuildRequest, project_dir: Path, outdir: Path, epoch: int
     if status != 0:
         log_path = request.workdir / "build.log"
         _log_output(log_path, _context(request), f"exited with status {status}")
-        cause = failure_cause(log_path, request.workdir / "src")
+        cause = build_output.failure_cause(log_path, request.workdir / "src")
         msg = f"{_where(request)}: build failed (exit status {status}): {cause}"
         raise BuildFailedError(msg, cause)
 
@@ -156,7 +154,7 @@ def _build_sandboxed(request: BuildRequest, sandbox: Sandbox, argv: list[str], p
                                readonly=[prepared.directory, request.mirror, *interpreter_paths(),
                                          *build_envs.frontend_paths()])
         status = _run_logged(request, command, project_dir, inside)
-        missing = missing_dependencies(request.workdir / "build.log") if status else []
+        missing = build_output.missing_dependencies(request.workdir / "build.log") if status else []
         if not missing or extra:
             if status == 0 and extra:
                 build_envs.remember_extra(request.build_envs, project_dir, extra)
@@ -165,20 +163,6 @@ def _build_sandboxed(request: BuildRequest, sandbox: Sandbox, argv: list[str], p
                  "an environment with those", request.repo_key, request.tag.tag, ", ".join(missing),
                  extra=_context(request))
         extra = missing
-
-
-def missing_dependencies(log_path: Path) -> list[str]:
-    """What build's "Missing dependencies:" lists (one requirement a line, tab-indented)."""
-    lines = output_tail(log_path).splitlines()
-    for number, line in enumerate(lines):
-        if MISSING_DEPENDENCIES.decode() in line:
-            found = []
-            for item in lines[number + 1:]:
-                if not item.startswith("\t"):
-                    break
-                found.append(item.strip().rsplit(" -> ", 1)[-1])
-            return found
-    return []
 
 
 def _context(request: BuildRequest) -> dict[str, str]:
@@ -207,7 +191,7 @@ def _build_in_cached_env(request: BuildRequest, argv: list[str], project_dir: Pa
 
 def _fall_back(request: BuildRequest, status: int, outdir: Path) -> bool:
     """A backend asking for more than its static requirements gets build's own isolation instead."""
-    if status == 0 or MISSING_DEPENDENCIES not in (request.workdir / "build.log").read_bytes():
+    if status == 0 or build_output.MISSING_DEPENDENCIES not in (request.workdir / "build.log").read_bytes():
         return False
     log.info("%s: %s asks for build dependencies beyond [build-system].requires; building it with "
              "build's own isolation", request.repo_key, request.tag.tag, extra=_context(request))
@@ -242,38 +226,9 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def output_tail(path: Path) -> str:
-    """The end of a build's output, bounded in lines and bytes: the error is at the end."""
-    with path.open("rb") as stream:
-        size = stream.seek(0, os.SEEK_END)
-        stream.seek(max(0, size - TAIL_BYTES))
-        data = stream.read()
-    lines = data.decode("utf-8", "replace").splitlines()
-    return "\n".join(lines[-TAIL_LINES:])
-
-
 def _log_output(path: Path, context: dict[str, str], what: str) -> None:
     log.error("%s: build of %s %s; its output ends with:\n%s", context["REPO"], context["TAG"], what,
-              output_tail(path), extra=context)
-
-
-# build's own closing lines, which say that something failed but not what
-_GENERIC = ("Backend subprocess exited", "Traceback (most recent call last)", "ERROR Missing dependencies")
-_CAUSE = re.compile(r"(ERROR\s|error:|fatal:|[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b)")
-CAUSE_CHARS = 300
-
-
-def failure_cause(log_path: Path, source: Path) -> str:
-    """The line of the build's output that says why it failed: the backend's last error.
-
-    Paths in the build's checkout are made relative to it (it is deleted after the build).
-    """
-    lines = [line.strip() for line in output_tail(log_path).splitlines() if line.strip()]
-    useful = [line for line in lines if not any(g in line for g in _GENERIC)]
-    last = useful[-1] if useful else "no output"
-    cause = next((line for line in reversed(useful) if _CAUSE.match(line)), last)
-    cause = cause.removeprefix("ERROR ").replace(f"{source}/", "").replace(str(source), ".")
-    return cause if len(cause) <= CAUSE_CHARS else cause[:CAUSE_CHARS - 1] + "\u2026"
+              build_output.output_tail(path), extra=context)
 
 
 def verify(request: BuildRequest, paths: list[Path]) -> list[BuiltFile]:

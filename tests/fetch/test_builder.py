@@ -13,7 +13,7 @@ from packaging.utils import canonicalize_name
 
 from pypi_insiders import config
 from pypi_insiders.errors import BuildError
-from pypi_insiders.fetch import builder, git, sandbox
+from pypi_insiders.fetch import build_output, builder, git, sandbox
 from pypi_insiders.fetch.versions import TagVersion, version_of_tag
 from tests.conftest import ConfigMaker
 from tests.support import git_fixtures as g
@@ -113,8 +113,8 @@ def test_build_timeout_kills_the_whole_process_group(make_config: ConfigMaker, t
 def test_output_tail_is_bounded(tmp_path: Path) -> None:
     log = tmp_path / "build.log"
     log.write_text("".join(f"line {n}\n" for n in range(100_000)))
-    tail = builder.output_tail(log)
-    assert len(tail.splitlines()) == builder.TAIL_LINES
+    tail = build_output.output_tail(log)
+    assert len(tail.splitlines()) == build_output.TAIL_LINES
     assert tail.endswith("line 99999")
 
 
@@ -132,3 +132,22 @@ def test_build_gives_scm_backends_the_tag_version(make_config: ConfigMaker, tmp_
     built = builder.build(_request(make_config, tmp_path, upstream, tag, distribution=name))
     assert {(f.name, str(f.version)) for f in built} == {(canonicalize_name(name), version)}
     assert len(built) == 2
+
+
+@pytest.mark.parametrize(("output", "cause"), [
+    ("* Building wheel...\nTraceback (most recent call last):\n  File \"x.py\", line 1\n"
+     "RuntimeError: Unable to detect version control system.\n\n"
+     "ERROR Backend subprocess exited when trying to invoke build_wheel\n",
+     "RuntimeError: Unable to detect version control system."),
+    ("ERROR Failed to parse {src}/pyproject.toml: Invalid value (at line 3, column 5)\n",
+     "Failed to parse pyproject.toml: Invalid value (at line 3, column 5)"),
+    ("running build\nerror: package directory 'demo' does not exist\n",
+     "error: package directory 'demo' does not exist"),
+    ("something odd\nthe last words\n", "the last words"),
+    ("", "no output"),
+])
+def test_failure_cause_is_the_backends_last_error(tmp_path: Path, output: str, cause: str) -> None:
+    source = tmp_path / "work" / "src"
+    log = tmp_path / "build.log"
+    log.write_text(output.format(src=source))
+    assert build_output.failure_cause(log, source) == cause
