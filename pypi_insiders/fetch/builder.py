@@ -29,7 +29,7 @@ from packaging.version import Version
 
 from pypi_insiders.errors import BuildError, InvalidDistributionError
 from pypi_insiders.fetch import build_envs, build_output, checkout
-from pypi_insiders.fetch.sandbox import Sandbox, interpreter_paths
+from pypi_insiders.fetch.sandbox import Sandbox, interpreter_paths, sandbox_env
 from pypi_insiders.fetch.versions import TagVersion
 from pypi_insiders.metadata import read_core_metadata
 from pypi_insiders.store import parse_filename
@@ -148,7 +148,7 @@ def _build_sandboxed(request: BuildRequest, sandbox: Sandbox, argv: list[str], p
         except build_envs.EnvUnavailable as error:
             msg = f"{_where(request)}: {error}"
             raise BuildError(msg) from None
-        inside = {**build_envs.isolated_env(env), "TMPDIR": "/tmp"}  # noqa: S108 - the sandbox's own tmpfs
+        inside = sandbox_env(build_envs.isolated_env(env))
         command = sandbox.wrap([*prepared.command, "--no-isolation", *argv[3:]], project_dir,
                                writable=[request.workdir / "src", Path(argv[argv.index("--outdir") + 1])],
                                readonly=[prepared.directory, request.mirror, *interpreter_paths(),

@@ -96,6 +96,19 @@ class Sandbox:
             raise SandboxError(msg)
 
 
+# What a build may see of the fetcher's environment: the locale, the tools' usual settings and
+# ours; never the rest (an administrator's shell may hold tokens a build would publish).
+ENV_NAMES = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TERM", "SOURCE_DATE_EPOCH",
+                       "CC", "CXX", "CFLAGS", "CXXFLAGS", "CPPFLAGS", "LDFLAGS", "MAKEFLAGS"})
+ENV_PREFIXES = ("LC_", "PYTHON", "SETUPTOOLS_SCM_PRETEND_VERSION", "PDM_BUILD_SCM_VERSION")
+
+
+def sandbox_env(env: dict[str, str]) -> dict[str, str]:
+    """The build's environment inside the sandbox: the allowed names only, its own TMPDIR."""
+    kept = {k: v for k, v in env.items() if k in ENV_NAMES or k.startswith(ENV_PREFIXES)}
+    return {**kept, "TMPDIR": "/tmp"}  # noqa: S108 - the sandbox's own, empty tmpfs
+
+
 def _minimal_env() -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
 

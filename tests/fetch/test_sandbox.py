@@ -75,6 +75,7 @@ def _attack():
         _read(loot, "run:" + path, path)
     _read(loot, "run_credentials", cfg["run_credential"])
     _read(loot, "users", cfg["users"])
+    loot["environ"] = "failed: " + " ".join(f"{k}={v}" for k, v in os.environ.items())
     try:
         done = subprocess.run(["git", "--git-dir", cfg["mirror"], "show", "v1.0:SECRET.txt"],
                               capture_output=True, text=True, timeout=30)
@@ -200,6 +201,8 @@ def test_sandbox_hostile_build_reaches_nothing_outside_its_tree(make_config: Con
     sudo_credentials.mkdir()
     (sudo_credentials / "repo_victim-token").write_text(secrets["sudo"])
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(sudo_credentials))
+    secrets["environ"] = f"SECRET-environ-{uuid.uuid4().hex}"
+    monkeypatch.setenv("GITHUB_TOKEN", secrets["environ"])  # an administrator's shell, running update
     assert runner.cli_update(loaded, ["victim"]) == 0  # its mirror and build environment exist now
     index_page = loaded.paths.index / "simple" / "victim-proj" / "index.html"
     with listener() as (port, received), run_credential(secrets["run"]) as run_file:
