@@ -49,9 +49,10 @@ RepoFailure = (BuildError, CredentialError, FetchError, StoreError, OSError)
 class DueBuildsError(BuildError):
     """Builds due in this run failed; each was logged as it failed, so this names the tags only."""
 
-    def __init__(self, message: str, tags: list[str]) -> None:
+    def __init__(self, message: str, tags: list[str], cause: str = "") -> None:
         super().__init__(message)
         self.tags = tags
+        self.cause = cause  # the first failure's cause, for the run's summary line
 
 
 def cli_update(config: Config, repo_keys: list[str], *, force: bool = False) -> int:
@@ -141,7 +142,8 @@ def update_repo(config: Config, repo: RepoConfig, *, force: bool, failures: list
         # build_new logged each failed build as it came: the error is not repeated here.
         record.record_failure(str(error), config.fetch.backoff_max, now, backoff=False)
         tags = error.tags if isinstance(error, DueBuildsError) else ["a tag"]
-        failures.append(f"{repo.key}: build of {', '.join(tags)} failed")
+        cause = f": {error.cause}" if isinstance(error, DueBuildsError) and error.cause else ""
+        failures.append(f"{repo.key}: build of {', '.join(tags)} failed{cause}")
     except RepoFailure as error:
         log.error("%s", error, extra=_fields(repo, record, STEP="update"))
         record.record_failure(str(error), config.fetch.backoff_max, now)
@@ -192,7 +194,9 @@ def build_new(config: Config, repo: RepoConfig, record: repo_state.RepoState, ta
     if errors:
         more = f" (and {len(errors) - 1} more failed builds)" if len(errors) > 1 else ""
         msg = f"{errors[0]}{more}"
-        raise DueBuildsError(msg, failed_tags)
+        where = f"repository {repo.key} tag {failed_tags[0]}: "
+        cause = getattr(errors[0], "cause", "") or str(errors[0]).removeprefix(where)
+        raise DueBuildsError(msg, failed_tags, cause)
     return built, waiting
 
 

@@ -43,7 +43,8 @@ def test_ownership_learnt_name_is_enforced(make_config: ConfigMaker, tmp_path: P
                                     "harmless-tool/harmless_tool-0.1.tar.gz"}
 
 
-def test_ownership_name_of_another_repository_is_refused(make_config: ConfigMaker, tmp_path: Path) -> None:
+def test_ownership_name_of_another_repository_is_refused(make_config: ConfigMaker, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
     victim = g.init_repo(tmp_path / "victim", g.intree_files("secret-proj"))
     g.tag(victim, "v1.0")
     evil = g.init_repo(tmp_path / "evil", g.intree_files("secret-proj"))
@@ -55,6 +56,9 @@ def test_ownership_name_of_another_repository_is_refused(make_config: ConfigMake
     assert _failure(loaded, "evil", "99.0") == (
         "repository evil tag v99.0: builds 'secret-proj', a name owned by repository victim; "
         "nothing published")
+    assert caplog.records[-1].getMessage() == (  # the run's summary line says why too
+        "1 repository: 0 updated, 0 unchanged, 1 failed (evil: build of v99.0 failed: builds "
+        "'secret-proj', a name owned by repository victim; nothing published)")
     assert not any("99.0" in f for f in _store_files(loaded))
     assert repo_state.load(loaded, "evil").distribution is None  # nothing learnt from a refused build
 

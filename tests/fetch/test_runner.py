@@ -129,7 +129,8 @@ def test_update_failing_repository_does_not_stop_another(make_config: ConfigMake
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len([m for m in errors if "build failed" in m]) == 1, errors  # the build error, once
     assert errors[-1] == ("3 repositories: 1 updated, 0 unchanged, 2 failed "
-                          "(broken: build of v1.0 failed; gone: cannot be fetched)")
+                          "(broken: build of v1.0 failed: RuntimeError: this build fails on purpose; "
+                          "gone: cannot be fetched)")
     caplog.clear()
     assert _store_files(loaded) == {"good/good-2.0-py3-none-any.whl", "good/good-2.0.tar.gz"}
     for key, message in (("broken", "build failed"), ("gone", "not found or not a git repository")):
