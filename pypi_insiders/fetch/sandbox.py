@@ -14,7 +14,8 @@ namespaces die with the build. Inside:
 - writable: the build's own checkout and output directory; read-only again: its build
   environment, its own mirror (the checkout's objects live there) and the interpreter;
 - no network (a network namespace with loopback only), no capabilities, its own user, IPC and
-  PID namespaces, so every process it starts is killed when it ends (`--die-with-parent`).
+  PID namespaces (the ones the fetch unit allows), so every process it starts is killed when it
+  ends (`--die-with-parent`).
 
 `[fetch] sandbox = "off"` builds without it, when set explicitly, with a warning on every run.
 """
@@ -58,7 +59,7 @@ class Sandbox:
         return [BWRAP, *self.options(writable, readonly), "--chdir", str(cwd), "--", *argv]
 
     def options(self, writable: Iterable[Path], readonly: Iterable[Path]) -> list[str]:
-        options = ["--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+        options = ["--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net",
                    "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                    "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         for scratch in SCRATCH:  # the build's own, empty and writable
