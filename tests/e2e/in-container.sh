@@ -150,7 +150,9 @@ def attack():
             or "failed: none visible")
     attempt(loot, "credentials-dir", lambda: os.listdir("/etc/pypi-insiders/credentials"))
     attempt(loot, "users", lambda: open("/etc/pypi-insiders/users").read())
-    attempt(loot, "mirrors", lambda: os.listdir("/var/cache/pypi-insiders/mirrors"))
+    # its own mirror is there, read-only (its checkout's objects live in it); another's is not
+    attempt(loot, "mirrors", lambda: glob.glob("/var/cache/pypi-insiders/mirrors/gitthing-*")
+            or "failed: none visible")
     attempt(loot, "store", lambda: open("/var/lib/pypi-insiders/store/gitthing/gitthing-66.6-py3-none-any.whl",
                                         "w").write("planted"))
     attempt(loot, "envs", lambda: [open(p + "/zz.pth", "w").write("import os\n") for p in glob.glob(
