@@ -85,7 +85,11 @@ class Sandbox:
             done = subprocess.run(self.wrap(["true"], Path("/")), stdin=subprocess.DEVNULL,
                                   capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False,
                                   env=_minimal_env())
-        except (OSError, subprocess.TimeoutExpired) as error:
+        except subprocess.TimeoutExpired:
+            msg = (f"cannot build: the build sandbox cannot be made (bwrap did not finish within "
+                   f"{PROBE_TIMEOUT:g} s); {self.how_to_allow}")
+            raise SandboxError(msg) from None
+        except OSError as error:
             msg = f"cannot build: the build sandbox cannot be made ({error}); {self.how_to_allow}"
             raise SandboxError(msg) from None
         if done.returncode != 0:
@@ -93,7 +97,8 @@ class Sandbox:
             why = lines[-1] if lines else f"exit status {done.returncode}"
             msg = (f"cannot build: the build sandbox cannot be made (bwrap: {why}); unprivileged user "
                    f"namespaces must be allowed (sysctl kernel.unprivileged_userns_clone=1, "
-                   f"user.max_user_namespaces > 0, no RestrictNamespaces= on the unit); {self.how_to_allow}")
+                   f"user.max_user_namespaces > 0; a unit's RestrictNamespaces= must allow user mnt pid net "
+                   f"ipc, as the shipped fetch unit does); {self.how_to_allow}")
             raise SandboxError(msg)
 
 
