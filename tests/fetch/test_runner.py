@@ -181,6 +181,11 @@ def test_update_a_broken_tag_does_not_hold_back_newer_ones(make_config: ConfigMa
     record = repo_state.load(loaded, "demo")
     assert record.next_attempt is None
     assert set(record.failed_builds) == {"1.0"}
+    # why v1.0 failed stays on show after v1.1 built: the backend's error, not "see the log"
+    shown = status.collect(loaded)["repositories"][0]
+    assert shown["last_build"]["result"] == "ok"
+    assert shown["failed_builds"][0]["error"] == (
+        "repository demo tag v1.0: build failed (exit status 1): RuntimeError: this build fails on purpose")
 
     g.tag(repo, "v1.0", force=True)  # the tag now points at the fixed commit: retried at once
     assert runner.cli_update(loaded, []) == 0
