@@ -72,10 +72,20 @@ def split_credentials(url: str) -> tuple[str, Credentials | None]:
     return plain, Credentials(parts.username, parts.password or "")
 
 
+_LOGIN_SCHEMES = frozenset({"ssh", "git+ssh", "ssh+git"})
+
+
 def display_url(url: str) -> str:
     """The URL as it may appear in a log line, a message or a page: without the user part at
-    all, since a user name alone can be the secret (a token in place of the user)."""
-    return split_credentials(url)[0]
+    all, since over HTTP a user name alone can be the secret (a token in place of the user).
+    An SSH URL keeps its login name (`ssh://git@host/...`): ssh authenticates with keys,
+    never with the URL, and the login is what a reader needs to see which account is used.
+    """
+    plain, credentials = split_credentials(url)
+    if credentials is None or urlsplit(url).scheme.lower() not in _LOGIN_SCHEMES:
+        return plain
+    scheme, rest = plain.split("://", 1)
+    return f"{scheme}://{credentials.username}@{rest}"
 
 
 @dataclass(frozen=True)

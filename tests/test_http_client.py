@@ -82,6 +82,16 @@ def test_http_client_split_credentials(url: str, plain: str, auth: str | None) -
     assert (credentials.header() if credentials else None) == auth
 
 
+@pytest.mark.parametrize(("url", "shown"), [
+    ("ssh://git@host:2222/team/proj.git", "ssh://git@host:2222/team/proj.git"),
+    ("ssh://git:oops@host/team/proj.git", "ssh://git@host/team/proj.git"),
+    ("git+ssh://deploy@[::1]/proj.git", "git+ssh://deploy@[::1]/proj.git"),
+    ("https://ghp_token@host/team/proj.git", "https://host/team/proj.git"),
+])
+def test_http_client_display_url_keeps_only_an_ssh_login(url: str, shown: str) -> None:
+    assert display_url(url) == shown
+
+
 def test_http_client_credentials_hide_the_password_in_repr() -> None:
     assert SECRET not in repr(Credentials("alice", SECRET))
 
