@@ -43,12 +43,6 @@ def parse_source(source: str) -> tuple[str, str, str | None]:
         if scheme not in _URL_SCHEMES:
             msg = f"{source}: unsupported URL scheme {scheme!r} (use {', '.join(_URL_SCHEMES)})"
             raise UsageError(msg)
-        if urlsplit(source).password is not None:
-            msg = (
-                f"{display_url(source)}: a password in the URL would be stored in clear; "
-                             "put it in a credential file and use --credential"
-            )
-            raise UsageError(msg)
         return _key_from_path(urlsplit(source).path), source, None
     if source.startswith(("/", "./", "../", "~")) or Path(source).exists():
         path = Path(source).expanduser().absolute()
@@ -61,6 +55,26 @@ def parse_source(source: str) -> tuple[str, str, str | None]:
         return _key_from_path(source.split(":", 1)[1]), source, None
     msg = f"{source}: not NAMESPACE/PROJECT[:DISTRIBUTION], a git URL or a local path"
     raise UsageError(msg)
+
+
+def _has_credentials(source: str) -> bool:
+    """Whether a URL carries a secret: any user part, but an SSH login name alone is none."""
+    try:
+        parts = urlsplit(source)
+    except ValueError:
+        return False  # not a URL: parse_source says what is wrong with it
+    if parts.scheme.lower() in ("ssh", "git+ssh"):
+        return parts.password is not None
+    return parts.username is not None
+
+
+def refuse_credentials(source: str, credentials_dir: Path) -> None:
+    """A token in the URL (`https://TOKEN@host/`, or as a password) would be written in clear to
+    the drop-in and shown wherever the URL is; the credential file keeps it out of both."""
+    if _has_credentials(source):
+        msg = (f"{display_url(source)}: a credential in the URL would be stored in clear; put the "
+               f"token in a file in {credentials_dir} and name it with --credential NAME")
+        raise UsageError(msg)
 
 
 def check_local(url: str) -> None:
@@ -135,6 +149,7 @@ def entry(url: str, distribution: str | None, options: dict[str, str | None]) ->
 def cli_add(config: Config, source: str, distribution: str | None, *, subdirectory: str | None = None,
             tag_pattern: str | None = None, build: str | None = None, min_version: str | None = None,
             credential: str | None = None, username: str | None = None) -> int:
+    refuse_credentials(source, config.fetch.credentials_dir)
     key, url, dist_from_source = parse_source(source)
     if credential is None and url == f"{SHORTHAND_HOST}/{key}.git" != source and _per_user(config):
         url = f"{SHORTHAND_SSH}:{key}.git"
