@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pypi_insiders import __version__, config, directories, maintain, privileges, sd
 from pypi_insiders.errors import ConfigError, InsidersError, UsageError
+from pypi_insiders.http_client import display_url
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +58,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     directories.prepare(loaded, create=False)
     if args.reload:
         _refuse_restart_only_changes(loaded)
+    warnings = list(loaded.upstream.skipped)
     if args.json:
-        print(json.dumps({**_summary(loaded), "sources": dict(loaded.sources)}, indent=2))
+        print(json.dumps({**_summary(loaded), "sources": dict(loaded.sources), "warnings": warnings},
+                         indent=2))
     else:
         print(f"{loaded.path or 'embedded default (no config file)'}: OK")
         for key, value in _summary(loaded).items():
             source = loaded.sources.get(_SOURCE_OF.get(key, key))
             print(f"  {key}: {value}" + (f"  [{source}]" if source and source != value else ""))
+    for line in warnings:
+        print(f"pypi-insiders: warning: {line}", file=sys.stderr)
     return 0
 
 
@@ -91,7 +96,7 @@ def _summary(loaded: config.Config) -> dict[str, object]:
         "index": str(loaded.paths.index),
         "state": str(loaded.paths.state),
         "cache": str(loaded.paths.cache),
-        "upstream": f"{loaded.upstream.url} ({loaded.upstream.url_source})",
+        "upstream": f"{display_url(loaded.upstream.url or 'none')} ({loaded.upstream.url_source})",
         "fallback": loaded.upstream.fallback,
         "repos.d": str(loaded.fetch.repos_dir),
         "credentials": str(loaded.fetch.credentials_dir),

@@ -6,25 +6,71 @@ pip's configuration API is internal, so the files are read here; pip is asked on
 built-in default, and only when nothing is configured. Without pip installed (the Debian
 package does not depend on it: its recommends would bring a compiler), the default is read
 from the pip wheel that ensurepip installs into new venvs, which the builds need anyway.
+
+A source that names this index itself is skipped, with a note naming it, for the next one in
+pip's order: the original tool's README has `PIP_INDEX_URL` point at the index, and taking that
+as upstream would send every name we do not hold round in a loop of redirects.
 """
 
 from __future__ import annotations
 
 import configparser
 import importlib.util
+import ipaddress
 import os
+import socket
 import sys
 import zipimport
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from urllib.parse import urlsplit
+
+from pypi_insiders.http_client import display_url
+
+Listen = tuple[str, int]  # the index's own (host, port), as `[server] listen` says
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
 class FoundIndex:
     url: str | None
     source: str
+    skipped: tuple[str, ...] = ()  # sources that named this index itself, one line each
+
+
+def is_own_index(url: str, listen: Listen | None) -> bool:
+    """Whether `url` reaches the index listening at `listen`: its port, and a host that is where
+    it listens (any loopback spelling for a loopback or wildcard address, the host's name too
+    for a wildcard one). Port 0 (a free port, picked at start) is never named in advance."""
+    if listen is None or not listen[1]:
+        return False
+    try:
+        parts = urlsplit(url)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 0)
+    except ValueError:
+        return False
+    return port == listen[1] and _same_host((parts.hostname or "").lower().rstrip("."), listen[0])
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        found = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    mapped = getattr(found, "ipv4_mapped", None)
+    return mapped if mapped is not None else found
+
+
+def _same_host(target: str, listen_host: str) -> bool:
+    own, seen = _ip(listen_host), _ip(target)
+    local = target == "localhost" or (seen is not None and seen.is_loopback)
+    if own is None or own.is_loopback:  # "localhost", or a loopback address
+        return local
+    if own.is_unspecified:  # everywhere, loopback included
+        return local or (seen is not None and seen.is_unspecified) or target == socket.gethostname().lower()
+    return seen == own
 
 
 def _config_files(environ: Mapping[str, str]) -> Iterator[Path]:
@@ -92,23 +138,31 @@ def _index_module_in_wheel(wheels: Path) -> ModuleType | None:
     return None
 
 
-def configured_index_url(environ: Mapping[str, str] | None = None) -> FoundIndex:
-    env = os.environ if environ is None else environ
+def _configured(env: Mapping[str, str]) -> Iterator[tuple[str, str]]:
+    """(URL, source) of every index pip is configured with, the one pip uses first."""
     from_env = env.get("PIP_INDEX_URL", "").strip()
     if from_env:
-        return FoundIndex(_with_slash(from_env), "PIP_INDEX_URL")
-    found: FoundIndex | None = None
+        yield from_env, "PIP_INDEX_URL"
     if env.get("PIP_CONFIG_FILE", "") != os.devnull:
-        for path in _config_files(env):
+        for path in reversed(list(_config_files(env))):
             url = _index_url_in(path) if path.is_file() else None
             if url:
-                found = FoundIndex(_with_slash(url), str(path))
-    if found:
-        return found
+                yield url, str(path)
+
+
+def configured_index_url(environ: Mapping[str, str] | None = None, *,
+                         listen: Listen | None = None) -> FoundIndex:
+    """The index pip uses, skipping any source that names this index itself (at `listen`)."""
+    env = os.environ if environ is None else environ
+    skipped: list[str] = []
+    for url, source in _configured(env):
+        if not is_own_index(url, listen):
+            return FoundIndex(_with_slash(url), source, tuple(skipped))
+        skipped.append(f"{source}: {display_url(url)} is this index itself; skipped for pip's next source")
     default = pip_default_url()
     if default:
-        return FoundIndex(_with_slash(default), "pip's default")
-    return FoundIndex(None, "none: pip is not installed and upstream.url is not set")
+        return FoundIndex(_with_slash(default), "pip's default", tuple(skipped))
+    return FoundIndex(None, "none: pip is not installed and upstream.url is not set", tuple(skipped))
 
 
 def _with_slash(url: str) -> str:

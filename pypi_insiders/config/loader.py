@@ -7,12 +7,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
+from pypi_insiders import pipconf
 from pypi_insiders.config import layout as layouts
 from pypi_insiders.config import sections
 from pypi_insiders.config.model import FALLBACKS, Config, Fallback, RepoConfig
 from pypi_insiders.config.repo_tables import parse_repos, read_toml
 from pypi_insiders.config.table import Table, check_http_url, one_of, parse_listen
 from pypi_insiders.errors import ConfigError
+from pypi_insiders.http_client import display_url
 
 _SECTIONS = {"server", "paths", "index", "yank", "upstream", "upload", "fetch", "repos", "access"}
 
@@ -42,7 +44,7 @@ def from_mapping(data: Mapping[str, Any], path: Path | None, problems: list[str]
     server = sections.server(root)
     paths = sections.paths(root, layout, sources)
     index = sections.index(root)
-    upstream = sections.upstream(root)
+    upstream = sections.upstream(root, server)
     upload = sections.upload(root, layout, sources)
     fetch = sections.fetch(root, layout, sources)
     repos = parse_repos(root, fetch)
@@ -79,12 +81,17 @@ def with_overrides(config: Config, *, listen: str | None = None, store: str | No
             server = replace(server, host=host, port=port)
         except ValueError as error:
             problems.append(f"--listen: {error}")
+    if listen is not None and up.url_source not in ("config", "--upstream"):
+        found = pipconf.configured_index_url(listen=(server.host, server.port))
+        up = replace(up, url=found.url, url_source=found.source, skipped=found.skipped)
     if upstream is not None:
-        message = check_http_url(upstream)
+        message = check_http_url(upstream) or (
+            f"{display_url(upstream)} is this index itself" if pipconf.is_own_index(
+                upstream, (server.host, server.port)) else None)
         if message:
             problems.append(f"--upstream: {message}")
         else:
-            up = replace(up, url=upstream.rstrip("/") + "/", url_source="--upstream")
+            up = replace(up, url=upstream.rstrip("/") + "/", url_source="--upstream", skipped=())
     if fallback is not None:
         if message := one_of(*FALLBACKS)(fallback):
             problems.append(f"--fallback: {message}")

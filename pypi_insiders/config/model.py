@@ -70,6 +70,9 @@ class UpstreamConfig:
     fallback: Fallback = "redirect"
     timeout: float = 10.0
     cache_ttl: float = 600.0
+    # pip's sources passed over because they name this index itself, one line each, to be said
+    # by `check-config` and at start.
+    skipped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

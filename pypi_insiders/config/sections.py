@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -37,6 +38,7 @@ from pypi_insiders.config.table import (
     positive,
     resolve,
 )
+from pypi_insiders.http_client import display_url
 from pypi_insiders.project_names import is_valid
 
 
@@ -113,17 +115,28 @@ def index(root: Table) -> IndexConfig:
     return IndexConfig(rescan, debounce, yanked)
 
 
-def upstream(root: Table) -> UpstreamConfig:
+def _not_own(listen: pipconf.Listen) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        if message := check_http_url(value):
+            return message
+        if pipconf.is_own_index(value, listen):
+            return f"{display_url(value)} is this index itself (listen = {listen[0]}:{listen[1]})"
+        return None
+    return check
+
+
+def upstream(root: Table, server: ServerConfig) -> UpstreamConfig:
     t = root.table("upstream")
-    url = t.get("url", str, "", lambda v: check_http_url(v) if v else None)
+    listen = (server.host, server.port)
+    url = t.get("url", str, "", lambda v: _not_own(listen)(v) if v else None)
     fallback = cast(Fallback, t.get("fallback", str, "redirect", one_of(*FALLBACKS)))
     timeout = t.get("timeout", float, 10.0, positive)
     ttl = t.get("cache_ttl", float, 600.0, lambda v: None if v >= 0 else "must be 0 or more")
     t.finish()
     if url:
         return UpstreamConfig(url.rstrip("/") + "/", "config", fallback, timeout, ttl)
-    found = pipconf.configured_index_url()
-    return UpstreamConfig(found.url, found.source, fallback, timeout, ttl)
+    found = pipconf.configured_index_url(listen=listen)
+    return UpstreamConfig(found.url, found.source, fallback, timeout, ttl, found.skipped)
 
 
 def upload(root: Table, layout: Layout, sources: Sources) -> UploadConfig:

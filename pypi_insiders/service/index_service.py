@@ -255,6 +255,8 @@ def _announce(config: Config, url: str) -> None:
              counted(config.server.threads, "thread"))
     log.info("anonymous callers: %s (%s); public projects: %s", access.anonymous, access.reason,
              ", ".join(sorted(access.public_projects)) or "none")
+    for line in upstream.skipped:
+        log.warning("upstream: %s", line)
 
 
 def serve(config: Config, config_arg: str | None) -> int:
