@@ -3,10 +3,14 @@
 A page read must not cost a password hash: pip and uv ask for dozens of pages per install, and
 scrypt costs a sixth of a second. So a header is verified once and the result kept in memory,
 keyed by a keyed hash of the header under a key that lives only in this process (the cache
-holds nothing that could be turned back into a secret offline). The cache is bounded, emptied
-whenever the users file changes (looked at every fraction of a second, so `users remove`
-takes effect on a running server within one), and an expiry is checked on every request.
-Failures are never cached: past a limit per client address no KDF runs at all. Requests that
+holds nothing that could be turned back into a secret offline). The cache is bounded, and when
+the users file changes (looked at every fraction of a second, so `users remove` takes effect on
+a running server within one) it keeps the entries of users whose line did not change; an expiry
+is checked on every request. Failures are never cached: past a limit per client address and
+user name no KDF runs at all. Counting per user name means that nobody's failures, behind the
+same NAT, CI egress or proxy, lock out another user's correct secret; failures with names that
+are no user's are counted together per address, so inventing names does not multiply the
+guesses. An IPv6 client is counted per /64, which one host usually holds whole. Requests that
 arrive together with the same new header wait for one verification instead of each running
 their own: a CI job's first burst of parallel downloads costs one KDF, not one per connection.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import json
 import logging
 import secrets
@@ -69,8 +74,27 @@ def basic_credentials(header: str) -> tuple[str, str]:
     return name, secret
 
 
+def client_bucket(address: str) -> str:
+    """The address failures are counted under: an IPv6 client's /64 (a host gets a whole /64 and
+    picks any address in it), an IPv4-mapped IPv6 address as the IPv4 one."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def failure_key(client: str, user: str | None) -> str:
+    """What one failure counts against: the client's bucket and the user (None: a name of nobody's)."""
+    return f"{client_bucket(client)} {user if user is not None else '?'}"
+
+
 class FailedLogins:
-    """Failed logins per client address over a sliding window; past the limit no KDF runs at all.
+    """Failed logins per key (`failure_key`) over a sliding window; past the limit no KDF runs.
 
     A wrong secret costs the server a sixth of a second of CPU: without this, one client could
     keep every worker thread hashing guesses and the index would stop serving pages. With
@@ -85,7 +109,7 @@ class FailedLogins:
         self._lock = threading.Lock()
 
     def retry_after(self, client: str) -> int:
-        """Seconds until this client may try again; 0 when it may now."""
+        """Seconds until this key may try again; 0 when it may now."""
         now = time.time()
         with self._counts() as failures:
             recent = [t for t in failures.pop(client, []) if now - t < self.window]
@@ -181,20 +205,24 @@ class Authenticator:
                         del self._pending[key]
 
     def _verify(self, header: str, key: bytes, users: Mapping[str, User], client: str) -> User:
-        wait = self.failed_logins.retry_after(client)
-        if wait:
-            raise AuthError(429, f"too many failed logins from {client}; retry in {wait} s", wait)
         name, secret = basic_credentials(header)
         if name == TOKEN_USER:
             name = passwords.token_owner(secret) or ""
         user = users.get(name)
+        # Only a user's own name is ever repeated: a name of nobody's may be a secret typed in
+        # the wrong field (twine's fields swapped, `https://TOKEN@host/`).
+        shown = f"user {name!r}" if user is not None else "an unknown user"
+        counted = failure_key(client, user.name if user is not None else None)
+        wait = self.failed_logins.retry_after(counted)
+        if wait:
+            raise AuthError(429, f"too many failed logins for {shown} from {client}; retry in {wait} s",
+                            wait)
         # An unknown name still pays for one KDF, so timing does not tell which names exist.
         self.kdf_runs += 1
         matches = passwords.verify_secret(secret, user.hashed if user else passwords.DUMMY_HASH)
         if user is None or not matches:
-            self.failed_logins.failed(client)
-            shown = name if passwords.NAME.fullmatch(name) else "?"
-            raise AuthError(401, f"invalid credentials for user {shown!r}", refused=True)
+            self.failed_logins.failed(counted)
+            raise AuthError(401, f"invalid credentials for {shown}", refused=True)
         with self._lock:
             if len(self._verified) >= _CACHE_LIMIT:
                 self._verified.clear()
@@ -225,8 +253,12 @@ class Authenticator:
         except CredentialError as error:
             log.error("%s; every login is refused", error, extra={"FILE": str(self.path)})
             found = {}
-        self._users = found
-        self._verified = {}
+        # A user whose line did not change keeps its object, so its cached headers stay valid
+        # (the cache checks identity): `users add` of one user costs nobody else a KDF.
+        kept = {name: self._users[name] if self._users.get(name) == user else user
+                for name, user in found.items()}
+        self._users = kept
+        self._verified = {k: u for k, u in self._verified.items() if kept.get(u.name) is u}
         self._stamp, self._loaded = stamp, True
         if not found:
             log.warning("%s: no users (file missing or empty); every login is refused",

@@ -206,4 +206,4 @@ def test_upload_login_throttle_counts_the_forwarded_client_behind_a_trusted_prox
         other = post(port, b"", auth=wrong, headers={"X-Forwarded-For": "203.0.113.6"})
         assert other.status == (403 if trusted else 429)
         if not trusted:
-            assert "too many failed logins from 127.0.0.1" in other.text
+            assert "too many failed logins for an unknown user from 127.0.0.1" in other.text

@@ -281,6 +281,33 @@ def test_access_failed_logins_are_limited_like_uploads(team: Team) -> None:
     assert int(reply.header("Retry-After") or "0") > 0
 
 
+def test_access_others_failures_never_refuse_a_correct_secret(team: Team) -> None:
+    """Ten anonymous guessers and a wrong secret of another user, from the same address (a NAT,
+    a CI egress, everyone behind a proxy): a valid, not yet cached token still gets in."""
+    for n in range(10):
+        assert team.get("/simple/private-pkg/", basic(f"nobody{n}", "x")).status == 401
+    for n in range(10):
+        assert team.get("/simple/private-pkg/", basic("sponsor", f"guess-{n}")).status == 401
+    assert team.get("/simple/private-pkg/", basic("nobody-else", "x")).status == 429  # still limited
+    assert team.get("/simple/private-pkg/", basic("sponsor", SECRET)).status == 429  # the guessed one
+    reply = team.get("/simple/public-pkg/", basic("__token__", team.tokens["ci"]))
+    assert reply.status == 200, reply
+    assert team.get("/simple/private-pkg/", team.as_user("member")).status == 200
+
+
+def test_access_adding_a_user_keeps_the_others_logged_in(team: Team) -> None:
+    """`users add` rewrites the file: the users whose line did not change keep their cache entry."""
+    assert team.get("/simple/private-pkg/", team.as_user("member")).status == 200
+    runs = team.app.auth.kdf_runs
+    users = team.users_file.read_text()
+    write_users(team.users_file.with_suffix(".new"), [User("new", hash_secret(SECRET))])
+    team.users_file.write_text(users + team.users_file.with_suffix(".new").read_text())
+    assert wait_for(lambda: team.get("/simple/private-pkg/", team.as_user("new")).status == 200, timeout=5)
+    assert team.app.auth.kdf_runs == runs + 1  # the new user's login only
+    assert team.get("/simple/private-pkg/", team.as_user("member")).status == 200
+    assert team.app.auth.kdf_runs == runs + 1
+
+
 @pytest.mark.parametrize("header", [
     "Bearer abc",
     "Basic",

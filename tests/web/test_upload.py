@@ -183,6 +183,19 @@ def test_upload_wrong_credentials_are_refused(port: int, upload_config: Config, 
     assert "127.0.0.1" in caplog.text
 
 
+def test_upload_a_token_sent_as_the_user_name_is_not_logged(port: int, upload_config: Config, wheel: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """twine's fields swapped: the token arrives as the user name, and must not reach the log."""
+    caplog.set_level(logging.INFO)
+    token = passwords.make_token("al")  # a short name: a token that looks like a user name
+    assert passwords.NAME.fullmatch(token)
+    reply = upload(port, wheel, auth_header=basic(token, "__token__"))
+    assert reply.status == 403
+    assert "invalid credentials for an unknown user" in caplog.text
+    assert token not in caplog.text
+    assert token not in reply.text
+
+
 def test_upload_without_users_file_refuses_everyone(port: int, upload_config: Config, wheel: Path,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     upload_config.upload.users_file.unlink()

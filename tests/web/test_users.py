@@ -21,7 +21,7 @@ import pytest
 
 from pypi_insiders.web import passwords, scopes
 from pypi_insiders.web import users as auth
-from pypi_insiders.web.auth import Authenticator, AuthError, FailedLogins
+from pypi_insiders.web.auth import Authenticator, AuthError, FailedLogins, client_bucket, failure_key
 from tests.conftest import ConfigMaker
 from tests.support.server_fixtures import basic, wait_for
 
@@ -291,6 +291,47 @@ def test_users_cache_spares_the_kdf_for_repeated_credentials(users_file: Path) -
     assert users.verify("alice", "wrong-secret") is None
     assert users.verify("alice", "wrong-secret") is None
     assert users.auth.kdf_runs == 3  # failures are never cached: no cheap guessing
+
+
+@pytest.mark.parametrize(("address", "bucket"), [
+    ("192.0.2.9", "192.0.2.9"),
+    ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+    ("::ffff:192.0.2.9", "192.0.2.9"),
+    ("not-an-address", "not-an-address"),
+])
+def test_users_failures_count_per_ipv4_address_and_ipv6_64(address: str, bucket: str) -> None:
+    assert client_bucket(address) == bucket
+    assert failure_key(address, "alice") == f"{bucket} alice"
+    assert failure_key(address, None) == f"{bucket} ?"
+
+
+def test_users_a_rotating_ipv6_guesser_is_limited_per_64(users_file: Path) -> None:
+    users_file.write_text(f"alice:{passwords.hash_secret(SECRET)}\n")
+    authenticator = Authenticator(users_file, failed_logins=FailedLogins(limit=3))
+    statuses = []
+    for n in range(4):
+        try:
+            authenticator.user({"HTTP_AUTHORIZATION": basic("alice", "wrong"),
+                                "REMOTE_ADDR": f"2001:db8::{n + 1:x}"})
+        except AuthError as error:
+            statuses.append(error.status)
+    assert statuses == [401, 401, 401, 429]
+    assert authenticator.kdf_runs == 3
+    user = authenticator.user({"HTTP_AUTHORIZATION": basic("alice", SECRET),
+                               "REMOTE_ADDR": "2001:db8:0:1::1"})
+    assert user is not None
+
+
+def test_users_a_token_sent_as_the_user_name_is_never_repeated(users_file: Path) -> None:
+    users_file.write_text(f"alice:{passwords.hash_secret(SECRET)}\n")
+    authenticator = Authenticator(users_file)
+    token = passwords.make_token("al")
+    for name, secret in ((token, "__token__"), ("alice", "wrong"), ("bob", "x")):
+        with pytest.raises(AuthError) as caught:
+            authenticator.user({"HTTP_AUTHORIZATION": basic(name, secret), "REMOTE_ADDR": "192.0.2.9"})
+        assert token not in caught.value.message
+        assert ("'alice'" in caught.value.message) == (name == "alice")
 
 
 def test_users_a_burst_with_one_new_header_runs_one_kdf(users_file: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from pypi_insiders import config
 from pypi_insiders.store import Store
+from pypi_insiders.web.passwords import make_token
 from tests.conftest import ConfigMaker
 from tests.support.distfiles import make_sdist, make_wheel
 from tests.support.server_fixtures import (
@@ -122,6 +123,8 @@ def test_yank_api_refusals(index: Index) -> None:
     assert status == 401
     assert headers["www-authenticate"].startswith("Basic")
     assert index.api("/-/yank", basic("alice", "wrong-secret"), project="yank-demo", version="1.0")[0] == 403
+    token = make_token("al")  # the token as the user name (fields swapped): refused, never logged
+    assert index.api("/-/yank", basic(token, "__token__"), project="yank-demo", version="1.0")[0] == 403
     status, text, _ = index.api("/-/yank", basic("bob", SECRET), project="yank-demo", version="1.0")
     assert (status, text) == (403, "user 'bob' may not change yank-demo")
     alice = basic("alice", SECRET)
@@ -132,6 +135,8 @@ def test_yank_api_refusals(index: Index) -> None:
     reply = request(index.running.url, "/-/yank", "POST", headers, body=b"project=yank-demo&version=1.0")
     assert reply.status == 415
     assert index.yanked() == {False}
+    assert "invalid credentials for an unknown user" in index.running.output()
+    assert token not in index.running.output()
 
 
 def test_remove_deletes_the_file_and_its_name_is_never_reused(index: Index) -> None:
