@@ -8,7 +8,9 @@ from typing import Any, Protocol
 from waitress.server import create_server as _waitress_server
 
 from pypi_insiders.config import Config
+from pypi_insiders.web import upload
 from pypi_insiders.web.app import IndexApp
+from pypi_insiders.web.body_limit import limit_bodies
 from pypi_insiders.web.head import keep_head_connections
 
 _BODY_SLACK = 1024 * 1024  # multipart framing around the largest allowed upload
@@ -29,11 +31,14 @@ def create_server(app: IndexApp, config: Config, sock: socket.socket | None = No
     if config.server.trusted_proxy:  # the client's address for logs and the login throttle
         where.update(trusted_proxy=config.server.trusted_proxy, trusted_proxy_count=1,
                      trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"})
+    # The cap on every body (uploads may be enabled by a reload); `limit_bodies` holds all but
+    # authenticated uploads to a small one.
     server = _waitress_server(
         app, threads=config.server.threads, ident="pypi-insiders", asyncore_use_poll=True,
         connection_limit=1000, clear_untrusted_proxy_headers=True,
         max_request_body_size=config.upload.max_size + _BODY_SLACK, **where)
     keep_head_connections(server)
+    limit_bodies(server, upload.PATHS)
     served: Server = server
     return served
 

@@ -45,7 +45,7 @@ StartResponse = Callable[..., Any]
 
 _READ_ONLY = "GET, HEAD"
 _READ_METHODS = frozenset({"GET", "HEAD"})
-_UPLOAD_PATHS = frozenset({"/", "/legacy", "/legacy/"})
+_UPLOAD_PATHS = upload.PATHS
 _MAX_TARGET = 8192  # path and query; what nginx accepts by default, far beyond any real URL
 _MAX_NAME = 255  # a project is a directory: a longer name cannot be held, here or upstream
 

@@ -35,6 +35,8 @@ from pypi_insiders.web.yank_api import YankApi
 
 log = logging.getLogger(__name__)
 
+PATHS = frozenset({"/", "/legacy", "/legacy/"})  # where twine and uv send uploads (POST)
+
 FORM_FIELDS_LIMIT = 8 * 1024 * 1024  # all text fields together; a long README description fits
 RECORD_NAME = "published-filenames.txt"
 

@@ -8,6 +8,8 @@ logs no traceback for it.
 from __future__ import annotations
 
 import logging
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,12 +18,13 @@ import pytest
 from pypi_insiders import config, directories
 from pypi_insiders.config import Config
 from pypi_insiders.index import generate
+from pypi_insiders.service.server import create_server
 from pypi_insiders.web import passwords
 from pypi_insiders.web.app import make_app
 from pypi_insiders.web.upload_checks import MAX_FILENAME_BYTES
 from tests.conftest import ConfigMaker
 from tests.support.distfiles import make_wheel
-from tests.support.server_fixtures import FakeUpstream, ThreadedServer, request, write_index
+from tests.support.server_fixtures import FakeUpstream, ThreadedServer, basic, request, write_index
 from tests.support.upload_fixtures import multipart, post, running_app, tree, twine_fields
 
 LONG = "a" * 300  # past NAME_MAX
@@ -160,3 +163,68 @@ def test_limits_upload_of_the_longest_filename_is_stored_and_served(
         metadata = request(base, f"/packages/{name}/{name}{WHEEL_TAIL}.metadata")
     assert metadata.status == 200
     assert metadata.body.startswith(b"Metadata-Version")
+
+
+# --------------------------------------------------------------------------- request bodies
+
+BIG = 60_000_000
+
+
+def _raw(port: int, head: str, body: bytes = b"") -> tuple[bytes, float]:
+    """Send a request's head (and `body`), then read until the server closes: (answer, seconds)."""
+    began = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.encode() + body)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except ConnectionResetError:  # closed with the rest of the body unread: after the answer
+            assert answer
+        return answer, time.monotonic() - began
+
+
+@pytest.fixture
+def service_server(make_config: ConfigMaker, data_dir: Path) -> Iterator[ThreadedServer]:
+    """The app on the server the service makes (its limits), uploads enabled."""
+    write_index(data_dir / "index", {})
+    loaded = config.load(str(make_config(upload={"enabled": True})))
+    app = make_app(loaded)
+    with ThreadedServer(app, server=create_server(app, loaded)) as running:
+        yield running
+
+
+@pytest.mark.parametrize(("method", "path", "auth"), [
+    ("GET", "/simple/", False), ("POST", "/simple/", False), ("POST", "/", False),
+    ("POST", "/legacy/", False), ("POST", "/-/yank", True), ("GET", "/", True), ("PUT", "/", True),
+])
+def test_limits_a_large_body_outside_an_authenticated_upload_is_refused_unread(
+        service_server: ThreadedServer, method: str, path: str, auth: bool) -> None:
+    port = int(service_server.url.rsplit(":", 1)[1].strip("/"))
+    credentials = "Authorization: Basic dXNlcjpzZWNyZXQ=\r\n" if auth else ""
+    head = (f"{method} {path} HTTP/1.1\r\nHost: x\r\n{credentials}Content-Length: {BIG}\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n")
+    answer, seconds = _raw(port, head)  # the body is never sent: the answer must not wait for it
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"accepted only with an authenticated upload" in answer
+    assert seconds < 5
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # and it is not read
+        sock.sendall(head.encode())
+        with pytest.raises(OSError):  # noqa: PT011 - a reset or a broken pipe, either proves it
+            sock.sendall(bytes(BIG))
+
+
+def test_limits_a_large_chunked_body_is_cut_off(service_server: ThreadedServer) -> None:
+    port = int(service_server.url.rsplit(":", 1)[1].strip("/"))
+    chunk = b"%x\r\n%s\r\n" % (100_000, bytes(100_000))
+    head = "GET /simple/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    answer, _seconds = _raw(port, head, chunk)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+
+
+def test_limits_small_bodies_and_authenticated_uploads_reach_the_app(service_server: ThreadedServer) -> None:
+    port = int(service_server.url.rsplit(":", 1)[1].strip("/"))
+    small = post(port, bytes(1000), auth=None, path="/simple/", content_type="text/plain")
+    assert small.status == 405
+    large = post(port, bytes(200_000), auth=basic("nobody", "secret-1"), path="/legacy/")
+    assert large.status == 403  # the app read it and judged the credentials
