@@ -28,14 +28,12 @@ def create_server(app: IndexApp, config: Config, sock: socket.socket | None = No
     """A waitress server on the configured address (port 0 picks a free one) or on `sock`."""
     where: dict[str, Any] = ({"sockets": [sock]} if sock is not None
                              else {"host": config.server.host, "port": config.server.port})
-    if config.server.trusted_proxy:  # the client's address for logs and the login throttle
-        where.update(trusted_proxy=config.server.trusted_proxy, trusted_proxy_count=1,
-                     trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"})
     # The cap on every body (uploads may be enabled by a reload); `limit_bodies` holds all but
     # authenticated uploads to a small one.
     server = _waitress_server(
         app, threads=config.server.threads, ident="pypi-insiders", asyncore_use_poll=True,
-        connection_limit=1000, clear_untrusted_proxy_headers=True,
+        # Proxy headers are the app's (web/forwarded.py): it alone knows the peer was the proxy.
+        connection_limit=1000, clear_untrusted_proxy_headers=False,
         max_request_body_size=config.upload.max_size + _BODY_SLACK, **where)
     keep_head_connections(server)
     limit_bodies(server, upload.PATHS)

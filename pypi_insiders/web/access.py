@@ -7,6 +7,10 @@ may not read answers 401 (no credentials: clients such as pip and uv send theirs
 exception is `[access] public_projects`: local Insiders builds of a public project, which a
 caller who may not read them gets from upstream exactly like a name that was never local.
 That is how one index URL serves sponsors and contributors alike.
+
+The default `anonymous = "read"` on loopback holds only for callers on this host: a request that
+carries proxy headers from a proxy that is not `[server] trusted_proxy` (`forwarded.py`) may come
+from anywhere, and its anonymous caller reads nothing unless `anonymous = "read"` was set.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from packaging.utils import NormalizedName
 from pypi_insiders.config import AccessConfig
 from pypi_insiders.index import pages
 from pypi_insiders.index.pins import Pins
+from pypi_insiders.web.forwarded import UNTRUSTED_PROXY
 from pypi_insiders.web.response import NO_STORE, Response, challenge, plain
 from pypi_insiders.web.scopes import EVERYTHING, NOTHING, Scope
 from pypi_insiders.web.users import User
@@ -42,6 +47,9 @@ class View(NamedTuple):
         return self.user is not None
 
 
+_NOBODY: Final = View(None, NOTHING)
+
+
 class Policy:
     """The `[access]` settings applied to one caller at a time; replaced whole on reload."""
 
@@ -49,9 +57,14 @@ class Policy:
         self.settings = settings
         self.public = settings.public_projects
         self._anonymous = View(None, EVERYTHING if settings.anonymous == "read" else NOTHING)
+        self._read_by_default = settings.anonymous == "read" and settings.reason.startswith("default:")
 
-    def view(self, user: User | None) -> View:
-        return self._anonymous if user is None else View(user, user.read)
+    def view(self, user: User | None, environ: Mapping[str, Any] | None = None) -> View:
+        if user is not None:
+            return View(user, user.read)
+        if self._read_by_default and environ is not None and environ.get(UNTRUSTED_PROXY):
+            return _NOBODY
+        return self._anonymous
 
     def refuse(self, view: View, project: NormalizedName | None = None) -> Response:
         """For a local project this caller may not read; the body names nothing of it."""

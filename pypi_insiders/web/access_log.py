@@ -8,13 +8,14 @@ at shutdown). Requests for
 names that are not local (upstream redirects and proxied pages) and the root list are not
 logged: pip asks for one per dependency.
 
-Under journald each entry has the fields CLIENT (the caller's address: the one in
-X-Forwarded-For from `[server] trusted_proxy`, as waitress rewrites it), USER (when
+Under journald each entry has the fields CLIENT (the caller's address: from `[server]
+trusted_proxy`, the IP address its X-Forwarded-For ends with, see `forwarded.py`), USER (when
 authenticated), PROJECT, FILE (file and metadata reads), STATUS, BYTES (the body's size; for a
 file that nginx sends, the file's) and DURATION_MS (until the answer was ready, before its body
 is sent), so `journalctl PROJECT=name` lists everything done with a project. Elsewhere the
 message is one line on stderr. The request's own headers never reach it: no credentials, and the
-path without its query string, with anything unprintable percent-encoded.
+path without its query string; the client, the method and the path with anything unprintable
+(and any quote) percent-encoded, so no request can make a line that reads as another entry.
 
 `[server] access_log = false` turns it off; `-q` too.
 
@@ -187,7 +188,8 @@ os.register_at_fork(after_in_child=_after_fork)
 
 def _write(entry: _Entry) -> None:
     client, user, method, raw_path, code, size, duration, project, file = entry
-    fields = {"CLIENT": client, "STATUS": str(code), "BYTES": str(size), "DURATION_MS": f"{duration:.1f}"}
+    fields = {"CLIENT": _printable(client, 64), "STATUS": str(code), "BYTES": str(size),
+              "DURATION_MS": f"{duration:.1f}"}
     if user:
         fields["USER"] = str(user)
     if project is not None:
@@ -195,7 +197,8 @@ def _write(entry: _Entry) -> None:
     if file is not None:
         fields["FILE"] = _printable(str(file), _PATH_SHOWN)
     path = _printable(raw_path, _PATH_SHOWN)
-    message = f'{client} {user or "-"} "{_printable(method, 16)} {path}" {code} {size} {duration:.1f}ms'
+    message = (f'{_printable(client, 64)} {user or "-"} "{_printable(method, 16)} {path}" {code} {size} '
+               f"{duration:.1f}ms")
     # Made and handled directly: the logger's search of the caller's frame costs as much as all
     # the rest (and it is always this function).
     log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, message, (), None, extra=fields))

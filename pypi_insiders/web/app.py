@@ -28,6 +28,7 @@ from pypi_insiders.web.access import View
 from pypi_insiders.web.auth import FAILED_LOGINS_FILE, Authenticator, AuthError, FailedLogins
 from pypi_insiders.web.fallback import Fallback
 from pypi_insiders.web.finish import finish
+from pypi_insiders.web.forwarded import Forwarding
 from pypi_insiders.web.negotiate import HTML, OFFERED_TEXT, Format, Negotiator, accepts_gzip
 from pypi_insiders.web.response import (
     Response,
@@ -90,6 +91,7 @@ class IndexApp:
         self.projects = project_page.ProjectPages(config.paths.index, config.paths.state)
         # A [server] setting: a reload keeps the one the service started with.
         self.access_log = access_log.AccessLog() if config.server.access_log else None
+        self.forwarding = Forwarding(config.server.trusted_proxy)  # [server]: no reload
         # Local `public_projects` go upstream for whoever may not read them: no pin applies there.
         self.public_fallback = Fallback(config.upstream, access.Unpinned(), client=fallback.client)
         self.reconfigure(config)
@@ -119,6 +121,7 @@ class IndexApp:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         began = time.perf_counter()
+        self.forwarding.apply(environ)
         response, body = finish(environ, self._route(environ))
         start_response(response.status, response.headers)
         if self.access_log is not None:
@@ -148,7 +151,7 @@ class IndexApp:
             return denied(refusal)
         if user is not None:
             environ["REMOTE_USER"] = user.name
-        return self._read(environ, path, self._live.policy.view(user))
+        return self._read(environ, path, self._live.policy.view(user, environ))
 
     def _read(self, environ: Environ, path: str, view: View) -> Response:  # noqa: PLR0911 - a routing table
         if path.startswith(SIMPLE_URL):

@@ -12,6 +12,10 @@ The internal URLs are fixed here, never read from the request: a mapping sent al
 request (as Rack's `X-Accel-Mapping` does) would let a client aim the proxy at any internal
 location of it. A client that sends the header to the app directly gets an empty body and the
 name of a file it may read anyway.
+
+The header counts only from `[server] trusted_proxy` (`forwarded.py` removes it from anyone
+else's requests): a caching proxy that passed a client's header on would otherwise keep an empty
+answer for the file.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import os
 from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote
+
+from pypi_insiders.web.forwarded import VIA_PROXY
 
 STORE_URL: Final = "/-/store/"  # nginx: `location /-/store/ { internal; alias <store>/; }`
 METADATA_URL: Final = "/-/metadata/"  # nginx: `alias <index>/packages/;`
@@ -30,7 +36,7 @@ _ASKED: Final = "x-accel-redirect"
 def wanted(environ: Mapping[str, Any]) -> bool:
     """Whether the proxy in front sends files named in `X-Accel-Redirect` (nginx's convention)."""
     asked = environ.get("HTTP_X_SENDFILE_TYPE")
-    return isinstance(asked, str) and asked.strip().lower() == _ASKED
+    return bool(environ.get(VIA_PROXY)) and isinstance(asked, str) and asked.strip().lower() == _ASKED
 
 
 def target(prefix: str, root: str, path: str) -> str:

@@ -367,6 +367,26 @@ def test_access_anonymous_read_keeps_todays_behaviour(
         authed = request(server.url, "/simple/private-pkg/",
                          headers={"Authorization": basic("ci", "bad-one")})
         assert authed.status == 401  # wrong credentials are wrong whatever the policy
+        # Set on purpose, "read" holds behind a proxy without trusted_proxy too.
+        proxied = request(server.url, "/simple/private-pkg/", headers={"X-Forwarded-For": "192.0.2.1"})
+        assert proxied.status == 200
+
+
+@pytest.mark.parametrize(("anonymous", "status"), [
+    ("", 401),  # the loopback default gives way behind a proxy
+    ("read", 200),  # set on purpose: it holds
+])
+def test_access_proxy_headers_without_trusted_proxy_end_the_loopback_default(
+        make_config: ConfigMaker, data_dir: Path, tmp_path: Path, upstream_server: ThreadedServer, *,
+        anonymous: str, status: int) -> None:
+    make_team(make_config, data_dir, tmp_path, upstream_server)
+    loaded = config.load(str(make_config(access={"anonymous": anonymous})))
+    assert loaded.access.anonymous == "read"
+    with ThreadedServer(make_app(loaded)) as server:
+        assert request(server.url, "/simple/private-pkg/").status == 200  # this host's users
+        for header in ("X-Forwarded-For", "X-Sendfile-Type", "Forwarded", "X-Real-IP"):
+            reply = request(server.url, "/simple/private-pkg/", headers={header: "192.0.2.1"})
+            assert reply.status == status, header
 
 
 # --------------------------------------------------------------------------- the real service

@@ -134,7 +134,7 @@ def test_access_log_file_read_by_a_token_user_names_user_file_and_client(audited
     assert reply.status == 200
     [entry] = audited.entries.fields()
     assert entry["USER"] == "ci"
-    assert entry["CLIENT"] == "198.51.100.7"  # what the trusted proxy says, as waitress has it
+    assert entry["CLIENT"] == "198.51.100.7"  # what the trusted proxy says
     assert (entry["PROJECT"], entry["FILE"]) == ("public-pkg", f"public-pkg/{team_setup.PUBLIC_WHEEL}")
     assert entry["BYTES"] == str((audited.store / "public-pkg" / team_setup.PUBLIC_WHEEL).stat().st_size)
     metadata = audited.get(f"{PRIVATE}.metadata", basic("sponsor", team_setup.SECRET))
@@ -165,6 +165,40 @@ def test_access_log_refusals_are_logged_without_a_user(audited: Audited) -> None
     # Wrong credentials are refused before any routing: the path is in the message only.
     assert [e.get("PROJECT") for e in found] == ["private-pkg", None, "private-pkg", None]
     assert [e.get("USER") for e in found] == [None, None, "ci", None]
+
+
+@pytest.mark.parametrize(("forwarded", "client"), [
+    ('10.0.0.1 admin "GET /packages/secret-proj/secret_proj-2.0.tar.gz" 200 999 0.1ms', "127.0.0.1"),
+    ("203.0.113.1, 198.51.100.9", "198.51.100.9"),  # the hop the proxy added
+    ("198.51.100.9, bogus", "127.0.0.1"),
+    ("[2001:db8::1]", "2001:db8::1"),
+])
+def test_access_log_client_is_an_address_never_a_forged_entry(audited: Audited, forwarded: str,
+                                                              client: str) -> None:
+    assert audited.get("/simple/private-pkg/", X_Forwarded_For=forwarded).status == 401
+    [entry] = audited.entries.fields()
+    assert entry["CLIENT"] == client
+    [record] = audited.entries.records
+    assert record.getMessage().startswith(f'{client} - "GET /simple/private-pkg/" 401 ')
+
+
+def test_access_log_escapes_what_comes_from_the_request() -> None:
+    handler = Entries()
+    access_log.log.addHandler(handler)
+    level = access_log.log.level
+    access_log.log.setLevel(logging.INFO)
+    try:
+        log = access_log.AccessLog()
+        environ = {"REMOTE_ADDR": 'x" 200 1 1ms\n', "REQUEST_METHOD": 'GET "x', "PATH_INFO": "/a b\"c",
+                   access_log.PROJECT: "demo"}
+        log.record(environ, "401 Unauthorized", [], time.perf_counter())
+        log.drain()
+    finally:
+        access_log.log.removeHandler(handler)
+        access_log.log.setLevel(level)
+    [entry] = handler.records
+    assert entry.getMessage().startswith('x%22%20200%201%201ms%0A - "GET%20%22x /a%20b%22c" 401 ')
+    assert entry.__dict__["CLIENT"] == "x%22%20200%201%201ms%0A"
 
 
 def test_access_log_leaves_out_names_that_are_not_local(audited: Audited) -> None:
