@@ -177,7 +177,7 @@ def test_nginx_sample_keeps_public_projects_and_fallback(front: Front) -> None:
 
 # --------------------------------------------------------------------------- the shipped files alone
 
-SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "etc" / "pypi-insiders" / "config.toml"
+SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "etc" / "pypi-insiders" / "config.toml"
 
 
 def render_shipped_config(data_dir: Path, tmp_path: Path, upstream: str) -> Path:

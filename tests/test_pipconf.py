@@ -13,10 +13,10 @@ import pytest
 
 from pypi_insiders import config, pipconf
 from pypi_insiders.errors import ConfigError
-from tests.client_fixtures import client_env, installed, run
 from tests.conftest import ConfigMaker
-from tests.distfiles import make_wheel
-from tests.server_fixtures import (
+from tests.support.client_fixtures import client_env, installed, run
+from tests.support.distfiles import make_wheel
+from tests.support.server_fixtures import (
     VENV_BIN,
     FakeUpstream,
     ThreadedServer,
@@ -110,6 +110,7 @@ def _check_config(config_file: Path, env: dict[str, str]) -> subprocess.Complete
                           capture_output=True, text=True, timeout=60, check=False, env=service_env(env))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["PIP_INDEX_URL", "pip config set"])
 def test_own_upstream_install_of_a_public_name_goes_to_the_next_source(
         tmp_path: Path, make_config: ConfigMaker, free_port: int, where: str) -> None:
