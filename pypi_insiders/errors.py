@@ -29,6 +29,13 @@ class UsageError(InsidersError):
     exit_status = 2
 
 
+class AddressInUseError(InsidersError):
+    """The listen address is taken by another program, or not on this host yet (at boot): unlike
+    a configuration error, it goes away on its own, so the index unit restarts on this status."""
+
+    exit_status = 69  # EX_UNAVAILABLE; the unit's RestartForceExitStatus= names it
+
+
 class InvalidDistributionError(InsidersError):
     """A file is not a valid distribution: its name does not parse or its archive is broken."""
 

@@ -10,6 +10,7 @@ new one is broken. The threads and what each touches are listed in `service/__in
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import logging
 import os
@@ -22,7 +23,7 @@ from typing import Protocol
 
 from pypi_insiders import directories, sd
 from pypi_insiders.config import Config
-from pypi_insiders.errors import ConfigError
+from pypi_insiders.errors import AddressInUseError, ConfigError
 from pypi_insiders.index import progress
 from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.service import live_config, processes
@@ -145,6 +146,12 @@ class Service(Serving):
         except OSError as error:
             where = f"{self.config.server.host}:{self.config.server.port}"
             msg = f"server.listen: cannot listen on {where}: {error.strerror or error}"
+            if error.errno == errno.EADDRINUSE:
+                msg += f" (`ss -ltnp 'sport = {self.config.server.port}'` shows who holds it)"
+                raise AddressInUseError(msg) from None
+            if error.errno == errno.EADDRNOTAVAIL:  # at boot, before the network has the address
+                msg += " (not an address of this host, yet)"
+                raise AddressInUseError(msg) from None
             raise ConfigError(msg) from None
         return self.server
 

@@ -635,6 +635,33 @@ test_broken() {
 }
 
 # ------------------------------------------------------------------------------------------
+test_port_in_use() {
+    step "a port in use is retried until it is free, and the package's start says why it waits"
+    local deb holder
+    deb=$(ls /sandbox/pypi-insiders_*_all.deb | head -n 1)
+    [ -f "$deb" ] || fail "no .deb in /sandbox"
+    systemctl stop $INDEX || fail "systemctl stop"
+    python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8); time.sleep(300)' "$PORT" &
+    holder=$!
+    wait_for 10 "another program holds port $PORT" \
+        python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 1)"
+    # The package's own start (an upgrade's path): apt neither hangs nor stays silent.
+    DEBIAN_FRONTEND=noninteractive timeout 120 apt-get install -y -q --reinstall "$deb" >"$WORK/port.log" 2>&1 \
+        || fail "apt-get install --reinstall with the port taken: $(tail -5 "$WORK/port.log")"
+    grep "pypi-insiders: $INDEX is not running; it retries every 5 s: server.listen: cannot listen on 127.0.0.1:$PORT: Address already in use" \
+        "$WORK/port.log" >/dev/null || fail "apt did not say why the index waits: $(grep pypi-insiders "$WORK/port.log")"
+    ok "apt said: $(grep 'is not running' "$WORK/port.log")"
+    exited_69() { journalctl -u $INDEX -o cat --no-pager | grep 'status=69/' >/dev/null; }
+    wait_for 10 "the index exited 69 (address in use)" exited_69
+    restarted() { [ "$(systemctl show -p NRestarts --value $INDEX)" -ge 1 ]; }
+    wait_for 20 "systemd restarts it while the port is taken" restarted
+    kill "$holder"; wait "$holder" 2>/dev/null || true
+    wait_for 30 "$INDEX serves once the port is free" page_has "$(index_url /simple/)" "<html"
+    unit_active $INDEX || fail "$INDEX is $(systemctl is-active $INDEX || true) after the port was freed"
+}
+
+# ------------------------------------------------------------------------------------------
 test_reinstall() {
     step "reinstalling (an upgrade's path) keeps the admin's config and restarts the index"
     local deb before
@@ -669,7 +696,9 @@ test_purge() {
     step "apt remove keeps config and data; apt purge removes config, data and the account"
     cleanup; upstream_pid=""
     echo "data the admin keeps" > /var/lib/pypi-insiders/e2e-marker
+    systemctl start $INDEX || fail "systemctl start before the removal"
     DEBIAN_FRONTEND=noninteractive apt-get remove -y -q pypi-insiders >/dev/null || fail "apt-get remove"
+    if systemctl is-active --quiet $INDEX; then fail "remove left $INDEX running"; fi
     [ -f "$CONFIG" ] || fail "remove deleted $CONFIG"
     [ -f /var/lib/pypi-insiders/e2e-marker ] || fail "remove deleted /var/lib/pypi-insiders"
     getent passwd pypi-insiders >/dev/null || fail "remove deleted the user"
@@ -688,7 +717,8 @@ test_purge() {
 # ------------------------------------------------------------------------------------------
 # Sections run in this order, each relying on the ones before; naming some (after PORT) runs
 # only those, for working on one part of the package.
-ALL_SECTIONS=(installed footprint security upstream pip journal upload yank nginx reload fetch cli user_units broken reinstall stop purge)
+ALL_SECTIONS=(installed footprint security upstream pip journal upload yank nginx reload fetch cli user_units broken
+              port_in_use reinstall stop purge)
 sections=("${@:2}")
 [ ${#sections[@]} -gt 0 ] || sections=("${ALL_SECTIONS[@]}")
 for section in "${sections[@]}"; do

@@ -252,8 +252,9 @@ def _parses(body: bytes) -> bool:
 
 
 @pytest.mark.parametrize("processes", [1, 2])
-def test_service_port_in_use_exits_2_with_one_line(make_config: ConfigMaker, store: Path,
-                                                   processes: int) -> None:
+def test_service_port_in_use_exits_69_with_one_line(make_config: ConfigMaker, store: Path,
+                                                    processes: int) -> None:
+    """Not 2, the configuration error the unit does not restart: the port may be free again soon."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
@@ -261,11 +262,21 @@ def test_service_port_in_use_exits_2_with_one_line(make_config: ConfigMaker, sto
         config_file = make_config(server={"listen": f"127.0.0.1:{port}", "processes": processes})
         result = subprocess.run([*pypi_insiders(), "--config", str(config_file), "serve"],
                                 env=service_env(), capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 2
+    assert result.returncode == 69
     errors = [line for line in result.stderr.splitlines() if line.startswith("pypi-insiders:")]
-    expected = f"pypi-insiders: server.listen: cannot listen on 127.0.0.1:{port}: Address already in use"
+    expected = (f"pypi-insiders: server.listen: cannot listen on 127.0.0.1:{port}: Address already in use "
+                f"(`ss -ltnp 'sport = {port}'` shows who holds it)")
     assert errors == [expected]
     assert "Traceback" not in result.stderr
+
+
+def test_service_an_address_not_on_this_host_is_retried_too(make_config: ConfigMaker, store: Path) -> None:
+    config_file = make_config(server={"listen": "192.0.2.1:31411"})  # TEST-NET-1: on no host
+    result = subprocess.run([*pypi_insiders(), "--config", str(config_file), "serve"],
+                            env=service_env(), capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 69, result.stderr
+    assert ("pypi-insiders: server.listen: cannot listen on 192.0.2.1:31411: Cannot assign requested "
+            "address (not an address of this host, yet)") in result.stderr
 
 
 def test_service_warm_restart_serves_at_once_and_catches_up(make_config: ConfigMaker, store: Path,
