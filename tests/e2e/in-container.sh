@@ -430,6 +430,19 @@ test_nginx() {
     nginx -c "$WORK/nginx/nginx.conf" || fail "nginx did not start"
     nginx_pid_file="$WORK/nginx/nginx.pid"
     base="http://127.0.0.1:$nginx_port"
+    # As shipped, without trusted_proxy: loopback's anonymous "read" does not reach through nginx.
+    anonymous_asked() { [ "$(http_code "$base/simple/localthing/")" = 401 ]; }
+    wait_for 10 "nginx without trusted_proxy asks anonymous callers for credentials" anonymous_asked
+    [ "$(http_code "$base/packages/localthing/localthing-1.0-py3-none-any.whl")" = 401 ] \
+        || fail "nginx without trusted_proxy: an anonymous caller got the wheel"
+    warned() { journalctl -u $INDEX --no-pager -o cat | grep 'trusted_proxy is not set' >/dev/null; }
+    wait_for 10 "the index warns that proxy headers arrive without trusted_proxy" warned
+    # What the README says: trusted_proxy, and anonymous = "read" to open reads behind nginx.
+    sed -i "s/^listen = \"127.0.0.1:$PORT\"\$/&\ntrusted_proxy = \"127.0.0.1\"/" "$CONFIG"
+    printf '\n[access]\nanonymous = "read"\n' >> "$CONFIG"
+    grep '^trusted_proxy = "127.0.0.1"$' "$CONFIG" >/dev/null || fail "trusted_proxy not set in $CONFIG"
+    systemctl restart $INDEX || fail "restart with trusted_proxy"
+    wait_for 30 "$INDEX active with trusted_proxy" page_has "$(index_url /simple/)" "<html"
     wait_for 10 "nginx serves the root list" page_has "$base/simple/" "localthing"
     json=$(curl -sf --max-time 10 -H 'Accept: application/vnd.pypi.simple.v1+json' -D "$WORK/nginx/headers" \
         "$base/simple/localthing/") || fail "nginx: JSON page of localthing"
@@ -437,6 +450,9 @@ test_nginx() {
         || fail "nginx: JSON page content type: $(grep -i content-type "$WORK/nginx/headers")"
     echo "$json" | grep '"localthing-1.0-py3-none-any.whl"' >/dev/null || fail "nginx: JSON page: $json"
     [ "$(http_code "$base/packages/localthing/localthing-1.0-py3-none-any.whl")" = 200 ] || fail "nginx: wheel"
+    curl -sf -o /dev/null -D "$WORK/nginx/file-headers" "$base/packages/localthing/localthing-1.0-py3-none-any.whl"
+    grep -i '^vary: Authorization' "$WORK/nginx/file-headers" >/dev/null \
+        || fail "nginx: a file it sends lost Vary: Authorization: $(cat "$WORK/nginx/file-headers")"
     [ "$(http_code "$base/packages/localthing/localthing-1.0-py3-none-any.whl.metadata")" = 200 ] \
         || fail "nginx: PEP 658 metadata"
     code=$(http_code "$base/simple/upthing/")
@@ -658,7 +674,7 @@ s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8); time.
     wait_for 20 "systemd restarts it while the port is taken" restarted
     kill "$holder"; wait "$holder" 2>/dev/null || true
     wait_for 30 "$INDEX serves once the port is free" page_has "$(index_url /simple/)" "<html"
-    unit_active $INDEX || fail "$INDEX is $(systemctl is-active $INDEX || true) after the port was freed"
+    wait_for 30 "$INDEX active once the port is free" unit_active $INDEX
 }
 
 # ------------------------------------------------------------------------------------------
