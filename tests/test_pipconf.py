@@ -13,6 +13,7 @@ import pytest
 
 from pypi_insiders import config, pipconf
 from pypi_insiders.errors import ConfigError
+from pypi_insiders.service import live_config
 from tests.conftest import ConfigMaker
 from tests.support.client_fixtures import client_env, installed, run
 from tests.support.distfiles import make_wheel
@@ -103,6 +104,18 @@ def test_own_upstream_listen_override_decides_again(monkeypatch: pytest.MonkeyPa
     assert moved.upstream.skipped
     with pytest.raises(ConfigError, match=r"--upstream: http://127\.0\.0\.1:4040/simple/ is this index"):
         config.with_overrides(loaded, listen="127.0.0.1:4040", upstream="http://127.0.0.1:4040/simple/")
+
+
+def test_own_upstream_a_reload_keeps_deciding_with_the_listen_override(
+        monkeypatch: pytest.MonkeyPatch, make_config: ConfigMaker) -> None:
+    """`serve --listen` wins over the file on reload too, and so does the skip it implies."""
+    monkeypatch.setenv("PIP_INDEX_URL", "http://localhost:4040/simple/")
+    path = make_config(server={"listen": "127.0.0.1:31411"}, upstream={"url": ""})
+    file_config = config.load(str(path))
+    effective = config.with_overrides(file_config, listen="127.0.0.1:4040")
+    reloaded = live_config.keep_overrides(file_config, effective, config.load(str(path)), warn=False)
+    assert reloaded.upstream.url != "http://localhost:4040/simple/"
+    assert reloaded.upstream.skipped == effective.upstream.skipped != ()
 
 
 def _check_config(config_file: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

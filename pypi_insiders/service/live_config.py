@@ -13,6 +13,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from pypi_insiders import config as config_module
+from pypi_insiders import pipconf
 from pypi_insiders.config import Config
 from pypi_insiders.errors import ConfigError
 from pypi_insiders.files import atomic_write
@@ -34,6 +35,11 @@ def read_file(config_arg: str | None, fallback: Config | None) -> Config:
 def keep_overrides(old_file: Config, effective: Config, new_file: Config, *, warn: bool) -> Config:
     """Command-line flags keep winning over the file; what needs a restart keeps its old value."""
     upstream = new_file.upstream
+    listen = (effective.server.host, effective.server.port)  # `--listen` and restart-only: kept
+    if upstream.url_source not in ("config", "--upstream") and listen != (new_file.server.host,
+                                                                           new_file.server.port):
+        found = pipconf.configured_index_url(listen=listen)  # never this index itself
+        upstream = replace(upstream, url=found.url, url_source=found.source, skipped=found.skipped)
     if effective.upstream.url_source == "--upstream":
         upstream = replace(upstream, url=effective.upstream.url, url_source="--upstream")
     if effective.upstream.fallback != old_file.upstream.fallback:
