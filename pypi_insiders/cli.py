@@ -58,7 +58,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     directories.prepare(loaded, create=False)
     if args.reload:
         _refuse_restart_only_changes(loaded)
-    warnings = list(loaded.upstream.skipped)
+    warnings = [*loaded.upstream.skipped, *_proxy_warning(loaded)]
     if args.json:
         print(json.dumps({**_summary(loaded), "sources": dict(loaded.sources), "warnings": warnings},
                          indent=2))
@@ -86,6 +86,16 @@ def _refuse_restart_only_changes(loaded: config.Config) -> None:
         raise ConfigError([f"{change} needs a restart of the running index (PID {pid}), "
                            "not a reload: nothing reloaded (systemctl restart pypi-insiders-index)"
                            for change in changes])
+
+
+def _proxy_warning(loaded: config.Config) -> list[str]:
+    """Proxy headers the running service saw without trusted_proxy (it noted them in its state)."""
+    if loaded.server.trusted_proxy:
+        return []
+    from pypi_insiders.web.forwarded import untrusted_proxy_note  # noqa: PLC0415
+
+    note = untrusted_proxy_note(loaded.paths.state)
+    return [f"server.trusted_proxy: {note}"] if note else []
 
 
 def _summary(loaded: config.Config) -> dict[str, object]:

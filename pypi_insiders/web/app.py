@@ -91,7 +91,7 @@ class IndexApp:
         self.projects = project_page.ProjectPages(config.paths.index, config.paths.state)
         # A [server] setting: a reload keeps the one the service started with.
         self.access_log = access_log.AccessLog() if config.server.access_log else None
-        self.forwarding = Forwarding(config.server.trusted_proxy)  # [server]: no reload
+        self.forwarding = Forwarding(config.server.trusted_proxy, config.paths.state)  # [server]: no reload
         # Local `public_projects` go upstream for whoever may not read them: no pin applies there.
         self.public_fallback = Fallback(config.upstream, access.Unpinned(), client=fallback.client)
         self.reconfigure(config)

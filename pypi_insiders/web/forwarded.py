@@ -12,18 +12,24 @@ Proxy headers from a peer that is not trusted are also a sign: the index listens
 where anonymous callers read everything by default (`[access] anonymous`), and a proxy on the
 same host passes the whole network's requests on from loopback. Such requests are marked
 (`UNTRUSTED_PROXY`) so that the read policy gives anonymous callers nothing unless
-`anonymous = "read"` was set on purpose, and the first one is logged with the fix.
+`anonymous = "read"` was set on purpose. The first one is logged with the fix, and noted in
+the state directory (`UNTRUSTED_PROXY_FILE`) for `check-config` to say at every start and reload.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any, Final
+
+from pypi_insiders.files import atomic_write
 
 log = logging.getLogger(__name__)
 
+UNTRUSTED_PROXY_FILE: Final = "untrusted-proxy.txt"  # in the state directory: who sent them, when
 VIA_PROXY: Final = "pypi_insiders.via_proxy"  # environ: came through the trusted proxy
 UNTRUSTED_PROXY: Final = "pypi_insiders.untrusted_proxy"  # environ: proxy headers, no trust
 # What a proxy says about the request; the WSGI keys of the headers.
@@ -43,8 +49,9 @@ def _ip(text: str) -> str | None:
 class Forwarding:
     """`[server] trusted_proxy` applied to each request's environ (a [server] setting: no reload)."""
 
-    def __init__(self, trusted_proxy: str | None) -> None:
+    def __init__(self, trusted_proxy: str | None, state: Path | None = None) -> None:
         self.trusted = _ip(trusted_proxy) if trusted_proxy else None
+        self.note = state / UNTRUSTED_PROXY_FILE if state is not None else None
         self._warned = False
 
     def apply(self, environ: MutableMapping[str, Any]) -> None:
@@ -71,7 +78,22 @@ class Forwarding:
             return
         self._warned = True
         names = ", ".join(key[5:].replace("_", "-").title() for key in sent)
-        log.warning("requests from %s carry proxy headers (%s) but [server] trusted_proxy is not set: "
-                    "the headers are ignored, and anonymous callers through that proxy read nothing "
-                    "unless [access] anonymous = \"read\" is set; set trusted_proxy = \"%s\" if that "
-                    "is your reverse proxy", peer, names, peer)
+        message = (f"requests from {peer} carry proxy headers ({names}) but [server] trusted_proxy is "
+                   "not set: the headers are ignored, and anonymous callers through that proxy read "
+                   f'nothing unless [access] anonymous = "read" is set; set trusted_proxy = "{peer}" if '
+                   "that is your reverse proxy")
+        log.warning("%s", message)
+        if self.note is not None:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            try:
+                atomic_write(self.note, f"{stamp}: {message}\n".encode(), 0o640, durable=False)
+            except OSError as error:
+                log.warning("%s: cannot note it for check-config: %s", self.note, error)
+
+
+def untrusted_proxy_note(state: Path) -> str | None:
+    """What the service noted about proxy headers without trusted_proxy; None when nothing."""
+    try:
+        return (state / UNTRUSTED_PROXY_FILE).read_text(errors="replace").strip() or None
+    except OSError:
+        return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,3 +51,12 @@ def test_forwarded_without_trusted_proxy_marks_the_request_and_warns_once(
     [warning] = caplog.records
     assert "X-Sendfile-Type" in warning.getMessage()
     assert 'set trusted_proxy = "127.0.0.1"' in warning.getMessage()
+
+
+def test_forwarded_without_trusted_proxy_is_noted_for_check_config(tmp_path: Path) -> None:
+    Forwarding("127.0.0.1", tmp_path).apply(_environ("127.0.0.2", **PROXY))  # trusted_proxy set: no note
+    assert forwarded.untrusted_proxy_note(tmp_path) is None
+    Forwarding(None, tmp_path).apply(_environ("127.0.0.1", HTTP_X_FORWARDED_FOR="192.0.2.1"))
+    note = forwarded.untrusted_proxy_note(tmp_path)
+    assert note is not None
+    assert "requests from 127.0.0.1 carry proxy headers (X-Forwarded-For)" in note

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pypi_insiders import config
+from pypi_insiders import cli, config
 from pypi_insiders.fetch import status as fetch_status
 from pypi_insiders.service.server import create_server
 from pypi_insiders.web.app import make_app
@@ -199,13 +199,15 @@ def render_shipped_config(data_dir: Path, tmp_path: Path, upstream: str) -> Path
 
 
 def test_nginx_sample_in_front_of_the_shipped_config_opens_nothing(
-        make_config: ConfigMaker, data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        make_config: ConfigMaker, data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
     """The sample site and the shipped config as they are: the index listens on loopback, where
     anonymous callers read everything, and nginx connects from loopback. Nothing private leaks."""
     fake = FakeUpstream(projects={"remote-only": {"remote_only-1.0-py3-none-any.whl": b"remote"}})
     with ThreadedServer(fake.app) as upstream:
         team_setup.make_team(make_config, data_dir, tmp_path, upstream)  # the store, index and users
-        loaded = config.load(str(render_shipped_config(data_dir, tmp_path, upstream.url)))
+        shipped = render_shipped_config(data_dir, tmp_path, upstream.url)
+        loaded = config.load(str(shipped))
         assert (loaded.server.trusted_proxy, loaded.access.anonymous) == (None, "read")
         app = make_app(loaded, status=fetch_status)
         store, index = data_dir / "store", data_dir / "index"
@@ -229,3 +231,9 @@ def test_nginx_sample_in_front_of_the_shipped_config_opens_nothing(
     warnings = [r.getMessage() for r in caplog.records if "trusted_proxy is not set" in r.getMessage()]
     assert len(warnings) == 1, warnings  # once, not per request
     assert 'set trusted_proxy = "127.0.0.1"' in warnings[0]
+    # check-config, which the unit runs at every start and reload, says it too.
+    capsys.readouterr()
+    assert cli.main(["--config", str(shipped), "check-config"]) == 0
+    said = capsys.readouterr().err
+    assert "pypi-insiders: warning: server.trusted_proxy: " in said
+    assert "requests from 127.0.0.1 carry proxy headers" in said
