@@ -212,8 +212,8 @@ class Authenticator:
         # Only a user's own name is ever repeated: a name of nobody's may be a secret typed in
         # the wrong field (twine's fields swapped, `https://TOKEN@host/`).
         shown = f"user {name!r}" if user is not None else "an unknown user"
-        counted = failure_key(client, user.name if user is not None else None)
-        wait = self.failed_logins.retry_after(counted)
+        counted_as = failure_key(client, user.name if user is not None else None)
+        wait = self.failed_logins.retry_after(counted_as)
         if wait:
             raise AuthError(429, f"too many failed logins for {shown} from {client}; retry in {wait} s",
                             wait)
@@ -221,7 +221,7 @@ class Authenticator:
         self.kdf_runs += 1
         matches = passwords.verify_secret(secret, user.hashed if user else passwords.DUMMY_HASH)
         if user is None or not matches:
-            self.failed_logins.failed(counted)
+            self.failed_logins.failed(counted_as)
             raise AuthError(401, f"invalid credentials for {shown}", refused=True)
         with self._lock:
             if len(self._verified) >= _CACHE_LIMIT:
