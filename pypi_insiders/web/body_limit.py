@@ -6,7 +6,8 @@ needs a large body, and only a caller with credentials may upload; page reads ha
 yank form is a few fields. So the parser that reads each request decides from its first line and
 headers, before any of the body is read: outside an upload (a POST to the upload paths with an
 `Authorization` header), a body over `SMALL_BODY` is refused at once with 413 and the connection
-is closed, its bytes never read. A chunked body is held to the same limit as it arrives.
+is closed, its bytes never read. A chunked body is held to the same limit as it arrives. Nor
+is a refused request told "100 Continue" (waitress 2.1 would, then read the body it refused).
 Installed per server instance (`limit_bodies`), never by patching waitress's classes.
 """
 
@@ -33,6 +34,7 @@ class _LimitedParser(HTTPRequestParser):
         self.error = RequestEntityTooLarge(
             f"a body of more than {SMALL_BODY} bytes is accepted only with an authenticated upload")
         self.completed = True
+        self.expect_continue = False
 
     def parse_header(self, header_plus: bytes) -> None:
         super().parse_header(header_plus)
@@ -44,6 +46,10 @@ class _LimitedParser(HTTPRequestParser):
         if (self.chunked and not self.completed and self.body_bytes_received > SMALL_BODY
                 and not self._may_be_large()):
             self._refuse()
+        if self.error is not None:
+            # No "100 Continue" for a refused request (ours or waitress's own limit): waitress
+            # would send one, reopen the request and read the whole body it just refused.
+            self.expect_continue = False
         return consumed
 
 

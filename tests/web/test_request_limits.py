@@ -198,12 +198,13 @@ def service_server(make_config: ConfigMaker, data_dir: Path) -> Iterator[Threade
     ("GET", "/simple/", False), ("POST", "/simple/", False), ("POST", "/", False),
     ("POST", "/legacy/", False), ("POST", "/-/yank", True), ("GET", "/", True), ("PUT", "/", True),
 ])
+@pytest.mark.parametrize("expect", ["", "Expect: 100-continue\r\n"])  # curl's way for large bodies
 def test_limits_a_large_body_outside_an_authenticated_upload_is_refused_unread(
-        service_server: ThreadedServer, method: str, path: str, auth: bool) -> None:
+        service_server: ThreadedServer, method: str, path: str, auth: bool, expect: str) -> None:
     port = int(service_server.url.rsplit(":", 1)[1].strip("/"))
     credentials = "Authorization: Basic dXNlcjpzZWNyZXQ=\r\n" if auth else ""
     head = (f"{method} {path} HTTP/1.1\r\nHost: x\r\n{credentials}Content-Length: {BIG}\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n")
+            f"Content-Type: application/octet-stream\r\n{expect}\r\n")
     answer, seconds = _raw(port, head)  # the body is never sent: the answer must not wait for it
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
     assert b"accepted only with an authenticated upload" in answer
@@ -212,6 +213,17 @@ def test_limits_a_large_body_outside_an_authenticated_upload_is_refused_unread(
         sock.sendall(head.encode())
         with pytest.raises(OSError):  # noqa: PT011 - a reset or a broken pipe, either proves it
             sock.sendall(bytes(BIG))
+
+
+def test_limits_an_upload_over_the_cap_is_refused_unread_even_with_expect(
+        service_server: ThreadedServer) -> None:
+    """waitress's own cap, for a caller with (any) credentials: no "100 Continue", no reading."""
+    port = int(service_server.url.rsplit(":", 1)[1].strip("/"))
+    head = ("POST /legacy/ HTTP/1.1\r\nHost: x\r\nAuthorization: Basic dXNlcjpzZWNyZXQ=\r\n"
+            "Content-Length: 300000000\r\nExpect: 100-continue\r\n\r\n")
+    answer, seconds = _raw(port, head)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert seconds < 5
 
 
 def test_limits_a_large_chunked_body_is_cut_off(service_server: ThreadedServer) -> None:
