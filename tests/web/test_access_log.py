@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from pypi_insiders import config, sd
 from pypi_insiders.errors import ConfigError
@@ -22,6 +23,7 @@ from pypi_insiders.fetch import status as fetch_status
 from pypi_insiders.service.server import create_server
 from pypi_insiders.web import access_log
 from pypi_insiders.web.app import make_app
+from pypi_insiders.web.response import Response
 from tests.conftest import ConfigMaker
 from tests.support.distfiles import make_wheel
 from tests.support.server_fixtures import (
@@ -189,9 +191,9 @@ def test_access_log_escapes_what_comes_from_the_request() -> None:
     access_log.log.setLevel(logging.INFO)
     try:
         log = access_log.AccessLog()
-        environ = {"REMOTE_ADDR": 'x" 200 1 1ms\n', "REQUEST_METHOD": 'GET "x', "PATH_INFO": "/a b\"c",
-                   access_log.PROJECT: "demo"}
-        log.record(environ, "401 Unauthorized", [], time.perf_counter())
+        environ = {"REMOTE_ADDR": 'x" 200 1 1ms\n', "REQUEST_METHOD": 'GET "x', "PATH_INFO": "/a b\"c"}
+        log.record(environ, Response("401 Unauthorized", [], project=canonicalize_name("demo")),
+                   time.perf_counter())
         log.drain()
     finally:
         access_log.log.removeHandler(handler)
