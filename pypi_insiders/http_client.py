@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -59,6 +60,9 @@ class Credentials:
         return "Basic " + base64.b64encode(secret).decode()
 
 
+_USER_PART = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
 def split_credentials(url: str) -> tuple[str, Credentials | None]:
     """The URL without user:password, and the credentials it carried (None without any)."""
     parts = urlsplit(url)
@@ -81,8 +85,12 @@ def display_url(url: str) -> str:
     An SSH URL keeps its login name (`ssh://git@host/...`): ssh authenticates with keys,
     never with the URL, and the login is what a reader needs to see which account is used.
     """
-    plain, credentials = split_credentials(url)
-    if credentials is None or urlsplit(url).scheme.lower() not in _LOGIN_SCHEMES:
+    try:
+        plain, credentials = split_credentials(url)
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:  # a port or host urllib cannot take apart: a message about it still masks
+        return _USER_PART.sub(r"\1", url)
+    if credentials is None or scheme not in _LOGIN_SCHEMES:
         return plain
     scheme, rest = plain.split("://", 1)
     return f"{scheme}://{credentials.username}@{rest}"

@@ -47,3 +47,15 @@ def test_leaks_a_token_in_a_hand_written_repository_url_is_masked(make_config: C
         assert TOKEN not in done.stdout + done.stderr
     written = [p for p in path.parent.rglob("*") if p.is_file() and p != path]
     assert not [p for p in written if TOKEN in p.read_text(errors="replace")]
+
+
+def test_leaks_a_url_urllib_cannot_parse_is_masked_too(make_config: ConfigMaker) -> None:
+    for url in (f"https://{TOKEN}@127.0.0.1:port/acme/open.git", f"https://{TOKEN}@[::1/acme/open.git"):
+        done = _cli(make_config(), "repos", "add", url)
+        assert done.returncode == 2
+        assert "a credential in the URL would be stored in clear" in done.stderr, done.stderr
+        assert TOKEN not in done.stderr
+        assert "Traceback" not in done.stderr
+    done = _cli(make_config(), "repos", "add", "https://[::1/acme/open.git")
+    assert (done.returncode, done.stderr.strip()) == (
+        2, "pypi-insiders: https://[::1/acme/open.git: not a usable URL (Invalid IPv6 URL)")

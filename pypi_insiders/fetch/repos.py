@@ -43,7 +43,11 @@ def parse_source(source: str) -> tuple[str, str, str | None]:
         if scheme not in _URL_SCHEMES:
             msg = f"{source}: unsupported URL scheme {scheme!r} (use {', '.join(_URL_SCHEMES)})"
             raise UsageError(msg)
-        return _key_from_path(urlsplit(source).path), source, None
+        try:
+            return _key_from_path(urlsplit(source).path), source, None
+        except ValueError as error:
+            msg = f"{display_url(source)}: not a usable URL ({error})"
+            raise UsageError(msg) from None
     if source.startswith(("/", "./", "../", "~")) or Path(source).exists():
         path = Path(source).expanduser().absolute()
         return path.name.removesuffix(".git"), str(path), None
@@ -61,8 +65,8 @@ def _has_credentials(source: str) -> bool:
     """Whether a URL carries a secret: any user part, but an SSH login name alone is none."""
     try:
         parts = urlsplit(source)
-    except ValueError:
-        return False  # not a URL: parse_source says what is wrong with it
+    except ValueError:  # not one urllib can take apart: anything before an "@" may be a secret
+        return display_url(source) != source
     if parts.scheme.lower() in ("ssh", "git+ssh"):
         return parts.password is not None
     return parts.username is not None
