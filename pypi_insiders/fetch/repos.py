@@ -67,7 +67,7 @@ def _has_credentials(source: str) -> bool:
         parts = urlsplit(source)
     except ValueError:  # not one urllib can take apart: anything before an "@" may be a secret
         return display_url(source) != source
-    if parts.scheme.lower() in ("ssh", "git+ssh"):
+    if parts.scheme.lower() in ("ssh", "git+ssh", "ssh+git"):
         return parts.password is not None
     return parts.username is not None
 

@@ -83,7 +83,7 @@ def test_repos_add_makes_a_local_path_absolute(make_config: ConfigMaker, tmp_pat
     (["add", "https://me:hunter2@host/team/proj"], "https://host/team/proj: a credential in the URL"),
     (["add", "https://hunter2@host/team/proj"], "https://host/team/proj: a credential in the URL"),
     (["add", "http://hunter2:@host/team/proj"], "put the token in a file in"),
-    (["add", "ssh://git:hunter2@host/team/proj"], "ssh://host/team/proj: a credential in the URL"),
+    (["add", "ssh://git:hunter2@host/team/proj"], "ssh://git@host/team/proj: a credential in the URL"),
     (["add", "not a source"], "not NAMESPACE/PROJECT[:DISTRIBUTION], a git URL or a local path"),
     (["add", "team/proj:one", "two"], "names distribution 'one', the argument says 'two'"),
     (["remove", "nobody/nothing"], "unknown repository 'nobody/nothing'"),
