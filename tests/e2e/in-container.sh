@@ -662,8 +662,10 @@ test_port_in_use() {
     deb=$(ls /sandbox/pypi-insiders_*_all.deb | head -n 1)
     [ -f "$deb" ] || fail "no .deb in /sandbox"
     systemctl stop $INDEX || fail "systemctl stop"
+    # SO_REUSEADDR as servers set it: the index's closed connections may linger in TIME_WAIT
     python3 -c 'import socket, sys, time
-s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8); time.sleep(300)' "$PORT" &
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8); time.sleep(300)' "$PORT" &
     holder=$!
     wait_for 10 "another program holds port $PORT" \
         python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 1)"
