@@ -16,7 +16,7 @@ from pypi_insiders import config, pipconf
 from pypi_insiders.cli import main
 from pypi_insiders.config import layout
 from pypi_insiders.errors import ConfigError
-from tests.conftest import ConfigMaker
+from tests.conftest import ConfigMaker, toml_value
 from tests.support import git_fixtures as g
 
 
@@ -217,3 +217,81 @@ def test_config_processes_default_to_one_per_usable_core(make_config: ConfigMake
     want = expected if expected is not None else min(len(os.sched_getaffinity(0)), 4)
     assert int(done.stdout) == want
     assert config.load(str(make_config(server={"processes": 3}))).server.processes == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('fallback = "mirror"\nmax_size = "ten"', r"upstream\.max_size: expected a size in bytes"),
+        ('min_free = "2 PB"', r"upstream\.min_free: expected a size"),
+        ('max_size = -1', r"upstream\.max_size: must be 0 or more"),
+        ('cooldown = "3 months"', r"upstream\.cooldown: expected a duration .*months and years"),
+        ('cooldown = "P1M"', r"upstream\.cooldown: expected a duration .*ISO 8601"),
+        ('cooldown = "soon"', r"upstream\.cooldown: expected a duration"),
+        ('cooldown = -5', r"upstream\.cooldown: must be 0 or more"),
+        ('cooldown_unknown = "maybe"', r"upstream\.cooldown_unknown: must be one of 'hide', 'show'"),
+        ('cooldown_exempt = ["ok", "not a name"]', r"upstream\.cooldown_exempt\[1\]: not a project name"),
+        ('allow = [3]', r"upstream\.allow\[0\]: not a project name"),
+        ('deny = ["evil>>1"]', r"upstream\.deny\[0\]: not a name or a PEP 508 specifier"),
+        ('deny = ["evil[x]"]', r'upstream\.deny\[0\]: expected "name" or "name<specifiers>"'),
+        ('anonymous = "all"', r"upstream\.anonymous: must be one of 'mirror', 'redirect', 'none'"),
+        ('offline = "yes"', r"upstream\.offline: expected true or false"),
+        ('cooldwn = 3', r"upstream\.cooldwn: unknown key \(did you mean 'cooldown'\?\)"),
+    ],
+)
+def test_config_mirror_keys_reject_bad_values(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"[upstream]\n{text}\n")
+    with pytest.raises(ConfigError) as caught:
+        config.load(str(path))
+    assert len(caught.value.problems) == 1, caught.value.problems
+    assert re.search(message, str(caught.value)), caught.value
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(0, 0.0), ("0", 0.0), (3600, 3600.0), ("7 days", 604800.0), ("72 hours", 259200.0),
+     ("P7D", 604800.0), ("PT72H", 259200.0), ("1 week", 604800.0), ("P1W", 604800.0),
+     ("90 minutes", 5400.0), ("1.5 h", 5400.0)],
+)
+def test_config_mirror_cooldown_forms(tmp_path: Path, value: object, seconds: float) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"[upstream]\ncooldown = {toml_value(value)}\n")
+    assert config.load(str(path)).upstream.cooldown == seconds
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [(0, 0), (1000, 1000), ("10 GiB", 10 * 1024**3), ("512MiB", 512 * 1024**2), ("2 GB", 2 * 10**9),
+     ("1.5 KiB", 1536), ("7 bytes", 7)],
+)
+def test_config_mirror_size_forms(tmp_path: Path, value: object, size: int) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"[upstream]\nmax_size = {toml_value(value)}\n")
+    assert config.load(str(path)).upstream.max_size == size
+
+
+def test_config_mirror_keys_parsed(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[upstream]\nfallback = "mirror"\noffline = true\ncooldown_exempt = ["Foo_Bar"]\n'
+                    'allow = ["a", "B.c"]\ndeny = ["evil", "bad>=1.2,<1.4"]\ncooldown_unknown = "show"\n')
+    up = config.load(str(path)).upstream
+    assert up.fallback == "mirror"
+    assert up.offline
+    assert up.cooldown_exempt == {"foo-bar"}
+    assert up.allow == {"a", "b-c"}
+    assert [str(r) for r in up.deny] == ["evil", "bad<1.4,>=1.2"]
+    assert up.cooldown_unknown == "show"
+
+
+@pytest.mark.parametrize(
+    ("listen", "anonymous", "key", "expected"),
+    [("127.0.0.1:0", "", "", "mirror"), ("0.0.0.0:0", "", "", "redirect"),
+     ("0.0.0.0:0", "read", "", "mirror"), ("127.0.0.1:0", "", "none", "none")],
+)
+def test_config_mirror_anonymous_default_follows_access(
+        tmp_path: Path, listen: str, anonymous: str, key: str, expected: str) -> None:
+    path = tmp_path / "config.toml"
+    text = f'[server]\nlisten = "{listen}"\n[upstream]\n' + (f'anonymous = "{key}"\n' if key else "")
+    path.write_text(text + (f'[access]\nanonymous = "{anonymous}"\n' if anonymous else ""))
+    assert config.load(str(path)).mirror_anonymous()[0] == expected

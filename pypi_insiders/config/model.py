@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
+from packaging.requirements import Requirement
 from packaging.utils import NormalizedName
 from packaging.version import Version
 
@@ -16,10 +17,14 @@ DEFAULT_PORT = 31411
 # `[server] processes` when unset: one per core this process may run on, at most this many
 # (beyond four, nginx in front serves the static files better than more Python processes).
 MAX_DEFAULT_PROCESSES = 4
-Fallback = Literal["redirect", "proxy", "off"]
+Fallback = Literal["redirect", "proxy", "mirror", "off"]
 FALLBACKS: tuple[Fallback, ...] = get_args(Fallback)
 BuildPolicy = Literal["new", "latest"]
 PublishTarget = Literal["store", "upload"]
+# What callers without credentials get for mirrored names ("": decided by [access] anonymous).
+MirrorAnonymous = Literal["mirror", "redirect", "none", ""]
+MIRROR_ANONYMOUS: tuple[MirrorAnonymous, ...] = ("mirror", "redirect", "none")
+CooldownUnknown = Literal["hide", "show"]
 
 
 def default_processes() -> int:
@@ -73,6 +78,16 @@ class UpstreamConfig:
     # pip's sources passed over because they name this index itself, one line each, to be said
     # by `check-config` and at start.
     skipped: tuple[str, ...] = ()
+    # The mirror's settings (`fallback = "mirror"`); read by nothing else.
+    offline: bool = False  # never open a connection: pages from disk, listing files on disk
+    max_size: int = 10 * 1024**3  # bytes of files kept; least recently used evicted beyond (0: no cap)
+    min_free: int = 1024**3  # below this much free disk a file is verified and passed through, unstored
+    cooldown: float = 0.0  # seconds a file must have been public before it is listed (0: off)
+    cooldown_exempt: frozenset[NormalizedName] = frozenset()
+    cooldown_unknown: CooldownUnknown = "hide"  # files without upload-time: hidden, as uv and pip do
+    allow: frozenset[NormalizedName] = frozenset()  # not empty: only these names are mirrored
+    deny: tuple[Requirement, ...] = ()  # a bare name refuses the project; a specifier hides versions
+    anonymous: MirrorAnonymous = ""
 
 
 @dataclass(frozen=True)
@@ -150,3 +165,12 @@ class Config:
 
     def repo(self, key: str) -> RepoConfig | None:
         return next((r for r in self.repos if r.key == key), None)
+
+    def mirror_anonymous(self) -> tuple[MirrorAnonymous, str]:
+        """What anonymous callers get for mirrored names, and why: the mirror spends disk and
+        bandwidth for its caller, so beyond loopback only callers with credentials use it."""
+        if self.upstream.anonymous:
+            return self.upstream.anonymous, "set by upstream.anonymous"
+        if self.access.anonymous == "read":
+            return "mirror", "default: access.anonymous is read"
+        return "redirect", "default: anonymous callers may not read ([access] anonymous)"

@@ -12,6 +12,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 
 from pypi_insiders import pipconf
 from pypi_insiders.config.layout import Layout
+from pypi_insiders.config.mirror_keys import mirror_keys
 from pypi_insiders.config.model import (
     DEFAULT_PORT,
     FALLBACKS,
@@ -132,11 +133,12 @@ def upstream(root: Table, server: ServerConfig) -> UpstreamConfig:
     fallback = cast(Fallback, t.get("fallback", str, "redirect", one_of(*FALLBACKS)))
     timeout = t.get("timeout", float, 10.0, positive)
     ttl = t.get("cache_ttl", float, 600.0, lambda v: None if v >= 0 else "must be 0 or more")
+    mirror = mirror_keys(t)
     t.finish()
     if url:
-        return UpstreamConfig(url.rstrip("/") + "/", "config", fallback, timeout, ttl)
+        return UpstreamConfig(url.rstrip("/") + "/", "config", fallback, timeout, ttl, **mirror)
     found = pipconf.configured_index_url(listen=listen)
-    return UpstreamConfig(found.url, found.source, fallback, timeout, ttl, found.skipped)
+    return UpstreamConfig(found.url, found.source, fallback, timeout, ttl, found.skipped, **mirror)
 
 
 def upload(root: Table, layout: Layout, sources: Sources) -> UploadConfig:
