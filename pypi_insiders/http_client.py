@@ -16,7 +16,7 @@ import base64
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Final
@@ -142,6 +142,9 @@ class HttpClient:
     def __init__(self, *, pool_size: int = 16, user_agent: str = USER_AGENT) -> None:
         # retries=False: an error is reported at once; the callers decide about trying again
         # (the proxy serves its stale copy, the status page shows nothing, the fetcher backs off).
+        # urllib3 replaces (does not merge) the pool's headers with a request's own: ours are
+        # therefore added to every request, or upstream would see urllib3's User-Agent.
+        self._user_agent = user_agent
         self._pool = urllib3.PoolManager(num_pools=32, maxsize=pool_size, block=False, retries=False,
                                          headers={"User-Agent": user_agent})
 
@@ -162,7 +165,7 @@ class HttpClient:
         origin = _origin(url)
         deadline = time.monotonic() + timeout
         for _hop in range(_MAX_REDIRECTS + 1):
-            sent = {"Accept-Encoding": "gzip", **(headers or {})}
+            sent = {"User-Agent": self._user_agent, "Accept-Encoding": "gzip", **(headers or {})}
             if credentials is not None and _origin(url) == origin:
                 sent["Authorization"] = credentials.header()
             status, got, data = self._once(method, url, body, sent, deadline=deadline, max_bytes=max_bytes)
@@ -191,11 +194,65 @@ class HttpClient:
         finally:
             response.release_conn()
 
+    def stream(self, url: str, *, headers: Mapping[str, str] | None = None, timeout: float,
+               auth: Credentials | None = None) -> Stream:
+        """A GET whose body is read chunk by chunk (large files): the caller must close it.
+
+        `timeout` bounds connecting and each wait for bytes; the caller bounds the whole.
+        No gzip: a file's bytes are hashed as they arrive, exactly as sent.
+        """
+        url, in_url = split_credentials(url)
+        credentials = auth or in_url
+        origin = _origin(url)
+        for _hop in range(_MAX_REDIRECTS + 1):
+            sent = {"User-Agent": self._user_agent, "Accept-Encoding": "identity", **(headers or {})}
+            if credentials is not None and _origin(url) == origin:
+                sent["Authorization"] = credentials.header()
+            try:
+                response: urllib3.HTTPResponse = self._pool.request(  # type: ignore[no-untyped-call]
+                    "GET", url, headers=sent, redirect=False, preload_content=False,
+                    timeout=urllib3.Timeout(connect=timeout, read=timeout), enforce_content_length=True)
+            except HTTPError as error:
+                msg = f"{url}: {_reason(error)}"
+                raise HttpError(msg) from None
+            location = response.headers.get("Location")
+            if response.status not in _REDIRECTS or not location:
+                return Stream(response.status, url, response.headers, response)
+            response.drain_conn()
+            response.release_conn()
+            url = display_url(urljoin(url, location))
+        msg = f"{url}: more than {_MAX_REDIRECTS} redirects"
+        raise HttpError(msg)
+
     def __enter__(self) -> HttpClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Stream:
+    """An answer whose body is still on the wire; iterate `chunks()`, then `close()`."""
+
+    def __init__(self, status: int, url: str, headers: Mapping[str, str], raw: urllib3.HTTPResponse) -> None:
+        self.status, self.url, self.headers, self._raw = status, url, headers, raw
+
+    def chunks(self, size: int = 256 * 1024) -> Iterator[bytes]:
+        """The body as it arrives; HttpError when the connection fails or the body is cut short."""
+        try:
+            while chunk := self._raw.read(size, decode_content=False):
+                yield chunk
+        except HTTPError as error:
+            msg = f"{self.url}: {_reason(error)}"
+            raise HttpError(msg) from None
+
+    def close(self) -> None:
+        """A body read to its end returns the connection to the pool; any other is dropped."""
+        if self._raw.isclosed() or self._raw.length_remaining == 0:
+            self._raw.release_conn()
+        else:
+            self._raw.close()
+            self._raw.release_conn()
 
 
 def _read(response: urllib3.HTTPResponse, url: str, deadline: float, max_bytes: int) -> bytes:

@@ -14,7 +14,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pypi_insiders"
 FORBIDDEN = {"web": ("pypi_insiders.fetch",), "index": ("pypi_insiders.web", "pypi_insiders.fetch"),
-             "fetch": ("pypi_insiders.web",)}
+             "fetch": ("pypi_insiders.web", "pypi_insiders.mirror"),
+             "mirror": ("pypi_insiders.web", "pypi_insiders.fetch")}
 
 
 def _imports(path: Path) -> set[str]:

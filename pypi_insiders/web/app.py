@@ -21,9 +21,20 @@ from pypi_insiders.errors import InsidersError
 from pypi_insiders.index import progress
 from pypi_insiders.index.layout import PACKAGES_URL, SIMPLE_URL, IndexLayout
 from pypi_insiders.index.pins import Pins, pins_path
+from pypi_insiders.mirror.mirror import Mirror
+from pypi_insiders.mirror.render import MIRROR_URL
 from pypi_insiders.project_names import is_normalized, is_valid
 from pypi_insiders.store import Store
-from pypi_insiders.web import access, access_log, file_route, page_cache, project_page, upload, yank_api
+from pypi_insiders.web import (
+    access,
+    access_log,
+    file_route,
+    mirror_route,
+    page_cache,
+    project_page,
+    upload,
+    yank_api,
+)
 from pypi_insiders.web.access import View
 from pypi_insiders.web.auth import FAILED_LOGINS_FILE, Authenticator, AuthError, FailedLogins
 from pypi_insiders.web.fallback import Fallback
@@ -71,6 +82,7 @@ class _Live:
     policy: access.Policy
     scoped_roots: access.ScopedRoots
     progress_file: str  # present while the first generation runs (index/progress.py)
+    mirror: mirror_route.MirrorRoutes | None  # with `upstream.fallback = "mirror"`
 
 
 class IndexApp:
@@ -94,6 +106,7 @@ class IndexApp:
         self.forwarding = Forwarding(config.server.trusted_proxy, config.paths.state)  # [server]: no reload
         # Local `public_projects` go upstream for whoever may not read them: no pin applies there.
         self.public_fallback = Fallback(config.upstream, access.Unpinned(), client=fallback.client)
+        self.mirror: Mirror | None = None  # made on the first config that asks for it
         self.reconfigure(config)
 
     def reconfigure(self, config: Config) -> None:
@@ -106,7 +119,16 @@ class IndexApp:
         files = file_route.PublishedFiles(str(self.store.root), str(layout.packages), policy)
         self._live = _Live(config, str(layout.landing_page), layout.simple_prefix(), files,
                            uploads, policy, access.ScopedRoots(str(layout.simple)),
-                           str(progress.progress_path(config.paths.cache)))
+                           str(progress.progress_path(config.paths.cache)), self._mirror_routes(config))
+
+    def _mirror_routes(self, config: Config) -> mirror_route.MirrorRoutes | None:
+        if config.upstream.fallback != "mirror":
+            return None
+        if self.mirror is None:
+            self.mirror = Mirror(config.paths.cache, config.upstream, self.fallback.client)
+        else:
+            self.mirror.reconfigure(config.upstream)
+        return mirror_route.MirrorRoutes(self.mirror, self.fallback, config.mirror_anonymous()[0])
 
     @property
     def config(self) -> Config:
@@ -158,6 +180,10 @@ class IndexApp:
             return self._simple_page(environ, path[len(SIMPLE_URL):], view)
         if path.startswith(PACKAGES_URL):
             return self._live.files.answer(environ, path[len(PACKAGES_URL):], view)
+        if path.startswith(MIRROR_URL):
+            if self._live.mirror is None:
+                return plain("404 Not Found", "not found (upstream.fallback is not mirror)")
+            return self._live.mirror.file(environ, path[len(MIRROR_URL):], view, self._live.policy.public)
         if path == project_page.PAGE_URL:  # the projects this caller may read
             names = (self.projects.index.projects() if view.read.everything
                      else self._live.scoped_roots.names(view.read))
@@ -200,6 +226,8 @@ class IndexApp:
             return found
         if progress.generating(self._live.progress_file) and self.fallback.is_local(project):
             return being_generated(project)
+        if self._live.mirror is not None and not self.fallback.is_local(project):
+            return self._live.mirror.page(environ, project, formats, view)
         answer = self.fallback.answer(project, formats, environ.get("QUERY_STRING", ""))
         if answer.status.startswith("404") and self.fallback.is_local(project):
             return replace(answer, project=project)  # pinned, without files: still ours to audit
@@ -224,10 +252,15 @@ class IndexApp:
         """Upstream's project for `public_projects` and names never local; a refusal for the rest."""
         query = environ.get("QUERY_STRING", "")
         if project in self._live.policy.public:  # logged: who got upstream's build instead of ours
+            if self._live.mirror is not None:
+                mirrored = self._live.mirror.page(environ, project, formats, view, unpinned=True)
+                return replace(mirrored, project=project)
             answer = self.public_fallback.answer(project, formats, query)
             return replace(answer, vary_auth=True, project=project)
         if self.fallback.is_local(project):
             return self._live.policy.refuse(view, project)
+        if self._live.mirror is not None:
+            return self._live.mirror.page(environ, project, formats, view)
         return self.fallback.answer(project, formats, query)
 
     def _project_in(self, environ: Environ, rest: str) -> NormalizedName | Response:

@@ -1,9 +1,10 @@
-"""What a name the store does not hold gets: a redirect, a proxied page, or a 404.
+"""What a name the store does not hold gets: a redirect, a proxied page, the mirror, or a 404.
 
 This is the dependency-confusion guard. A name the store holds is answered by the app from
 the generated pages and never reaches this module; a name that was ever local is *pinned*
 (the generator records it) and gets a 404 here rather than a public project of the same
-name. Only a name that was never ours goes upstream, in the way `upstream.fallback` says.
+name. Only a name that was never ours goes upstream, in the way `upstream.fallback` says
+(`"mirror"`: `web.mirror_route` answers, with this module's `is_local` as its first check).
 """
 
 from __future__ import annotations
@@ -95,9 +96,17 @@ class Fallback:
         if settings.url is None:
             return plain("404 Not Found", "project not found (no upstream index configured)")
         if settings.fallback == "redirect":
-            target = display_url(settings.url) + name + "/" + (f"?{query}" if query else "")
-            return plain("302 Found", f"not held here; see {target}", [("Location", target)])
+            return self.redirect(name, query)
+        if settings.fallback == "mirror":  # the app sends mirrored names to web.mirror_route
+            return plain("404 Not Found", "project not found (the mirror is not set up)")
         return self._proxy(name, formats, settings)
+
+    def redirect(self, name: NormalizedName, query: str) -> Response:
+        """To upstream's page of `name` (never to a local name: callers checked `is_local`)."""
+        if self.settings.url is None:
+            return plain("404 Not Found", "project not found (no upstream index configured)")
+        target = display_url(self.settings.url) + name + "/" + (f"?{query}" if query else "")
+        return plain("302 Found", f"not held here; see {target}", [("Location", target)])
 
     def _proxy(self, name: NormalizedName, formats: tuple[Format, ...], settings: UpstreamConfig) -> Response:
         key = (name, ",".join(f.media_type for f in formats))

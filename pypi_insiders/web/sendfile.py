@@ -29,6 +29,7 @@ from pypi_insiders.web.forwarded import VIA_PROXY
 
 STORE_URL: Final = "/-/store/"  # nginx: `location /-/store/ { internal; alias <store>/; }`
 METADATA_URL: Final = "/-/metadata/"  # nginx: `alias <index>/packages/;`
+MIRROR_URL: Final = "/-/mirror/"  # nginx: `alias <cache>/mirror/files/;` (verified mirrored files)
 HEADER: Final = "X-Accel-Redirect"
 _ASKED: Final = "x-accel-redirect"
 

@@ -1,0 +1,371 @@
+"""Files fetched once across threads and processes, verified before a client can hold them whole.
+
+The first request for a file takes its flock (`locks/<sha>.lock`) and becomes the leader: it
+streams upstream's bytes into `tmp/<sha>.part` and to its client at once, hashing as it goes,
+and **holds back the last chunk** until the byte count equals the page's size and the sha256
+matches. Only then is the file linked into `files/` and the last chunk sent. A wrong hash, a
+short or an overlong body: the client gets a short body (pip and uv reject it), nothing is
+stored, one ERROR line says what differed. Requests that find the lock taken are followers:
+they tail the `.part` file with the same hold-back and finish once the verified file exists.
+A leader killed mid-way (even by SIGKILL) loses its flock with its life; its `.part` is never
+served, because only a verified link in `files/` ends a follower's wait.
+
+Memory stays flat: one chunk in flight and one held back, however large the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Final
+from urllib.parse import urlsplit
+
+from packaging.utils import NormalizedName
+
+from pypi_insiders.config import UpstreamConfig
+from pypi_insiders.files import atomic_write, exclusive_lock
+from pypi_insiders.http_client import Credentials, HttpClient, HttpError, Stream, split_credentials
+from pypi_insiders.mirror.layout import METADATA, MirrorLayout
+from pypi_insiders.mirror.page import MirroredFile
+from pypi_insiders.mirror.stats import MirrorStats
+
+log = logging.getLogger(__name__)
+
+CHUNK: Final = 256 * 1024
+_FOLLOW_POLL: Final = 0.02  # seconds between looks at a growing .part file
+_MAX_METADATA: Final = 16 * 1024 * 1024
+_TOUCH_EVERY: Final = 3600.0  # the LRU clock: a hit refreshes a file's mtime at most this often
+
+
+class FetchFailed(Exception):  # noqa: N818 - an answer (502), the message says why
+    """Upstream could not give this file now."""
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A miss being served: `size` bytes announced, `body` yields them (short on failure)."""
+
+    size: int
+    body: Iterator[bytes]
+
+
+class Downloads:
+    def __init__(self, layout: MirrorLayout, settings: UpstreamConfig, client: HttpClient,
+                 stats: MirrorStats) -> None:
+        self.layout, self.settings, self.client, self.stats = layout, settings, client, stats
+        self._touched: dict[str, float] = {}
+        self.on_stored: list[Callable[[], object]] = []  # run after a file is stored (eviction)
+
+    # ------------------------------------------------------------------ hits
+
+    def on_disk(self, item: MirroredFile, suffix: str = "") -> Path | None:
+        path = self.layout.file(item.sha256, item.filename + suffix)
+        if not path.is_file():
+            return None
+        now = time.time()
+        if now - self._touched.get(item.sha256, 0.0) > _TOUCH_EVERY:
+            self._touched[item.sha256] = now
+            with contextlib.suppress(OSError):
+                os.utime(path)
+        return path
+
+    # ------------------------------------------------------------------ misses
+
+    def fetch(self, name: NormalizedName, item: MirroredFile) -> Path | Transfer:
+        """The stored file (someone finished it meanwhile) or a transfer to send."""
+        self.layout.locks.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.layout.lock(item.sha256), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return self._follow(fd, name, item)
+        except BaseException:
+            os.close(fd)
+            raise
+        return self._lead(fd, name, item)
+
+    def _lead(self, fd: int, name: NormalizedName, item: MirroredFile) -> Path | Transfer:
+        try:
+            final = self.layout.file(item.sha256, item.filename)
+            if final.is_file():
+                os.close(fd)
+                return final
+            part = self.layout.part(item.sha256)
+            part.unlink(missing_ok=True)  # a dead leader's: its flock went with it
+            stream = self._open(name, item)
+        except BaseException:
+            os.close(fd)
+            raise
+        size = item.size if item.size is not None else _length(stream)
+        if size is None:
+            try:
+                return self._whole_then_serve(fd, name, item, stream)
+            finally:
+                os.close(fd)
+        keep = self._room_for(size)
+        return Transfer(size, self._leader_body(fd, name, item, stream, size, keep=keep))
+
+    def _open(self, name: NormalizedName, item: MirroredFile) -> Stream:
+        if self.settings.offline:
+            msg = "not cached here (upstream.offline)"
+            raise FetchFailed(msg)
+        try:
+            stream = self.client.stream(item.url, timeout=self.settings.timeout, auth=self._auth(item.url))
+        except HttpError as error:
+            self.stats.error(str(error))
+            raise FetchFailed(str(error)) from None
+        declared = _length(stream)
+        problem = (f"{stream.url} answered {stream.status}" if stream.status != 200 else
+                   f"{stream.url}: Content-Length {declared}, the page says {item.size}"
+                   if declared is not None and item.size is not None and declared != item.size else "")
+        if problem:
+            stream.close()
+            self.stats.error(problem)
+            _journal(logging.ERROR if stream.status == 200 else logging.WARNING, "not fetched",
+                     name, item, "mismatch" if stream.status == 200 else "failed", problem)
+            raise FetchFailed(problem)
+        return stream
+
+    def _auth(self, url: str) -> Credentials | None:
+        """Upstream's own credentials, only to upstream's own origin (never a file host elsewhere)."""
+        base, credentials = split_credentials(self.settings.url or "")
+        same = urlsplit(base)[:2] == urlsplit(url)[:2]
+        return credentials if same else None
+
+    def _room_for(self, size: int) -> bool:
+        try:
+            free = shutil.disk_usage(self.layout.tmp).free
+        except OSError:
+            return False
+        return free - size >= self.settings.min_free
+
+    def _leader_body(self, fd: int | None, name: NormalizedName, item: MirroredFile,  # noqa: PLR0912
+                     stream: Stream, size: int, *, keep: bool) -> Iterator[bytes]:
+        """One transfer's states, top to bottom: stream and hash, verify, publish, release."""
+        began = time.monotonic()
+        part = self.layout.part(item.sha256)
+        out = _create(part) if keep else None
+        digest, got, held, ok, detached = hashlib.sha256(), 0, b"", False, False
+        try:
+            try:
+                for chunk in stream.chunks(CHUNK):
+                    got += len(chunk)
+                    if got > size:
+                        _journal(logging.ERROR, "refused", name, item, "overlong",
+                                 f"upstream sent more than the page's {size} bytes")
+                        return
+                    digest.update(chunk)
+                    out = _write(out, part, chunk, name, item)
+                    if held and not detached:
+                        try:
+                            yield held
+                        except GeneratorExit:
+                            detached = True  # the client left; finish for the followers
+                    held = chunk
+            except HttpError as error:
+                _journal(logging.ERROR, "refused", name, item, "truncated", str(error))
+                return
+            if got != size or digest.hexdigest() != item.sha256:
+                result = "truncated" if got < size else "mismatch"
+                _journal(logging.ERROR, "refused", name, item, result,
+                         f"got {got} bytes with sha256 {digest.hexdigest()}, the page says {size} "
+                         f"bytes with sha256 {item.sha256}")
+                return
+            self.stats.add(misses=1, bytes_upstream=got)
+            if out is not None:
+                self._publish(out, part, item)
+                out = None
+                _journal(logging.INFO, "stored", name, item, "stored", "", size=got, began=began)
+            else:
+                _journal(logging.WARNING, "served without storing (min_free)", name, item,
+                         "passthrough", "", size=got, began=began)
+            ok = True
+            if not detached:
+                yield held
+        finally:
+            stream.close()
+            if out is not None:
+                os.close(out)
+            if not ok and keep:
+                part.unlink(missing_ok=True)
+            if fd is not None:
+                os.close(fd)
+            if ok and keep:
+                for hook in self.on_stored:
+                    hook()
+
+    def _publish(self, out: int, part: Path, item: MirroredFile) -> None:
+        os.fsync(out)
+        os.close(out)
+        final = self.layout.file(item.sha256, item.filename)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.link(part, final)  # the same inode: a follower reading the .part reads the file
+        part.unlink(missing_ok=True)
+
+    def _whole_then_serve(self, fd: int, name: NormalizedName, item: MirroredFile,
+                          stream: Stream) -> Path | Transfer:
+        """No size to announce: download and verify first, then serve from disk."""
+        body = self._leader_body(fd, name, item, stream, size=2**62, keep=True)
+        for _chunk in body:
+            pass
+        final = self.layout.file(item.sha256, item.filename)
+        if final.is_file():
+            return final
+        msg = "upstream's file failed verification"
+        raise FetchFailed(msg)
+
+    def _follow(self, fd: int, name: NormalizedName, item: MirroredFile) -> Path | Transfer:
+        """Another request is fetching: read its .part as it grows, or its finished file."""
+        final = self.layout.file(item.sha256, item.filename)
+        part = self.layout.part(item.sha256)
+        deadline = time.monotonic() + self.settings.timeout
+        reader = None
+        try:
+            while reader is None:
+                if final.is_file():
+                    os.close(fd)
+                    return final
+                if item.size is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        reader = open(part, "rb")  # noqa: SIM115,PTH123 - closed by the body
+                        break
+                if _free(fd):  # the leader ended without a file: try it ourselves
+                    os.close(fd)
+                    return self.fetch(name, item)
+                if time.monotonic() > deadline:  # a leader passing bytes through unstored
+                    os.close(fd)
+                    return self._passthrough(name, item)
+                time.sleep(_FOLLOW_POLL)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
+        assert item.size is not None  # noqa: S101 - only then is a .part read
+        return Transfer(item.size, self._follower_body(fd, reader, final, item.size))
+
+    def _passthrough(self, name: NormalizedName, item: MirroredFile) -> Transfer:
+        stream = self._open(name, item)
+        size = item.size if item.size is not None else _length(stream)
+        if size is None:
+            stream.close()
+            msg = "the file is being fetched by another request; try again"
+            raise FetchFailed(msg)
+        return Transfer(size, self._leader_body(None, name, item, stream, size, keep=False))
+
+    def _follower_body(self, fd: int, stream: BinaryIO, final: Path, size: int) -> Iterator[bytes]:
+        sent, held = 0, b""
+        try:
+            while True:
+                chunk = stream.read(CHUNK)
+                if chunk:
+                    if held:
+                        yield held
+                        sent += len(held)
+                    held = chunk
+                    if sent + len(held) > size:
+                        return
+                    continue
+                if sent + len(held) == size and final.is_file():
+                    yield held
+                    return
+                if _free(fd) and not final.is_file():
+                    return  # the leader failed: a short body
+                time.sleep(_FOLLOW_POLL)
+        finally:
+            stream.close()
+            os.close(fd)
+
+    # ------------------------------------------------------------------ metadata
+
+    def metadata(self, name: NormalizedName, item: MirroredFile) -> Path:
+        """The file's `.metadata`, fetched whole and checked against the page's hash, then kept."""
+        assert item.core_metadata is not None  # noqa: S101 - the route checked it
+        final = self.layout.file(item.sha256, item.filename + METADATA)
+        if final.is_file():
+            return final
+        self.layout.locks.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(self.layout.lock(item.sha256, METADATA)):
+            if final.is_file():
+                return final
+            if self.settings.offline:
+                msg = "not cached here (upstream.offline)"
+                raise FetchFailed(msg)
+            url = item.url + METADATA
+            try:
+                response = self.client.get(url, timeout=self.settings.timeout, max_bytes=_MAX_METADATA,
+                                           auth=self._auth(url))
+            except HttpError as error:
+                raise FetchFailed(str(error)) from None
+            if response.status != 200:
+                msg = f"{response.url} answered {response.status}"
+                raise FetchFailed(msg)
+            found = hashlib.sha256(response.body).hexdigest()
+            if found != item.core_metadata:
+                msg = f"{response.url}: sha256 {found}, the page says {item.core_metadata}"
+                _journal(logging.ERROR, "refused", name, item, "mismatch", msg)
+                raise FetchFailed(msg)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(final, response.body, 0o644)
+            return final
+
+
+def _length(stream: Stream) -> int | None:
+    text = stream.headers.get("Content-Length", "")
+    return int(text) if text.isdigit() else None
+
+
+def _free(fd: int) -> bool:
+    """Whether the lock on `fd`'s file is free now, i.e. no leader holds it (tested, not kept)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return True
+
+
+def _create(part: Path) -> int | None:
+    try:
+        part.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        log.warning("cannot write %s (%s): passing the file through unstored", part, error.strerror)
+        return None
+
+
+def _write(out: int | None, part: Path, chunk: bytes, name: NormalizedName, item: MirroredFile) -> int | None:
+    """Write on, or give up storing (the disk filled up): the client still gets verified bytes."""
+    if out is None:
+        return None
+    try:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(out, view):]
+    except OSError as error:
+        os.close(out)
+        part.unlink(missing_ok=True)
+        level = logging.WARNING if error.errno in (errno.ENOSPC, errno.EDQUOT) else logging.ERROR
+        _journal(level, "stopped storing", name, item, "passthrough", error.strerror or str(error))
+        return None
+    return out
+
+
+def _journal(level: int, what: str, name: NormalizedName, item: MirroredFile, result: str,  # noqa: PLR0917
+             detail: str, *, size: int = 0, began: float | None = None) -> None:
+    ms = int((time.monotonic() - began) * 1000) if began is not None else 0
+    fields = {"PROJECT": name, "FILE": item.filename, "SHA256": item.sha256, "RESULT": result}
+    if size:
+        fields |= {"BYTES": str(size), "MS": str(ms)}
+    tail = f" ({size} bytes in {ms} ms)" if size else ""
+    log.log(level, "mirror %s %s: %s%s%s", what, item.filename, result, f": {detail}" if detail else "",
+            tail, extra=fields)

@@ -1,0 +1,193 @@
+"""The mirror's two routes: project pages of mirrored names, and `/mirror/<name>/<sha256>/<file>`.
+
+Both check the same things in the same order before anything is read or fetched: the name is
+not local (the dependency-confusion rule: a local or pinned name never reaches upstream, even
+when a stale mirrored page of it is on disk), not refused by `deny`/`allow` (403, no upstream
+request), and the caller may use the mirror (`upstream.anonymous`). Files are then served from
+disk (through nginx's `X-Accel-Redirect` when it stands in front) or fetched once, verified
+while streamed (`mirror.download`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Final
+
+from packaging.utils import NormalizedName
+
+from pypi_insiders.mirror import render
+from pypi_insiders.mirror.download import CHUNK, FetchFailed, Transfer
+from pypi_insiders.mirror.layout import METADATA, is_distribution, is_sha256
+from pypi_insiders.mirror.mirror import Mirror
+from pypi_insiders.mirror.page import MirroredFile
+from pypi_insiders.mirror.pages import Loaded, PageNotFound, UpstreamFailed
+from pypi_insiders.web import access, access_log, page_cache, sendfile
+from pypi_insiders.web.access import View
+from pypi_insiders.web.fallback import Fallback
+from pypi_insiders.web.negotiate import Format, accepts_gzip
+from pypi_insiders.web.responses import Response, body_of, chunks, plain
+
+log = logging.getLogger(__name__)
+
+Environ = dict[str, Any]
+_NORMALIZED: Final = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_FRESH: Final = "max-age=60, public"
+_BINARY: Final = "application/octet-stream"
+_FILE_HEADERS: Final = [("Content-Type", _BINARY), ("Cache-Control", page_cache.FILE_CACHE_CONTROL)]
+
+
+class MirrorRoutes:
+    def __init__(self, mirror: Mirror, fallback: Fallback, anonymous: str) -> None:
+        self.mirror, self.fallback, self.anonymous = mirror, fallback, anonymous
+
+    # ------------------------------------------------------------------ pages
+
+    def page(self, environ: Environ, name: NormalizedName, formats: tuple[Format, ...], view: View,
+             *, unpinned: bool = False) -> Response:
+        refused = self._refused(name, view, unpinned=unpinned)
+        if refused is not None:
+            return refused
+        if view.user is None and self.anonymous == "redirect":
+            answer = self.fallback.redirect(name, environ.get("QUERY_STRING", ""))
+            return answer.status, answer.headers, (answer.body,)
+        loaded = self._load(name)
+        if not isinstance(loaded, Loaded):
+            return loaded
+        shown = self.mirror.visible(name, loaded.page.files)
+        if len(shown) < len(loaded.page.files):
+            log.debug("mirror page %s: %d of %d files hidden", name, len(loaded.page.files) - len(shown),
+                      len(loaded.page.files), extra={"PROJECT": name})
+        return self._rendered(environ, name, formats[0], shown, stale=loaded.stale, view=view)
+
+    def _refused(self, name: NormalizedName, view: View, *, unpinned: bool) -> Response | None:
+        if not unpinned and self.fallback.is_local(name):
+            return plain("404 Not Found", "project has no files here (pinned to local)")
+        reason = self.mirror.policy.refused(name)
+        if reason is not None:
+            log.info("mirror refused %s: %s", name, reason, extra={"PROJECT": name, "RESULT": "denied"})
+            return plain("403 Forbidden", reason)
+        if view.user is None and self.anonymous == "none":
+            answer = access.challenge("authentication required to use the mirror")
+            return answer.status, answer.headers, (answer.body,)
+        if self.mirror.settings.url is None:
+            return plain("404 Not Found", "project not found (no upstream index configured)")
+        return None
+
+    def _load(self, name: NormalizedName) -> Loaded | Response:
+        try:
+            return self.mirror.pages.load(name)
+        except PageNotFound as missing:
+            return plain("404 Not Found", str(missing))
+        except UpstreamFailed as error:
+            log.warning("upstream failed for %s: %s", name, error, extra={"PROJECT": name})
+            return plain("502 Bad Gateway", f"upstream index failed: {error}", [("Retry-After", "5")])
+
+    def _rendered(self, environ: Environ, name: NormalizedName, fmt: Format, shown: list[MirroredFile],
+                  *, stale: bool, view: View) -> Response:
+        body = render.json_page(name, shown) if fmt.suffix == "json" else render.html_page(name, shown)
+        encoding: list[tuple[str, str]] = []
+        if accepts_gzip(str(environ.get("HTTP_ACCEPT_ENCODING", ""))) and len(body) >= page_cache.GZIP_FROM:
+            body = gzip.compress(body, compresslevel=6, mtime=0)
+            encoding = [("Content-Encoding", "gzip")]
+        etag = '"' + hashlib.blake2b(body + fmt.content_type.encode(), digest_size=12).hexdigest() + '"'
+        vary = "Accept, Accept-Encoding" + (", Authorization" if self.anonymous != "mirror" else "")
+        cache = "no-cache" if stale else (_FRESH.replace("public", "private") if view.private else _FRESH)
+        common = [("ETag", etag), ("Cache-Control", cache), ("Vary", vary)]
+        if page_cache.not_modified(environ, etag, 0):
+            return "304 Not Modified", common, ()
+        headers = [("Content-Type", fmt.content_type), ("Content-Length", str(len(body))), *encoding, *common]
+        return "200 OK", headers, body_of(environ, body)
+
+    # ------------------------------------------------------------------ files
+
+    def file(self, environ: Environ, rest: str, view: View,  # noqa: PLR0911 - a check per line
+             public: frozenset[NormalizedName]) -> Response:
+        """`<name>/<sha256>/<filename>[.metadata]` below /mirror/."""
+        parts = rest.split("/")
+        if len(parts) != 3 or not _NORMALIZED.fullmatch(parts[0]) or not is_sha256(parts[1]):
+            return plain("404 Not Found", "no such file")
+        name, sha256, filename = NormalizedName(parts[0]), parts[1], parts[2]
+        metadata = filename.endswith(METADATA)
+        if not is_distribution(filename.removesuffix(METADATA)):
+            return plain("404 Not Found", "no such file")
+        environ[access_log.PROJECT], environ[access_log.FILE] = name, filename
+        unpinned = name in public and not view.read.covers(name)
+        refused = self._refused(name, view, unpinned=unpinned)
+        if refused is not None:
+            return refused
+        if view.user is None and self.anonymous != "mirror":
+            answer = access.challenge("authentication required to use the mirror")
+            return answer.status, answer.headers, (answer.body,)
+        loaded = self._load(name)
+        if not isinstance(loaded, Loaded):
+            return loaded
+        item = loaded.page.find(sha256, filename.removesuffix(METADATA))
+        if item is None:
+            return plain("404 Not Found", "no such file (not on the project's page)")
+        hidden = self.mirror.policy.hidden(name, item)
+        if hidden is not None:
+            log.info("mirror refused %s: %s", item.filename, hidden,
+                     extra={"PROJECT": name, "FILE": item.filename, "RESULT": "cooldown"})
+            return plain("404 Not Found", f"no such file ({hidden})")
+        return self._metadata(environ, name, item) if metadata else self._distribution(environ, name, item)
+
+    def _metadata(self, environ: Environ, name: NormalizedName, item: MirroredFile) -> Response:
+        if item.core_metadata is None:
+            return plain("404 Not Found", "no metadata file for this distribution")
+        try:
+            path = self.mirror.downloads.metadata(name, item)
+        except FetchFailed as error:
+            return _failed(error)
+        return self._send(environ, path, f'"{item.core_metadata}"')
+
+    def _distribution(self, environ: Environ, name: NormalizedName, item: MirroredFile) -> Response:
+        etag = f'"{item.sha256}"'
+        if page_cache.not_modified(environ, etag, 0):
+            return "304 Not Modified", [("ETag", etag), *_FILE_HEADERS[1:]], ()
+        path = self.mirror.downloads.on_disk(item)
+        if path is None and environ["REQUEST_METHOD"] == "HEAD" and item.size is not None:
+            return "200 OK", [*_FILE_HEADERS, ("Content-Length", str(item.size)), ("ETag", etag)], ()
+        if path is None:
+            try:
+                found = self.mirror.downloads.fetch(name, item)
+            except FetchFailed as error:
+                return _failed(error)
+            if isinstance(found, Transfer):
+                environ[access_log.BYTES] = found.size
+                return "200 OK", [*_FILE_HEADERS, ("Content-Length", str(found.size)), ("ETag", etag),
+                                  ("X-Accel-Buffering", "no")], found.body
+            path = found
+        self.mirror.stats.add(hits=1)
+        return self._send(environ, path, etag)
+
+    def _send(self, environ: Environ, path: Path, etag: str) -> Response:
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return plain("404 Not Found", "no such file")
+        environ[access_log.BYTES] = size
+        headers = [*_FILE_HEADERS, ("ETag", etag)]
+        if sendfile.wanted(environ):
+            internal = sendfile.target(sendfile.MIRROR_URL, str(self.mirror.layout.files), str(path))
+            return "200 OK", [*headers, ("Content-Length", "0"), (sendfile.HEADER, internal)], ()
+        headers.append(("Content-Length", str(size)))
+        if environ["REQUEST_METHOD"] == "HEAD":
+            return "200 OK", headers, ()
+        try:
+            stream = open(path, "rb")  # noqa: SIM115,PTH123 - closed by the server
+        except OSError:
+            return plain("404 Not Found", "no such file")
+        wrapper = environ.get("wsgi.file_wrapper")
+        body: Iterable[bytes] = wrapper(stream, CHUNK) if wrapper else chunks(stream)
+        return "200 OK", headers, body
+
+
+def _failed(error: FetchFailed) -> Response:
+    return plain("502 Bad Gateway", f"upstream failed: {error}", [("Retry-After", "5")])
+
+

@@ -1,0 +1,403 @@
+"""The caching mirror (`fallback = "mirror"`) against a stand-in upstream on loopback: pages
+rendered here with relative links and PEP 700 fields, files fetched once and verified before
+a client holds them whole, stale pages, the cooldown, allow and deny, and the rule that a local
+name never reaches upstream.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pypi_insiders import config
+from pypi_insiders.index.pins import pins_path, write_pins
+from pypi_insiders.web.app import IndexApp, make_app
+from tests.conftest import ConfigMaker
+from tests.distfiles import make_wheel
+from tests.mirror_upstream import Upstream
+from tests.server_fixtures import JSON_TYPE, Reply, ThreadedServer, request, write_index
+
+Start = Callable[..., tuple[str, IndexApp]]
+DAY = 86400.0
+
+
+@pytest.fixture
+def upstream() -> Iterator[tuple[Upstream, str]]:
+    fake = Upstream()
+    with ThreadedServer(fake.app, threads=8) as server:
+        yield fake, server.url
+    fake.release.set()
+
+
+@pytest.fixture
+def start(make_config: ConfigMaker, data_dir: Path, upstream: tuple[Upstream, str]) -> Iterator[Start]:
+    write_index(data_dir / "index", {})
+    servers: list[ThreadedServer] = []
+
+    def run(**keys: object) -> tuple[str, IndexApp]:
+        table = {"url": upstream[1] + "simple/", "fallback": "mirror", "timeout": 3.0, "min_free": 0, **keys}
+        app = make_app(config.load(str(make_config(upstream=table))))
+        servers.append(ThreadedServer(app, threads=8).__enter__())
+        return servers[-1].url, app
+
+    yield run
+    upstream[0].release.set()
+    for server in servers:
+        server.stop()
+
+
+def fetch(url: str, path: str, **headers: str) -> Reply:
+    return request(url, path, headers=headers)
+
+
+def short_read(url: str, path: str) -> tuple[int, int, int]:
+    """(status, announced length, bytes received) of a body that may be cut short."""
+    host, _, port = url.removeprefix("http://").rstrip("/").rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        length = int(response.getheader("Content-Length") or -1)
+        try:
+            got = len(response.read())
+        except http.client.IncompleteRead as cut:
+            got = len(cut.partial)
+        return response.status, length, got
+    finally:
+        conn.close()
+
+
+def stored_files(app: IndexApp) -> list[Path]:
+    assert app.mirror is not None
+    return sorted(p for p in app.mirror.layout.files.rglob("*") if p.is_file())
+
+
+def links(page: bytes) -> list[dict[str, Any]]:
+    files: list[dict[str, Any]] = json.loads(page)["files"]
+    return files
+
+
+# ------------------------------------------------------------------ pages
+
+
+def test_mirror_page_is_ours_with_relative_links_and_pep700_fields(
+        start: Start, upstream: tuple[Upstream, str]) -> None:
+    fake, _ = upstream
+    sha = fake.add("far", "far-1.0-py3-none-any.whl", b"x" * 5000, uploaded=1_700_000_000.5)
+    url, _app = start()
+    answer = fetch(url, "/simple/far/", Accept=JSON_TYPE, Host="evil.example", **{"X-Forwarded-Host": "evil"})
+    assert answer.status == 200
+    [entry] = links(answer.body)
+    assert entry["url"] == f"../../mirror/far/{sha}/far-1.0-py3-none-any.whl#sha256={sha}"
+    assert entry["size"] == 5000
+    assert entry["upload-time"] == "2023-11-14T22:13:20.500000Z"
+    assert entry["requires-python"] == ">=3.8"
+    assert entry["yanked"] is False
+    assert json.loads(answer.body)["versions"] == ["1.0"]
+    html = fetch(url, "/simple/far/").body.decode()
+    assert 'data-upload-time="2023-11-14T22:13:20.500000Z"' in html
+    assert f'href="../../mirror/far/{sha}/far-1.0-py3-none-any.whl#sha256={sha}"' in html
+    assert "evil" not in html
+    assert "127.0.0.1" not in html
+
+
+def test_mirror_page_is_gzipped_for_clients_that_accept_it(
+        start: Start, upstream: tuple[Upstream, str]) -> None:
+    for number in range(40):
+        upstream[0].add("big", f"big-1.{number}-py3-none-any.whl", b"%d" % number)
+    url, _app = start()
+    answer = fetch(url, "/simple/big/", **{"Accept-Encoding": "gzip"})
+    assert answer.header("Content-Encoding") == "gzip"
+    assert b"big-1.39-py3-none-any.whl" in gzip.decompress(answer.body)
+    assert fetch(url, "/simple/big/").header("Content-Encoding") is None
+
+
+def test_mirror_page_persists_and_is_served_stale_when_upstream_fails(
+        start: Start, upstream: tuple[Upstream, str]) -> None:
+    fake, _ = upstream
+    fake.add("far", "far-1.0-py3-none-any.whl", b"abc")
+    url, _app = start(cache_ttl=0)
+    assert fetch(url, "/simple/far/").header("Cache-Control") == "max-age=60, public"
+    fake.faults["page:far"] = "500"
+    again = fetch(url, "/simple/far/")
+    assert again.status == 200
+    assert again.header("Cache-Control") == "no-cache"
+    # A new process (a restart) finds the page on disk.
+    url2, _app2 = start(cache_ttl=0)
+    restarted = fetch(url2, "/simple/far/")
+    assert (restarted.status, restarted.header("Cache-Control")) == (200, "no-cache")
+    assert b"far-1.0-py3-none-any.whl" in restarted.body
+
+
+def test_mirror_page_with_an_older_serial_keeps_the_stored_one(
+        start: Start, upstream: tuple[Upstream, str], caplog: pytest.LogCaptureFixture) -> None:
+    fake, _ = upstream
+    fake.add("far", "far-1.0-py3-none-any.whl", b"abc")
+    url, _app = start(cache_ttl=0)
+    fetch(url, "/simple/far/")
+    fake.add("far", "far-2.0-py3-none-any.whl", b"new")
+    fake.faults["page:far"] = "older-serial"
+    answer = fetch(url, "/simple/far/")
+    assert b"far-2.0" not in answer.body
+    assert answer.header("Cache-Control") == "no-cache"
+    assert any("older than the stored" in r.getMessage() for r in caplog.records)
+
+
+def test_mirror_page_without_a_copy_is_502_when_upstream_fails(
+        start: Start, upstream: tuple[Upstream, str]) -> None:
+    upstream[0].add("far", "far-1.0-py3-none-any.whl", b"abc")
+    upstream[0].faults["page:far"] = "500"
+    url, _app = start()
+    answer = fetch(url, "/simple/far/")
+    assert (answer.status, answer.header("Retry-After")) == (502, "5")
+    assert fetch(url, "/simple/nothing-here/").status == 404
+
+
+def test_mirror_upstream_requests_carry_our_user_agent_only(
+        start: Start, upstream: tuple[Upstream, str]) -> None:
+    fake, _ = upstream
+    fake.add("far", "far-1.0-py3-none-any.whl", b"abc")
+    url, _app = start()
+    page = fetch(url, "/simple/far/", Accept=JSON_TYPE, **{"User-Agent": "pip/99", "X-Token": "secret",
+                                                           "Cookie": "session=secret"})
+    [entry] = links(page.body)
+    fetch(url, "/simple/far/" + entry["url"].split("#")[0], **{"User-Agent": "pip/99", "Cookie": "a=b"})
+    assert fake.headers
+    for sent in fake.headers:
+        assert sent["HTTP_USER_AGENT"].startswith("pypi-insiders/")
+        assert not {"HTTP_COOKIE", "HTTP_AUTHORIZATION", "HTTP_X_TOKEN"} & set(sent)
+
+
+# ------------------------------------------------------------------ files
+
+
+def test_mirror_file_is_fetched_once_then_served_from_disk(
+        start: Start, upstream: tuple[Upstream, str]) -> None:
+    fake, _ = upstream
+    data = bytes(range(256)) * 4000
+    sha = fake.add("far", "far-1.0-py3-none-any.whl", data)
+    url, app = start()
+    path = f"/mirror/far/{sha}/far-1.0-py3-none-any.whl"
+    first = fetch(url, path)
+    assert (first.status, first.body) == (200, data)
+    second = fetch(url, path)
+    assert (second.status, second.body) == (200, data)
+    assert fake.count("/files/") == 1
+    assert [p.name for p in stored_files(app)] == ["far-1.0-py3-none-any.whl"]
+    accel = fetch(url, path, **{"X-Sendfile-Type": "X-Accel-Redirect"})
+    assert accel.header("X-Accel-Redirect") == f"/-/mirror/{sha[:2]}/{sha}/far-1.0-py3-none-any.whl"
+    assert accel.body == b""
+
+
+@pytest.mark.parametrize("fault", ["wrong", "cut", "overlong", "hang"])
+def test_mirror_bad_upstream_bytes_never_reach_a_client_whole(
+        start: Start, upstream: tuple[Upstream, str], caplog: pytest.LogCaptureFixture, fault: str) -> None:
+    caplog.set_level(logging.INFO)
+    fake, _ = upstream
+    data = b"w" * 300_000
+    sha = fake.add("far", "far-1.0-py3-none-any.whl", data)
+    fake.faults["far-1.0-py3-none-any.whl"] = fault
+    url, app = start(timeout=1.0)
+    path = f"/mirror/far/{sha}/far-1.0-py3-none-any.whl"
+    status, length, got = short_read(url, path)
+    assert (status, length) == (200, len(data))
+    assert got < len(data)
+    assert stored_files(app) == []
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.name.startswith("pypi_insiders")]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert errors[0].__dict__["SHA256"] == sha
+    # Fixed upstream: the next request fetches again and gets the file.
+    fake.faults.clear()
+    fake.release.set()
+    assert fetch(url, path).body == data
+    assert len(stored_files(app)) == 1
+
+
+def test_mirror_changed_and_deleted_files_follow_the_page(
+        start: Start, upstream: tuple[Upstream, str]) -> None:
+    fake, _ = upstream
+    old = fake.add("far", "far-1.0-py3-none-any.whl", b"old bytes")
+    url, _app = start(cache_ttl=0)
+    assert fetch(url, f"/mirror/far/{old}/far-1.0-py3-none-any.whl").body == b"old bytes"
+    new = fake.add("far", "far-1.0-py3-none-any.whl", b"new bytes")
+    assert fetch(url, f"/mirror/far/{new}/far-1.0-py3-none-any.whl").body == b"new bytes"
+    assert fetch(url, f"/mirror/far/{old}/far-1.0-py3-none-any.whl").status == 404
+    del fake.projects["far"]["far-1.0-py3-none-any.whl"]
+    assert fetch(url, f"/mirror/far/{new}/far-1.0-py3-none-any.whl").status == 404
+
+
+def test_mirror_concurrent_first_requests_make_one_upstream_request(
+        start: Start, upstream: tuple[Upstream, str]) -> None:
+    fake, _ = upstream
+    data = hashlib.sha256(b"seed").digest() * 40_000  # 1.28 MB
+    sha = fake.add("far", "far-1.0-py3-none-any.whl", data)
+    fake.delay = 0.02
+    url, app = start()
+    fetch(url, "/simple/far/")
+    results: list[bytes] = []
+
+    def client() -> None:
+        results.append(fetch(url, f"/mirror/far/{sha}/far-1.0-py3-none-any.whl", ).body)
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 6
+    assert all(body == data for body in results)
+    assert fake.count("/files/") == 1
+    assert len(stored_files(app)) == 1
+
+
+def test_mirror_file_not_on_the_page_or_bad_path_is_404(
+        start: Start, upstream: tuple[Upstream, str]) -> None:
+    sha = upstream[0].add("far", "far-1.0-py3-none-any.whl", b"abc")
+    url, _app = start()
+    for path in (f"/mirror/far/{'0' * 64}/far-1.0-py3-none-any.whl",
+                 f"/mirror/far/{sha}/far-2.0-py3-none-any.whl",
+                 f"/mirror/far/{sha}/../../../etc/passwd", f"/mirror/Far/{sha}/far-1.0-py3-none-any.whl",
+                 f"/mirror/far/{sha[:10]}/far-1.0-py3-none-any.whl", "/mirror/far/", "/mirror/"):
+        assert fetch(url, path).status == 404, path
+    assert upstream[0].count("/files/") == 0
+
+
+# ------------------------------------------------------------------ the dependency-confusion rule
+
+
+def test_mirror_local_name_never_reaches_upstream_even_with_a_stale_page(
+        start: Start, upstream: tuple[Upstream, str], data_dir: Path) -> None:
+    fake, _ = upstream
+    sha = fake.add("ours", "ours-1.0-py3-none-any.whl", b"public impostor")
+    url, app = start()
+    assert fetch(url, "/simple/ours/").status == 200  # mirrored while it was not local
+    before = len(fake.requests)
+    write_pins(pins_path(data_dir), ["ours"])
+    assert app.fallback.is_local("ours")  # type: ignore[arg-type]
+    assert fetch(url, "/simple/ours/").status == 404
+    assert fetch(url, "/simple/ours/", Accept=JSON_TYPE).status == 404
+    assert fetch(url, f"/mirror/ours/{sha}/ours-1.0-py3-none-any.whl").status == 404
+    assert fetch(url, f"/mirror/ours/{sha}/ours-1.0-py3-none-any.whl.metadata").status == 404
+    assert len(fake.requests) == before
+
+
+# ------------------------------------------------------------------ cooldown, allow, deny
+
+
+def test_mirror_cooldown_hides_new_files_everywhere_until_time_passes(
+        start: Start, upstream: tuple[Upstream, str]) -> None:
+    fake, _ = upstream
+    now = time.time()
+    old = fake.add("far", "far-1.0-py3-none-any.whl", b"old", uploaded=now - 10 * DAY)
+    new = fake.add("far", "far-2.0-py3-none-any.whl", b"new", uploaded=now - 1 * DAY)
+    fake.add("fresh", "fresh-1.0-py3-none-any.whl", b"x", uploaded=now - 60)
+    url, app = start(cooldown="3 days")
+    page = fetch(url, "/simple/far/", Accept=JSON_TYPE)
+    assert [f["filename"] for f in links(page.body)] == ["far-1.0-py3-none-any.whl"]
+    assert json.loads(page.body)["versions"] == ["1.0"]
+    assert b"far-2.0" not in fetch(url, "/simple/far/").body
+    assert fetch(url, f"/mirror/far/{new}/far-2.0-py3-none-any.whl").status == 404
+    assert fetch(url, f"/mirror/far/{old}/far-1.0-py3-none-any.whl").status == 200
+    everything_new = fetch(url, "/simple/fresh/", Accept=JSON_TYPE)
+    assert everything_new.status == 200
+    assert links(everything_new.body) == []
+    # Three days later the file appears, without asking upstream again.
+    pages_asked = fake.count("/simple/")
+    assert app.mirror is not None
+    app.mirror.policy.clock = lambda: now + 3 * DAY
+    assert len(links(fetch(url, "/simple/far/", Accept=JSON_TYPE).body)) == 2
+    assert fetch(url, f"/mirror/far/{new}/far-2.0-py3-none-any.whl").status == 200
+    assert fake.count("/simple/") == pages_asked
+
+
+def test_mirror_cooldown_exempt_names_are_shown(start: Start, upstream: tuple[Upstream, str]) -> None:
+    upstream[0].add("urgent", "urgent-1.0-py3-none-any.whl", b"fix", uploaded=time.time() - 60)
+    url, _app = start(cooldown="P7D", cooldown_exempt=["Urgent"])
+    assert len(links(fetch(url, "/simple/urgent/", Accept=JSON_TYPE).body)) == 1
+
+
+def test_mirror_deny_and_allow(start: Start, upstream: tuple[Upstream, str]) -> None:
+    fake, _ = upstream
+    fake.add("evil", "evil-1.0-py3-none-any.whl", b"x")
+    bad = fake.add("mixed", "mixed-1.2-py3-none-any.whl", b"bad")
+    fake.add("mixed", "mixed-1.0-py3-none-any.whl", b"good")
+    url, _app = start(deny=["evil", "mixed>=1.1,<1.4"])
+    assert fetch(url, "/simple/evil/").status == 403
+    assert fake.count("/simple/evil") == 0
+    page = fetch(url, "/simple/mixed/", Accept=JSON_TYPE)
+    assert [f["filename"] for f in links(page.body)] == ["mixed-1.0-py3-none-any.whl"]
+    assert fetch(url, f"/mirror/mixed/{bad}/mixed-1.2-py3-none-any.whl").status == 404
+    url2, _app2 = start(allow=["mixed"])
+    assert fetch(url2, "/simple/evil/").status == 403
+    assert fake.count("/simple/evil") == 0
+    assert fetch(url2, "/simple/mixed/").status == 200
+
+
+# ------------------------------------------------------------------ offline, cap, anonymous
+
+
+def test_mirror_offline_opens_no_connection_and_lists_only_files_on_disk(
+        start: Start, upstream: tuple[Upstream, str]) -> None:
+    fake, _ = upstream
+    kept = fake.add("far", "far-1.0-py3-none-any.whl", b"kept")
+    fake.add("far", "far-2.0-py3-none-any.whl", b"never fetched")
+    url, _app = start()
+    assert fetch(url, f"/mirror/far/{kept}/far-1.0-py3-none-any.whl").status == 200
+    before = len(fake.requests)
+    url2, app2 = start(offline=True)
+
+    def no_network(*_args: object, **_kwargs: object) -> None:
+        pytest.fail("offline mode opened a connection")
+
+    app2.fallback.client.get = no_network  # type: ignore[method-assign,assignment]
+    app2.fallback.client.stream = no_network  # type: ignore[method-assign,assignment]
+    page = fetch(url2, "/simple/far/", Accept=JSON_TYPE)
+    assert [f["filename"] for f in links(page.body)] == ["far-1.0-py3-none-any.whl"]
+    assert fetch(url2, f"/mirror/far/{kept}/far-1.0-py3-none-any.whl").body == b"kept"
+    assert fetch(url2, "/simple/unknown/").status == 404
+    assert len(fake.requests) == before
+
+
+def test_mirror_max_size_evicts_least_recently_used(start: Start, upstream: tuple[Upstream, str]) -> None:
+    fake, _ = upstream
+    shas = [fake.add("far", f"far-1.{n}-py3-none-any.whl", bytes([n]) * 4000) for n in range(4)]
+    url, app = start(max_size=10_000)
+    for number, sha in enumerate(shas):
+        assert fetch(url, f"/mirror/far/{sha}/far-1.{number}-py3-none-any.whl").status == 200
+        time.sleep(0.02)
+    names = [p.name for p in stored_files(app)]
+    assert "far-1.3-py3-none-any.whl" in names
+    assert "far-1.0-py3-none-any.whl" not in names
+    assert sum(p.stat().st_size for p in stored_files(app)) <= 9000
+
+
+def test_mirror_anonymous_redirect_and_none(start: Start, upstream: tuple[Upstream, str]) -> None:
+    sha = upstream[0].add("far", "far-1.0-py3-none-any.whl", b"abc")
+    url, _app = start(anonymous="redirect")
+    answer = fetch(url, "/simple/far/")
+    assert answer.status == 302
+    assert answer.header("Location") == upstream[1] + "simple/far/"
+    url2, _app2 = start(anonymous="none")
+    assert fetch(url2, "/simple/far/").status == 401
+    assert fetch(url2, f"/mirror/far/{sha}/far-1.0-py3-none-any.whl").status == 401
+    assert upstream[0].count("/files/") == 0
+
+
+def test_mirror_metadata_is_verified_and_served(
+        start: Start, upstream: tuple[Upstream, str], tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path, "far", "1.0")
+    upstream[0].add("far", wheel.name, wheel.read_bytes())
+    url, _app = start()
+    [entry] = links(fetch(url, "/simple/far/", Accept=JSON_TYPE).body)
+    assert "core-metadata" not in entry  # this stand-in offers none: the URL is a 404
+    assert fetch(url, "/simple/far/" + entry["url"].split("#")[0] + ".metadata").status == 404
