@@ -22,6 +22,7 @@ class Upstream:
     projects: dict[str, dict[str, tuple[bytes, float]]] = field(default_factory=dict)
     faults: dict[str, str] = field(default_factory=dict)  # filename or "page:<name>" -> fault
     page_hashes: dict[str, str] = field(default_factory=dict)  # filename -> sha256 the page claims
+    metadata: dict[str, bytes] = field(default_factory=dict)  # filename -> its .metadata file
     serial: int = 100
     delay: float = 0.0  # seconds between chunks of a file
     requests: list[str] = field(default_factory=list)
@@ -63,9 +64,12 @@ class Upstream:
             stamp = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(uploaded))
                      + f".{int(uploaded % 1 * 1e6):06d}Z")
             sha = self.page_hashes.get(filename, hashlib.sha256(data).hexdigest())
-            files.append({"filename": filename, "url": f"../../files/{name}/{filename}",
-                          "hashes": {"sha256": sha}, "requires-python": ">=3.8", "yanked": False,
-                          "size": len(data), "upload-time": stamp})
+            entry = {"filename": filename, "url": f"../../files/{name}/{filename}",
+                     "hashes": {"sha256": sha}, "requires-python": ">=3.8", "yanked": False,
+                     "size": len(data), "upload-time": stamp}
+            if filename in self.metadata:
+                entry["core-metadata"] = {"sha256": hashlib.sha256(self.metadata[filename]).hexdigest()}
+            files.append(entry)
         body = json.dumps({"meta": {"api-version": "1.1"}, "name": name, "files": files}).encode()
         serial = self.serial - 50 if fault == "older-serial" else self.serial
         start_response("200 OK", [("Content-Type", JSON_TYPE), ("Content-Length", str(len(body))),
@@ -73,6 +77,12 @@ class Upstream:
         return [body]
 
     def _file(self, name: str, filename: str, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if filename.endswith(".metadata") and filename.removesuffix(".metadata") in self.metadata:
+            body = self.metadata[filename.removesuffix(".metadata")]
+            if self.faults.get(filename) == "wrong":
+                body = body.upper()
+            start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+            return [body]
         found = self.projects.get(name, {}).get(filename)
         fault = self.faults.get(filename)
         if found is None or fault == "deleted":

@@ -11,11 +11,13 @@ import hashlib
 import http.client
 import json
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 
@@ -25,7 +27,15 @@ from pypi_insiders.web.app import IndexApp, make_app
 from tests.conftest import ConfigMaker
 from tests.distfiles import make_wheel
 from tests.mirror_upstream import Upstream
-from tests.server_fixtures import JSON_TYPE, Reply, ThreadedServer, request, write_index
+from tests.server_fixtures import (
+    JSON_TYPE,
+    Reply,
+    ThreadedServer,
+    request,
+    serve_process,
+    wait_for,
+    write_index,
+)
 
 Start = Callable[..., tuple[str, IndexApp]]
 DAY = 86400.0
@@ -80,6 +90,12 @@ def short_read(url: str, path: str) -> tuple[int, int, int]:
 def stored_files(app: IndexApp) -> list[Path]:
     assert app.mirror is not None
     return sorted(p for p in app.mirror.layout.files.rglob("*") if p.is_file())
+
+
+def target(entry: dict[str, Any]) -> str:
+    """A file's URL as a client resolves it against /simple/NAME/."""
+    url: str = entry["url"]
+    return urljoin("http://x/simple/any/", url).removeprefix("http://x").split("#")[0]
 
 
 def links(page: bytes) -> list[dict[str, Any]]:
@@ -171,7 +187,7 @@ def test_mirror_upstream_requests_carry_our_user_agent_only(
     page = fetch(url, "/simple/far/", Accept=JSON_TYPE, **{"User-Agent": "pip/99", "X-Token": "secret",
                                                            "Cookie": "session=secret"})
     [entry] = links(page.body)
-    fetch(url, "/simple/far/" + entry["url"].split("#")[0], **{"User-Agent": "pip/99", "Cookie": "a=b"})
+    assert fetch(url, target(entry), **{"User-Agent": "pip/99", "Cookie": "a=b"}).body == b"abc"
     assert fake.headers
     for sent in fake.headers:
         assert sent["HTTP_USER_AGENT"].startswith("pypi-insiders/")
@@ -289,6 +305,8 @@ def test_mirror_local_name_never_reaches_upstream_even_with_a_stale_page(
     assert fetch(url, f"/mirror/ours/{sha}/ours-1.0-py3-none-any.whl").status == 404
     assert fetch(url, f"/mirror/ours/{sha}/ours-1.0-py3-none-any.whl.metadata").status == 404
     assert len(fake.requests) == before
+    assert app.mirror is not None
+    assert not app.mirror.layout.page("ours").exists()  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ cooldown, allow, deny
@@ -395,9 +413,84 @@ def test_mirror_anonymous_redirect_and_none(start: Start, upstream: tuple[Upstre
 
 def test_mirror_metadata_is_verified_and_served(
         start: Start, upstream: tuple[Upstream, str], tmp_path: Path) -> None:
+    fake, _ = upstream
     wheel = make_wheel(tmp_path, "far", "1.0")
-    upstream[0].add("far", wheel.name, wheel.read_bytes())
-    url, _app = start()
+    fake.add("far", wheel.name, wheel.read_bytes())
+    fake.metadata[wheel.name] = b"Metadata-Version: 2.1\nName: far\nVersion: 1.0\n\n"
+    fake.add("bad", "bad-1.0-py3-none-any.whl", b"x")
+    fake.metadata["bad-1.0-py3-none-any.whl"] = b"Name: bad\n"
+    fake.faults["bad-1.0-py3-none-any.whl.metadata"] = "wrong"
+    url, app = start()
     [entry] = links(fetch(url, "/simple/far/", Accept=JSON_TYPE).body)
-    assert "core-metadata" not in entry  # this stand-in offers none: the URL is a 404
-    assert fetch(url, "/simple/far/" + entry["url"].split("#")[0] + ".metadata").status == 404
+    assert entry["core-metadata"] == {"sha256": hashlib.sha256(fake.metadata[wheel.name]).hexdigest()}
+    assert 'data-core-metadata="sha256=' in fetch(url, "/simple/far/").body.decode()
+    path = target(entry) + ".metadata"
+    assert fetch(url, path).body == fake.metadata[wheel.name]
+    assert fetch(url, path).body == fake.metadata[wheel.name]
+    assert fake.count("/files/far/") == 1
+    [bad] = links(fetch(url, "/simple/bad/", Accept=JSON_TYPE).body)
+    assert fetch(url, target(bad) + ".metadata").status == 502
+    assert not [p for p in stored_files(app) if p.name.startswith("bad")]
+
+
+def test_mirror_below_min_free_serves_verified_bytes_without_storing(
+        start: Start, upstream: tuple[Upstream, str], caplog: pytest.LogCaptureFixture) -> None:
+    data = b"p" * 200_000
+    sha = upstream[0].add("far", "far-1.0-py3-none-any.whl", data)
+    url, app = start(min_free="1000 TiB")
+    assert fetch(url, f"/mirror/far/{sha}/far-1.0-py3-none-any.whl").body == data
+    assert stored_files(app) == []
+    assert app.mirror is not None
+    assert list(app.mirror.layout.tmp.iterdir()) == []
+    [warning] = [r for r in caplog.records
+                 if r.levelno == logging.WARNING and "without storing" in r.getMessage()]
+    assert warning.__dict__["RESULT"] == "passthrough"
+
+
+def test_mirror_a_dead_leaders_part_file_is_removed_at_start(
+        start: Start, upstream: tuple[Upstream, str]) -> None:
+    sha = upstream[0].add("far", "far-1.0-py3-none-any.whl", b"whole")
+    _url, app = start()
+    assert app.mirror is not None
+    part = app.mirror.layout.part(sha)
+    part.write_bytes(b"who")
+    url2, _app2 = start()
+    assert not part.exists()
+    assert fetch(url2, f"/mirror/far/{sha}/far-1.0-py3-none-any.whl").body == b"whole"
+
+
+def test_mirror_kill_9_mid_download_leaves_nothing_that_is_served(
+        make_config: ConfigMaker, data_dir: Path, tmp_path: Path, upstream: tuple[Upstream, str]) -> None:
+    fake, upstream_url = upstream
+    data = hashlib.sha256(b"k").digest() * 64 * 1024  # 2 MiB, in 32 slow chunks
+    sha = fake.add("far", "far-1.0-py3-none-any.whl", data)
+    fake.delay = 0.1
+    write_index(data_dir / "index", {})
+    config_file = make_config(server={"listen": "127.0.0.1:0", "processes": 1},
+                              upstream={"url": upstream_url + "simple/", "fallback": "mirror", "min_free": 0})
+    path = f"/mirror/far/{sha}/far-1.0-py3-none-any.whl"
+    layout = tmp_path / "cache" / "mirror"
+    with serve_process(config_file) as running:
+        cut: list[int] = []
+
+        def download() -> None:
+            try:
+                cut.append(short_read(running.url, path)[2])
+            except (OSError, http.client.HTTPException):
+                cut.append(0)  # the connection was reset before any byte
+
+        thread = threading.Thread(target=download)
+        thread.start()
+        assert wait_for(lambda: (layout / "tmp" / f"{sha}.part").exists()
+                        and (layout / "tmp" / f"{sha}.part").stat().st_size > 0)
+        running.process.send_signal(signal.SIGKILL)
+        running.process.wait(10)
+        thread.join(15)
+    assert cut
+    assert cut[0] < len(data)
+    assert not list((layout / "files").rglob("*.whl"))
+    fake.delay = 0.0
+    with serve_process(config_file) as running:
+        assert request(running.url, path).body == data
+    assert [p.name for p in (layout / "files").rglob("*.whl")] == ["far-1.0-py3-none-any.whl"]
+    assert not list((layout / "tmp").iterdir())

@@ -31,6 +31,7 @@ class Mirror:
         self.downloads = Downloads(self.layout, settings, client, self.stats)
         self.sweeper = Sweeper(self.layout, settings)
         self.downloads.on_stored.append(self.sweeper.evict_if_over)
+        self.sweeper.clean_tmp()  # a dead leader's .part: never served, now never kept
         self.reconfigure(settings)
 
     def reconfigure(self, settings: UpstreamConfig) -> None:
