@@ -219,6 +219,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return status.cli_status(loaded, as_json=args.json)
 
 
+def cmd_mirror(args: argparse.Namespace) -> int:
+    from pypi_insiders.mirror import commands  # noqa: PLC0415
+
+    return commands.run(args)
+
+
 def cmd_units(args: argparse.Namespace) -> int:
     """The system units for the system config (the Debian package), the user's own otherwise."""
     from pypi_insiders import units  # noqa: PLC0415
@@ -291,6 +297,21 @@ def _repos_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.set_defaults(handler=cmd_repos)
 
 
+def _mirror_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("mirror", help='maintain the caching mirror (upstream.fallback = "mirror")')
+    actions = p.add_subparsers(dest="mirror_command", required=True,
+                               metavar="{prefetch,verify,sweep,purge}")
+    prefetch = actions.add_parser("prefetch", help="fetch, verify and keep the files of a pinned "
+                                                   "requirements file (no resolver)")
+    prefetch.add_argument("-r", "--requirement", action="append", required=True, metavar="FILE",
+                          help="NAME==VERSION lines, optionally with --hash=sha256:...")
+    actions.add_parser("verify", help="re-hash every kept file; delete and list those that differ")
+    actions.add_parser("sweep", help="remove dead downloads and evict beyond max_size now")
+    purge = actions.add_parser("purge", help="drop a project's mirrored page and files (not prefetched ones)")
+    purge.add_argument("name", metavar="NAME")
+    p.set_defaults(handler=cmd_mirror)
+
+
 def _unit_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for name, what in (("server", "the index service"), ("watcher", "the scheduled fetch")):
         p = sub.add_parser(name, help=f"start, stop or inspect {what} (systemd's units with the "
@@ -338,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=cmd_status)
     _unit_parsers(sub)
     maintain.add_parsers(sub)
+    _mirror_parser(sub)
     _global_options_everywhere(parser)
     return parser
 

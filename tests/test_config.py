@@ -245,6 +245,7 @@ def test_config_mirror_keys_reject_bad_values(tmp_path: Path, text: str, message
     with pytest.raises(ConfigError) as caught:
         config.load(str(path))
     assert len(caught.value.problems) == 1, caught.value.problems
+    assert "\n" not in caught.value.problems[0]
     assert re.search(message, str(caught.value)), caught.value
 
 

@@ -61,7 +61,8 @@ def _deny(t: Table) -> tuple[Requirement, ...]:
         try:
             requirement = Requirement(value) if isinstance(value, str) else None
         except InvalidRequirement as error:
-            t.problem(f"deny[{number}]", f"not a name or a PEP 508 specifier: {value!r} ({error})")
+            t.problem(f"deny[{number}]", f"not a name or a PEP 508 specifier: {value!r} "
+                                         f"({str(error).splitlines()[0]})")
             continue
         if requirement is None or requirement.extras or requirement.marker or requirement.url:
             t.problem(f"deny[{number}]", f'expected "name" or "name<specifiers>", got {value!r}')

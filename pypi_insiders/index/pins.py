@@ -59,6 +59,12 @@ class Pins:
         return name in self._names
 
 
+def is_local(name: NormalizedName, pins: Pins, roots: Iterable[str]) -> bool:
+    """The dependency-confusion rule, in one place: pinned, or on its way (files in the store,
+    or a page half written, under one of `roots`). Such a name never goes upstream."""
+    return name in pins or any(os.path.isdir(os.path.join(root, name)) for root in roots)  # noqa: PTH112,PTH118
+
+
 class Pinner:
     """The generator's side: pin every name it served; the list only grows."""
 

@@ -197,11 +197,11 @@ class Downloads:
                 os.close(out)
             if not ok and keep:
                 part.unlink(missing_ok=True)
+            if ok and keep:
+                for hook in self.on_stored:  # under our lock: eviction passes this file over
+                    hook()
             if fd is not None:
                 os.close(fd)
-            if ok and keep:
-                for hook in self.on_stored:
-                    hook()
 
     def _publish(self, out: int, part: Path, item: MirroredFile) -> None:
         os.fsync(out)
@@ -367,5 +367,5 @@ def _journal(level: int, what: str, name: NormalizedName, item: MirroredFile, re
     if size:
         fields |= {"BYTES": str(size), "MS": str(ms)}
     tail = f" ({size} bytes in {ms} ms)" if size else ""
-    log.log(level, "mirror %s %s: %s%s%s", what, item.filename, result, f": {detail}" if detail else "",
+    log.log(level, "mirror %s %s%s%s", what, item.filename, f" ({result}): {detail}" if detail else "",
             tail, extra=fields)

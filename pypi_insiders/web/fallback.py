@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -23,7 +22,7 @@ from packaging.utils import NormalizedName
 from pypi_insiders.config import UpstreamConfig
 from pypi_insiders.http_client import HttpClient, HttpError, display_url
 from pypi_insiders.http_client import Response as Upstream
-from pypi_insiders.index.pins import Pins
+from pypi_insiders.index.pins import Pins, is_local
 from pypi_insiders.simple_api import HTML_MEDIA_TYPE, V1_HTML_MEDIA_TYPE
 from pypi_insiders.web.negotiate import Format
 from pypi_insiders.web.relay import InvalidPageError, html_page, json_page
@@ -84,8 +83,7 @@ class Fallback:
 
     def is_local(self, name: NormalizedName) -> bool:
         """Pinned, or on its way: files in the store or a page half written are local already."""
-        return name in self.pins or any(
-            os.path.isdir(os.path.join(root, name)) for root in self.local_roots)  # noqa: PTH112,PTH118
+        return is_local(name, self.pins, self.local_roots)
 
     def answer(self, name: NormalizedName, formats: tuple[Format, ...], query: str) -> Response:
         settings = self.settings

@@ -1,0 +1,104 @@
+"""`pypi-insiders mirror prefetch|verify|sweep|purge` against a stand-in upstream on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pypi_insiders.cli import main
+from pypi_insiders.index.pins import pins_path, write_pins
+from tests.conftest import ConfigMaker
+from tests.mirror_upstream import Upstream
+from tests.server_fixtures import ThreadedServer
+
+
+@pytest.fixture
+def upstream() -> Iterator[tuple[Upstream, str]]:
+    fake = Upstream()
+    with ThreadedServer(fake.app) as server:
+        yield fake, server.url
+
+
+@pytest.fixture
+def mirror_config(make_config: ConfigMaker, upstream: tuple[Upstream, str]) -> Path:
+    return make_config(upstream={"url": upstream[1] + "simple/", "fallback": "mirror", "min_free": 0,
+                                 "max_size": 10_000})
+
+
+def kept(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "cache" / "mirror" / "files").rglob("*.whl"))
+
+
+def test_mirror_prefetch_keeps_exactly_the_hash_pinned_files(
+        mirror_config: Path, upstream: tuple[Upstream, str], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    fake, _ = upstream
+    linux = fake.add("far", "far-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", b"linux")
+    fake.add("far", "far-1.0-cp311-cp311-win_amd64.whl", b"windows")
+    fake.add("far", "far-2.0-py3-none-any.whl", b"newer")
+    fake.add("near", "near-3.0-py3-none-any.whl", b"near")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(f"# pinned\nfar==1.0 \\\n    --hash=sha256:{linux}\nnear==3.0\n")
+    assert main(["--config", str(mirror_config), "mirror", "prefetch", "-r", str(requirements)]) == 0
+    assert kept(tmp_path) == ["far-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", "near-3.0-py3-none-any.whl"]
+    assert (tmp_path / "cache" / "mirror" / "kept" / linux).exists()
+    assert "kept far-1.0-cp311-cp311-manylinux_2_17_x86_64.whl" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("far>=1.0", "is not pinned: write NAME==VERSION"),
+    ("-r other.txt", "-r is not supported here"),
+    ("far @ https://x/far.whl", "is not pinned"),
+    ("far==", "not a requirement"),
+])
+def test_mirror_prefetch_refuses_what_is_not_a_pin(  # noqa: PLR0917 - fixtures and parameters
+        mirror_config: Path, upstream: tuple[Upstream, str], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], line: str, message: str) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(f"near==1\n{line}\n")
+    assert main(["--config", str(mirror_config), "mirror", "prefetch", "-r", str(requirements)]) == 2
+    err = capsys.readouterr().err
+    assert f"{requirements}:2: " in err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert upstream[0].requests == []
+
+
+def test_mirror_prefetch_never_asks_upstream_for_a_local_name(
+        mirror_config: Path, upstream: tuple[Upstream, str], tmp_path: Path, data_dir: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    upstream[0].add("ours", "ours-1.0-py3-none-any.whl", b"impostor")
+    write_pins(pins_path(data_dir), ["ours"])
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("ours==1.0\n")
+    assert main(["--config", str(mirror_config), "mirror", "prefetch", "-r", str(requirements)]) == 1
+    assert "refused ours: a local name never goes upstream" in capsys.readouterr().out
+    assert upstream[0].requests == []
+
+
+def test_mirror_verify_sweep_and_purge(
+        mirror_config: Path, upstream: tuple[Upstream, str], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    fake, _ = upstream
+    far = fake.add("far", "far-1.0-py3-none-any.whl", b"a" * 6000)
+    fake.add("near", "near-1.0-py3-none-any.whl", b"b" * 6000)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("far==1.0\nnear==1.0\n")
+    assert main(["--config", str(mirror_config), "mirror", "prefetch", "-r", str(requirements)]) == 0
+    # Both are kept from eviction although together they exceed max_size.
+    assert main(["--config", str(mirror_config), "mirror", "sweep"]) == 0
+    assert kept(tmp_path) == ["far-1.0-py3-none-any.whl", "near-1.0-py3-none-any.whl"]
+    [stored] = (tmp_path / "cache" / "mirror" / "files").rglob("near-1.0-py3-none-any.whl")
+    stored.write_bytes(b"c" * 6000)
+    capsys.readouterr()
+    assert main(["--config", str(mirror_config), "mirror", "verify"]) == 1
+    assert "deleted near-1.0-py3-none-any.whl" in capsys.readouterr().out
+    assert kept(tmp_path) == ["far-1.0-py3-none-any.whl"]
+    assert main(["--config", str(mirror_config), "mirror", "purge", "FAR"]) == 0
+    assert kept(tmp_path) == ["far-1.0-py3-none-any.whl"]  # prefetched: kept
+    (tmp_path / "cache" / "mirror" / "kept" / far).unlink()
+    assert main(["--config", str(mirror_config), "mirror", "purge", "FAR"]) == 0
+    assert kept(tmp_path) == []
+    assert not (tmp_path / "cache" / "mirror" / "pages" / "far.json").exists()
