@@ -22,6 +22,7 @@ from urllib.parse import urljoin
 import pytest
 
 from pypi_insiders import config
+from pypi_insiders.fetch import status as fetch_status
 from pypi_insiders.index.pins import pins_path, write_pins
 from pypi_insiders.web.app import IndexApp, make_app
 from tests.conftest import ConfigMaker
@@ -56,7 +57,7 @@ def start(make_config: ConfigMaker, data_dir: Path, upstream: tuple[Upstream, st
 
     def run(**keys: object) -> tuple[str, IndexApp]:
         table = {"url": upstream[1] + "simple/", "fallback": "mirror", "timeout": 3.0, "min_free": 0, **keys}
-        app = make_app(config.load(str(make_config(upstream=table))))
+        app = make_app(config.load(str(make_config(upstream=table))), status=fetch_status)
         servers.append(ThreadedServer(app, threads=8).__enter__())
         return servers[-1].url, app
 
@@ -494,3 +495,22 @@ def test_mirror_kill_9_mid_download_leaves_nothing_that_is_served(
         assert request(running.url, path).body == data
     assert [p.name for p in (layout / "files").rglob("*.whl")] == ["far-1.0-py3-none-any.whl"]
     assert not list((layout / "tmp").iterdir())
+
+
+def test_mirror_status_section_counts_hits_misses_and_stale_pages(
+        start: Start, upstream: tuple[Upstream, str]) -> None:
+    fake, _ = upstream
+    sha = fake.add("far", "far-1.0-py3-none-any.whl", b"z" * 1000)
+    url, _app = start(cache_ttl=0, max_size="1 MiB")
+    path = f"/mirror/far/{sha}/far-1.0-py3-none-any.whl"
+    fetch(url, path)
+    fetch(url, path)
+    fake.faults["page:far"] = "500"
+    fetch(url, "/simple/far/")
+    mirror = json.loads(fetch(url, "/status.json").body)["mirror"]
+    assert mirror["bytes_used"] == 1000
+    assert mirror["max_size"] == 1024 * 1024
+    assert (mirror["hits"], mirror["misses"], mirror["bytes_from_upstream"]) == (1, 1, 1000)
+    assert mirror["stale_pages_served"] >= 1
+    assert "answered 500" in mirror["last_upstream_error"]
+    assert mirror["offline"] is False

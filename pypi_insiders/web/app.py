@@ -301,6 +301,8 @@ class IndexApp:
             return plain("503 Service Unavailable", f"status not available: {error}")
         first = progress.read_str(self._live.progress_file)
         data["index"] = {"generating": first is not None, **(first.as_status() if first else {})}
+        if self._live.mirror is not None:
+            data["mirror"] = self._live.mirror.mirror.status()
         if as_json:
             body, content_type = json.dumps(data, indent=1, default=str).encode(), "application/json"
         else:
