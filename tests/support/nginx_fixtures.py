@@ -26,6 +26,7 @@ SAMPLE = Path(__file__).resolve().parents[2] / "etc" / "nginx" / "pypi-insiders.
 SHIPPED_SERVICE = "server 127.0.0.1:31411;"
 SHIPPED_STORE = "alias /var/lib/pypi-insiders/store/;"
 SHIPPED_METADATA = "alias /var/lib/pypi-insiders/index/packages/;"
+SHIPPED_MIRROR = "alias /var/cache/pypi-insiders/mirror/files/;"
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,9 @@ def _replace_once(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
-def render_sample(port: int, service_port: int, store: Path, index: Path) -> str:
+def render_sample(port: int, service_port: int, store: Path, index: Path, cache: Path | None = None) -> str:
     site = SAMPLE.read_text()
+    site = _replace_once(site, SHIPPED_MIRROR, f"alias {cache or index / 'no-cache'}/mirror/files/;")
     site = _replace_once(site, "    listen 80;\n    listen [::]:80;\n    server_name",
                          f"    listen 127.0.0.1:{port};\n    server_name")
     site = _replace_once(site, SHIPPED_SERVICE, f"server 127.0.0.1:{service_port};")
@@ -96,14 +98,15 @@ def _wait_listening(process: subprocess.Popen[bytes], port: int, prefix: Path, t
 
 
 @contextmanager
-def running_nginx(prefix: Path, service_url: str, store: Path, index: Path) -> Iterator[Nginx]:
+def running_nginx(prefix: Path, service_url: str, store: Path, index: Path,
+                  cache: Path | None = None) -> Iterator[Nginx]:
     """The sample site on a free loopback port in front of `service_url` (http://127.0.0.1:N/)."""
     program = nginx_program()
     prefix.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     service_port = int(service_url.rstrip("/").rpartition(":")[2])
     site = prefix / "site.conf"
-    site.write_text(render_sample(port, service_port, store, index))
+    site.write_text(render_sample(port, service_port, store, index, cache))
     conf = prefix / "nginx.conf"
     conf.write_text(main_config(prefix, site))
     argv = [program, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"), "-g", "daemon off;"]
