@@ -149,7 +149,8 @@ def test_mirror_clients_require_hashes_after_prefetch_offline(
         lines.append(f"{name}=={version} --hash=sha256:{hashlib.sha256(data).hexdigest()}")
     pinned.write_text("\n".join(lines) + "\n")
     done = subprocess.run([*pypi_insiders(), "--config", str(config_file), "mirror", "prefetch",
-                           "-r", str(pinned)], capture_output=True, text=True, timeout=120, check=False, env=service_env())
+                           "-r", str(pinned)], capture_output=True, text=True, timeout=120, check=False,
+                          env=service_env())
     assert done.returncode == 0, done.stdout + done.stderr
     world.server.stop()
     offline = mirror_config(make_config, world, offline=True)
