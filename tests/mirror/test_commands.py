@@ -10,8 +10,8 @@ import pytest
 from pypi_insiders.cli import main
 from pypi_insiders.index.pins import pins_path, write_pins
 from tests.conftest import ConfigMaker
-from tests.mirror_upstream import Upstream
-from tests.server_fixtures import ThreadedServer
+from tests.support.mirror_upstream import Upstream
+from tests.support.server_fixtures import ThreadedServer
 
 
 @pytest.fixture

@@ -26,9 +26,9 @@ from pypi_insiders.fetch import status as fetch_status
 from pypi_insiders.index.pins import pins_path, write_pins
 from pypi_insiders.web.app import IndexApp, make_app
 from tests.conftest import ConfigMaker
-from tests.distfiles import make_wheel
-from tests.mirror_upstream import Upstream
-from tests.server_fixtures import (
+from tests.support.distfiles import make_wheel
+from tests.support.mirror_upstream import Upstream
+from tests.support.server_fixtures import (
     JSON_TYPE,
     Reply,
     ThreadedServer,

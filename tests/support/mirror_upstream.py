@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.server_fixtures import JSON_TYPE
+from tests.support.server_fixtures import JSON_TYPE
 
 
 @dataclass

@@ -12,9 +12,9 @@ from pypi_insiders.fetch import status as fetch_status
 from pypi_insiders.service.server import create_server
 from pypi_insiders.web.app import make_app
 from tests.conftest import ConfigMaker
-from tests.mirror_upstream import Upstream
-from tests.nginx_fixtures import running_nginx
-from tests.server_fixtures import ThreadedServer, request, write_index
+from tests.support.mirror_upstream import Upstream
+from tests.support.nginx_fixtures import running_nginx
+from tests.support.server_fixtures import ThreadedServer, request, write_index
 
 
 def test_mirror_behind_nginx_streams_a_miss_and_sends_a_hit_itself(

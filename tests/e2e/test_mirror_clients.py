@@ -19,11 +19,20 @@ from typing import Any, cast
 import pytest
 from waitress.server import create_server
 
-from tests.client_fixtures import client_env, installed, run
 from tests.conftest import ConfigMaker
-from tests.distfiles import make_wheel
-from tests.mirror_upstream import Upstream
-from tests.server_fixtures import VENV_BIN, ThreadedServer, pypi_insiders, python, serve_process, service_env
+from tests.support.client_fixtures import client_env, installed, run
+from tests.support.distfiles import make_wheel
+from tests.support.mirror_upstream import Upstream
+from tests.support.server_fixtures import (
+    VENV_BIN,
+    ThreadedServer,
+    pypi_insiders,
+    python,
+    serve_process,
+    service_env,
+)
+
+pytestmark = pytest.mark.slow
 
 DAY = 86400.0
 UPSTREAM_HOST = "127.0.0.2"  # another loopback address: the client's proxy settings do not exempt it
@@ -109,6 +118,7 @@ def test_mirror_clients_pip_and_uv_cold_warm_and_after_upstream_stops(
         assert installed(venv) == {"alpha-1.0.dist-info", "beta-2.0.dist-info"}
 
 
+@pytest.mark.network  # pip>=26.1 comes from the host's package source
 def test_mirror_clients_cooldowns_read_our_upload_time(
         make_config: ConfigMaker, world: World, tmp_path: Path) -> None:
     with serve_process(mirror_config(make_config, world)) as served:
