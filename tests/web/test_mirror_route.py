@@ -11,6 +11,7 @@ import hashlib
 import http.client
 import json
 import logging
+import re
 import signal
 import threading
 import time
@@ -20,6 +21,8 @@ from typing import Any
 from urllib.parse import urljoin
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pypi_insiders import config
 from pypi_insiders.fetch import status as fetch_status
@@ -514,3 +517,44 @@ def test_mirror_status_section_counts_hits_misses_and_stale_pages(
     assert mirror["stale_pages_served"] >= 1
     assert "answered 500" in mirror["last_upstream_error"]
     assert mirror["offline"] is False
+
+
+# ------------------------------------------------------------------ any path
+
+
+SEGMENT = st.one_of(
+    st.sampled_from(["far", "Far", "..", ".", "", "%2e%2e", "far-1.0-py3-none-any.whl", ".metadata",
+                     "far-1.0-py3-none-any.whl.metadata", "a" * 64, "0" * 64, "%00", "~", "far.json"]),
+    st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7e, blacklist_characters="?#"),
+            max_size=70),
+)
+
+
+def test_mirror_route_any_path_gives_no_5xx_and_reads_nothing_outside_its_files(
+        start: Start, upstream: tuple[Upstream, str], tmp_path: Path) -> None:
+    fake, _ = upstream
+    sha = fake.add("far", "far-1.0-py3-none-any.whl", b"the real file")
+    url, app = start()
+    assert fetch(url, f"/mirror/far/{sha}/far-1.0-py3-none-any.whl").status == 200
+    assert app.mirror is not None
+    secret = b"SECRET-OUTSIDE-THE-MIRROR-FILES"
+    (app.mirror.layout.root / "far.json").write_bytes(secret)
+    (app.mirror.layout.pages / "far-1.0-py3-none-any.whl").write_bytes(secret)
+    (tmp_path / "cache" / "secret.whl").write_bytes(secret)
+    upstream_before = fake.count("/files/")
+
+    @settings(max_examples=200, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(st.lists(SEGMENT, min_size=1, max_size=5), st.sampled_from(["", "/"]))
+    def check(segments: list[str], tail: str) -> None:
+        path = "/mirror/" + "/".join(segments) + tail
+        answer = fetch(url, path)
+        assert answer.status < 500, (path, answer)
+        assert secret not in answer.body
+        if answer.status == 200:
+            assert answer.body == b"the real file"
+
+    check()
+    assert fake.count("/files/") == upstream_before
+    asked = [r.removeprefix("/simple/").rstrip("/") for r in fake.requests if r.startswith("/simple/")]
+    assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name) for name in asked), asked
