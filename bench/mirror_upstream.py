@@ -1,0 +1,108 @@
+"""A stand-in upstream index for the mirror benchmark: every file in a directory of wheels,
+as PEP 691 JSON (with PEP 700 size and upload-time, from the file's mtime) or HTML pages, the
+files sent with wsgi.file_wrapper, and `/-/count` saying how many file requests it served.
+
+    python -m bench.mirror_upstream WHEELS_DIR PORT
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+from waitress import serve
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+
+
+def _project(filename: str) -> str:
+    if filename.endswith(".whl"):
+        return str(parse_wheel_filename(filename)[0])
+    return str(parse_sdist_filename(filename)[0])
+
+
+class StandIn:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.files: dict[str, list[tuple[str, str, int, float]]] = defaultdict(list)
+        for path in sorted(directory.iterdir()):
+            if path.suffix in (".whl", ".gz", ".zip"):
+                digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.stat().st_size < 2**27 \
+                    else _sha256_file(path)
+                stat = path.stat()
+                self.files[canonicalize_name(_project(path.name))].append(
+                    (path.name, digest, stat.st_size, stat.st_mtime))
+        self.served = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        parts = environ["PATH_INFO"].strip("/").split("/")
+        if parts == ["-", "count"]:
+            body = json.dumps({"files": self.served}).encode()
+            start_response("200 OK", [("Content-Type", "application/json"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+        if len(parts) == 2 and parts[0] == "simple" and parts[1] in self.files:
+            return self._page(parts[1], "json" in environ.get("HTTP_ACCEPT", ""), start_response)
+        if len(parts) == 2 and parts[0] == "files" and (self.directory / parts[1]).is_file():
+            with self.lock:
+                self.served += 1
+            path = self.directory / parts[1]
+            start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                      ("Content-Length", str(path.stat().st_size))])
+            stream = path.open("rb")
+            wrapper = environ.get("wsgi.file_wrapper")
+            return wrapper(stream, 256 * 1024) if wrapper else iter(lambda: stream.read(256 * 1024), b"")
+        start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "0")])
+        return [b""]
+
+    def _page(self, name: str, as_json: bool, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        entries = self.files[name]
+        if as_json:
+            files = [{"filename": f, "url": f"../../files/{f}", "hashes": {"sha256": h}, "size": s,
+                      "upload-time": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(m))}
+                     for f, h, s, m in entries]
+            body = json.dumps({"meta": {"api-version": "1.1"}, "name": name, "files": files}).encode()
+            content_type = JSON_TYPE
+        else:
+            body = ("<!DOCTYPE html><html><body>" + "".join(
+                f'<a href="../../files/{f}#sha256={h}">{f}</a>\n' for f, h, _s, _m in entries)
+                    + "</body></html>").encode()
+            content_type = "text/html"
+        start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def static_tree(stand_in: StandIn, root: Path) -> None:
+    """The same index as static files, for nginx: simple/<name>/index.html."""
+    for name, entries in stand_in.files.items():
+        page = root / "simple" / name
+        page.mkdir(parents=True, exist_ok=True)
+        (page / "index.html").write_text("<!DOCTYPE html><html><body>" + "".join(
+            f'<a href="../../files/{f}#sha256={h}">{f}</a>\n' for f, h, _s, _m in entries) + "</body></html>")
+
+
+if __name__ == "__main__":
+    app = StandIn(Path(sys.argv[1]))
+    if len(sys.argv) > 3:
+        static_tree(app, Path(sys.argv[3]))
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    serve(app, host="127.0.0.1", port=int(sys.argv[2]), threads=16, clear_untrusted_proxy_headers=True,
+          _quiet=True)
