@@ -296,3 +296,9 @@ def test_config_mirror_anonymous_default_follows_access(
     text = f'[server]\nlisten = "{listen}"\n[upstream]\n' + (f'anonymous = "{key}"\n' if key else "")
     path.write_text(text + (f'[access]\nanonymous = "{anonymous}"\n' if anonymous else ""))
     assert config.load(str(path)).mirror_anonymous()[0] == expected
+
+
+def test_config_serve_fallback_mirror_override(loaded_config: config.Config) -> None:
+    assert config.with_overrides(loaded_config, fallback="mirror").upstream.fallback == "mirror"
+    with pytest.raises(ConfigError, match="--fallback: must be one of 'redirect', 'proxy', 'mirror', 'off'"):
+        config.with_overrides(loaded_config, fallback="cache")

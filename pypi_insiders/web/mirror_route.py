@@ -132,8 +132,9 @@ class MirrorRoutes:
             return plain("404 Not Found", "no such file (not on the project's page)")
         hidden = self.mirror.policy.hidden(name, item)
         if hidden is not None:
+            result = "denied" if hidden.startswith("version") else "cooldown"
             log.info("mirror refused %s: %s", item.filename, hidden,
-                     extra={"PROJECT": name, "FILE": item.filename, "RESULT": "cooldown"})
+                     extra={"PROJECT": name, "FILE": item.filename, "RESULT": result})
             return plain("404 Not Found", f"no such file ({hidden})")
         return self._metadata(environ, name, item) if metadata else self._distribution(environ, name, item)
 
@@ -151,6 +152,8 @@ class MirrorRoutes:
         if page_cache.not_modified(environ, etag, 0):
             return "304 Not Modified", [("ETag", etag), *_FILE_HEADERS[1:]], ()
         path = self.mirror.downloads.on_disk(item)
+        if path is None and self.mirror.settings.offline:
+            return plain("404 Not Found", "no such file (not cached here, and upstream.offline is true)")
         if path is None and environ["REQUEST_METHOD"] == "HEAD" and item.size is not None:
             return "200 OK", [*_FILE_HEADERS, ("Content-Length", str(item.size)), ("ETag", etag)], ()
         if path is None:

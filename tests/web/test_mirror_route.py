@@ -372,7 +372,7 @@ def test_mirror_offline_opens_no_connection_and_lists_only_files_on_disk(
         start: Start, upstream: tuple[Upstream, str]) -> None:
     fake, _ = upstream
     kept = fake.add("far", "far-1.0-py3-none-any.whl", b"kept")
-    fake.add("far", "far-2.0-py3-none-any.whl", b"never fetched")
+    not_kept = fake.add("far", "far-2.0-py3-none-any.whl", b"never fetched")
     url, _app = start()
     assert fetch(url, f"/mirror/far/{kept}/far-1.0-py3-none-any.whl").status == 200
     before = len(fake.requests)
@@ -387,6 +387,7 @@ def test_mirror_offline_opens_no_connection_and_lists_only_files_on_disk(
     assert [f["filename"] for f in links(page.body)] == ["far-1.0-py3-none-any.whl"]
     assert fetch(url2, f"/mirror/far/{kept}/far-1.0-py3-none-any.whl").body == b"kept"
     assert fetch(url2, "/simple/unknown/").status == 404
+    assert fetch(url2, f"/mirror/far/{not_kept}/far-2.0-py3-none-any.whl").status == 404
     assert len(fake.requests) == before
 
 
@@ -558,3 +559,13 @@ def test_mirror_route_any_path_gives_no_5xx_and_reads_nothing_outside_its_files(
     assert fake.count("/files/") == upstream_before
     asked = [r.removeprefix("/simple/").rstrip("/") for r in fake.requests if r.startswith("/simple/")]
     assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name) for name in asked), asked
+
+
+def test_mirror_head_of_a_miss_answers_from_the_page_without_downloading(
+        start: Start, upstream: tuple[Upstream, str]) -> None:
+    sha = upstream[0].add("far", "far-1.0-py3-none-any.whl", b"h" * 777)
+    url, app = start()
+    answer = request(url, f"/mirror/far/{sha}/far-1.0-py3-none-any.whl", "HEAD")
+    assert (answer.status, answer.header("Content-Length"), answer.body) == (200, "777", b"")
+    assert upstream[0].count("/files/") == 0
+    assert stored_files(app) == []
