@@ -23,6 +23,7 @@ class Upstream:
     faults: dict[str, str] = field(default_factory=dict)  # filename or "page:<name>" -> fault
     page_hashes: dict[str, str] = field(default_factory=dict)  # filename -> sha256 the page claims
     metadata: dict[str, bytes] = field(default_factory=dict)  # filename -> its .metadata file
+    yanked: dict[str, str] = field(default_factory=dict)  # filename -> reason
     serial: int = 100
     delay: float = 0.0  # seconds between chunks of a file
     requests: list[str] = field(default_factory=list)
@@ -65,7 +66,8 @@ class Upstream:
                      + f".{int(uploaded % 1 * 1e6):06d}Z")
             sha = self.page_hashes.get(filename, hashlib.sha256(data).hexdigest())
             entry = {"filename": filename, "url": f"../../files/{name}/{filename}",
-                     "hashes": {"sha256": sha}, "requires-python": ">=3.8", "yanked": False,
+                     "hashes": {"sha256": sha}, "requires-python": ">=3.8",
+                     "yanked": self.yanked.get(filename, False),
                      "size": len(data), "upload-time": stamp}
             if filename in self.metadata:
                 entry["core-metadata"] = {"sha256": hashlib.sha256(self.metadata[filename]).hexdigest()}

@@ -6,6 +6,7 @@ name never reaches upstream.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import http.client
@@ -33,6 +34,7 @@ from tests.support.distfiles import make_wheel
 from tests.support.mirror_upstream import Upstream
 from tests.support.server_fixtures import (
     JSON_TYPE,
+    FakeUpstream,
     Reply,
     ThreadedServer,
     request,
@@ -569,3 +571,53 @@ def test_mirror_head_of_a_miss_answers_from_the_page_without_downloading(
     assert (answer.status, answer.header("Content-Length"), answer.body) == (200, "777", b"")
     assert upstream[0].count("/files/") == 0
     assert stored_files(app) == []
+
+
+def test_mirror_yanks_pass_through_and_yanked_files_still_download(
+        start: Start, upstream: tuple[Upstream, str]) -> None:
+    fake, _ = upstream
+    sha = fake.add("far", "far-1.0-py3-none-any.whl", b"y")
+    fake.yanked["far-1.0-py3-none-any.whl"] = "broken build"
+    url, _app = start()
+    [entry] = links(fetch(url, "/simple/far/", Accept=JSON_TYPE).body)
+    assert entry["yanked"] == "broken build"
+    assert 'data-yanked="broken build"' in fetch(url, "/simple/far/").body.decode()
+    assert fetch(url, f"/mirror/far/{sha}/far-1.0-py3-none-any.whl").body == b"y"
+
+
+def test_mirror_upstream_credentials_go_to_upstream_only_and_never_into_pages(
+        start: Start, upstream: tuple[Upstream, str], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake, upstream_url = upstream
+    sha = fake.add("far", "far-1.0-py3-none-any.whl", b"c")
+    url, _app = start(url=upstream_url.replace("http://", "http://mirror-user:s3cret-pw@") + "simple/")
+    page = fetch(url, "/simple/far/").body + fetch(url, "/simple/far/", Accept=JSON_TYPE).body
+    assert b"s3cret" not in page
+    assert b"mirror-user" not in page
+    assert fetch(url, f"/mirror/far/{sha}/far-1.0-py3-none-any.whl").body == b"c"
+    expected = "Basic " + base64.b64encode(b"mirror-user:s3cret-pw").decode()
+    assert [sent.get("HTTP_AUTHORIZATION") for sent in fake.headers] == [expected, expected]
+    assert "s3cret" not in caplog.text
+
+
+def test_mirror_an_upstream_without_sizes_or_upload_times(
+        start: Start, upstream: tuple[Upstream, str], make_config: ConfigMaker, data_dir: Path) -> None:
+    """FakeUpstream gives hashes only: files are verified whole before they are served, and the
+    cooldown hides them unless cooldown_unknown = "show"."""
+    data = b"no size announced" * 1000
+    fake = FakeUpstream(projects={"bare": {"bare-1.0-py3-none-any.whl": data}})
+    with ThreadedServer(fake.app) as bare:
+        url, app = start(url=bare.url + "simple/")
+        page = json.loads(fetch(url, "/simple/bare/", Accept=JSON_TYPE).body)
+        assert page["meta"]["api-version"] == "1.0"
+        assert "versions" not in page
+        [entry] = page["files"]
+        assert "upload-time" not in entry
+        assert "size" not in entry
+        assert fetch(url, target(entry)).body == data
+        assert len(stored_files(app)) == 1
+        hidden, _app = start(url=bare.url + "simple/", cooldown="1 day")
+        assert json.loads(fetch(hidden, "/simple/bare/", Accept=JSON_TYPE).body)["files"] == []
+        assert fetch(hidden, target(entry)).status == 404
+        shown, _app = start(url=bare.url + "simple/", cooldown="1 day", cooldown_unknown="show")
+        assert len(json.loads(fetch(shown, "/simple/bare/", Accept=JSON_TYPE).body)["files"]) == 1
