@@ -116,6 +116,9 @@ def _keep(mirror: Mirror, pin: Pin, item: MirroredFile) -> int:
         if isinstance(found, Transfer):
             for _chunk in found.body:
                 pass
+            close = getattr(found.body, "close", None)
+            if close is not None:
+                close()
         if item.core_metadata:
             mirror.downloads.metadata(pin.name, item)
     except (FetchFailed, InsidersError, OSError) as error:

@@ -23,7 +23,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -52,7 +52,8 @@ class FetchFailed(Exception):  # noqa: N818 - an answer (502), the message says 
 
 @dataclass(frozen=True)
 class Transfer:
-    """A miss being served: `size` bytes announced, `body` yields them (short on failure)."""
+    """A miss being served: `size` bytes announced, `body` yields them (short on failure).
+    Whoever takes it must iterate the body or close it (the WSGI server does)."""
 
     size: int
     body: Iterator[bytes]
@@ -106,13 +107,11 @@ class Downloads:
             os.close(fd)
             raise
         size = item.size if item.size is not None else _length(stream)
-        if size is None:
-            try:
-                return self._whole_then_serve(fd, name, item, stream)
-            finally:
-                os.close(fd)
+        if size is None:  # the leader's body releases the lock
+            return self._whole_then_serve(fd, name, item, stream)
         keep = self._room_for(size)
-        return Transfer(size, self._leader_body(fd, name, item, stream, size, keep=keep))
+        body = self._leader_body(fd, name, item, stream, size, keep=keep)
+        return Transfer(size, _Body(body, lambda: _release(fd, stream)))
 
     def _open(self, name: NormalizedName, item: MirroredFile) -> Stream:
         if self.settings.offline:
@@ -149,7 +148,7 @@ class Downloads:
         return free - size >= self.settings.min_free
 
     def _leader_body(self, fd: int | None, name: NormalizedName, item: MirroredFile,  # noqa: PLR0912
-                     stream: Stream, size: int, *, keep: bool) -> Iterator[bytes]:
+                     stream: Stream, size: int | None, *, keep: bool) -> Generator[bytes, None, None]:
         """One transfer's states, top to bottom: stream and hash, verify, publish, release."""
         began = time.monotonic()
         part = self.layout.part(item.sha256)
@@ -159,7 +158,7 @@ class Downloads:
             try:
                 for chunk in stream.chunks(CHUNK):
                     got += len(chunk)
-                    if got > size:
+                    if size is not None and got > size:
                         _journal(logging.ERROR, "refused", name, item, "overlong",
                                  f"upstream sent more than the page's {size} bytes")
                         return
@@ -174,8 +173,8 @@ class Downloads:
             except HttpError as error:
                 _journal(logging.ERROR, "refused", name, item, "truncated", str(error))
                 return
-            if got != size or digest.hexdigest() != item.sha256:
-                result = "truncated" if got < size else "mismatch"
+            if (size is not None and got != size) or digest.hexdigest() != item.sha256:
+                result = "truncated" if size is not None and got < size else "mismatch"
                 _journal(logging.ERROR, "refused", name, item, result,
                          f"got {got} bytes with sha256 {digest.hexdigest()}, the page says {size} "
                          f"bytes with sha256 {item.sha256}")
@@ -215,8 +214,7 @@ class Downloads:
     def _whole_then_serve(self, fd: int, name: NormalizedName, item: MirroredFile,
                           stream: Stream) -> Path | Transfer:
         """No size to announce: download and verify first, then serve from disk."""
-        body = self._leader_body(fd, name, item, stream, size=2**62, keep=True)
-        for _chunk in body:
+        for _chunk in self._leader_body(fd, name, item, stream, None, keep=True):
             pass
         final = self.layout.file(item.sha256, item.filename)
         if final.is_file():
@@ -251,7 +249,8 @@ class Downloads:
                 os.close(fd)
             raise
         assert item.size is not None  # noqa: S101 - only then is a .part read
-        return Transfer(item.size, self._follower_body(fd, reader, final, item.size))
+        body = self._follower_body(fd, reader, final, item.size)
+        return Transfer(item.size, _Body(body, lambda: _close_follower(reader, fd)))
 
     def _passthrough(self, name: NormalizedName, item: MirroredFile) -> Transfer:
         stream = self._open(name, item)
@@ -260,9 +259,11 @@ class Downloads:
             stream.close()
             msg = "the file is being fetched by another request; try again"
             raise FetchFailed(msg)
-        return Transfer(size, self._leader_body(None, name, item, stream, size, keep=False))
+        body = self._leader_body(None, name, item, stream, size, keep=False)
+        return Transfer(size, _Body(body, stream.close))
 
-    def _follower_body(self, fd: int, stream: BinaryIO, final: Path, size: int) -> Iterator[bytes]:
+    def _follower_body(self, fd: int, stream: BinaryIO, final: Path,
+                       size: int) -> Generator[bytes, None, None]:
         sent, held = 0, b""
         try:
             while True:
@@ -317,6 +318,37 @@ class Downloads:
             final.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(final, response.body, 0o644)
             return final
+
+
+class _Body:
+    """A transfer's body for the WSGI server: `close()` releases the lock and the connection even
+    when the server never started iterating (a client gone before the first byte), which a bare
+    generator would leak: an unstarted generator's close() runs none of its code."""
+
+    def __init__(self, body: Generator[bytes, None, None], release: Callable[[], object]) -> None:
+        self._body, self._release, self._started = body, release, False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        self._started = True
+        return next(self._body)
+
+    def close(self) -> None:
+        self._body.close()  # a started body's own `finally` releases everything
+        if not self._started:
+            self._release()
+
+
+def _close_follower(reader: BinaryIO, fd: int) -> None:
+    reader.close()
+    os.close(fd)
+
+
+def _release(fd: int, stream: Stream) -> None:
+    stream.close()
+    os.close(fd)
 
 
 def _length(stream: Stream) -> int | None:

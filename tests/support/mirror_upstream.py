@@ -24,6 +24,7 @@ class Upstream:
     page_hashes: dict[str, str] = field(default_factory=dict)  # filename -> sha256 the page claims
     metadata: dict[str, bytes] = field(default_factory=dict)  # filename -> its .metadata file
     yanked: dict[str, str] = field(default_factory=dict)  # filename -> reason
+    sizes: bool = True  # False: pages without sizes, files without Content-Length (chunked)
     serial: int = 100
     delay: float = 0.0  # seconds between chunks of a file
     requests: list[str] = field(default_factory=list)
@@ -69,6 +70,8 @@ class Upstream:
                      "hashes": {"sha256": sha}, "requires-python": ">=3.8",
                      "yanked": self.yanked.get(filename, False),
                      "size": len(data), "upload-time": stamp}
+            if not self.sizes:
+                del entry["size"]
             if filename in self.metadata:
                 entry["core-metadata"] = {"sha256": hashlib.sha256(self.metadata[filename]).hexdigest()}
             files.append(entry)
@@ -96,8 +99,11 @@ class Upstream:
         if fault == "wrong":
             data = bytes(b ^ 0x55 for b in data)
         length = len(data)
-        if fault == "overlong":
-            data += b"extra bytes"
+        if fault == "overlong" or not self.sizes:  # no Content-Length: chunked
+            if fault == "overlong":
+                data += b"extra bytes"
+            elif fault == "cut":
+                data = data[: length // 2]
             start_response("200 OK", [("Content-Type", "application/octet-stream")])
             return self._chunks(data, fault)
         start_response("200 OK", [("Content-Type", "application/octet-stream"),

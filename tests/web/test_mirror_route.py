@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from pypi_insiders import config
 from pypi_insiders.fetch import status as fetch_status
+from pypi_insiders.files import exclusive_lock
 from pypi_insiders.index.pins import pins_path, write_pins
 from pypi_insiders.web.app import IndexApp, make_app
 from tests.conftest import ConfigMaker
@@ -600,8 +601,7 @@ def test_mirror_upstream_credentials_go_to_upstream_only_and_never_into_pages(
     assert "s3cret" not in caplog.text
 
 
-def test_mirror_an_upstream_without_sizes_or_upload_times(
-        start: Start, upstream: tuple[Upstream, str], make_config: ConfigMaker, data_dir: Path) -> None:
+def test_mirror_an_upstream_without_sizes_or_upload_times(start: Start) -> None:
     """FakeUpstream gives hashes only: files are verified whole before they are served, and the
     cooldown hides them unless cooldown_unknown = "show"."""
     data = b"no size announced" * 1000
@@ -621,3 +621,38 @@ def test_mirror_an_upstream_without_sizes_or_upload_times(
         assert fetch(hidden, target(entry)).status == 404
         shown, _app = start(url=bare.url + "simple/", cooldown="1 day", cooldown_unknown="show")
         assert len(json.loads(fetch(shown, "/simple/bare/", Accept=JSON_TYPE).body)["files"]) == 1
+
+
+@pytest.mark.parametrize("fault", [None, "wrong", "cut"])
+def test_mirror_without_any_size_a_file_is_verified_whole_before_it_is_served(
+        start: Start, upstream: tuple[Upstream, str], fault: str | None) -> None:
+    fake, _ = upstream
+    fake.sizes = False
+    data = b"s" * 300_000
+    sha = fake.add("far", "far-1.0-py3-none-any.whl", data)
+    if fault:
+        fake.faults["far-1.0-py3-none-any.whl"] = fault
+    url, app = start()
+    answer = fetch(url, f"/mirror/far/{sha}/far-1.0-py3-none-any.whl")
+    if fault is None:
+        assert (answer.status, answer.body) == (200, data)
+        assert len(stored_files(app)) == 1
+    else:
+        assert answer.status == 502
+        assert stored_files(app) == []
+
+
+def test_mirror_a_client_gone_before_the_first_byte_releases_the_file(
+        start: Start, upstream: tuple[Upstream, str]) -> None:
+    sha = upstream[0].add("far", "far-1.0-py3-none-any.whl", b"g" * 100_000)
+    _url, app = start()
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": f"/mirror/far/{sha}/far-1.0-py3-none-any.whl",
+               "QUERY_STRING": "", "REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http",
+               "SERVER_NAME": "x", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1"}
+    statuses: list[str] = []
+    body = app(environ, lambda status, _headers: statuses.append(status))
+    assert statuses == ["200 OK"]
+    body.close()  # type: ignore[attr-defined]  # what waitress does when the client is gone
+    assert app.mirror is not None
+    with exclusive_lock(app.mirror.layout.lock(sha), wait=False):
+        pass
