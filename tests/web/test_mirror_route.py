@@ -656,3 +656,25 @@ def test_mirror_a_client_gone_before_the_first_byte_releases_the_file(
     assert app.mirror is not None
     with exclusive_lock(app.mirror.layout.lock(sha), wait=False):
         pass
+
+
+def test_mirror_a_failed_leader_gives_every_follower_a_short_body(
+        start: Start, upstream: tuple[Upstream, str]) -> None:
+    fake, _ = upstream
+    data = hashlib.sha256(b"f").digest() * 20_000  # 640 kB in 10 slow chunks
+    sha = fake.add("far", "far-1.0-py3-none-any.whl", data)
+    fake.faults["far-1.0-py3-none-any.whl"] = "wrong"
+    fake.delay = 0.1  # one second in all: every client arrives while the leader still streams
+    url, app = start()
+    fetch(url, "/simple/far/")
+    results: list[tuple[int, int, int]] = []
+    threads = [threading.Thread(target=lambda: results.append(
+        short_read(url, f"/mirror/far/{sha}/far-1.0-py3-none-any.whl"))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 4
+    assert all(status == 200 and got < len(data) for status, _length, got in results), results
+    assert fake.count("/files/") == 1
+    assert stored_files(app) == []
