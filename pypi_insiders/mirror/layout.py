@@ -7,6 +7,7 @@
     mirror/tmp/<sha>.part                           a download in flight
     mirror/locks/<sha>.lock, page-<name>.lock       flocks: one fetch across processes
     mirror/kept/<sha>                               prefetched: never evicted
+    mirror/stats                                    counters for /status, shared by all processes
 
 Files are keyed by their sha256, so bytes upstream changes land at a new path and old bytes
 are never served for a new hash. Every path is built from a checked hash and filename only.
@@ -72,6 +73,10 @@ class MirrorLayout:
     @property
     def kept(self) -> Path:
         return self.root / "kept"
+
+    @property
+    def stats(self) -> Path:
+        return self.root / "stats"
 
     def page(self, name: NormalizedName) -> Path:
         return self.pages / f"{name}.json"

@@ -24,7 +24,7 @@ class Mirror:
                  clock: Clock | None = None) -> None:
         self.layout = MirrorLayout.under(cache)
         self.layout.ensure()
-        self.stats = MirrorStats()
+        self.stats = MirrorStats(self.layout.stats)
         self.client = client
         self._clock = clock
         self.pages = PageSource(self.layout, settings, client, self.stats)

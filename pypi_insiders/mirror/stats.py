@@ -1,35 +1,71 @@
-"""The mirror's counters for `/status`: this process's, since it started."""
+"""The mirror's counters for `/status`, shared by every worker process and kept across restarts.
+
+Requests land on any of `[server] processes`, so counters in one process's memory would show
+a random share. They live in one small file under the mirror (`mirror/stats`), mapped into
+memory; an update takes the file's flock for a few microseconds. Losing the file loses only
+counts.
+"""
 
 from __future__ import annotations
 
-import threading
+import contextlib
+import fcntl
+import mmap
+import os
+import struct
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final
+
+_COUNTERS: Final = ("hits", "misses", "bytes_upstream", "stale_pages")
+_HEAD: Final = struct.Struct("<4qdH")  # the counters, the last error's time, its length
+_ERROR_MAX: Final = 512
+_SIZE: Final = _HEAD.size + _ERROR_MAX
 
 
-@dataclass
 class MirrorStats:
-    hits: int = 0  # files served from disk
-    misses: int = 0  # files fetched from upstream
-    bytes_upstream: int = 0
-    stale_pages: int = 0
-    last_error: str = ""
-    last_error_at: float = 0.0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        if os.fstat(self._fd).st_size < _SIZE:
+            os.ftruncate(self._fd, _SIZE)
+        self._map = mmap.mmap(self._fd, _SIZE)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _read(self) -> tuple[list[int], float, str]:
+        *counts, at, length = _HEAD.unpack_from(self._map, 0)
+        text = bytes(self._map[_HEAD.size:_HEAD.size + min(length, _ERROR_MAX)]).decode("utf-8", "replace")
+        return list(counts), at, text
 
     def add(self, **counts: int) -> None:
-        with self._lock:
+        with self._locked():
+            values, at, text = self._read()
             for key, value in counts.items():
-                setattr(self, key, getattr(self, key) + value)
+                values[_COUNTERS.index(key)] += value
+            self._write(values, at, text)
 
     def error(self, text: str) -> None:
-        with self._lock:
-            self.last_error, self.last_error_at = text, time.time()
+        with self._locked():
+            values, _at, _text = self._read()
+            self._write(values, time.time(), text)
+
+    def _write(self, values: list[int], at: float, text: str) -> None:
+        data = text.encode()[:_ERROR_MAX]
+        _HEAD.pack_into(self._map, 0, *values, at, len(data))
+        self._map[_HEAD.size:_HEAD.size + len(data)] = data
 
     def as_status(self) -> dict[str, Any]:
-        with self._lock:
-            return {"hits": self.hits, "misses": self.misses, "bytes_from_upstream": self.bytes_upstream,
-                    "stale_pages_served": self.stale_pages,
-                    "last_upstream_error": self.last_error or None,
-                    "last_upstream_error_at": self.last_error_at or None}
+        with self._locked():
+            (hits, misses, upstream, stale), at, text = self._read()
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)) if at else None
+        return {"hits": hits, "misses": misses, "bytes_from_upstream": upstream,
+                "stale_pages_served": stale, "last_upstream_error": text or None,
+                "last_upstream_error_at": when}

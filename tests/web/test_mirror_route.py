@@ -521,6 +521,10 @@ def test_mirror_status_section_counts_hits_misses_and_stale_pages(
     assert mirror["stale_pages_served"] >= 1
     assert "answered 500" in mirror["last_upstream_error"]
     assert mirror["offline"] is False
+    # Another process on the same mirror (a worker of [server] processes) adds to the same counts.
+    other, _app = start(cache_ttl=0, max_size="1 MiB")
+    fetch(other, path)
+    assert json.loads(fetch(url, "/status.json").body)["mirror"]["hits"] == 2
 
 
 # ------------------------------------------------------------------ any path
