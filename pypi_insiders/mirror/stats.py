@@ -13,6 +13,7 @@ import fcntl
 import mmap
 import os
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,14 +32,18 @@ class MirrorStats:
         if os.fstat(self._fd).st_size < _SIZE:
             os.ftruncate(self._fd, _SIZE)
         self._map = mmap.mmap(self._fd, _SIZE)
+        # The flock is on this process's one descriptor, which its threads share: it excludes
+        # other processes only, so threads take this lock first.
+        self._threads = threading.Lock()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        with self._threads:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def _read(self) -> tuple[list[int], float, str]:
         *counts, at, length = _HEAD.unpack_from(self._map, 0)
