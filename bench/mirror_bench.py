@@ -13,6 +13,7 @@ is a subprocess on a loopback port, stopped by its PID. Under two minutes with t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -24,11 +25,12 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench import mirror_peers
 from bench.servers import REPO, VENV_PYTHON, Server, free_port, running
 
 TREES = ("black", "rich")
@@ -131,28 +133,54 @@ def install(tool: str, index: str, work: Path) -> float:
         argv = [str(VENV_PYTHON.parent / "uv"), "pip", "install", "--quiet", "--no-cache", "--no-config",
                 "--python", str(VENV_PYTHON), "--target", str(target), "--index-url", index, *TREES]
     began = time.perf_counter()
-    subprocess.run(argv, check=True, timeout=300, env=_clean_env(), capture_output=True)
+    done = subprocess.run(argv, check=False, timeout=300, env=_clean_env(), capture_output=True, text=True)
     spent = time.perf_counter() - began
+    if done.returncode != 0:
+        msg = f"{tool} install from {index} failed: {done.stderr[-2000:]}"
+        raise RuntimeError(msg)
     shutil.rmtree(target, ignore_errors=True)
     return spent
 
 
+Starter = Callable[[Path, str], AbstractContextManager[Server]]
+
+
+def _servers(args: argparse.Namespace) -> dict[str, Starter]:
+    """Each mirror under test: a function of (state directory, upstream URL) to a running server
+    whose `url` is its simple index without the trailing slash."""
+    found: dict[str, Starter] = {"ours": ours}
+    if args.peers:
+        venv = mirror_peers.ensure_peers(args.workdir / "peers-venv")
+        found["proxpi"] = lambda state, up: mirror_peers.proxpi(venv, state, up)
+        found["devpi"] = lambda state, up: mirror_peers.devpi(venv, state, up)
+    return found
+
+
 def installs(args: argparse.Namespace, upstream: Server, static: Server, work: Path) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    with ours(work / "warm", upstream.url) as warm:
-        install("uv", warm.url + "/simple/", work)  # fills its cache
+    servers = _servers(args)
+    with contextlib.ExitStack() as stack:
+        warm = {name: stack.enter_context(start(work / f"warm-{name}", upstream.url))
+                for name, start in servers.items()}
+        for server in warm.values():
+            install("uv", _index(server), work)  # fills its cache
         for tool in ("uv", "pip"):
-            times: dict[str, list[float]] = {"nginx-static": [], "stand-in direct": [], "ours warm": [],
-                                             "ours cold": []}
+            times: dict[str, list[float]] = {"nginx-static": [], "stand-in direct": []}
             for run in range(args.runs):
                 times["nginx-static"].append(install(tool, static.url + "/simple/", work))
                 times["stand-in direct"].append(install(tool, upstream.url + "/simple/", work))
-                times["ours warm"].append(install(tool, warm.url + "/simple/", work))
-                with ours(work / f"cold-{tool}-{run}", upstream.url) as cold:
-                    times["ours cold"].append(install(tool, cold.url + "/simple/", work))
-                shutil.rmtree(work / f"cold-{tool}-{run}", ignore_errors=True)
+                for name, start in servers.items():
+                    times.setdefault(f"{name} warm", []).append(install(tool, _index(warm[name]), work))
+                    state = work / f"cold-{name}-{tool}-{run}"
+                    with start(state, upstream.url) as cold:
+                        times.setdefault(f"{name} cold", []).append(install(tool, _index(cold), work))
+                    shutil.rmtree(state, ignore_errors=True)
             results[tool] = {k: round(statistics.median(v), 3) for k, v in times.items()}
     return results
+
+
+def _index(server: Server) -> str:
+    return server.url if server.url.endswith(("/index", "/+simple")) else server.url + "/simple/"
 
 
 def _get(url: str) -> tuple[str, int]:
@@ -231,6 +259,8 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/pypi-insiders-bench/mirror"))  # noqa: S108
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--big-mb", type=int, default=1024)
+    parser.add_argument("--peers", action="store_true",
+                        help="also proxpi and devpi-server (installed once from the package registry)")
     args = parser.parse_args()
     wheels, static, work = args.workdir / "wheels", args.workdir / "static", args.workdir / "run"
     ensure_wheels(wheels, args.big_mb)

@@ -51,6 +51,8 @@ class StandIn:
             start_response("200 OK", [("Content-Type", "application/json"),
                                       ("Content-Length", str(len(body)))])
             return [body]
+        if parts == ["simple"]:  # the root list: devpi asks for it before a project
+            return self._root("json" in environ.get("HTTP_ACCEPT", ""), start_response)
         if len(parts) == 2 and parts[0] == "simple" and parts[1] in self.files:
             return self._page(parts[1], "json" in environ.get("HTTP_ACCEPT", ""), start_response)
         if len(parts) == 2 and parts[0] == "files" and (self.directory / parts[1]).is_file():
@@ -64,6 +66,19 @@ class StandIn:
             return wrapper(stream, 256 * 1024) if wrapper else iter(lambda: stream.read(256 * 1024), b"")
         start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "0")])
         return [b""]
+
+    def _root(self, as_json: bool, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        names = sorted(self.files)
+        if as_json:
+            body = json.dumps({"meta": {"api-version": "1.1"},
+                               "projects": [{"name": n} for n in names]}).encode()
+            content_type = JSON_TYPE
+        else:
+            body = ("<!DOCTYPE html><html><body>" + "".join(f'<a href="{n}/">{n}</a>\n' for n in names)
+                    + "</body></html>").encode()
+            content_type = "text/html"
+        start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+        return [body]
 
     def _page(self, name: str, as_json: bool, start_response: Callable[..., Any]) -> Iterable[bytes]:
         entries = self.files[name]
