@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from html.parser import HTMLParser
 from typing import Any, Final
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
@@ -40,9 +41,9 @@ class MirroredFile:
     yanked: bool | str = False  # a reason string is yanked too
     core_metadata: str | None = None  # sha256 of the `.metadata` file
 
-    @property
+    @cached_property
     def uploaded(self) -> float | None:
-        """Seconds since the epoch, for the cooldown."""
+        """Seconds since the epoch, for the cooldown (parsed once per file, not per answer)."""
         return None if self.upload_time is None else parse_time(self.upload_time)
 
 

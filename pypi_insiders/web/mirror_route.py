@@ -14,6 +14,8 @@ import gzip
 import hashlib
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
@@ -38,12 +40,16 @@ Environ = dict[str, Any]
 _NORMALIZED: Final = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _FRESH: Final = "max-age=60, public"
 _BINARY: Final = "application/octet-stream"
+_RENDERED_BYTES: Final = 16 * 1024 * 1024  # rendered pages kept per process
 _FILE_HEADERS: Final = [("Content-Type", _BINARY), ("Cache-Control", page_cache.FILE_CACHE_CONTROL)]
 
 
 class MirrorRoutes:
     def __init__(self, mirror: Mirror, fallback: Fallback, anonymous: str) -> None:
         self.mirror, self.fallback, self.anonymous = mirror, fallback, anonymous
+        self._rendered_pages: OrderedDict[tuple[object, ...], tuple[bytes, str, bool]] = OrderedDict()
+        self._rendered_bytes = 0
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ pages
 
@@ -90,12 +96,9 @@ class MirrorRoutes:
 
     def _rendered(self, environ: Environ, name: NormalizedName, fmt: Format, shown: list[MirroredFile],
                   *, stale: bool, view: View) -> Response:
-        body = render.json_page(name, shown) if fmt.suffix == "json" else render.html_page(name, shown)
-        encoding: list[tuple[str, str]] = []
-        if accepts_gzip(str(environ.get("HTTP_ACCEPT_ENCODING", ""))) and len(body) >= page_cache.GZIP_FROM:
-            body = gzip.compress(body, compresslevel=6, mtime=0)
-            encoding = [("Content-Encoding", "gzip")]
-        etag = '"' + hashlib.blake2b(body + fmt.content_type.encode(), digest_size=12).hexdigest() + '"'
+        gzipped = accepts_gzip(str(environ.get("HTTP_ACCEPT_ENCODING", "")))
+        body, etag, compressed = self._encoded(name, fmt, tuple(shown), gzipped=gzipped)
+        encoding = [("Content-Encoding", "gzip")] if compressed else []
         vary = "Accept, Accept-Encoding" + (", Authorization" if self.anonymous != "mirror" else "")
         cache = "no-cache" if stale else (_FRESH.replace("public", "private") if view.private else _FRESH)
         common = [("ETag", etag), ("Cache-Control", cache), ("Vary", vary)]
@@ -103,6 +106,29 @@ class MirrorRoutes:
             return "304 Not Modified", common, ()
         headers = [("Content-Type", fmt.content_type), ("Content-Length", str(len(body))), *encoding, *common]
         return "200 OK", headers, body_of(environ, body)
+
+    def _encoded(self, name: NormalizedName, fmt: Format, shown: tuple[MirroredFile, ...], *,
+                 gzipped: bool) -> tuple[bytes, str, bool]:
+        """The page's bytes, tag and whether gzipped: rendered and compressed once per set of
+        files shown (the cooldown changes that set as time passes, so it is the key)."""
+        key = (name, fmt.content_type, gzipped, shown)
+        with self._lock:
+            found = self._rendered_pages.get(key)
+            if found is not None:
+                self._rendered_pages.move_to_end(key)
+                return found
+        body = render.json_page(name, shown) if fmt.suffix == "json" else render.html_page(name, shown)
+        compressed = gzipped and len(body) >= page_cache.GZIP_FROM
+        if compressed:
+            body = gzip.compress(body, compresslevel=6, mtime=0)
+        etag = '"' + hashlib.blake2b(body + fmt.content_type.encode(), digest_size=12).hexdigest() + '"'
+        with self._lock:
+            self._rendered_pages[key] = (body, etag, compressed)
+            self._rendered_bytes += len(body)
+            while self._rendered_bytes > _RENDERED_BYTES and len(self._rendered_pages) > 1:
+                _key, (old, _etag, _gz) = self._rendered_pages.popitem(last=False)
+                self._rendered_bytes -= len(old)
+        return body, etag, compressed
 
     # ------------------------------------------------------------------ files
 
