@@ -68,7 +68,8 @@ class MirrorRoutes:
         if len(shown) < len(loaded.page.files):
             log.debug("mirror page %s: %d of %d files hidden", name, len(loaded.page.files) - len(shown),
                       len(loaded.page.files), extra={"PROJECT": name})
-        return self._rendered(environ, name, formats[0], shown, stale=loaded.stale, view=view)
+        return self._rendered(environ, name, formats[0], shown, stale=loaded.stale, view=view,
+                              by_caller=unpinned or self.anonymous != "mirror")
 
     def _refused(self, name: NormalizedName, view: View, *, unpinned: bool) -> Response | None:
         if not unpinned and self.fallback.is_local(name):
@@ -95,11 +96,13 @@ class MirrorRoutes:
             return plain("502 Bad Gateway", f"upstream index failed: {error}", [("Retry-After", "5")])
 
     def _rendered(self, environ: Environ, name: NormalizedName, fmt: Format, shown: list[MirroredFile],
-                  *, stale: bool, view: View) -> Response:
+                  *, stale: bool, view: View, by_caller: bool) -> Response:
+        """`by_caller`: another caller could get another answer here (a local public project's
+        readers get ours), so shared caches must key on Authorization."""
         gzipped = accepts_gzip(str(environ.get("HTTP_ACCEPT_ENCODING", "")))
         body, etag, compressed = self._encoded(name, fmt, tuple(shown), gzipped=gzipped)
         encoding = [("Content-Encoding", "gzip")] if compressed else []
-        vary = "Accept, Accept-Encoding" + (", Authorization" if self.anonymous != "mirror" else "")
+        vary = "Accept, Accept-Encoding" + (", Authorization" if by_caller else "")
         cache = "no-cache" if stale else (_FRESH.replace("public", "private") if view.private else _FRESH)
         common = [("ETag", etag), ("Cache-Control", cache), ("Vary", vary)]
         if page_cache.not_modified(environ, etag, 0):

@@ -682,3 +682,27 @@ def test_mirror_a_failed_leader_gives_every_follower_a_short_body(
     assert all(status == 200 and got < len(data) for status, _length, got in results), results
     assert fake.count("/files/") == 1
     assert stored_files(app) == []
+
+
+def test_mirror_public_projects_go_upstream_only_for_callers_who_may_not_read_them(
+        make_config: ConfigMaker, data_dir: Path, upstream: tuple[Upstream, str]) -> None:
+    fake, upstream_url = upstream
+    sha = fake.add("ours", "ours-9.0-py3-none-any.whl", b"upstream's release")
+    fake.add("private", "private-1.0-py3-none-any.whl", b"impostor")
+    write_index(data_dir / "index", {})
+    write_pins(pins_path(data_dir), ["ours", "private"])
+    loaded = config.load(str(make_config(
+        upstream={"url": upstream_url + "simple/", "fallback": "mirror", "min_free": 0,
+                  "anonymous": "mirror"},
+        access={"anonymous": "none", "public_projects": ["ours"]})))
+    with ThreadedServer(make_app(loaded)) as server:
+        page = fetch(server.url, "/simple/ours/", Accept=JSON_TYPE)
+        assert page.status == 200
+        assert "Authorization" in (page.header("Vary") or "")
+        [entry] = links(page.body)
+        assert fetch(server.url, target(entry)).body == b"upstream's release"
+        assert entry["url"].startswith(f"../../mirror/ours/{sha}/")
+        assert fetch(server.url, "/simple/private/").status == 401
+        missing = "/mirror/private/" + "0" * 64 + "/private-1.0-py3-none-any.whl"
+        assert fetch(server.url, missing).status == 404
+    assert fake.count("/simple/private") == 0
