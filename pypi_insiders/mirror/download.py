@@ -265,6 +265,7 @@ class Downloads:
     def _follower_body(self, fd: int, stream: BinaryIO, final: Path,
                        size: int) -> Generator[bytes, None, None]:
         sent, held = 0, b""
+        stalled = time.monotonic() + self.settings.timeout
         try:
             while True:
                 chunk = stream.read(CHUNK)
@@ -275,12 +276,16 @@ class Downloads:
                     held = chunk
                     if sent + len(held) > size:
                         return
+                    stalled = time.monotonic() + self.settings.timeout
                     continue
-                if sent + len(held) == size and final.is_file():
-                    yield held
+                done = final.is_file()
+                if sent + len(held) == size and done:
+                    yield held  # the leader verified and published these very bytes (one inode)
                     return
-                if _free(fd) and not final.is_file():
-                    return  # the leader failed: a short body
+                if done or _free(fd) or time.monotonic() > stalled:
+                    # At the end of a .part that will grow no more: the leader failed (a later
+                    # leader writes another .part), or upstream stalled. A short body.
+                    return
                 time.sleep(_FOLLOW_POLL)
         finally:
             stream.close()
