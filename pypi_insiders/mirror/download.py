@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 CHUNK: Final = 256 * 1024
 _FOLLOW_POLL: Final = 0.02  # seconds between looks at a growing .part file
 _MAX_METADATA: Final = 16 * 1024 * 1024
+_RETRY_AFTER: Final = 5.0
 _TOUCH_EVERY: Final = 3600.0  # the LRU clock: a hit refreshes a file's mtime at most this often
 
 
@@ -64,6 +65,9 @@ class Downloads:
                  stats: MirrorStats) -> None:
         self.layout, self.settings, self.client, self.stats = layout, settings, client, stats
         self._touched: dict[str, float] = {}
+        # File host (scheme, netloc) -> when it last failed to answer, and how: for _RETRY_AFTER
+        # seconds a miss there is a 502 at once.
+        self._failures: dict[tuple[str, str], tuple[float, str]] = {}
         self.on_stored: list[Callable[[], object]] = []  # run after a file is stored (eviction)
 
     # ------------------------------------------------------------------ hits
@@ -117,11 +121,17 @@ class Downloads:
         if self.settings.offline:
             msg = "not cached here (upstream.offline)"
             raise FetchFailed(msg)
+        origin = urlsplit(item.url)[:2]
+        failed = self._failures.get(origin)
+        if failed is not None and time.monotonic() - failed[0] < _RETRY_AFTER:
+            raise FetchFailed(failed[1])  # queued requests do not each wait out the timeout
         try:
             stream = self.client.stream(item.url, timeout=self.settings.timeout, auth=self._auth(item.url))
         except HttpError as error:
             self.stats.error(str(error))
+            self._failures[origin] = (time.monotonic(), str(error))
             raise FetchFailed(str(error)) from None
+        self._failures.pop(origin, None)
         declared = _length(stream)
         problem = (f"{stream.url} answered {stream.status}" if stream.status != 200 else
                    f"{stream.url}: Content-Length {declared}, the page says {item.size}"

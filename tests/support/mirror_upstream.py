@@ -94,6 +94,8 @@ class Upstream:
             start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "0")])
             return [b""]
         data = found[0]
+        if fault == "silent":  # no answer at all until released
+            self.release.wait(10)
         if fault == "500":
             return _empty("503 Service Unavailable", start_response)
         if fault == "wrong":

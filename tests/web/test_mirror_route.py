@@ -52,8 +52,10 @@ DAY = 86400.0
 def upstream() -> Iterator[tuple[Upstream, str]]:
     fake = Upstream()
     with ThreadedServer(fake.app, threads=8) as server:
-        yield fake, server.url
-    fake.release.set()
+        try:
+            yield fake, server.url
+        finally:
+            fake.release.set()  # before the server stops: it waits for held answers
 
 
 @pytest.fixture
@@ -706,3 +708,22 @@ def test_mirror_public_projects_go_upstream_only_for_callers_who_may_not_read_th
         missing = "/mirror/private/" + "0" * 64 + "/private-1.0-py3-none-any.whl"
         assert fetch(server.url, missing).status == 404
     assert fake.count("/simple/private") == 0
+
+
+def test_mirror_a_silent_upstream_costs_one_timeout_then_502s_at_once(
+        start: Start, upstream: tuple[Upstream, str]) -> None:
+    fake, _ = upstream
+    first = fake.add("far", "far-1.0-py3-none-any.whl", b"1")
+    second = fake.add("far", "far-2.0-py3-none-any.whl", b"2")
+    fake.faults |= {"far-1.0-py3-none-any.whl": "silent", "far-2.0-py3-none-any.whl": "silent"}
+    url, _app = start(timeout=1.0)
+    fetch(url, "/simple/far/")
+    began = time.monotonic()
+    answer = fetch(url, f"/mirror/far/{first}/far-1.0-py3-none-any.whl")
+    assert (answer.status, answer.header("Retry-After")) == (502, "5")
+    assert b"timed out" in answer.body
+    assert 0.9 < time.monotonic() - began < 3
+    began = time.monotonic()
+    assert fetch(url, f"/mirror/far/{second}/far-2.0-py3-none-any.whl").status == 502
+    assert time.monotonic() - began < 0.5
+    assert fake.count("/files/") == 1
