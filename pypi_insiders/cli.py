@@ -108,7 +108,7 @@ def _summary(loaded: config.Config) -> dict[str, object]:
         "cache": str(loaded.paths.cache),
         "upstream": f"{display_url(loaded.upstream.url or 'none')} ({loaded.upstream.url_source})",
         "fallback": loaded.upstream.fallback,
-        **({"mirror anonymous": "{} ({})".format(*loaded.mirror_anonymous())}
+        **({"mirror_anonymous": "{} ({})".format(*loaded.mirror_anonymous())}
            if loaded.upstream.fallback == "mirror" else {}),
         "repos.d": str(loaded.fetch.repos_dir),
         "credentials": str(loaded.fetch.credentials_dir),
