@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -302,3 +303,11 @@ def test_config_serve_fallback_mirror_override(loaded_config: config.Config) -> 
     assert config.with_overrides(loaded_config, fallback="mirror").upstream.fallback == "mirror"
     with pytest.raises(ConfigError, match="--fallback: must be one of 'redirect', 'proxy', 'mirror', 'off'"):
         config.with_overrides(loaded_config, fallback="cache")
+
+
+def test_check_config_shows_the_mirrors_anonymous_policy_and_why(
+        make_config: ConfigMaker, capsys: pytest.CaptureFixture[str]) -> None:
+    path = make_config(upstream={"fallback": "mirror"}, access={"anonymous": "none"})
+    assert main(["--config", str(path), "check-config", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["mirror_anonymous"] == "redirect (default: anonymous callers may not read ([access] anonymous))"
