@@ -310,4 +310,5 @@ def test_check_config_shows_the_mirrors_anonymous_policy_and_why(
     path = make_config(upstream={"fallback": "mirror"}, access={"anonymous": "none"})
     assert main(["--config", str(path), "check-config", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["mirror_anonymous"] == "redirect (default: anonymous callers may not read ([access] anonymous))"
+    assert shown["mirror_anonymous"] == ("redirect (default: anonymous callers may not read "
+                                         "([access] anonymous))")
