@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -727,3 +728,23 @@ def test_mirror_a_silent_upstream_costs_one_timeout_then_502s_at_once(
     assert fetch(url, f"/mirror/far/{second}/far-2.0-py3-none-any.whl").status == 502
     assert time.monotonic() - began < 0.5
     assert fake.count("/files/") == 1
+
+
+def test_mirror_a_write_failing_mid_file_passes_the_verified_bytes_through_unstored(
+        make_config: ConfigMaker, data_dir: Path, tmp_path: Path, upstream: tuple[Upstream, str]) -> None:
+    """The disk refuses more bytes half way (a file size limit on the running service, set
+    with prlimit: the same path as ENOSPC): the client still gets every byte, verified."""
+    fake, upstream_url = upstream
+    data = hashlib.sha256(b"w").digest() * 20_000  # 640 kB
+    sha = fake.add("far", "far-1.0-py3-none-any.whl", data)
+    write_index(data_dir / "index", {})
+    config_file = make_config(server={"listen": "127.0.0.1:0", "processes": 1},
+                              upstream={"url": upstream_url + "simple/", "fallback": "mirror", "min_free": 0})
+    with serve_process(config_file) as running:
+        assert request(running.url, "/simple/far/").status == 200  # the page is written first
+        subprocess.run(["prlimit", "--pid", str(running.process.pid), "--fsize=300000"], check=True,
+                       timeout=30)
+        assert request(running.url, f"/mirror/far/{sha}/far-1.0-py3-none-any.whl").body == data
+        assert "stopped storing far-1.0-py3-none-any.whl" in running.output()
+    assert not list((tmp_path / "cache" / "mirror" / "files").rglob("*.whl"))
+    assert not list((tmp_path / "cache" / "mirror" / "tmp").iterdir())
