@@ -34,6 +34,7 @@ from pypi_insiders.web.app import IndexApp, make_app
 from tests.conftest import ConfigMaker
 from tests.support.distfiles import make_wheel
 from tests.support.mirror_upstream import Upstream
+from tests.support.raw_server import RawServer, reply
 from tests.support.server_fixtures import (
     JSON_TYPE,
     FakeUpstream,
@@ -748,3 +749,23 @@ def test_mirror_a_write_failing_mid_file_passes_the_verified_bytes_through_unsto
         assert "stopped storing far-1.0-py3-none-any.whl" in running.output()
     assert not list((tmp_path / "cache" / "mirror" / "files").rglob("*.whl"))
     assert not list((tmp_path / "cache" / "mirror" / "tmp").iterdir())
+
+
+def test_mirror_reads_an_html_only_upstream(start: Start) -> None:
+    sha, meta = "a" * 64, "b" * 64
+    html = (f'<!DOCTYPE html><html><body>'
+            f'<a href="../../files/h-1.0-py3-none-any.whl#sha256={sha}" data-requires-python="&gt;=3.9" '
+            f'data-yanked="" data-core-metadata="sha256={meta}" data-upload-time="2024-01-02T03:04:05Z">x</a>'
+            f'<a href="../../files/h-2.0.tar.gz#md5=00">no sha256: dropped</a>'
+            f'<a href="ftp://elsewhere/h-3.0.tar.gz#sha256={sha}">not http: dropped</a>'
+            f'<a href="../../files/notes.txt#sha256={sha}">not a distribution: dropped</a>'
+            f"</body></html>").encode()
+    with RawServer(lambda _head: reply("200 OK", html)) as raw:
+        url, _app = start(url=raw.url + "simple/")
+        [entry] = links(fetch(url, "/simple/h/", Accept=JSON_TYPE).body)
+    assert entry["filename"] == "h-1.0-py3-none-any.whl"
+    assert entry["requires-python"] == ">=3.9"
+    assert entry["yanked"] is True
+    assert entry["core-metadata"] == {"sha256": meta}
+    assert entry["upload-time"] == "2024-01-02T03:04:05.000000Z"
+    assert entry["url"] == f"../../mirror/h/{sha}/h-1.0-py3-none-any.whl#sha256={sha}"
