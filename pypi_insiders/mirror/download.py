@@ -44,7 +44,8 @@ CHUNK: Final = 256 * 1024
 _FOLLOW_POLL: Final = 0.02  # seconds between looks at a growing .part file
 _MAX_METADATA: Final = 16 * 1024 * 1024
 _RETRY_AFTER: Final = 5.0
-_TOUCH_EVERY: Final = 3600.0  # the LRU clock: a hit refreshes a file's mtime at most this often
+_TOUCH_EVERY: Final = 3600.0
+_TOUCHED_MAX: Final = 65536  # the LRU clock: a hit refreshes a file's mtime at most this often
 
 
 class FetchFailed(Exception):  # noqa: N818 - an answer (502), the message says why
@@ -78,6 +79,8 @@ class Downloads:
             return None
         now = time.time()
         if now - self._touched.get(item.sha256, 0.0) > _TOUCH_EVERY:
+            if len(self._touched) > _TOUCHED_MAX:
+                self._touched.clear()  # bounded: at worst a few extra utime calls
             self._touched[item.sha256] = now
             with contextlib.suppress(OSError):
                 os.utime(path)

@@ -105,6 +105,8 @@ class PageSource:
             try:
                 fresh = self._fetch(name, page)
             except UpstreamFailed as error:
+                if len(self._failures) >= _MEMORY:
+                    self._failures.clear()  # bounded: a failure is worth remembering for seconds only
                 self._failures[name] = (time.monotonic(), str(error))
                 self.stats.error(str(error))
                 return self._stale(name, page, str(error))
