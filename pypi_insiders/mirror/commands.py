@@ -46,10 +46,11 @@ def run(args: argparse.Namespace) -> int:
             return 1 if bad else 0
         if args.mirror_command == "sweep":
             parts = mirror.sweeper.clean_tmp()
+            unlisted = mirror.sweeper.drop_unlisted()
             freed = mirror.sweeper.evict()
             used, count = mirror.sweeper.usage()
-            print(f"swept: {parts} dead downloads removed, {freed} bytes evicted; "
-                  f"{count} files, {used} bytes kept")
+            print(f"swept: {parts} dead downloads removed, {unlisted} files no page lists dropped, "
+                  f"{freed} bytes evicted; {count} files, {used} bytes kept")
             return 0
         return purge(mirror, canonicalize_name(args.name))
 

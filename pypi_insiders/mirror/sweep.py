@@ -22,6 +22,7 @@ from typing import Final
 from pypi_insiders.config import UpstreamConfig
 from pypi_insiders.files import LockBusy, exclusive_lock
 from pypi_insiders.mirror.layout import METADATA, MirrorLayout, is_sha256
+from pypi_insiders.mirror.page import BadPageError, from_bytes
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,24 @@ class Sweeper:
 
     def remove(self, sha256: str) -> bool:
         return self._remove(sha256)
+
+    def drop_unlisted(self) -> int:
+        """Files no stored page lists any more (upstream deleted them, or the project was
+        purged): never served again, so their bytes go. Prefetched files stay."""
+        listed: set[str] = set()
+        for page_file in self.layout.pages.glob("*.json"):
+            try:
+                listed.update(f.sha256 for f in from_bytes(page_file.read_bytes()).files)
+            except (OSError, BadPageError):
+                return 0  # a page we cannot read might list anything: delete nothing
+        dropped = 0
+        for item in list(self.stored()):
+            if item.sha256 not in listed and not self.layout.keep_mark(item.sha256).exists() \
+                    and self._remove(item.sha256):
+                dropped += 1
+                log.info("mirror dropped %s: no page lists it", item.path.name,
+                         extra={"FILE": item.path.name, "SHA256": item.sha256, "RESULT": "removed"})
+        return dropped
 
     def verify(self) -> list[StoredFile]:
         """Re-hash every stored file against the hash its path names; delete and return the bad."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,3 +103,24 @@ def test_mirror_verify_sweep_and_purge(
     assert main(["--config", str(mirror_config), "mirror", "purge", "FAR"]) == 0
     assert kept(tmp_path) == []
     assert not (tmp_path / "cache" / "mirror" / "pages" / "far.json").exists()
+
+
+def test_mirror_sweep_drops_files_no_page_lists_any_more(
+        mirror_config: Path, upstream: tuple[Upstream, str], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    fake, _ = upstream
+    fake.add("far", "far-1.0-py3-none-any.whl", b"stays")
+    fake.add("far", "far-2.0-py3-none-any.whl", b"removed upstream")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("far==1.0\nfar==2.0\n")
+    assert main(["--config", str(mirror_config), "mirror", "prefetch", "-r", str(requirements)]) == 0
+    for mark in (tmp_path / "cache" / "mirror" / "kept").iterdir():
+        mark.unlink()  # no longer prefetched
+    page = tmp_path / "cache" / "mirror" / "pages" / "far.json"
+    stored = json.loads(page.read_text())
+    stored["files"] = [f for f in stored["files"] if f["filename"] == "far-1.0-py3-none-any.whl"]
+    page.write_text(json.dumps(stored))  # as a refresh after upstream deleted 2.0 writes it
+    capsys.readouterr()
+    assert main(["--config", str(mirror_config), "mirror", "sweep"]) == 0
+    assert "1 files no page lists dropped" in capsys.readouterr().out
+    assert kept(tmp_path) == ["far-1.0-py3-none-any.whl"]
