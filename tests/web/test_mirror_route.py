@@ -769,3 +769,31 @@ def test_mirror_reads_an_html_only_upstream(start: Start) -> None:
     assert entry["core-metadata"] == {"sha256": meta}
     assert entry["upload-time"] == "2024-01-02T03:04:05.000000Z"
     assert entry["url"] == f"../../mirror/h/{sha}/h-1.0-py3-none-any.whl#sha256={sha}"
+
+
+def test_mirror_a_name_on_its_way_to_local_never_reaches_upstream(
+        start: Start, upstream: tuple[Upstream, str], data_dir: Path) -> None:
+    """Files in the store, or a page half written: local already, before any pin."""
+    fake, _ = upstream
+    fake.add("arriving", "arriving-1.0-py3-none-any.whl", b"impostor")
+    fake.add("halfway", "halfway-1.0-py3-none-any.whl", b"impostor")
+    (data_dir / "store" / "arriving").mkdir(parents=True)
+    (data_dir / "index" / "simple" / "halfway").mkdir(parents=True)
+    url, _app = start()
+    assert fetch(url, "/simple/arriving/").status == 404
+    assert fetch(url, "/simple/halfway/").status == 404
+    assert fake.requests == []
+
+
+def test_mirror_page_answers_304_to_its_own_etag(start: Start, upstream: tuple[Upstream, str]) -> None:
+    sha = upstream[0].add("far", "far-1.0-py3-none-any.whl", b"e")
+    url, _app = start()
+    first = fetch(url, "/simple/far/")
+    etag = first.header("ETag")
+    assert etag
+    again = fetch(url, "/simple/far/", **{"If-None-Match": etag})
+    assert (again.status, again.body) == (304, b"")
+    assert fetch(url, "/simple/far/", **{"If-None-Match": etag, "Accept": JSON_TYPE}).status == 200
+    path = f"/mirror/far/{sha}/far-1.0-py3-none-any.whl"
+    assert fetch(url, path, **{"If-None-Match": f'"{sha}"'}).status == 304
+    assert upstream[0].count("/files/") == 0
