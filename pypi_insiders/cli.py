@@ -305,6 +305,8 @@ def _mirror_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                                                    "requirements file (no resolver)")
     prefetch.add_argument("-r", "--requirement", action="append", required=True, metavar="FILE",
                           help="NAME==VERSION lines, optionally with --hash=sha256:...")
+    prefetch.add_argument("--host-only", action="store_true",
+                          help="for pins without hashes: only sdists and the wheels this machine can install")
     actions.add_parser("verify", help="re-hash every kept file; delete and list those that differ")
     actions.add_parser("sweep", help="remove dead downloads and evict beyond max_size now")
     purge = actions.add_parser("purge", help="drop a project's mirrored page and files (not prefetched ones)")

@@ -9,10 +9,12 @@ inside the cooldown.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 from pathlib import Path
 
-from packaging.utils import NormalizedName, canonicalize_name
+from packaging.tags import Tag, sys_tags
+from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from pypi_insiders import config, privileges
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     with HttpClient() as client:
         mirror = Mirror(loaded.paths.cache, loaded.upstream, client)
         if args.mirror_command == "prefetch":
-            return prefetch(loaded, mirror, [Path(f) for f in args.requirement])
+            return prefetch(loaded, mirror, [Path(f) for f in args.requirement], host_only=args.host_only)
         if args.mirror_command == "verify":
             bad = mirror.sweeper.verify()
             for item in bad:
@@ -70,7 +72,7 @@ def purge(mirror: Mirror, name: NormalizedName) -> int:
     return 0
 
 
-def prefetch(loaded: config.Config, mirror: Mirror, files: list[Path]) -> int:
+def prefetch(loaded: config.Config, mirror: Mirror, files: list[Path], *, host_only: bool = False) -> int:
     if loaded.upstream.offline or loaded.upstream.url is None:
         msg = "mirror prefetch needs upstream: upstream.offline is true or no upstream.url is known"
         raise UsageError(msg)
@@ -83,11 +85,11 @@ def prefetch(loaded: config.Config, mirror: Mirror, files: list[Path]) -> int:
             print(f"refused {pin.name}: a local name never goes upstream ({pin.where})")
             failures += 1
             continue
-        failures += _prefetch_one(mirror, pin)
+        failures += _prefetch_one(mirror, pin, host_only=host_only)
     return 1 if failures else 0
 
 
-def _prefetch_one(mirror: Mirror, pin: Pin) -> int:
+def _prefetch_one(mirror: Mirror, pin: Pin, *, host_only: bool) -> int:
     refused = mirror.policy.refused(pin.name)
     if refused is not None:
         print(f"refused {pin.name}: {refused} ({pin.where})")
@@ -98,7 +100,7 @@ def _prefetch_one(mirror: Mirror, pin: Pin) -> int:
         print(f"failed {pin.name}=={pin.version}: {error} ({pin.where})")
         return 1
     chosen = [f for f in page.files if _same_version(f.version, pin.version)
-              and (not pin.hashes or f.sha256 in pin.hashes)]
+              and (f.sha256 in pin.hashes if pin.hashes else not host_only or _for_this_host(f.filename))]
     if not chosen:
         print(f"failed {pin.name}=={pin.version}: no file upstream matches ({pin.where})")
         return 1
@@ -132,6 +134,19 @@ def _keep(mirror: Mirror, pin: Pin, item: MirroredFile) -> int:
         return 1
     print(f"kept {item.filename}")
     return 0
+
+
+def _for_this_host(filename: str) -> bool:
+    """An sdist, or a wheel this machine's Python can install (hash-pinned files are chosen by
+    their lock instead)."""
+    if not filename.endswith(".whl"):
+        return True
+    return not parse_wheel_filename(filename)[3].isdisjoint(_host_tags())
+
+
+@functools.cache
+def _host_tags() -> frozenset[Tag]:
+    return frozenset(sys_tags())
 
 
 def _same_version(found: str, wanted: str) -> bool:

@@ -124,3 +124,17 @@ def test_mirror_sweep_drops_files_no_page_lists_any_more(
     assert main(["--config", str(mirror_config), "mirror", "sweep"]) == 0
     assert "1 files no page lists dropped" in capsys.readouterr().out
     assert kept(tmp_path) == ["far-1.0-py3-none-any.whl"]
+
+
+def test_mirror_prefetch_host_only_keeps_sdists_and_wheels_this_machine_installs(
+        mirror_config: Path, upstream: tuple[Upstream, str], tmp_path: Path) -> None:
+    fake, _ = upstream
+    fake.add("far", "far-1.0-py3-none-any.whl", b"any")
+    fake.add("far", "far-1.0-cp27-cp27m-win32.whl", b"elsewhere")
+    fake.add("far", "far-1.0.tar.gz", b"sdist")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("far==1.0\n")
+    assert main(["--config", str(mirror_config), "mirror", "prefetch", "--host-only",
+                 "-r", str(requirements)]) == 0
+    stored = sorted(p.name for p in (tmp_path / "cache" / "mirror" / "files").rglob("far-*"))
+    assert stored == ["far-1.0-py3-none-any.whl", "far-1.0.tar.gz"]
