@@ -15,24 +15,26 @@ import hashlib
 import logging
 import re
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
 from packaging.utils import NormalizedName
 
 from pypi_insiders.mirror import render
-from pypi_insiders.mirror.download import CHUNK, FetchFailed, Transfer
+from pypi_insiders.mirror.download import FetchFailed, Transfer
 from pypi_insiders.mirror.layout import METADATA, is_distribution, is_sha256
 from pypi_insiders.mirror.mirror import Mirror
 from pypi_insiders.mirror.page import MirroredFile
 from pypi_insiders.mirror.pages import Loaded, PageNotFound, UpstreamFailed
-from pypi_insiders.web import access, access_log, page_cache, sendfile
+from pypi_insiders.web import page_cache, sendfile
 from pypi_insiders.web.access import View
 from pypi_insiders.web.fallback import Fallback
+from pypi_insiders.web.file_route import FILE_CACHE_CONTROL
+from pypi_insiders.web.finish import not_modified
 from pypi_insiders.web.negotiate import Format, accepts_gzip
-from pypi_insiders.web.responses import Response, body_of, chunks, plain
+from pypi_insiders.web.response import FileBody, Response, challenge, plain
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ _NORMALIZED: Final = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _FRESH: Final = "max-age=60, public"
 _BINARY: Final = "application/octet-stream"
 _RENDERED_BYTES: Final = 16 * 1024 * 1024  # rendered pages kept per process
-_FILE_HEADERS: Final = [("Content-Type", _BINARY), ("Cache-Control", page_cache.FILE_CACHE_CONTROL)]
+_FILE_HEADERS: Final = [("Content-Type", _BINARY), ("Cache-Control", FILE_CACHE_CONTROL)]
 
 
 class MirrorRoutes:
@@ -59,8 +61,7 @@ class MirrorRoutes:
         if refused is not None:
             return refused
         if view.user is None and self.anonymous == "redirect":
-            answer = self.fallback.redirect(name, environ.get("QUERY_STRING", ""))
-            return answer.status, answer.headers, (answer.body,)
+            return self.fallback.redirect(name, environ.get("QUERY_STRING", ""))
         loaded = self._load(name)
         if not isinstance(loaded, Loaded):
             return loaded
@@ -80,8 +81,7 @@ class MirrorRoutes:
             log.info("mirror refused %s: %s", name, reason, extra={"PROJECT": name, "RESULT": "denied"})
             return plain("403 Forbidden", reason)
         if view.user is None and self.anonymous == "none":
-            answer = access.challenge("authentication required to use the mirror")
-            return answer.status, answer.headers, (answer.body,)
+            return challenge("authentication required to use the mirror")
         if self.mirror.settings.url is None:
             return plain("404 Not Found", "project not found (no upstream index configured)")
         return None
@@ -102,13 +102,12 @@ class MirrorRoutes:
         gzipped = accepts_gzip(str(environ.get("HTTP_ACCEPT_ENCODING", "")))
         body, etag, compressed = self._encoded(name, fmt, tuple(shown), gzipped=gzipped)
         encoding = [("Content-Encoding", "gzip")] if compressed else []
-        vary = "Accept, Accept-Encoding" + (", Authorization" if by_caller else "")
-        cache = "no-cache" if stale else (_FRESH.replace("public", "private") if view.private else _FRESH)
-        common = [("ETag", etag), ("Cache-Control", cache), ("Vary", vary)]
-        if page_cache.not_modified(environ, etag, 0):
-            return "304 Not Modified", common, ()
-        headers = [("Content-Type", fmt.content_type), ("Content-Length", str(len(body))), *encoding, *common]
-        return "200 OK", headers, body_of(environ, body)
+        headers = [("Content-Type", fmt.content_type), ("Content-Length", str(len(body))), *encoding,
+                   ("ETag", etag), ("Cache-Control", "no-cache" if stale else _FRESH),
+                   ("Vary", "Accept, Accept-Encoding")]
+        # mtime now: no Last-Modified is sent, so only If-None-Match makes a 304 (finish.py).
+        return Response("200 OK", headers, body, etag=etag, mtime=int(time.time()),
+                        private=view.private, vary_auth=by_caller)
 
     def _encoded(self, name: NormalizedName, fmt: Format, shown: tuple[MirroredFile, ...], *,
                  gzipped: bool) -> tuple[bytes, str, bool]:
@@ -145,14 +144,12 @@ class MirrorRoutes:
         metadata = filename.endswith(METADATA)
         if not is_distribution(filename.removesuffix(METADATA)):
             return plain("404 Not Found", "no such file")
-        environ[access_log.PROJECT], environ[access_log.FILE] = name, filename
         unpinned = name in public and not view.read.covers(name)
         refused = self._refused(name, view, unpinned=unpinned)
         if refused is not None:
             return refused
         if view.user is None and self.anonymous != "mirror":
-            answer = access.challenge("authentication required to use the mirror")
-            return answer.status, answer.headers, (answer.body,)
+            return challenge("authentication required to use the mirror")
         loaded = self._load(name)
         if not isinstance(loaded, Loaded):
             return loaded
@@ -165,59 +162,58 @@ class MirrorRoutes:
             log.info("mirror refused %s: %s", item.filename, hidden,
                      extra={"PROJECT": name, "FILE": item.filename, "RESULT": result})
             return plain("404 Not Found", f"no such file ({hidden})")
-        return self._metadata(environ, name, item) if metadata else self._distribution(environ, name, item)
+        if metadata:
+            return self._metadata(environ, name, item, view)
+        return self._distribution(environ, name, item, view)
 
-    def _metadata(self, environ: Environ, name: NormalizedName, item: MirroredFile) -> Response:
+    def _metadata(self, environ: Environ, name: NormalizedName, item: MirroredFile, view: View) -> Response:
         if item.core_metadata is None:
             return plain("404 Not Found", "no metadata file for this distribution")
         try:
             path = self.mirror.downloads.metadata(name, item)
         except FetchFailed as error:
             return _failed(error)
-        return self._send(environ, path, f'"{item.core_metadata}"')
+        return self._send(environ, path, f'"{item.core_metadata}"', view)
 
-    def _distribution(self, environ: Environ, name: NormalizedName, item: MirroredFile) -> Response:
+    def _distribution(self, environ: Environ, name: NormalizedName, item: MirroredFile,
+                      view: View) -> Response:
         etag = f'"{item.sha256}"'
-        if page_cache.not_modified(environ, etag, 0):
-            return "304 Not Modified", [("ETag", etag), *_FILE_HEADERS[1:]], ()
+        if environ.get("HTTP_IF_NONE_MATCH") and not_modified(environ, etag, 2**62):
+            # The URL names the hash: a client holding this tag holds these bytes.
+            return Response("304 Not Modified", [("ETag", etag), *_FILE_HEADERS[1:]], private=view.private)
         path = self.mirror.downloads.on_disk(item)
         if path is None and self.mirror.settings.offline:
             return plain("404 Not Found", "no such file (not cached here, and upstream.offline is true)")
         if path is None and environ["REQUEST_METHOD"] == "HEAD" and item.size is not None:
-            return "200 OK", [*_FILE_HEADERS, ("Content-Length", str(item.size)), ("ETag", etag)], ()
+            return Response("200 OK", [*_FILE_HEADERS, ("Content-Length", str(item.size)), ("ETag", etag)],
+                            private=view.private)
         if path is None:
             try:
                 found = self.mirror.downloads.fetch(name, item)
             except FetchFailed as error:
                 return _failed(error)
-            if isinstance(found, Transfer):
-                environ[access_log.BYTES] = found.size
-                return "200 OK", [*_FILE_HEADERS, ("Content-Length", str(found.size)), ("ETag", etag),
-                                  ("X-Accel-Buffering", "no")], found.body
+            if isinstance(found, Transfer):  # no `etag=`: finish must never 304 a started fetch
+                headers = [*_FILE_HEADERS, ("Content-Length", str(found.size)), ("ETag", etag),
+                           ("X-Accel-Buffering", "no")]
+                return Response("200 OK", headers, found.body, private=view.private)
             path = found
         self.mirror.stats.add(hits=1)
-        return self._send(environ, path, etag)
+        return self._send(environ, path, etag, view)
 
-    def _send(self, environ: Environ, path: Path, etag: str) -> Response:
+    def _send(self, environ: Environ, path: Path, etag: str, view: View) -> Response:
         try:
-            size = path.stat().st_size
+            stat = path.stat()
         except OSError:
             return plain("404 Not Found", "no such file")
-        environ[access_log.BYTES] = size
         headers = [*_FILE_HEADERS, ("ETag", etag)]
-        if sendfile.wanted(environ):
+        if sendfile.wanted(environ):  # nginx sends the bytes: an empty body, the log says their size
             internal = sendfile.target(sendfile.MIRROR_URL, str(self.mirror.layout.files), str(path))
-            return "200 OK", [*headers, ("Content-Length", "0"), (sendfile.HEADER, internal)], ()
-        headers.append(("Content-Length", str(size)))
-        if environ["REQUEST_METHOD"] == "HEAD":
-            return "200 OK", headers, ()
-        try:
-            stream = open(path, "rb")  # noqa: SIM115,PTH123 - closed by the server
-        except OSError:
-            return plain("404 Not Found", "no such file")
-        wrapper = environ.get("wsgi.file_wrapper")
-        body: Iterable[bytes] = wrapper(stream, CHUNK) if wrapper else chunks(stream)
-        return "200 OK", headers, body
+            return Response("200 OK", [*headers, ("Content-Length", "0"), (sendfile.HEADER, internal)],
+                            etag=etag, mtime=int(stat.st_mtime), private=view.private,
+                            proxy_sends=stat.st_size)
+        return Response("200 OK", [*headers, ("Content-Length", str(stat.st_size))],
+                        FileBody(str(path), stat.st_size), etag=etag, mtime=int(stat.st_mtime),
+                        private=view.private)
 
 
 def _failed(error: FetchFailed) -> Response:
