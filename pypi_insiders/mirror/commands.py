@@ -23,11 +23,11 @@ from pypi_insiders.files import atomic_write
 from pypi_insiders.http_client import HttpClient
 from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.index.pins import Pins, is_local, pins_path
-from pypi_insiders.mirror.download import FetchFailed, Transfer
 from pypi_insiders.mirror.mirror import Mirror
 from pypi_insiders.mirror.page import MirroredFile
 from pypi_insiders.mirror.pages import PageNotFound, UpstreamFailed
 from pypi_insiders.mirror.requirements import Pin, read_pins
+from pypi_insiders.mirror.transfer import FetchFailed, Transfer
 from pypi_insiders.store import parse_filename
 
 log = logging.getLogger(__name__)

@@ -16,15 +16,13 @@ Memory stays flat: one chunk in flight and one held back, however large the file
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import BinaryIO, Final
 from urllib.parse import urlsplit
@@ -32,33 +30,31 @@ from urllib.parse import urlsplit
 from packaging.utils import NormalizedName
 
 from pypi_insiders.config import UpstreamConfig
-from pypi_insiders.files import atomic_write, exclusive_lock
 from pypi_insiders.http_client import Credentials, HttpClient, HttpError, Stream, split_credentials
 from pypi_insiders.mirror.layout import METADATA, MirrorLayout
+from pypi_insiders.mirror.metadata_files import fetch_metadata
 from pypi_insiders.mirror.page import MirroredFile
 from pypi_insiders.mirror.stats import MirrorStats
+from pypi_insiders.mirror.transfer import (
+    CHUNK,
+    Body,
+    FetchFailed,
+    Transfer,
+    close_follower,
+    content_length,
+    create_part,
+    journal,
+    lock_free,
+    release,
+    write_chunk,
+)
 
 log = logging.getLogger(__name__)
 
-CHUNK: Final = 256 * 1024
 _FOLLOW_POLL: Final = 0.02  # seconds between looks at a growing .part file
-_MAX_METADATA: Final = 16 * 1024 * 1024
 _RETRY_AFTER: Final = 5.0
 _TOUCH_EVERY: Final = 3600.0
 _TOUCHED_MAX: Final = 65536  # the LRU clock: a hit refreshes a file's mtime at most this often
-
-
-class FetchFailed(Exception):  # noqa: N818 - an answer (502), the message says why
-    """Upstream could not give this file now."""
-
-
-@dataclass(frozen=True)
-class Transfer:
-    """A miss being served: `size` bytes announced, `body` yields them (short on failure).
-    Whoever takes it must iterate the body or close it (the WSGI server does)."""
-
-    size: int
-    body: Iterator[bytes]
 
 
 class Downloads:
@@ -113,12 +109,12 @@ class Downloads:
         except BaseException:
             os.close(fd)
             raise
-        size = item.size if item.size is not None else _length(stream)
+        size = item.size if item.size is not None else content_length(stream)
         if size is None:  # the leader's body releases the lock
             return self._whole_then_serve(fd, name, item, stream)
         keep = self._room_for(size)
         body = self._leader_body(fd, name, item, stream, size, keep=keep)
-        return Transfer(size, _Body(body, lambda: _release(fd, stream)))
+        return Transfer(size, Body(body, lambda: release(fd, stream)))
 
     def _open(self, name: NormalizedName, item: MirroredFile) -> Stream:
         if self.settings.offline:
@@ -135,14 +131,14 @@ class Downloads:
             self._failures[origin] = (time.monotonic(), str(error))
             raise FetchFailed(str(error)) from None
         self._failures.pop(origin, None)
-        declared = _length(stream)
+        declared = content_length(stream)
         problem = (f"{stream.url} answered {stream.status}" if stream.status != 200 else
                    f"{stream.url}: Content-Length {declared}, the page says {item.size}"
                    if declared is not None and item.size is not None and declared != item.size else "")
         if problem:
             stream.close()
             self.stats.error(problem)
-            _journal(logging.ERROR if stream.status == 200 else logging.WARNING, "not fetched",
+            journal(logging.ERROR if stream.status == 200 else logging.WARNING, "not fetched",
                      name, item, "mismatch" if stream.status == 200 else "failed", problem)
             raise FetchFailed(problem)
         return stream
@@ -165,18 +161,18 @@ class Downloads:
         """One transfer's states, top to bottom: stream and hash, verify, publish, release."""
         began = time.monotonic()
         part = self.layout.part(item.sha256)
-        out = _create(part) if keep else None
+        out = create_part(part) if keep else None
         digest, got, held, ok, detached = hashlib.sha256(), 0, b"", False, False
         try:
             try:
                 for chunk in stream.chunks(CHUNK):
                     got += len(chunk)
                     if size is not None and got > size:
-                        _journal(logging.ERROR, "refused", name, item, "overlong",
+                        journal(logging.ERROR, "refused", name, item, "overlong",
                                  f"upstream sent more than the page's {size} bytes")
                         return
                     digest.update(chunk)
-                    out = _write(out, part, chunk, name, item)
+                    out = write_chunk(out, part, chunk, name, item)
                     if held and not detached:
                         try:
                             yield held
@@ -184,11 +180,11 @@ class Downloads:
                             detached = True  # the client left; finish for the followers
                     held = chunk
             except HttpError as error:
-                _journal(logging.ERROR, "refused", name, item, "truncated", str(error))
+                journal(logging.ERROR, "refused", name, item, "truncated", str(error))
                 return
             if (size is not None and got != size) or digest.hexdigest() != item.sha256:
                 result = "truncated" if size is not None and got < size else "mismatch"
-                _journal(logging.ERROR, "refused", name, item, result,
+                journal(logging.ERROR, "refused", name, item, result,
                          f"got {got} bytes with sha256 {digest.hexdigest()}, the page says {size} "
                          f"bytes with sha256 {item.sha256}")
                 return
@@ -196,9 +192,9 @@ class Downloads:
             if out is not None:
                 self._publish(out, part, item)
                 out = None
-                _journal(logging.INFO, "stored", name, item, "stored", "", size=got, began=began)
+                journal(logging.INFO, "stored", name, item, "stored", "", size=got, began=began)
             else:
-                _journal(logging.WARNING, "served without storing (min_free)", name, item,
+                journal(logging.WARNING, "served without storing (min_free)", name, item,
                          "passthrough", "", size=got, began=began)
             ok = True
             if not detached:
@@ -250,7 +246,7 @@ class Downloads:
                     with contextlib.suppress(FileNotFoundError):
                         reader = open(part, "rb")  # noqa: SIM115,PTH123 - closed by the body
                         break
-                if _free(fd):  # the leader ended without a file: try it ourselves
+                if lock_free(fd):  # the leader ended without a file: try it ourselves
                     os.close(fd)
                     return self.fetch(name, item)
                 if time.monotonic() > deadline:  # a leader passing bytes through unstored
@@ -263,17 +259,17 @@ class Downloads:
             raise
         assert item.size is not None  # noqa: S101 - only then is a .part read
         body = self._follower_body(fd, reader, final, item.size)
-        return Transfer(item.size, _Body(body, lambda: _close_follower(reader, fd)))
+        return Transfer(item.size, Body(body, lambda: close_follower(reader, fd)))
 
     def _passthrough(self, name: NormalizedName, item: MirroredFile) -> Transfer:
         stream = self._open(name, item)
-        size = item.size if item.size is not None else _length(stream)
+        size = item.size if item.size is not None else content_length(stream)
         if size is None:
             stream.close()
             msg = "the file is being fetched by another request; try again"
             raise FetchFailed(msg)
         body = self._leader_body(None, name, item, stream, size, keep=False)
-        return Transfer(size, _Body(body, stream.close))
+        return Transfer(size, Body(body, stream.close))
 
     def _follower_body(self, fd: int, stream: BinaryIO, final: Path,
                        size: int) -> Generator[bytes, None, None]:
@@ -295,7 +291,7 @@ class Downloads:
                 if sent + len(held) == size and done:
                     yield held  # the leader verified and published these very bytes (one inode)
                     return
-                if done or _free(fd) or time.monotonic() > stalled:
+                if done or lock_free(fd) or time.monotonic() > stalled:
                     # At the end of a .part that will grow no more: the leader failed (a later
                     # leader writes another .part), or upstream stalled. A short body.
                     return
@@ -304,118 +300,8 @@ class Downloads:
             stream.close()
             os.close(fd)
 
-    # ------------------------------------------------------------------ metadata
-
     def metadata(self, name: NormalizedName, item: MirroredFile) -> Path:
-        """The file's `.metadata`, fetched whole and checked against the page's hash, then kept."""
-        assert item.core_metadata is not None  # noqa: S101 - the route checked it
-        final = self.layout.file(item.sha256, item.filename + METADATA)
-        if final.is_file():
-            return final
-        self.layout.locks.mkdir(parents=True, exist_ok=True)
-        with exclusive_lock(self.layout.lock(item.sha256, METADATA)):
-            if final.is_file():
-                return final
-            if self.settings.offline:
-                msg = "not cached here (upstream.offline)"
-                raise FetchFailed(msg)
-            url = item.url + METADATA
-            try:
-                response = self.client.get(url, timeout=self.settings.timeout, max_bytes=_MAX_METADATA,
-                                           auth=self._auth(url))
-            except HttpError as error:
-                raise FetchFailed(str(error)) from None
-            if response.status != 200:
-                msg = f"{response.url} answered {response.status}"
-                raise FetchFailed(msg)
-            found = hashlib.sha256(response.body).hexdigest()
-            if found != item.core_metadata:
-                msg = f"{response.url}: sha256 {found}, the page says {item.core_metadata}"
-                _journal(logging.ERROR, "refused", name, item, "mismatch", msg)
-                raise FetchFailed(msg)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(final, response.body, 0o644)
-            return final
-
-
-class _Body:
-    """A transfer's body for the WSGI server: `close()` releases the lock and the connection even
-    when the server never started iterating (a client gone before the first byte), which a bare
-    generator would leak: an unstarted generator's close() runs none of its code."""
-
-    def __init__(self, body: Generator[bytes, None, None], release: Callable[[], object]) -> None:
-        self._body, self._release, self._started = body, release, False
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        self._started = True
-        return next(self._body)
-
-    def close(self) -> None:
-        self._body.close()  # a started body's own `finally` releases everything
-        if not self._started:
-            self._release()
-
-
-def _close_follower(reader: BinaryIO, fd: int) -> None:
-    reader.close()
-    os.close(fd)
-
-
-def _release(fd: int, stream: Stream) -> None:
-    stream.close()
-    os.close(fd)
-
-
-def _length(stream: Stream) -> int | None:
-    text = stream.headers.get("Content-Length", "")
-    return int(text) if text.isdigit() else None
-
-
-def _free(fd: int) -> bool:
-    """Whether the lock on `fd`'s file is free now, i.e. no leader holds it (tested, not kept)."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    fcntl.flock(fd, fcntl.LOCK_UN)
-    return True
-
-
-def _create(part: Path) -> int | None:
-    try:
-        part.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    except OSError as error:
-        log.warning("cannot write %s (%s): passing the file through unstored", part, error.strerror)
-        return None
-
-
-def _write(out: int | None, part: Path, chunk: bytes, name: NormalizedName, item: MirroredFile) -> int | None:
-    """Write on, or give up storing (the disk filled up): the client still gets verified bytes."""
-    if out is None:
-        return None
-    try:
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(out, view):]
-    except OSError as error:
-        os.close(out)
-        part.unlink(missing_ok=True)
-        level = logging.WARNING if error.errno in (errno.ENOSPC, errno.EDQUOT) else logging.ERROR
-        _journal(level, "stopped storing", name, item, "passthrough", error.strerror or str(error))
-        return None
-    return out
-
-
-def _journal(level: int, what: str, name: NormalizedName, item: MirroredFile, result: str,  # noqa: PLR0917
-             detail: str, *, size: int = 0, began: float | None = None) -> None:
-    ms = int((time.monotonic() - began) * 1000) if began is not None else 0
-    fields = {"PROJECT": name, "FILE": item.filename, "SHA256": item.sha256, "RESULT": result}
-    if size:
-        fields |= {"BYTES": str(size), "MS": str(ms)}
-    tail = f" ({size} bytes in {ms} ms)" if size else ""
-    log.log(level, "mirror %s %s%s%s", what, item.filename, f" ({result}): {detail}" if detail else "",
-            tail, extra=fields)
+        """Its `.metadata` file, with upstream's credentials when it lives at upstream's origin."""
+        url = item.url + METADATA
+        return fetch_metadata(self.layout, self.settings, self.client, name=name, item=item,
+                              auth=self._auth(url))

@@ -23,11 +23,11 @@ from typing import Any, Final
 from packaging.utils import NormalizedName
 
 from pypi_insiders.mirror import render
-from pypi_insiders.mirror.download import FetchFailed, Transfer
 from pypi_insiders.mirror.layout import METADATA, is_distribution, is_sha256
 from pypi_insiders.mirror.mirror import Mirror
 from pypi_insiders.mirror.page import MirroredFile
 from pypi_insiders.mirror.pages import Loaded, PageNotFound, UpstreamFailed
+from pypi_insiders.mirror.transfer import FetchFailed, Transfer
 from pypi_insiders.web import page_cache, sendfile
 from pypi_insiders.web.access import View
 from pypi_insiders.web.fallback import Fallback
