@@ -17,6 +17,7 @@ from pathlib import Path
 from pypi_insiders import __version__, config, directories, maintain, privileges, sd
 from pypi_insiders.errors import ConfigError, InsidersError, UsageError
 from pypi_insiders.http_client import display_url
+from pypi_insiders.state_layout import StateLayout
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def cmd_users(args: argparse.Namespace) -> int:
         users.remove_user(path, args.name)
         print(f"removed user {args.name} from {path}; a running server refuses it within a second")
         return 0
-    last_use = users.read_last_use(loaded.paths.state / users.LAST_USE_FILE)
+    last_use = users.read_last_use(StateLayout(loaded.paths.state).users_last_use)
     for user in users.read_users(path).values():
         expires = users.format_time(user.expires) if user.expires is not None else "never"
         used = users.format_time(last_use[user.name]) if user.name in last_use else "never"

@@ -16,10 +16,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pypi_insiders.state_layout import StateLayout
+
 log = logging.getLogger(__name__)
-
-PROVENANCE_FILE = "provenance.jsonl"
-
 
 @dataclass(frozen=True)
 class Origin:
@@ -30,16 +29,12 @@ class Origin:
     built_at: float = 0.0  # seconds since the epoch
 
 
-def provenance_path(state_dir: Path) -> Path:
-    return state_dir / PROVENANCE_FILE
-
-
 def record(state_dir: Path, filenames: list[str], origin: Origin) -> None:
     """Append one line per file; a failure is logged, never fatal (the files are published)."""
     stamped = origin if origin.built_at else Origin(**{**asdict(origin), "built_at": time.time()})
     lines = "".join(json.dumps({"filename": name, **asdict(stamped)}, sort_keys=True) + "\n"
                     for name in filenames)
-    path = provenance_path(state_dir)
+    path = StateLayout(state_dir).provenance
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -56,7 +51,7 @@ class Provenance:
     """The provenance file, read again whenever it changes."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = provenance_path(state_dir)
+        self.path = StateLayout(state_dir).provenance
         self._stamp: tuple[int, int] | None = None
         self._origins: dict[str, Origin] = {}
 

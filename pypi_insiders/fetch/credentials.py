@@ -22,6 +22,7 @@ from typing import Any
 
 from pypi_insiders.config import Config, RepoConfig
 from pypi_insiders.errors import CredentialError
+from pypi_insiders.state_layout import StateLayout
 
 DEFAULT_USERNAME = "x-access-token"  # what forges accept with a bare token as the password
 _MAX_SIZE = 64 * 1024
@@ -132,7 +133,7 @@ def for_upload(config: Config) -> HttpAuth | None:
 
 def known_hosts_path(config: Config) -> Path:
     """SSH host keys seen at the first fetch (or pinned there by the administrator)."""
-    return config.paths.state / "known_hosts"
+    return StateLayout(config.paths.state).known_hosts
 
 
 def ssh_command(config: Config, *, own_keys: bool = False) -> str:

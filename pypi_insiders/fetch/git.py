@@ -31,8 +31,9 @@ from urllib3.util.retry import Retry
 
 from pypi_insiders.config import Config, RepoConfig
 from pypi_insiders.errors import CredentialError, FetchError
-from pypi_insiders.fetch import credentials, repo_state
+from pypi_insiders.fetch import credentials
 from pypi_insiders.http_client import display_url
+from pypi_insiders.state_layout import CacheLayout
 from pypi_insiders.wording import counted
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def scheme_of(url: str) -> str:
 
 
 def mirror_path(config: Config, key: str) -> Path:
-    return config.paths.cache / "mirrors" / f"{repo_state.slug(key)}.git"
+    return CacheLayout(config.paths.cache).mirror(key)
 
 
 def open_mirror(path: Path) -> Repo:

@@ -8,10 +8,8 @@ build, the failure count), so it lives in the state directory, not the cache.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,16 +19,11 @@ from packaging.version import InvalidVersion, Version
 
 from pypi_insiders.config import Config
 from pypi_insiders.files import atomic_write
+from pypi_insiders.state_layout import StateLayout
 
 log = logging.getLogger(__name__)
 
 BACKOFF_START = 300.0  # the first retry after a failure waits five minutes, then doubles
-
-
-def slug(key: str) -> str:
-    """A file name for a repository key; the hash keeps `a/b` and `a-b` apart."""
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", key).strip(".-")[:80] or "repo"
-    return f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
 @dataclass
@@ -110,7 +103,7 @@ def delay(failures: int, backoff_max: float, now: float) -> float:
 
 
 def path_of(config: Config, key: str) -> Path:
-    return config.paths.state / "repos" / f"{slug(key)}.json"
+    return StateLayout(config.paths.state).repo_state(key)
 
 
 def load(config: Config, key: str) -> RepoState:

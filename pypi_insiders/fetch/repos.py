@@ -23,10 +23,10 @@ from packaging.utils import canonicalize_name
 from pypi_insiders import config as config_module
 from pypi_insiders.config import Config, RepoConfig
 from pypi_insiders.errors import ConfigError, UsageError
-from pypi_insiders.fetch.repo_state import slug
 from pypi_insiders.files import atomic_write
 from pypi_insiders.http_client import display_url
 from pypi_insiders.privileges import SERVICE_USER
+from pypi_insiders.state_layout import slug
 
 SHORTHAND_HOST = "https://github.com"  # the original's NAMESPACE/PROJECT meant a GitHub repository
 SHORTHAND_SSH = "git@github.com"  # ... fetched with the user's own SSH keys, as the original did

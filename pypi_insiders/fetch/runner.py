@@ -37,6 +37,7 @@ from pypi_insiders.fetch import builder, git, ownership, publish, repo_state, sa
 from pypi_insiders.files import LockBusy, exclusive_lock
 from pypi_insiders.http_client import display_url
 from pypi_insiders.provenance import Origin
+from pypi_insiders.state_layout import CacheLayout, StateLayout
 from pypi_insiders.store import parse_filename
 from pypi_insiders.wording import counted, utc
 
@@ -61,8 +62,8 @@ def cli_update(config: Config, repo_keys: list[str], *, force: bool = False) -> 
     build_sandbox = sandbox.for_config(config)  # says so when builds run unsandboxed
     if build_sandbox is not None:
         build_sandbox.check()  # a host that cannot make it refuses before anything is fetched
-    with run_lock(config.paths.state / "update.lock"):
-        clear_stale_builds(config.paths.cache / "builds")
+    with run_lock(StateLayout(config.paths.state).update_lock):
+        clear_stale_builds(CacheLayout(config.paths.cache).builds)
         outcomes: Counter[str] = Counter()
         failures: list[str] = []
         for number, repo in enumerate(repos, 1):
@@ -202,12 +203,13 @@ def build_new(config: Config, repo: RepoConfig, record: repo_state.RepoState, ta
 
 def build_one(config: Config, repo: RepoConfig, record: repo_state.RepoState,
               tag: versions.TagVersion) -> None:
-    workdir = builder.new_workdir(config.paths.cache / "builds")
+    cache = CacheLayout(config.paths.cache)
+    workdir = builder.new_workdir(cache.builds)
     own = repo.distribution or _normalized(record.distribution)  # one name per repository, once known
     try:
         request = builder.BuildRequest(repo.key, git.mirror_path(config, repo.key), tag,
                                        repo.subdirectory, own, config.fetch.build_timeout,
-                                       workdir, config.paths.cache / "pip", config.paths.cache / "build-envs",
+                                       workdir, cache.pip, cache.build_envs,
                                        project=own, sandbox=sandbox.for_config(config, warn=False),
                                        settings=config.fetch.build_env)
         files = builder.build(request)

@@ -25,6 +25,7 @@ from pypi_insiders.fetch import repo_state, versions
 from pypi_insiders.files import atomic_write
 from pypi_insiders.http_client import HttpClient, HttpError, display_url
 from pypi_insiders.simple_api import V1_JSON_MEDIA_TYPE
+from pypi_insiders.state_layout import CacheLayout
 from pypi_insiders.store import parse_filename
 from pypi_insiders.units import FETCH_TIMER
 
@@ -92,7 +93,7 @@ def _newest_final(data: dict[str, Any]) -> Version | None:
 
 def upstream_versions(config: Config, distributions: set[str]) -> dict[str, str | None]:
     """Newest public version per distribution, from the disk cache or asked again in parallel."""
-    path = config.paths.cache / "upstream-releases.json"
+    path = CacheLayout(config.paths.cache).upstream_releases
     try:
         cache: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError):

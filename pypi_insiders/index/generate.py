@@ -24,15 +24,15 @@ from pypi_insiders.index.cache_sync import StoreSync
 from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.index.metadata_cache import Cache
 from pypi_insiders.index.page_settings import PageSettings
-from pypi_insiders.index.pins import Pinner, names_in_store, pins_path
+from pypi_insiders.index.pins import Pinner, names_in_store
 from pypi_insiders.index.project_render import ProjectRenderer, Run
 from pypi_insiders.index.yanks import YankState
+from pypi_insiders.state_layout import CacheLayout, StateLayout
 from pypi_insiders.store import Store
 from pypi_insiders.wording import counted
 
 log = logging.getLogger(__name__)
 
-CACHE_FILE = "index.sqlite3"
 _COMMIT_EVERY = 500  # files read (or projects rendered) between commits of a long cold run
 _RENDER_BATCH = 500  # projects rendered together, their pages written while the next are read
 
@@ -55,13 +55,13 @@ class Generator:
         self.index_dir = index_dir
         self.layout = IndexLayout(index_dir)
         self._lock = threading.RLock()
-        self._cache = Cache(cache_dir / CACHE_FILE)
+        self._cache = Cache(CacheLayout(cache_dir).metadata_db)
         self._sync = StoreSync(store, self._cache, self.layout, self._checkpoint)
         self._renderer = ProjectRenderer(self._cache, self.layout)
         self._configured = settings
         self._yanks = YankState(state_dir)
         self._settings = settings.with_yanks(self._yanks.reasons())
-        self._pins = Pinner(pins_path(state_dir))
+        self._pins = Pinner(StateLayout(state_dir).pinned_projects)
         self.stats = Stats()
         self._reading = 0  # files read so far by the run in progress
         self._committed_at = 0  # the count at the last commit of a long run

@@ -18,12 +18,6 @@ from pypi_insiders.errors import InvalidDistributionError
 from pypi_insiders.files import atomic_write
 from pypi_insiders.store import is_hidden, parse_filename
 
-PINNED_FILE = "pinned-projects.txt"
-
-
-def pins_path(state_dir: Path) -> Path:
-    return state_dir / PINNED_FILE
-
 
 def read_pins(path: Path) -> set[NormalizedName]:
     try:

@@ -19,12 +19,7 @@ from typing import Any
 
 from pypi_insiders.files import atomic_write
 
-PROGRESS_FILE = "first-generation.json"
 RETRY_AFTER = 5  # seconds, what a client is told to wait for a page not generated yet
-
-
-def progress_path(cache_dir: Path) -> Path:
-    return cache_dir / PROGRESS_FILE
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from pypi_insiders.config import Config
-from pypi_insiders.index.yanks import yanks_path
+from pypi_insiders.state_layout import StateLayout
 from pypi_insiders.store import is_hidden
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class _YankEvents(FileSystemEventHandler):
 class Watcher:
     def __init__(self, config: Config, generator: Generates) -> None:
         self._root = config.paths.store
-        self._yank_file = yanks_path(config.paths.state)
+        self._yank_file = StateLayout(config.paths.state).yanks
         self._yanks_changed = False
         self._debounce = config.index.debounce
         self._rescan_interval = config.index.rescan_interval

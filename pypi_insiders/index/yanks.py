@@ -25,10 +25,10 @@ from packaging.version import InvalidVersion, Version
 from pypi_insiders.errors import UsageError
 from pypi_insiders.files import atomic_write, exclusive_lock
 from pypi_insiders.index.pages import normalize_version_key
+from pypi_insiders.state_layout import StateLayout
 
 log = logging.getLogger(__name__)
 
-YANKS_FILE = "yanked.json"
 MAX_REASON = 500  # characters; the public index's own limit is of the same order
 
 Reasons = dict[NormalizedName, dict[str, str]]
@@ -39,10 +39,6 @@ class Yank:
     reason: str
     by: str
     at: float  # seconds since the epoch
-
-
-def yanks_path(state_dir: Path) -> Path:
-    return state_dir / YANKS_FILE
 
 
 def version_key(text: str) -> str:
@@ -69,8 +65,9 @@ class YankState:
     """`yanked.json` of one state directory: read when its stat changes, written under a lock."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = yanks_path(state_dir)
-        self._lock = self.path.with_name(f".{YANKS_FILE}.lock")
+        layout = StateLayout(state_dir)
+        self.path = layout.yanks
+        self._lock = layout.yanks_lock
         self._stamp: tuple[int, int, int] | None = None
         self._yanks: dict[NormalizedName, dict[str, Yank]] = {}
 

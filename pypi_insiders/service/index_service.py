@@ -30,6 +30,7 @@ from pypi_insiders.service import live_config, processes
 from pypi_insiders.service.server import Server, answers, create_server, listening, url_of
 from pypi_insiders.service.serving import Serving, install_signals, reloader, thread
 from pypi_insiders.service.worker import serve_worker
+from pypi_insiders.state_layout import CacheLayout
 from pypi_insiders.wording import counted
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ class Service(Serving):
 
     @property
     def progress_file(self) -> Path:
-        return progress.progress_path(self.config.paths.cache)
+        return CacheLayout(self.config.paths.cache).first_generation
 
     def write_progress(self, state: progress.Progress) -> None:
         with self._progress_lock:

@@ -20,10 +20,11 @@ from pypi_insiders.config import Config
 from pypi_insiders.errors import InsidersError
 from pypi_insiders.index import progress
 from pypi_insiders.index.layout import PACKAGES_URL, SIMPLE_URL, IndexLayout
-from pypi_insiders.index.pins import Pins, pins_path
+from pypi_insiders.index.pins import Pins
 from pypi_insiders.mirror.mirror import Mirror
 from pypi_insiders.mirror.render import MIRROR_URL
 from pypi_insiders.project_names import is_normalized, is_valid
+from pypi_insiders.state_layout import CacheLayout, StateLayout
 from pypi_insiders.store import Store
 from pypi_insiders.web import (
     access,
@@ -36,7 +37,7 @@ from pypi_insiders.web import (
     yank_api,
 )
 from pypi_insiders.web.access import View
-from pypi_insiders.web.auth import FAILED_LOGINS_FILE, Authenticator, AuthError, FailedLogins
+from pypi_insiders.web.auth import Authenticator, AuthError, FailedLogins
 from pypi_insiders.web.fallback import Fallback
 from pypi_insiders.web.finish import finish
 from pypi_insiders.web.forwarded import Forwarding
@@ -50,7 +51,6 @@ from pypi_insiders.web.response import (
     plain,
     redirect,
 )
-from pypi_insiders.web.users import LAST_USE_FILE
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -98,8 +98,9 @@ class IndexApp:
         self.pages = pages if pages is not None else page_cache.PageCache(
             page_cache.limit_for(config.server.processes))
         self.negotiator = negotiator or Negotiator()
-        self.auth = Authenticator(config.upload.users_file, config.paths.state / LAST_USE_FILE,
-                                  FailedLogins(shared=config.paths.state / FAILED_LOGINS_FILE))
+        state = StateLayout(config.paths.state)
+        self.auth = Authenticator(config.upload.users_file, state.users_last_use,
+                                  FailedLogins(shared=state.failed_logins))
         self.projects = project_page.ProjectPages(config.paths.index, config.paths.state)
         # A [server] setting: a reload keeps the one the service started with.
         self.access_log = access_log.AccessLog() if config.server.access_log else None
@@ -119,7 +120,7 @@ class IndexApp:
         files = file_route.PublishedFiles(str(self.store.root), str(layout.packages), policy)
         self._live = _Live(config, str(layout.landing_page), layout.simple_prefix(), files,
                            uploads, policy, access.ScopedRoots(str(layout.simple)),
-                           str(progress.progress_path(config.paths.cache)), self._mirror_routes(config))
+                           str(CacheLayout(config.paths.cache).first_generation), self._mirror_routes(config))
 
     def _mirror_routes(self, config: Config) -> mirror_route.MirrorRoutes | None:
         if config.upstream.fallback != "mirror":
@@ -338,7 +339,7 @@ def make_app(config: Config, store: Store | None = None, *, fallback: Fallback |
              pages: page_cache.PageCache | None = None, status: StatusReport | None = None) -> IndexApp:
     """The app for one config; the service keeps it to call `reconfigure` on SIGHUP."""
     store = store or Store(config.paths.store)
-    fallback = fallback or Fallback(config.upstream, Pins(pins_path(config.paths.state)),
+    fallback = fallback or Fallback(config.upstream, Pins(StateLayout(config.paths.state).pinned_projects),
                                     config.paths.store, IndexLayout(config.paths.index).simple)
     return IndexApp(config, store, fallback, pages=pages, status=status)
 

@@ -40,7 +40,6 @@ from pypi_insiders.wording import counted
 
 log = logging.getLogger(__name__)
 
-FAILED_LOGINS_FILE: Final = "failed-logins.json"  # in the state directory, shared by the processes
 _CACHE_LIMIT: Final = 4096
 _MAX_HEADER: Final = 4096  # longer than any user name and secret we issue or accept
 _RECHECK: Final = 0.2  # seconds between looks at the users file

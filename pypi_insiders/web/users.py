@@ -31,7 +31,6 @@ from pypi_insiders.web.scopes import EVERYTHING, NOTHING, Scope, parse_scope
 log = logging.getLogger(__name__)
 
 TOKEN_USER: Final = "__token__"  # noqa: S105 - the user name twine sends with API tokens
-LAST_USE_FILE: Final = "users-last-use.json"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # shown
 _FILE_TIME = "%Y%m%dT%H%M%SZ"  # written: ISO 8601's basic format, no ':' to split a line on
 MAX_DAYS: Final = 36500

@@ -13,7 +13,7 @@ import pytest
 from urllib3.connection import HTTPConnection
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProxyError
 
-from pypi_insiders import config
+from pypi_insiders import config, state_layout
 from pypi_insiders.errors import CredentialError, FetchError
 from pypi_insiders.fetch import credentials, git, repo_state
 from pypi_insiders.http_client import display_url
@@ -50,7 +50,7 @@ def test_update_mirrors_tags_peeled_to_commits(make_config: ConfigMaker, upstrea
     head = (upstream / ".git" / "refs" / "heads" / "master").read_text().strip()
     assert outcome.fetched
     assert outcome.tags == {"v1.0": head, "lightweight-1.1": head}
-    assert git.mirror_path(loaded, "demo").name == f"{repo_state.slug('demo')}.git"
+    assert git.mirror_path(loaded, "demo").name == f"{state_layout.slug('demo')}.git"
 
 
 def test_update_counts_the_new_tags_not_the_objects(make_config: ConfigMaker, upstream: Path,
@@ -285,4 +285,4 @@ def test_state_survives_a_round_trip_and_a_corrupt_file(loaded_config: config.Co
     repo_state.path_of(loaded_config, "a/b").write_text("{not json")
     assert repo_state.load(loaded_config, "a/b") == repo_state.RepoState("a/b")
     written = [p.name for p in (loaded_config.paths.state / "repos").iterdir()]
-    assert written == [f"{repo_state.slug('a/b')}.json"]
+    assert written == [f"{state_layout.slug('a/b')}.json"]

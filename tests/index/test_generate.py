@@ -24,7 +24,8 @@ import pytest
 
 from pypi_insiders import config
 from pypi_insiders.index import work_pool
-from pypi_insiders.index.generate import CACHE_FILE, Generator
+from pypi_insiders.index.generate import Generator
+from pypi_insiders.state_layout import CacheLayout
 from tests.conftest import ConfigMaker
 from tests.support.distfiles import make_sdist, make_wheel
 
@@ -183,7 +184,8 @@ def test_generator_leaves_no_wal_behind_a_full_run(cfg: config.Config, generator
     for number in range(30):
         make_wheel(cfg.paths.store / f"walled-{number}", f"walled-{number}", "1.0")
     generator.generate_all()
-    wal = cfg.paths.cache / f"{CACHE_FILE}-wal"
+    db = CacheLayout(cfg.paths.cache).metadata_db
+    wal = db.with_name(f"{db.name}-wal")
     assert not wal.exists() or wal.stat().st_size == 0
     assert len(project_json(cfg, "walled-29")["files"]) == 1
 

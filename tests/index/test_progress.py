@@ -16,7 +16,7 @@ import pytest
 from pypi_insiders import config
 from pypi_insiders.files import exclusive_lock
 from pypi_insiders.index import progress
-from pypi_insiders.index.pins import pins_path
+from pypi_insiders.state_layout import CacheLayout, StateLayout
 from tests.conftest import ConfigMaker
 from tests.support.distfiles import make_wheel
 from tests.support.server_fixtures import (
@@ -66,7 +66,7 @@ def test_first_generation_pins_then_answers_503_until_generated(
     held.enter_context(exclusive_lock(tmp_path / "cache" / "index.sqlite3.lock"))
     try:
         with started(config_file) as running:
-            pins = pins_path(loaded.paths.state).read_text().split()
+            pins = StateLayout(loaded.paths.state).pinned_projects.read_text().split()
             assert {"held-pkg", "elsewhere-pkg"} <= set(pins)  # pinned before anything was served
             for name in ("held-pkg", "elsewhere-pkg"):  # upstream has a public held-pkg: never served
                 reply = request(running.url, f"/simple/{name}/")
@@ -81,7 +81,7 @@ def test_first_generation_pins_then_answers_503_until_generated(
             assert b"elsewhere_pkg-2.0" in request(running.url, "/simple/elsewhere-pkg/").body
             assert wait_for(lambda: json.loads(request(running.url, "/status.json").body)["index"]
                             == {"generating": False}, timeout=10)
-            assert not progress.progress_path(loaded.paths.cache).exists()
+            assert not CacheLayout(loaded.paths.cache).first_generation.exists()
             assert request(running.url, "/simple/never-seen/").status == 302
     finally:
         held.close()

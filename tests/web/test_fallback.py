@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pypi_insiders import config
-from pypi_insiders.index.pins import PINNED_FILE
+from pypi_insiders.state_layout import StateLayout
 from pypi_insiders.web.app import IndexApp, make_app
 from pypi_insiders.web.relay import absolute_html
 from tests.conftest import ConfigMaker
@@ -84,7 +84,7 @@ def test_upstream_never_consulted_for_a_local_name(index: AppMaker, upstream: An
 @pytest.mark.parametrize("fallback", ["redirect", "proxy"])
 def test_upstream_pinned_name_without_files_is_404(index: AppMaker, upstream: Any, data_dir: Path,
                                                    fallback: str) -> None:
-    (data_dir / PINNED_FILE).write_text("shared-name\nremote-only\n")
+    StateLayout(data_dir).pinned_projects.write_text("shared-name\nremote-only\n")
     _app, url = index(fallback)
     reply = get(url, "/simple/remote-only/")
     assert reply.status == 404
@@ -97,7 +97,7 @@ def test_upstream_pinned_list_is_reread_when_it_changes(index: AppMaker, upstrea
                                                          data_dir: Path) -> None:
     _app, url = index("redirect")
     assert get(url, "/simple/remote-only/").status == 302
-    (data_dir / PINNED_FILE).write_text("remote-only\n")
+    StateLayout(data_dir).pinned_projects.write_text("remote-only\n")
     assert get(url, "/simple/remote-only/").status == 404
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from pypi_insiders.state_layout import StateLayout
 from pypi_insiders.web import passwords, scopes
 from pypi_insiders.web import users as auth
 from pypi_insiders.web.auth import Authenticator, AuthError, FailedLogins, client_bucket, failure_key
@@ -462,7 +463,7 @@ def test_users_cli_token_with_scopes_and_expiry_is_listed(config_file: Path, use
     assert abs(expires - (time.time() + 30 * 86400)) < 3600
     assert fields[5] == "last-use=never"
     # The server records a successful login; `users list` shows it.
-    last_use = tmp_path / "data" / auth.LAST_USE_FILE
+    last_use = StateLayout(tmp_path / "data").users_last_use
     authenticator = Authenticator(users_file, last_use)
     user = authenticator.user({"HTTP_AUTHORIZATION": basic(auth.TOKEN_USER, token), "REMOTE_ADDR": "::1"})
     assert user is not None
