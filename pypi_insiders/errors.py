@@ -44,6 +44,10 @@ class StoreError(InsidersError):
     """A file cannot be added to the store (it exists with other bytes, or the disk refused it)."""
 
 
+class FilenameReusedError(StoreError):
+    """The filename was published before and its file is gone: a name never comes back."""
+
+
 class UploadError(InsidersError):
     """An upload is refused; `status` is the HTTP status the client gets."""
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from pypi_insiders import config, privileges
-from pypi_insiders.errors import InvalidDistributionError, UsageError
+from pypi_insiders.errors import InvalidDistributionError, StoreError, UsageError
 from pypi_insiders.index.yanks import YankState, version_key
 from pypi_insiders.store import Store, parse_filename
 
@@ -86,20 +86,15 @@ def cmd_remove(args: argparse.Namespace) -> int:
     except InvalidDistributionError as error:
         raise UsageError(str(error)) from None
     privileges.become_data_owner(loaded.paths.state)
-    store = Store(loaded.paths.store)
-    copies = [store.path_of(e.relpath) for e in store.walk() if Path(e.relpath).name == filename]
+    store = Store.for_config(loaded)
+    try:
+        copies = store.remove(filename)  # the name is recorded before the first copy goes
+    except StoreError as error:
+        raise UsageError(str(error)) from None
     if not copies:
         msg = f"{filename}: not in the store ({store.root})"
         raise UsageError(msg)
-    from pypi_insiders.web.upload import RECORD_NAME, PublishedFilenames  # noqa: PLC0415 - for this command only
-
-    PublishedFilenames(loaded.paths.state / RECORD_NAME, store).add([filename])  # before it goes
     for path in copies:
-        try:
-            path.unlink()
-        except OSError as error:
-            msg = f"{path}: cannot remove it: {error.strerror}"
-            raise UsageError(msg) from None
         log.info("removed %s from the store", path, extra={"PROJECT": parsed.project, "FILE": filename})
     where = ", ".join(str(p) for p in copies)
     print(f"{filename}: removed ({where}); the filename can never be uploaded again")

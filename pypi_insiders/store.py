@@ -4,6 +4,13 @@ Files may sit anywhere below the root (an administrator can drop them in by hand
 goes to `<root>/<project>/<filename>`. Names come only from `packaging.utils`, never from
 regexes, and a file is published by an atomic no-overwrite link, so a client never sees a
 partial file and a published file is never replaced.
+
+This module owns publishing for every writer (the fetcher, uploads, `remove`): what the store
+holds (`contains`, `files_of`, `versions`, `copies`), where a file goes and how it gets there
+(`add`), and the record of every filename ever published (`FilenameRegistry`, kept in the state
+directory): like the public index, a filename once used is never accepted again, not even
+after its file was deleted. Writers open the store with `Store.for_config`, which brings the
+registry; a bare `Store(root)` reads and places files but records nothing.
 """
 
 from __future__ import annotations
@@ -12,10 +19,10 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from packaging.utils import (
     InvalidSdistFilename,
@@ -26,8 +33,13 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from pypi_insiders.errors import InvalidDistributionError, StoreError
+from pypi_insiders.errors import FilenameReusedError, InvalidDistributionError, StoreError
+from pypi_insiders.filename_registry import FilenameRegistry
 from pypi_insiders.files import fsync_directory
+from pypi_insiders.state_layout import StateLayout
+
+if TYPE_CHECKING:
+    from pypi_insiders.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +88,15 @@ def parse_filename(filename: str) -> ParsedFilename:
 
 
 class Store:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, registry: Path | None = None) -> None:
+        """`registry`: the file of published filenames; None records nothing (readers, tests)."""
         self.root = root
+        self.registry = FilenameRegistry(registry, self._filenames) if registry is not None else None
+
+    @classmethod
+    def for_config(cls, config: Config) -> Store:
+        """The store as every writer opens it: with the registry in the state directory."""
+        return cls(config.paths.store, StateLayout(config.paths.state).published_filenames)
 
     def path_of(self, relpath: str) -> Path:
         """The file for a store-relative path; refuses anything that would leave the root."""
@@ -115,15 +134,77 @@ class Store:
                     relpath = Path(entry.path).relative_to(self.root).as_posix()
                     yield StoreEntry(relpath, stat.st_size, stat.st_mtime_ns)
 
+    def _filenames(self) -> Iterator[str]:
+        return (entry.relpath.rpartition("/")[2] for entry in self.walk())
+
+    # ------------------------------------------------------------------ what the store holds
+
+    def target(self, filename: str, project: NormalizedName | None = None) -> Path:
+        """Where `add` puts a file: `<root>/<project>/<filename>`, the project from the name by default."""
+        return self.root / (project or parse_filename(filename).project) / filename
+
+    def contains(self, filename: str, *, project: NormalizedName | None = None) -> bool:
+        """Whether a file of that name exists where `add` would put it."""
+        try:
+            return self.target(filename, project).exists()
+        except InvalidDistributionError:
+            return False
+
+    def files_of(self, project: NormalizedName) -> list[str]:
+        """The visible files in the project's directory, including ones not indexed yet."""
+        try:
+            with os.scandir(self.root / project) as entries:
+                return [e.name for e in entries if not is_hidden(e.name) and e.is_file()]
+        except OSError:
+            return []
+
+    def versions(self, project: NormalizedName, kind: Kind) -> set[Version]:
+        """Versions of the project with a file of that kind in its directory, whoever put it there."""
+        found: set[Version] = set()
+        for name in self.files_of(project):
+            try:
+                parsed = parse_filename(name)
+            except InvalidDistributionError:
+                continue
+            if parsed.kind == kind and parsed.project == project:
+                found.add(parsed.version)
+        return found
+
+    def copies(self, filename: str) -> list[Path]:
+        """Every file of that name anywhere below the root (dropped in by hand, or where `add` put it)."""
+        return [self.path_of(e.relpath) for e in self.walk() if e.relpath.rpartition("/")[2] == filename]
+
+    def was_published(self, filename: str) -> bool:
+        """Whether the name was ever published here (always False without a registry)."""
+        return self.registry is not None and filename in self.registry
+
+    # ------------------------------------------------------------------ publishing
+
+    def remember(self, filenames: Iterable[str]) -> None:
+        """Record names as published (files another reader saw, such as the index's listing)."""
+        if self.registry is not None:
+            self.registry.add(filenames)
+
     def add(self, filename: str, source: BinaryIO | Path, *, project: NormalizedName | None = None) -> Path:
         """Publish one file under `<project>/<filename>`; identical bytes already there are fine.
 
-        Returns the published path. Raises StoreError when the name is taken by other bytes.
+        Returns the published path. Raises FilenameReusedError when the name was published before
+        and its file is gone, StoreError when the name is taken by other bytes. The name is
+        recorded before the file appears, so no reader sees a file the registry does not hold.
         """
-        parsed = parse_filename(filename)
-        directory = self.root / (project or parsed.project)
-        directory.mkdir(parents=True, exist_ok=True)
-        final = directory / filename
+        final = self.target(filename, project)
+        if self.registry is not None:
+            if filename in self.registry and not final.exists():
+                msg = f"{filename}: this filename was used before and cannot be reused"
+                raise FilenameReusedError(msg)
+            self.registry.add([filename])
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self._place(final, source)
+        return final
+
+    def _place(self, final: Path, source: BinaryIO | Path) -> None:
+        """Write a hidden temp file beside `final`, fsync it, and link it into place."""
+        directory, filename = final.parent, final.name
         fd, tmp_name = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=directory)
         tmp = Path(tmp_name)
         try:
@@ -148,15 +229,23 @@ class Store:
                 fsync_directory(directory)
         finally:
             tmp.unlink(missing_ok=True)
-        return final
 
-    def contains(self, filename: str) -> bool:
-        """Whether a file of that name exists where `add` would put it."""
-        try:
-            parsed = parse_filename(filename)
-        except InvalidDistributionError:
-            return False
-        return (self.root / parsed.project / filename).exists()
+    def remove(self, filename: str) -> list[Path]:
+        """Delete every copy of a file, its name recorded first so it never comes back.
+
+        Returns the removed paths (none: nothing of that name was here, nothing recorded).
+        Raises StoreError naming the file that cannot be removed.
+        """
+        copies = self.copies(filename)
+        if copies:
+            self.remember([filename])
+        for path in copies:
+            try:
+                path.unlink()
+            except OSError as error:
+                msg = f"{path}: cannot remove it: {error.strerror}"
+                raise StoreError(msg) from None
+        return copies
 
 
 def same_content(a: Path, b: Path) -> bool:

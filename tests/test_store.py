@@ -1,4 +1,5 @@
-"""The store: filename parsing, atomic no-overwrite publishing, and paths that stay inside."""
+"""The store: filename parsing, atomic no-overwrite publishing, the filename registry, what it holds,
+and paths that stay inside."""
 
 from __future__ import annotations
 
@@ -8,12 +9,19 @@ import stat
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from pypi_insiders.errors import InvalidDistributionError, StoreError
+from pypi_insiders import config
+from pypi_insiders.errors import FilenameReusedError, InvalidDistributionError, StoreError
 from pypi_insiders.files import atomic_write
+from pypi_insiders.state_layout import StateLayout
 from pypi_insiders.store import Store, is_hidden, parse_filename
 from tests.support.distfiles import make_wheel
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
 @pytest.mark.parametrize(
@@ -79,6 +87,103 @@ def test_store_walk_lists_visible_files_with_their_stat(tmp_path: Path) -> None:
     entries = {e.relpath: e.size for e in store.walk()}
     assert entries.keys() == {"a/a-1.0-py3-none-any.whl", "deep/er/b-1.0.tar.gz"}
     assert entries["deep/er/b-1.0.tar.gz"] == 5
+
+
+def test_store_add_never_reuses_a_filename_whose_file_is_gone(tmp_path: Path) -> None:
+    """Deleted by hand, by `remove`, or lost: the name is refused, with other bytes and the same."""
+    wheel = make_wheel(tmp_path / "src", "foo", "1.0")
+    store = Store(tmp_path / "store", tmp_path / "state" / "published-filenames.txt")
+    store.add(wheel.name, wheel).unlink()
+    for source in (wheel, io.BytesIO(b"other bytes")):
+        with pytest.raises(FilenameReusedError, match="cannot be reused"):
+            store.add(wheel.name, source)
+    assert _tree(tmp_path / "store") == []
+    assert store.was_published(wheel.name)
+
+
+def test_store_add_records_the_name_and_accepts_identical_bytes_again(tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path / "src", "foo", "1.0")
+    registry = tmp_path / "state" / "published-filenames.txt"
+    store = Store(tmp_path / "store", registry)
+    assert store.add(wheel.name, wheel) == store.add(wheel.name, wheel)
+    assert registry.read_text().splitlines() == [wheel.name]
+    with pytest.raises(StoreError, match="already exists with different content") as caught:
+        store.add(wheel.name, io.BytesIO(b"other bytes"))
+    assert not isinstance(caught.value, FilenameReusedError)
+
+
+def test_store_registry_starts_from_the_files_dropped_in_by_hand(tmp_path: Path) -> None:
+    by_hand = make_wheel(tmp_path / "store" / "anywhere", "foo", "1.0")
+    registry = tmp_path / "state" / "published-filenames.txt"
+    store = Store(tmp_path / "store", registry)
+    assert store.was_published(by_hand.name)
+    assert not store.was_published("foo-2.0-py3-none-any.whl")
+    by_hand.unlink()
+    with pytest.raises(FilenameReusedError):
+        store.add(by_hand.name, io.BytesIO(b"wheel"))
+    assert registry.read_text().splitlines() == [by_hand.name]
+
+
+def test_store_registry_sees_names_another_process_recorded(tmp_path: Path) -> None:
+    registry = tmp_path / "state" / "published-filenames.txt"
+    reader, writer = Store(tmp_path / "store", registry), Store(tmp_path / "store", registry)
+    assert not reader.was_published("foo-1.0.tar.gz")
+    writer.remember(["foo-1.0.tar.gz"])
+    assert reader.was_published("foo-1.0.tar.gz")
+
+
+def test_store_without_a_registry_records_nothing(tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path / "src", "foo", "1.0")
+    store = Store(tmp_path / "store")
+    store.add(wheel.name, wheel).unlink()
+    store.remember([wheel.name])
+    assert not store.was_published(wheel.name)
+    assert store.add(wheel.name, wheel).exists()
+
+
+def test_store_for_config_keeps_the_registry_in_the_state_directory(tmp_path: Path) -> None:
+    loaded = config.from_mapping({"paths": {"data": str(tmp_path / "data")}}, None)
+    store = Store.for_config(loaded)
+    assert store.root == loaded.paths.store
+    assert store.registry is not None
+    assert store.registry.path == StateLayout(loaded.paths.state).published_filenames
+
+
+def test_store_answers_what_it_holds(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    wheel = make_wheel(tmp_path / "foo-bar", "Foo_Bar", "1.0")
+    make_wheel(tmp_path / "foo-bar", "foo-bar", "2.0")
+    make_wheel(tmp_path / "elsewhere", "foo-bar", "3.0")  # by hand, outside the project directory
+    (tmp_path / "foo-bar" / "foo_bar-4.0.tar.gz").write_bytes(b"sdist")
+    (tmp_path / "foo-bar" / "other-5.0-py3-none-any.whl").write_bytes(b"another project's")
+    (tmp_path / "foo-bar" / ".foo_bar-6.0-py3-none-any.whl.x.part").write_bytes(b"partial")
+    (tmp_path / "foo-bar" / "README").write_text("not a distribution")
+    assert store.contains(wheel.name)
+    assert store.contains(wheel.name, project=canonicalize_name("foo-bar"))
+    assert not store.contains("foo_bar-3.0-py3-none-any.whl")  # not where `add` would put it
+    assert not store.contains("not a distribution")
+    assert sorted(store.files_of(canonicalize_name("foo-bar"))) == [
+        "README", wheel.name, "foo_bar-2.0-py3-none-any.whl", "foo_bar-4.0.tar.gz",
+        "other-5.0-py3-none-any.whl"]
+    assert store.files_of(canonicalize_name("missing")) == []
+    assert store.versions(canonicalize_name("foo-bar"), "wheel") == {Version("1.0"), Version("2.0")}
+    assert store.versions(canonicalize_name("foo-bar"), "sdist") == {Version("4.0")}
+    by_hand = "foo_bar-3.0-py3-none-any.whl"
+    assert store.copies(by_hand) == [tmp_path / "elsewhere" / by_hand]
+
+
+def test_store_remove_deletes_every_copy_and_records_the_name_first(tmp_path: Path) -> None:
+    registry = tmp_path / "state" / "published-filenames.txt"
+    store = Store(tmp_path / "store", registry)
+    wheel = make_wheel(tmp_path / "src", "foo", "1.0")
+    store.add(wheel.name, wheel)
+    make_wheel(tmp_path / "store" / "by-hand", "foo", "1.0")
+    assert sorted(store.remove(wheel.name)) == [tmp_path / "store" / "by-hand" / wheel.name,
+                                                tmp_path / "store" / "foo" / wheel.name]
+    assert _tree(tmp_path / "store") == []
+    assert store.was_published(wheel.name)
+    assert store.remove("foo-2.0.tar.gz") == []
+    assert not store.was_published("foo-2.0.tar.gz")  # nothing was there: nothing is recorded
 
 
 @pytest.mark.parametrize("relpath", ["", "/etc/passwd", "../x", "a/../../x", "a//b", "./a"])

@@ -1,7 +1,8 @@
 """Where verified builds go: into the local store, or to a remote index's legacy upload API.
 
-The store is the default: `Store.add` links each file into place atomically and never
-overwrites, and the index's watcher publishes it. With `fetch.publish = "upload"` each file is
+The store is the default: `Store.add` links each file into place atomically, never
+overwrites, records the filename and refuses one published before, and the index's watcher
+publishes it. With `fetch.publish = "upload"` each file is
 POSTed like twine does; a file the target already has counts as published, so a run that was
 killed after some uploads simply carries on.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from pypi_insiders import provenance
 from pypi_insiders.config import Config
-from pypi_insiders.errors import BuildError, StoreError
+from pypi_insiders.errors import BuildError, FilenameReusedError, StoreError
 from pypi_insiders.fetch import credentials
 from pypi_insiders.fetch.builder import BuiltFile
 from pypi_insiders.http_client import Credentials, HttpClient, HttpError, display_url
@@ -36,17 +37,18 @@ def publish(config: Config, files: list[BuiltFile], repo_key: str, origin: Origi
     names = [f.path.name for f in ordered]
     if origin is not None and config.fetch.publish == "store":  # before the files appear
         provenance.record(config.paths.state, names, origin)
+    store = Store.for_config(config)
     with HttpClient(pool_size=1) as client:  # the wheel follows the sdist on the same connection
         for built in ordered:
-            _publish_one(config, built, repo_key, client)
+            _publish_one(config, store, built, repo_key, client)
     return names
 
 
-def _publish_one(config: Config, built: BuiltFile, repo_key: str, client: HttpClient) -> None:
+def _publish_one(config: Config, store: Store, built: BuiltFile, repo_key: str, client: HttpClient) -> None:
     if config.fetch.publish == "upload":
         upload(config, built.path, client)
     else:
-        add_to_store(Store(config.paths.store), built, repo_key)
+        add_to_store(store, built, repo_key)
     log.info("%s: published %s", repo_key, built.path.name,
              extra={"REPO": repo_key, "PROJECT": built.name, "FILE": built.path.name,
                     "VERSION": str(built.version), "STEP": "publish"})
@@ -54,9 +56,14 @@ def _publish_one(config: Config, built: BuiltFile, repo_key: str, client: HttpCl
 
 def add_to_store(store: Store, built: BuiltFile, repo_key: str) -> None:
     """A file of that name with other bytes was published before (a run killed between the
-    sdist and the wheel, or lost state): it stays, as published files always do."""
+    sdist and the wheel, or lost state): it stays, as published files always do. A name
+    published before whose file was deleted (by `remove` or by hand) is not published again."""
     try:
         store.add(built.path.name, built.path, project=built.name)
+    except FilenameReusedError as error:
+        log.warning("%s: not published again: %s", repo_key, error,
+                    extra={"REPO": repo_key, "PROJECT": built.name, "FILE": built.path.name,
+                           "STEP": "publish"})
     except StoreError as error:
         log.warning("%s: kept the file already in the store: %s", repo_key, error,
                     extra={"REPO": repo_key, "PROJECT": built.name, "FILE": built.path.name,

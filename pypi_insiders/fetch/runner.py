@@ -28,7 +28,6 @@ from pypi_insiders.errors import (
     BuildError,
     CredentialError,
     FetchError,
-    InvalidDistributionError,
     LockedError,
     StoreError,
     UsageError,
@@ -38,7 +37,7 @@ from pypi_insiders.files import LockBusy, exclusive_lock
 from pypi_insiders.http_client import display_url
 from pypi_insiders.provenance import Origin
 from pypi_insiders.state_layout import CacheLayout, StateLayout
-from pypi_insiders.store import parse_filename
+from pypi_insiders.store import Store
 from pypi_insiders.wording import counted, utc
 
 log = logging.getLogger(__name__)
@@ -237,16 +236,4 @@ def published_versions(config: Config, distribution: NormalizedName | None) -> s
     """Versions with a wheel already in the store, whoever put it there: never built twice."""
     if distribution is None or config.fetch.publish != "store":
         return set()
-    found: set[Version] = set()
-    try:
-        names = [p.name for p in (config.paths.store / distribution).iterdir()]
-    except OSError:
-        return found
-    for name in names:
-        try:
-            parsed = parse_filename(name)
-        except InvalidDistributionError:
-            continue
-        if parsed.kind == "wheel" and parsed.project == distribution:
-            found.add(parsed.version)
-    return found
+    return Store(config.paths.store).versions(distribution, "wheel")

@@ -338,7 +338,7 @@ def _with_query(location: str, environ: Environ) -> str:
 def make_app(config: Config, store: Store | None = None, *, fallback: Fallback | None = None,
              pages: page_cache.PageCache | None = None, status: StatusReport | None = None) -> IndexApp:
     """The app for one config; the service keeps it to call `reconfigure` on SIGHUP."""
-    store = store or Store(config.paths.store)
+    store = store or Store.for_config(config)
     fallback = fallback or Fallback(config.upstream, Pins(StateLayout(config.paths.state).pinned_projects),
                                     config.paths.store, IndexLayout(config.paths.index).simple)
     return IndexApp(config, store, fallback, pages=pages, status=status)

@@ -6,23 +6,19 @@ digests and the size. The file arrives in a hidden temporary file in the store r
 published with `Store.add`, which never overwrites; the watcher then puts it in the index,
 and the upload is answered once the project's generated pages list the file (`index_visibility`),
 so a job that uploads and then installs never races the watcher.
-A filename, once published, is recorded in `<state>/published-filenames.txt` and never accepted
-with other bytes again, even after the file was deleted.
+A filename, once published, is never accepted again once its file is gone: the store's
+registry (`Store.for_config` brings it) records every name, and the files the index lists.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, BinaryIO
 
-from packaging.utils import NormalizedName
-
 from pypi_insiders.config import Config
-from pypi_insiders.errors import InvalidDistributionError, StoreError, UploadError
+from pypi_insiders.errors import FilenameReusedError, InvalidDistributionError, StoreError, UploadError
 from pypi_insiders.index.yanks import YankState
 from pypi_insiders.store import ParsedFilename, Store, parse_filename
 from pypi_insiders.web.auth import Authenticator
@@ -38,57 +34,11 @@ log = logging.getLogger(__name__)
 PATHS = frozenset({"/", "/legacy", "/legacy/"})  # where twine and uv send uploads (POST)
 
 FORM_FIELDS_LIMIT = 8 * 1024 * 1024  # all text fields together; a long README description fits
-RECORD_NAME = "published-filenames.txt"
-
-
-class PublishedFilenames:
-    """Every filename ever published here; only grows. State, not cache: it cannot be rebuilt.
-
-    Created on first use from the store's current files. Lines are appended with one O_APPEND
-    write each and fsynced, so a concurrent reader sees whole lines only.
-    """
-
-    def __init__(self, path: Path, store: Store) -> None:
-        self.path = path
-        self.store = store
-        self._names: set[str] | None = None
-        self._stamp: int | None = None
-
-    def __contains__(self, filename: str) -> bool:
-        return filename in self._load()
-
-    def add(self, filenames: list[str]) -> None:
-        names = self._load()
-        new = [name for name in dict.fromkeys(filenames) if name not in names]
-        if new:
-            self._append(new)
-            names.update(new)
-
-    def _append(self, filenames: list[str]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, "".join(f"{name}\n" for name in filenames).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self._stamp = self.path.stat().st_mtime_ns
-
-    def _load(self) -> set[str]:
-        try:
-            stamp = self.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            self._names = {Path(entry.relpath).name for entry in self.store.walk()}
-            self._append(sorted(self._names))
-            return self._names
-        if self._names is None or stamp != self._stamp:
-            text = self.path.read_text(encoding="utf-8")
-            self._names, self._stamp = {line for line in text.splitlines() if line}, stamp
-        return self._names
 
 
 class Uploads:
     def __init__(self, config: Config, store: Store, auth: Authenticator | None = None) -> None:
+        """`store` as writers open it (`Store.for_config`): its registry keeps names from coming back."""
         self.store = store
         self.max_size = config.upload.max_size
         # `is not None`: an Authenticator's len() is its number of users, and no users is falsy.
@@ -96,7 +46,6 @@ class Uploads:
         self.index = IndexView(config.paths.index)
         self.wait = config.index.debounce + WAIT_MARGIN
         self.yanks = YankApi(self.auth, YankState(config.paths.state), self.index, self.wait)
-        self.published = PublishedFilenames(config.paths.state / RECORD_NAME, store)
         self._commit = threading.Lock()
 
     def handle(self, environ: Mapping[str, Any]) -> Response:
@@ -165,22 +114,21 @@ class Uploads:
         Returns the message and whether the index does not list the file yet.
         """
         listed = self.index.listed(parsed.project)
-        self.published.add(list(listed))  # files dropped in by hand count as published too
+        self.store.remember(listed)  # files dropped in by hand count as published too
         sha256 = file.digests["sha256_digest"]
         if file.filename in listed:
             if listed[file.filename] != sha256:
                 raise UploadError(409, f"{file.filename}: already exists with different content")
             return f"{file.filename}: identical file already uploaded", False
-        target = self.store.root / parsed.project / file.filename
-        if parsed.kind == "sdist" and not target.exists():
-            self._refuse_a_second_sdist(file.filename, parsed, [*listed, *self._stored(parsed.project)])
-        if file.filename in self.published and not target.exists():
-            raise UploadError(400, f"{file.filename}: this filename was used before and cannot be "
-                                   "reused; upload a new version")
-        self.published.add([file.filename])
-        present = target.exists()  # uploaded a moment ago, not yet in the index
+        present = self.store.contains(file.filename, project=parsed.project)  # not yet in the index
+        if parsed.kind == "sdist" and not present:
+            held = [*listed, *self.store.files_of(parsed.project)]
+            self._refuse_a_second_sdist(file.filename, parsed, held)
         try:
             self.store.add(file.filename, file.path, project=parsed.project)
+        except FilenameReusedError:
+            raise UploadError(400, f"{file.filename}: this filename was used before and cannot be "
+                                   "reused; upload a new version") from None
         except StoreError:
             raise UploadError(409, f"{file.filename}: already exists with different content") from None
         return f"{file.filename}: {'identical file already uploaded' if present else 'uploaded'}", True
@@ -197,10 +145,3 @@ class Uploads:
             if existing.kind == "sdist" and existing.version == parsed.version and other != filename:
                 raise UploadError(400, f"{filename}: release {parsed.version} already has an sdist "
                                        f"({other}); only one sdist per release")
-
-    def _stored(self, project: NormalizedName) -> list[str]:
-        """Files already in the project's store directory, including ones not yet indexed."""
-        try:
-            return [entry.name for entry in os.scandir(self.store.root / project) if entry.is_file()]
-        except OSError:
-            return []

@@ -23,12 +23,13 @@ from packaging.utils import canonicalize_name
 
 from pypi_insiders import config, directories
 from pypi_insiders.config import Config
+from pypi_insiders.state_layout import StateLayout
 from pypi_insiders.store import Store
 from pypi_insiders.web import passwords, scopes
 from pypi_insiders.web import users as auth
 from pypi_insiders.web.index_visibility import IndexView
 from pypi_insiders.web.multipart import BodyReader, Parser
-from pypi_insiders.web.upload import RECORD_NAME, Uploads
+from pypi_insiders.web.upload import Uploads
 from tests.conftest import ConfigMaker
 from tests.support.distfiles import make_sdist, make_wheel
 from tests.support.server_fixtures import wait_for
@@ -78,7 +79,7 @@ def test_upload_accepts_a_wheel_into_the_store(port: int, upload_config: Config,
     published = upload_config.paths.store / "demo-pkg" / wheel.name
     assert published.read_bytes() == wheel.read_bytes()
     assert tree(upload_config.paths.store) == [f"demo-pkg/{wheel.name}"]
-    record = (upload_config.paths.state / RECORD_NAME).read_text().splitlines()
+    record = StateLayout(upload_config.paths.state).published_filenames.read_text().splitlines()
     assert wheel.name in record
     accepted = [r for r in caplog.records if r.levelno == logging.INFO and "alice" in r.getMessage()]
     assert accepted
@@ -147,8 +148,8 @@ def test_upload_files_already_in_the_store_count_as_published(upload_config: Con
     by_hand = upload_config.paths.store / "by-hand" / wheel.name
     by_hand.parent.mkdir(parents=True)
     by_hand.write_bytes(wheel.read_bytes())
-    uploads = Uploads(upload_config, Store(upload_config.paths.store))
-    assert wheel.name in uploads.published
+    uploads = Uploads(upload_config, Store.for_config(upload_config))
+    assert uploads.store.was_published(wheel.name)
     by_hand.unlink()
     with running_app(upload_config) as bound:
         reply = upload(bound, wheel)
@@ -227,7 +228,7 @@ def test_upload_needs_an_upload_scope_covering_the_project(port: int, upload_con
     if status == 403:
         assert reply.text.strip() == "user 'ci-bot' may not upload to demo-pkg"
         assert tree(upload_config.paths.store) == []  # not even the spooled upload is left
-        record = upload_config.paths.state / RECORD_NAME
+        record = StateLayout(upload_config.paths.state).published_filenames
         assert not record.exists() or wheel.name not in record.read_text()
     else:
         assert tree(upload_config.paths.store) == [f"demo-pkg/{wheel.name}"]
@@ -323,7 +324,7 @@ def test_upload_body_shorter_than_content_length_is_refused(upload_config: Confi
     environ = {"REQUEST_METHOD": "POST", "REMOTE_ADDR": "127.0.0.1", "HTTP_AUTHORIZATION": AUTH,
                "CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}",
                "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body[: len(body) // 2])}
-    reply = Uploads(upload_config, Store(upload_config.paths.store)).handle(environ)
+    reply = Uploads(upload_config, Store.for_config(upload_config)).handle(environ)
     status, message = reply.code, reply.text
     assert status == 400
     assert "before its Content-Length" in message
@@ -353,7 +354,7 @@ def test_upload_handler_refuses_an_oversized_content_length_without_reading(uplo
     environ = {"REQUEST_METHOD": "POST", "REMOTE_ADDR": "127.0.0.1", "HTTP_AUTHORIZATION": AUTH,
                "CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}",
                "CONTENT_LENGTH": str(50 * 1024 * 1024), "wsgi.input": io.BytesIO(b"")}
-    reply = Uploads(upload_config, Store(upload_config.paths.store)).handle(environ)
+    reply = Uploads(upload_config, Store.for_config(upload_config)).handle(environ)
     status, message = reply.code, reply.text
     assert status == 413
     assert "exceeds the upload limit" in message
@@ -368,7 +369,7 @@ def test_upload_without_a_watcher_is_stored_and_answered_200_after_the_wait(
     environ = {"REQUEST_METHOD": "POST", "REMOTE_ADDR": "127.0.0.1", "HTTP_AUTHORIZATION": AUTH,
                "CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}",
                "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
-    uploads = Uploads(upload_config, Store(upload_config.paths.store))
+    uploads = Uploads(upload_config, Store.for_config(upload_config))
     uploads.wait = 0.3
     with caplog.at_level(logging.WARNING):
         reply = uploads.handle(environ)
@@ -484,7 +485,7 @@ def test_upload_concurrent_uploads_of_one_filename_publish_one_file(port: int, u
 
 
 def test_upload_failed_logins_are_throttled_per_client_address(upload_config: Config) -> None:
-    uploads = Uploads(upload_config, Store(upload_config.paths.store))
+    uploads = Uploads(upload_config, Store.for_config(upload_config))
 
     def attempt(client: str, secret: str) -> tuple[int, str]:
         reply = uploads.handle({"REQUEST_METHOD": "POST", "REMOTE_ADDR": client, "CONTENT_LENGTH": "0",
