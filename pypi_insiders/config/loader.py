@@ -52,7 +52,8 @@ def from_mapping(data: Mapping[str, Any], path: Path | None, problems: list[str]
     root.finish(_SECTIONS)
     if problems:
         raise ConfigError(problems)
-    return Config(path, server, paths, index, upstream, upload, fetch, repos, sources, access)
+    return Config(path=path, server=server, paths=paths, index=index, upstream=upstream, upload=upload,
+                  fetch=fetch, repos=repos, sources=sources, access=access)
 
 
 def current_repos(config: Config) -> tuple[RepoConfig, ...]:

@@ -1,4 +1,10 @@
-"""The parsed configuration: frozen dataclasses, built once by `config.load` and passed around."""
+"""The parsed configuration: frozen dataclasses, built once by `config.load` and passed around.
+
+The defaults live here and only here: the parsers in `sections` and `repo_tables` read them
+from the classes (`ServerConfig.threads`), so a default is changed in one place. Every class is
+keyword-only: most hold several fields of one type (two timeouts, four paths), which a
+positional call would silently swap.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,8 @@ Fallback = Literal["redirect", "proxy", "mirror", "off"]
 FALLBACKS: tuple[Fallback, ...] = get_args(Fallback)
 BuildPolicy = Literal["new", "latest"]
 PublishTarget = Literal["store", "upload"]
+PUBLISH_TARGETS: tuple[PublishTarget, ...] = get_args(PublishTarget)
+BUILD_POLICIES: tuple[BuildPolicy, ...] = get_args(BuildPolicy)
 # What callers without credentials get for mirrored names ("": decided by [access] anonymous).
 MirrorAnonymous = Literal["mirror", "redirect", "none", ""]
 MIRROR_ANONYMOUS: tuple[MirrorAnonymous, ...] = ("mirror", "redirect", "none")
@@ -36,7 +44,7 @@ def default_processes() -> int:
     return max(1, min(cores, MAX_DEFAULT_PROCESSES))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
@@ -49,7 +57,7 @@ class ServerConfig:
     access_log: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PathsConfig:
     """Where things live. `state` holds what cannot be rebuilt; `index` and `cache` can."""
 
@@ -59,7 +67,7 @@ class PathsConfig:
     cache: Path
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IndexConfig:
     rescan_interval: float = 300.0
     debounce: float = 0.2
@@ -67,7 +75,7 @@ class IndexConfig:
     yanked: Mapping[NormalizedName, Mapping[str, str]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class UpstreamConfig:
     url: str | None
     # Where `url` came from, for logs and `check-config`: "config", "--upstream", a pip source.
@@ -90,14 +98,14 @@ class UpstreamConfig:
     anonymous: MirrorAnonymous = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class UploadConfig:
-    enabled: bool
+    enabled: bool = False
     users_file: Path
     max_size: int = 100 * 1024 * 1024
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RepoConfig:
     """One watched repository. `key` is its table name: the original's NAMESPACE/PROJECT or a slug."""
 
@@ -114,9 +122,10 @@ class RepoConfig:
 
 
 SandboxKind = Literal["bwrap", "off"]
+SANDBOX_KINDS: tuple[SandboxKind, ...] = get_args(SandboxKind)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FetchConfig:
     repos_dir: Path
     credentials_dir: Path
@@ -136,9 +145,10 @@ class FetchConfig:
 
 
 Anonymous = Literal["read", "none"]
+ANONYMOUS: tuple[Anonymous, ...] = get_args(Anonymous)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AccessConfig:
     """Who may read local projects without credentials, and which local projects shadow public ones."""
 
@@ -149,7 +159,7 @@ class AccessConfig:
     public_projects: frozenset[NormalizedName] = frozenset()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Config:
     path: Path | None
     server: ServerConfig

@@ -11,7 +11,7 @@ from typing import Any, cast
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from pypi_insiders.config.model import BuildPolicy, FetchConfig, RepoConfig
+from pypi_insiders.config.model import BUILD_POLICIES, BuildPolicy, FetchConfig, RepoConfig
 from pypi_insiders.config.table import Table, one_of
 
 _REPO_KEYS = {"url", "distribution", "subdirectory", "tag_pattern", "build", "min_version",
@@ -59,7 +59,7 @@ def parse_repo(key: str, data: Mapping[str, Any], where: str, source: Path | Non
         distribution=canonicalize_name(distribution) if distribution else None,
         subdirectory=t.get("subdirectory", str, "", _check_subdirectory).strip("/"),
         tag_pattern=re.compile(pattern) if pattern else None,
-        build=cast(BuildPolicy, t.get("build", str, "new", one_of("new", "latest"))),
+        build=cast(BuildPolicy, t.get("build", str, RepoConfig.build, one_of(*BUILD_POLICIES))),
         min_version=Version(min_version) if min_version else None,
         credential=t.get("credential", str, "", _check_credential_name) or None,
         username=t.get("username", str, "") or None,

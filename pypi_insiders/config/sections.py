@@ -14,8 +14,10 @@ from pypi_insiders import pipconf
 from pypi_insiders.config.layout import Layout
 from pypi_insiders.config.mirror_keys import mirror_keys
 from pypi_insiders.config.model import (
-    DEFAULT_PORT,
+    ANONYMOUS,
     FALLBACKS,
+    PUBLISH_TARGETS,
+    SANDBOX_KINDS,
     AccessConfig,
     Anonymous,
     Fallback,
@@ -31,6 +33,7 @@ from pypi_insiders.config.model import (
 )
 from pypi_insiders.config.table import (
     Table,
+    between,
     check_http_url,
     duration,
     listen_check,
@@ -45,14 +48,15 @@ from pypi_insiders.project_names import is_valid
 
 def server(root: Table) -> ServerConfig:
     t = root.table("server")
-    host, port = parse_listen(t.get("listen", str, f"127.0.0.1:{DEFAULT_PORT}", listen_check))
-    threads = t.get("threads", int, 8, lambda v: None if 1 <= v <= 256 else "must be 1 to 256")
-    processes = t.get("processes", int, default_processes(),
-                      lambda v: None if 1 <= v <= 64 else "must be 1 to 64")
+    default = ServerConfig
+    host, port = parse_listen(t.get("listen", str, f"{default.host}:{default.port}", listen_check))
+    threads = t.get("threads", int, default.threads, between(1, 256))
+    processes = t.get("processes", int, default_processes(), between(1, 64))
     proxy = t.get("trusted_proxy", str, "", _ip_address_check)
-    access_log = t.get("access_log", bool, True)
+    access_log = t.get("access_log", bool, default.access_log)
     t.finish()
-    return ServerConfig(host, port, threads, processes, proxy or None, access_log)
+    return ServerConfig(host=host, port=port, threads=threads, processes=processes,
+                        trusted_proxy=proxy or None, access_log=access_log)
 
 
 def _ip_address_check(value: str) -> str | None:
@@ -67,6 +71,7 @@ def _ip_address_check(value: str) -> str | None:
 
 
 Sources = dict[str, str]
+_MB = 1024 * 1024
 
 
 def paths(root: Table, layout: Layout, sources: Sources) -> PathsConfig:
@@ -97,8 +102,8 @@ def _beside(key: str, text: str, layout: Layout, sources: Sources, piece: str) -
 
 def index(root: Table) -> IndexConfig:
     t = root.table("index")
-    rescan = t.get("rescan_interval", float, 300.0, positive)
-    debounce = t.get("debounce", float, 0.2, lambda v: None if 0 <= v <= 10 else "must be 0 to 10")
+    rescan = t.get("rescan_interval", float, IndexConfig.rescan_interval, positive)
+    debounce = t.get("debounce", float, IndexConfig.debounce, between(0, 10))
     t.finish()
     yanked: dict[NormalizedName, dict[str, str]] = {}
     y = root.table("yank")
@@ -113,7 +118,7 @@ def index(root: Table) -> IndexConfig:
                 y.problem(f"{project}.{version}", "expected a reason string (may be empty)")
             else:
                 entries[version] = reason
-    return IndexConfig(rescan, debounce, yanked)
+    return IndexConfig(rescan_interval=rescan, debounce=debounce, yanked=yanked)
 
 
 def _not_own(listen: pipconf.Listen) -> Callable[[str], str | None]:
@@ -130,25 +135,29 @@ def upstream(root: Table, server: ServerConfig) -> UpstreamConfig:
     t = root.table("upstream")
     listen = (server.host, server.port)
     url = t.get("url", str, "", lambda v: _not_own(listen)(v) if v else None)
-    fallback = cast(Fallback, t.get("fallback", str, "redirect", one_of(*FALLBACKS)))
-    timeout = t.get("timeout", float, 10.0, positive)
-    ttl = t.get("cache_ttl", float, 600.0, lambda v: None if v >= 0 else "must be 0 or more")
+    fallback = cast(Fallback, t.get("fallback", str, UpstreamConfig.fallback, one_of(*FALLBACKS)))
+    timeout = t.get("timeout", float, UpstreamConfig.timeout, positive)
+    ttl = t.get("cache_ttl", float, UpstreamConfig.cache_ttl,
+                lambda v: None if v >= 0 else "must be 0 or more")
     mirror = mirror_keys(t)
     t.finish()
     if url:
-        return UpstreamConfig(url.rstrip("/") + "/", "config", fallback, timeout, ttl, **mirror)
+        return UpstreamConfig(url=url.rstrip("/") + "/", url_source="config", fallback=fallback,
+                              timeout=timeout, cache_ttl=ttl, **mirror)
     found = pipconf.configured_index_url(listen=listen)
-    return UpstreamConfig(found.url, found.source, fallback, timeout, ttl, found.skipped, **mirror)
+    return UpstreamConfig(url=found.url, url_source=found.source, fallback=fallback, timeout=timeout,
+                          cache_ttl=ttl, skipped=found.skipped, **mirror)
 
 
 def upload(root: Table, layout: Layout, sources: Sources) -> UploadConfig:
     t = root.table("upload")
-    enabled = t.get("enabled", bool, False)
+    enabled = t.get("enabled", bool, UploadConfig.enabled)
     users = t.get("users_file", str, "")
-    max_mb = t.get("max_size_mb", int, 100, lambda v: None if v > 0 else "must be greater than 0")
+    max_mb = t.get("max_size_mb", int, UploadConfig.max_size // _MB,
+                   lambda v: None if v > 0 else "must be greater than 0")
     t.finish()
     users_file = _beside("upload.users_file", users, layout, sources, "users")
-    return UploadConfig(enabled, users_file, max_mb * 1024 * 1024)
+    return UploadConfig(enabled=enabled, users_file=users_file, max_size=max_mb * _MB)
 
 
 def fetch(root: Table, layout: Layout, sources: Sources) -> FetchConfig:
@@ -158,15 +167,15 @@ def fetch(root: Table, layout: Layout, sources: Sources) -> FetchConfig:
     fetch = FetchConfig(
         repos_dir=_beside("fetch.repos_dir", repos_dir, layout, sources, "repos.d"),
         credentials_dir=_beside("fetch.credentials_dir", creds_dir, layout, sources, "credentials"),
-        build_timeout=t.get("build_timeout", float, 1800.0, positive),
-        fetch_timeout=t.get("fetch_timeout", float, 300.0, positive),
-        publish=cast(PublishTarget, t.get("publish", str, "store", one_of("store", "upload"))),
+        build_timeout=t.get("build_timeout", float, FetchConfig.build_timeout, positive),
+        fetch_timeout=t.get("fetch_timeout", float, FetchConfig.fetch_timeout, positive),
+        publish=cast(PublishTarget, t.get("publish", str, FetchConfig.publish, one_of(*PUBLISH_TARGETS))),
         upload_url=t.get("upload_url", str, "", lambda v: check_http_url(v) if v else None) or None,
-        upload_username=t.get("upload_username", str, "__token__"),
+        upload_username=t.get("upload_username", str, FetchConfig.upload_username),
         upload_credential=t.get("upload_credential", str, "") or None,
-        backoff_max=t.get("backoff_max", float, 86400.0, positive),
-        interval=duration(t, "interval", 3600.0),
-        sandbox=cast(SandboxKind, t.get("sandbox", str, "bwrap", one_of("bwrap", "off"))),
+        backoff_max=t.get("backoff_max", float, FetchConfig.backoff_max, positive),
+        interval=duration(t, "interval", FetchConfig.interval),
+        sandbox=cast(SandboxKind, t.get("sandbox", str, FetchConfig.sandbox, one_of(*SANDBOX_KINDS))),
         build_env=_build_env(t.table("build_env")),
     )
     t.finish()
@@ -195,13 +204,13 @@ def default_anonymous(server: ServerConfig) -> tuple[Anonymous, str]:
     if server.trusted_proxy:
         return "none", "default: a reverse proxy stands in front (server.trusted_proxy)"
     if server.host == "localhost" or ipaddress.ip_address(server.host).is_loopback:
-        return "read", "default: the index listens on loopback only"
+        return AccessConfig.anonymous, AccessConfig.reason
     return "none", f"default: the index listens on {server.host}, beyond loopback"
 
 
 def access(root: Table, server: ServerConfig) -> AccessConfig:
     t = root.table("access")
-    anonymous = t.get("anonymous", str, "", lambda v: one_of("read", "none")(v) if v else None)
+    anonymous = t.get("anonymous", str, "", lambda v: one_of(*ANONYMOUS)(v) if v else None)
     public = t.get("public_projects", list, [])
     names: set[NormalizedName] = set()
     for number, value in enumerate(public):
@@ -211,5 +220,7 @@ def access(root: Table, server: ServerConfig) -> AccessConfig:
             names.add(canonicalize_name(value))
     t.finish()
     if anonymous:
-        return AccessConfig(cast(Anonymous, anonymous), "set by access.anonymous", frozenset(names))
-    return AccessConfig(*default_anonymous(server), frozenset(names))
+        return AccessConfig(anonymous=cast(Anonymous, anonymous), reason="set by access.anonymous",
+                            public_projects=frozenset(names))
+    default, reason = default_anonymous(server)
+    return AccessConfig(anonymous=default, reason=reason, public_projects=frozenset(names))
