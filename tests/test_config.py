@@ -15,14 +15,14 @@ import pytest
 
 from pypi_insiders import config, pipconf
 from pypi_insiders.cli import main
-from pypi_insiders.config import layout
+from pypi_insiders.config import locations
 from pypi_insiders.errors import ConfigError
 from tests.conftest import ConfigMaker, toml_value
 from tests.support import git_fixtures as g
 
 
 def test_config_defaults_from_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(layout, "SYSTEM_CONFIG", Path("/nonexistent/config.toml"))
+    monkeypatch.setattr(locations, "SYSTEM_CONFIG", Path("/nonexistent/config.toml"))
     loaded = config.load(None)
     assert loaded.path is None
     assert (loaded.server.host, loaded.server.port) == ("127.0.0.1", 31411)

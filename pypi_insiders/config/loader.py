@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from pypi_insiders import pipconf
-from pypi_insiders.config import layout as layouts
+from pypi_insiders.config import locations as defaults
 from pypi_insiders.config import sections
 from pypi_insiders.config.model import FALLBACKS, Config, Fallback, RepoConfig
 from pypi_insiders.config.repo_tables import parse_repos, read_toml
@@ -21,7 +21,7 @@ _SECTIONS = {"server", "paths", "index", "yank", "upstream", "upload", "fetch", 
 
 def load(explicit: str | None = None) -> Config:
     """Read the config file in effect (or the embedded default when none exists), all of it checked."""
-    choice = layouts.choose_config(explicit)
+    choice = defaults.choose_config(explicit)
     problems: list[str] = []
     data: dict[str, Any] = {}
     if choice.path is not None:
@@ -38,15 +38,15 @@ def load(explicit: str | None = None) -> Config:
 def from_mapping(data: Mapping[str, Any], path: Path | None, problems: list[str] | None = None,
                  *, source: str = "--config") -> Config:
     problems = problems if problems is not None else []
-    layout = layouts.layout_for(path)
+    locations = defaults.locations_for(path)
     sources = {"config": f"{path} ({source})" if path else source}
     root = Table(data, str(path) if path else "<embedded default>", problems, "")
     server = sections.server(root)
-    paths = sections.paths(root, layout, sources)
+    paths = sections.paths(root, locations, sources)
     index = sections.index(root)
     upstream = sections.upstream(root, server)
-    upload = sections.upload(root, layout, sources)
-    fetch = sections.fetch(root, layout, sources)
+    upload = sections.upload(root, locations, sources)
+    fetch = sections.fetch(root, locations, sources)
     repos = parse_repos(root, fetch)
     access = sections.access(root, server)
     root.finish(_SECTIONS)
@@ -116,7 +116,7 @@ def with_store(config: Config, store: Path) -> Config:
     store = store.expanduser().absolute()
     if store == config.paths.store:
         return config
-    name = layouts.instance_name(store)
+    name = defaults.instance_name(store)
     state = config.paths.state / "stores" / name
     sources = dict(config.sources, store="--store", data=f"derived from --store ({name})")
     index, cache = state / "index", config.paths.cache / "stores" / name

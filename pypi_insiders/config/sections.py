@@ -11,7 +11,7 @@ from typing import cast
 from packaging.utils import NormalizedName, canonicalize_name
 
 from pypi_insiders import pipconf
-from pypi_insiders.config.layout import Layout
+from pypi_insiders.config.locations import Locations
 from pypi_insiders.config.mirror_keys import mirror_keys
 from pypi_insiders.config.model import (
     ANONYMOUS,
@@ -74,13 +74,13 @@ Sources = dict[str, str]
 _MB = 1024 * 1024
 
 
-def paths(root: Table, layout: Layout, sources: Sources) -> PathsConfig:
-    """[paths]: each directory set by its key, else under `data`, else the layout's default."""
+def paths(root: Table, locations: Locations, sources: Sources) -> PathsConfig:
+    """[paths]: each directory set by its key, else under `data`, else the default location."""
     t = root.table("paths")
-    base = layout.config_dir
-    default = f"default ({layout.name} layout)"
+    base = locations.config_dir
+    default = f"default ({locations.name} layout)"
     data_text = t.get("data", str, "")
-    data = resolve(base, data_text) if data_text else layout.data
+    data = resolve(base, data_text) if data_text else locations.data
     sources["data"] = "paths.data" if data_text else default
 
     def pick(key: str, fallback: Path) -> Path:
@@ -89,15 +89,15 @@ def paths(root: Table, layout: Layout, sources: Sources) -> PathsConfig:
         return resolve(base, text) if text else fallback
 
     result = PathsConfig(store=pick("store", data / "store"), index=pick("index", data / "index"),
-                         state=data, cache=pick("cache", data / "cache" if data_text else layout.cache))
+                         state=data, cache=pick("cache", data / "cache" if data_text else locations.cache))
     t.finish()
     return result
 
 
-def _beside(key: str, text: str, layout: Layout, sources: Sources, piece: str) -> Path:
+def _beside(key: str, text: str, locations: Locations, sources: Sources, piece: str) -> Path:
     """A config-side piece (named `piece` in the directory): its key, else beside the config file."""
-    sources[piece] = key if text else f"beside the config file, in {layout.config_dir}"
-    return resolve(layout.config_dir, text) if text else layout.config_dir / piece
+    sources[piece] = key if text else f"beside the config file, in {locations.config_dir}"
+    return resolve(locations.config_dir, text) if text else locations.config_dir / piece
 
 
 def index(root: Table) -> IndexConfig:
@@ -149,24 +149,24 @@ def upstream(root: Table, server: ServerConfig) -> UpstreamConfig:
                           cache_ttl=ttl, skipped=found.skipped, **mirror)
 
 
-def upload(root: Table, layout: Layout, sources: Sources) -> UploadConfig:
+def upload(root: Table, locations: Locations, sources: Sources) -> UploadConfig:
     t = root.table("upload")
     enabled = t.get("enabled", bool, UploadConfig.enabled)
     users = t.get("users_file", str, "")
     max_mb = t.get("max_size_mb", int, UploadConfig.max_size // _MB,
                    lambda v: None if v > 0 else "must be greater than 0")
     t.finish()
-    users_file = _beside("upload.users_file", users, layout, sources, "users")
+    users_file = _beside("upload.users_file", users, locations, sources, "users")
     return UploadConfig(enabled=enabled, users_file=users_file, max_size=max_mb * _MB)
 
 
-def fetch(root: Table, layout: Layout, sources: Sources) -> FetchConfig:
+def fetch(root: Table, locations: Locations, sources: Sources) -> FetchConfig:
     t = root.table("fetch")
     repos_dir = t.get("repos_dir", str, "")
     creds_dir = t.get("credentials_dir", str, "")
     fetch = FetchConfig(
-        repos_dir=_beside("fetch.repos_dir", repos_dir, layout, sources, "repos.d"),
-        credentials_dir=_beside("fetch.credentials_dir", creds_dir, layout, sources, "credentials"),
+        repos_dir=_beside("fetch.repos_dir", repos_dir, locations, sources, "repos.d"),
+        credentials_dir=_beside("fetch.credentials_dir", creds_dir, locations, sources, "credentials"),
         build_timeout=t.get("build_timeout", float, FetchConfig.build_timeout, positive),
         fetch_timeout=t.get("fetch_timeout", float, FetchConfig.fetch_timeout, positive),
         publish=cast(PublishTarget, t.get("publish", str, FetchConfig.publish, one_of(*PUBLISH_TARGETS))),

@@ -35,14 +35,14 @@ class ConfigChoice:
     source: str
 
 
-@dataclass(frozen=True)
-class Layout:
+@dataclass(frozen=True, kw_only=True)
+class Locations:
     """The default locations for one config: its directory, the data and cache directories."""
 
     config_dir: Path
     data: Path
     cache: Path
-    name: str  # "system" or "per-user", for check-config
+    name: str  # "system" or "per-user", shown by check-config as "(system layout)"
 
 
 def _account() -> str:
@@ -86,15 +86,15 @@ def choose_config(explicit: str | None) -> ConfigChoice:
     return ConfigChoice(None, required=False, source=f"embedded default (no {looked})")
 
 
-def layout_for(config_file: Path | None) -> Layout:
+def locations_for(config_file: Path | None) -> Locations:
     """The system layout for the package's conffile or its service user, the XDG one otherwise."""
     system_file = config_file is not None and _same_file(config_file, SYSTEM_CONFIG)
     if system_file or _account() == "service":
-        return Layout(SYSTEM_CONFIG.parent, Path("/var/lib/pypi-insiders"),
-                      Path("/var/cache/pypi-insiders"), "system")
+        return Locations(config_dir=SYSTEM_CONFIG.parent, data=Path("/var/lib/pypi-insiders"),
+                         cache=Path("/var/cache/pypi-insiders"), name="system")
     config_dir = config_file.parent if config_file is not None else user_config_dir()
-    return Layout(config_dir, _xdg("XDG_DATA_HOME", ".local/share"), _xdg("XDG_CACHE_HOME", ".cache"),
-                  "per-user")
+    return Locations(config_dir=config_dir, data=_xdg("XDG_DATA_HOME", ".local/share"),
+                     cache=_xdg("XDG_CACHE_HOME", ".cache"), name="per-user")
 
 
 def _same_file(path: Path, other: Path) -> bool:

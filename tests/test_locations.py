@@ -11,7 +11,7 @@ import pytest
 
 from pypi_insiders import config
 from pypi_insiders.cli import main
-from pypi_insiders.config import layout
+from pypi_insiders.config import locations
 from tests.conftest import ConfigMaker
 from tests.support.distfiles import make_wheel
 from tests.support.server_fixtures import pypi_insiders, request, serve_process, service_env, stop_process
@@ -20,10 +20,11 @@ from tests.support.server_fixtures import pypi_insiders, request, serve_process,
 @pytest.fixture
 def no_system_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """This machine's /etc/pypi-insiders (if the package is installed) must not decide the test."""
-    monkeypatch.setattr(layout, "SYSTEM_CONFIG", tmp_path / "etc-none" / "config.toml")
+    monkeypatch.setattr(locations, "SYSTEM_CONFIG", tmp_path / "etc-none" / "config.toml")
 
 
-def test_layout_per_user_file_is_read_and_its_tree_is_beside_it(no_system_file: None, tmp_path: Path) -> None:
+def test_locations_per_user_file_is_read_and_its_tree_is_beside_it(no_system_file: None,
+                                                                   tmp_path: Path) -> None:
     user_file = tmp_path / "xdg-config" / "pypi-insiders" / "config.toml"
     user_file.parent.mkdir(parents=True)
     user_file.write_text('[server]\nlisten = "127.0.0.1:31999"\n')
@@ -37,7 +38,7 @@ def test_layout_per_user_file_is_read_and_its_tree_is_beside_it(no_system_file: 
     assert loaded.paths.cache == tmp_path / "xdg-cache" / "pypi-insiders"
 
 
-def test_layout_embedded_default_never_uses_the_system_state(no_system_file: None, tmp_path: Path) -> None:
+def test_locations_embedded_default_never_uses_the_system_state(no_system_file: None, tmp_path: Path) -> None:
     """The quickstart as root: no system file, so the per-user tree (root's own), not /var/lib."""
     loaded = config.load(None)
     assert loaded.path is None
@@ -47,18 +48,19 @@ def test_layout_embedded_default_never_uses_the_system_state(no_system_file: Non
     assert "/var/" not in json.dumps({k: str(v) for k, v in vars(loaded.paths).items()})
 
 
-def test_layout_system_file_gives_the_system_layout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_locations_system_file_gives_the_system_layout(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
     system_file = tmp_path / "etc" / "config.toml"
     system_file.parent.mkdir()
     system_file.write_text("")
-    monkeypatch.setattr(layout, "SYSTEM_CONFIG", system_file)
+    monkeypatch.setattr(locations, "SYSTEM_CONFIG", system_file)
     loaded = config.load(str(system_file))
     assert loaded.paths.state == Path("/var/lib/pypi-insiders")
     assert loaded.paths.cache == Path("/var/cache/pypi-insiders")
     assert loaded.fetch.repos_dir == system_file.parent / "repos.d"
 
 
-def test_layout_config_elsewhere_keeps_repos_beside_it_and_check_config_says_so(
+def test_locations_config_elsewhere_keeps_repos_beside_it_and_check_config_says_so(
         no_system_file: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     elsewhere = tmp_path / "elsewhere" / "config.toml"
@@ -79,7 +81,7 @@ def test_layout_config_elsewhere_keeps_repos_beside_it_and_check_config_says_so(
     assert '"team/proj"' in out
 
 
-def test_layout_check_config_names_the_key_a_path_came_from(make_config: ConfigMaker, tmp_path: Path,
+def test_locations_check_config_names_the_key_a_path_came_from(make_config: ConfigMaker, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     path = make_config()
     assert main(["--config", str(path), "check-config", "--json"]) == 0
@@ -90,7 +92,7 @@ def test_layout_check_config_names_the_key_a_path_came_from(make_config: ConfigM
     assert sources["repos.d"] == "fetch.repos_dir"
 
 
-def test_layout_store_on_command_line_gets_state_of_its_own(no_system_file: None, tmp_path: Path) -> None:
+def test_locations_store_on_command_line_gets_state_of_its_own(no_system_file: None, tmp_path: Path) -> None:
     base = config.load(None)
     one = config.with_overrides(base, store=str(tmp_path / "a"))
     two = config.with_overrides(base, store=str(tmp_path / "b"))
