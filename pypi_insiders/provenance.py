@@ -20,7 +20,7 @@ from pypi_insiders.state_layout import StateLayout
 
 log = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Origin:
     repo: str  # the key in the configuration
     url: str  # shown without credentials
@@ -74,8 +74,8 @@ class Provenance:
             try:
                 entry = json.loads(line)
                 origins[str(entry["filename"])] = Origin(
-                    str(entry["repo"]), str(entry["url"]), str(entry["tag"]), str(entry["commit"]),
-                    float(entry.get("built_at", 0.0)))
+                    repo=str(entry["repo"]), url=str(entry["url"]), tag=str(entry["tag"]),
+                    commit=str(entry["commit"]), built_at=float(entry.get("built_at", 0.0)))
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut by a crash, or a stranger's: skip it
         return origins

@@ -54,7 +54,7 @@ class ParsedFilename:
     kind: Kind
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StoreEntry:
     """A file below the root as the directory walk saw it; cheap, nothing parsed yet."""
 
@@ -132,7 +132,7 @@ class Store:
                 elif entry.is_file():
                     stat = entry.stat()
                     relpath = Path(entry.path).relative_to(self.root).as_posix()
-                    yield StoreEntry(relpath, stat.st_size, stat.st_mtime_ns)
+                    yield StoreEntry(relpath=relpath, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
 
     def _filenames(self) -> Iterator[str]:
         return (entry.relpath.rpartition("/")[2] for entry in self.walk())

@@ -46,7 +46,7 @@ class BuildFailedError(BuildError):
         self.cause = cause
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BuildRequest:
     repo_key: str
     mirror: Path

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 BACKOFF_START = 300.0  # the first retry after a failure waits five minutes, then doubles
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BuildRecord:
     tag: str
     version: str
@@ -36,7 +36,7 @@ class BuildRecord:
     error: str | None = None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FailedBuild:
     """A version whose build failed at this commit; retried on its own back-off, or at once when
     its tag moves to another commit, so one broken tag never delays the repository's newer ones."""
@@ -87,8 +87,8 @@ class RepoState:
                              error: str | None = None) -> None:
         earlier = self.failed_builds.get(version)
         failures = earlier.failures + 1 if earlier and earlier.commit == commit else 1
-        self.failed_builds[version] = FailedBuild(tag, commit, failures, delay(failures, backoff_max, now),
-                                                  error)
+        self.failed_builds[version] = FailedBuild(tag=tag, commit=commit, failures=failures,
+                                                  next_attempt=delay(failures, backoff_max, now), error=error)
 
     def build_waiting(self, tag: str, commit: str, version: str, now: float) -> FailedBuild | None:
         """The failure that holds this version back now, if any (a moved tag is never held)."""

@@ -184,8 +184,8 @@ def build_new(config: Config, repo: RepoConfig, record: repo_state.RepoState, ta
         except (BuildError, StoreError, OSError) as error:
             log.error("%s", error, extra=_fields(repo, record, TAG=tag.tag, STEP="build",
                                                  CAUSE=getattr(error, "cause", None) or str(error)))
-            record.last_build = repo_state.BuildRecord(tag.tag, str(tag.version), "failed", time.time(),
-                                                  error=str(error))
+            record.last_build = repo_state.BuildRecord(tag=tag.tag, version=str(tag.version), result="failed",
+                                                       time=time.time(), error=str(error))
             record.record_build_failure(tag.tag, tag.commit, str(tag.version), config.fetch.backoff_max,
                                         time.time(), error=str(error))
             errors.append(error)
@@ -206,20 +206,22 @@ def build_one(config: Config, repo: RepoConfig, record: repo_state.RepoState,
     workdir = builder.new_workdir(cache.builds)
     own = repo.distribution or _normalized(record.distribution)  # one name per repository, once known
     try:
-        request = builder.BuildRequest(repo.key, git.mirror_path(config, repo.key), tag,
-                                       repo.subdirectory, own, config.fetch.build_timeout,
-                                       workdir, cache.pip, cache.build_envs,
-                                       project=own, sandbox=sandbox.for_config(config, warn=False),
+        request = builder.BuildRequest(repo_key=repo.key, mirror=git.mirror_path(config, repo.key), tag=tag,
+                                       subdirectory=repo.subdirectory, distribution=own,
+                                       timeout=config.fetch.build_timeout, workdir=workdir,
+                                       pip_cache=cache.pip, build_envs=cache.build_envs, project=own,
+                                       sandbox=sandbox.for_config(config, warn=False),
                                        settings=config.fetch.build_env)
         files = builder.build(request)
         ownership.check(config, repo.key, tag.tag, files[0].name, own=own, built=record.built)
-        origin = Origin(repo.key, display_url(repo.url), tag.tag, tag.commit)
+        origin = Origin(repo=repo.key, url=display_url(repo.url), tag=tag.tag, commit=tag.commit)
         names = publish.publish(config, files, repo.key, origin)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     record.distribution = record.distribution or files[0].name
     record.built[str(tag.version)] = tag.tag
-    record.last_build = repo_state.BuildRecord(tag.tag, str(tag.version), "ok", time.time(), names)
+    record.last_build = repo_state.BuildRecord(tag=tag.tag, version=str(tag.version), result="ok",
+                                               time=time.time(), files=names)
 
 
 def _fields(repo: RepoConfig, record: repo_state.RepoState, **more: str) -> dict[str, str]:

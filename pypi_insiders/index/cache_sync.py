@@ -200,11 +200,12 @@ class StoreSync:
             record = broken
         else:
             record = FileRecord(
-                relpath, directory, outcome.size, outcome.mtime_ns, outcome.project, outcome.version,
-                outcome.kind, outcome.sha256, outcome.requires_python,
-                outcome.metadata_sha256 or (hashlib.sha256(outcome.metadata).hexdigest()
-                                            if outcome.metadata is not None else None),
-                previous.upload_time_ns if previous else outcome.mtime_ns, None)
+                relpath=relpath, dir=directory, size=outcome.size, mtime_ns=outcome.mtime_ns,
+                project=outcome.project, version=outcome.version, kind=outcome.kind, sha256=outcome.sha256,
+                requires_python=outcome.requires_python,
+                metadata_sha256=outcome.metadata_sha256 or (hashlib.sha256(outcome.metadata).hexdigest()
+                                                            if outcome.metadata is not None else None),
+                upload_time_ns=previous.upload_time_ns if previous else outcome.mtime_ns, error=None)
             if outcome.metadata_sha256:  # set by a reader that wrote the metadata file
                 changes.metadata_written.add(relpath)
         if rows is None:
@@ -226,9 +227,11 @@ class StoreSync:
         except FileNotFoundError:
             return None
         log.warning("not serving %s: %s", relpath, reason, extra={"FILE": str(path)})
-        return FileRecord(relpath, relpath.rpartition("/")[0], stat.st_size, stat.st_mtime_ns,
-                          None, None, None, None, None, None,
-                          previous.upload_time_ns if previous else stat.st_mtime_ns, reason)
+        return FileRecord(relpath=relpath, dir=relpath.rpartition("/")[0], size=stat.st_size,
+                          mtime_ns=stat.st_mtime_ns, project=None, version=None, kind=None, sha256=None,
+                          requires_python=None, metadata_sha256=None,
+                          upload_time_ns=previous.upload_time_ns if previous else stat.st_mtime_ns,
+                          error=reason)
 
     def _drop(self, record: FileRecord, changes: Changes) -> None:
         self._cache.delete_file(record.relpath)

@@ -25,7 +25,7 @@ _CHUNK = 256 * 1024
 _HEAD = 1024 * 1024  # bytes kept to read metadata from: a small wheel, or an sdist's start
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FileInfo:
     project: NormalizedName
     version: str

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import NormalizedName
 
@@ -64,7 +65,7 @@ def _row(record: FileRecord) -> tuple[object, ...]:
             record.metadata_sha256, record.upload_time_ns, record.error)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FileRecord:
     """One store file as last read. `error` set means it is broken and not served."""
 
@@ -94,8 +95,13 @@ def _below(query: str, top: str) -> tuple[str, tuple[str, ...]]:
     return (query + _UNDER, (top, top + "/", top + "0")) if top else (query, ())
 
 
-def _record(row: tuple[object, ...]) -> FileRecord:
-    return FileRecord(*row)  # type: ignore[arg-type]
+def _record(row: tuple[Any, ...]) -> FileRecord:
+    """A row of `_SELECT_FILES`, its columns in that order."""
+    (relpath, directory, size, mtime_ns, project, version, kind, sha256, requires_python, metadata_sha256,
+     upload_time_ns, error) = row
+    return FileRecord(relpath=relpath, dir=directory, size=size, mtime_ns=mtime_ns, project=project,
+                      version=version, kind=kind, sha256=sha256, requires_python=requires_python,
+                      metadata_sha256=metadata_sha256, upload_time_ns=upload_time_ns, error=error)
 
 
 class Cache:

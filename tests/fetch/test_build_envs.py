@@ -34,9 +34,10 @@ def _request(make_config: ConfigMaker, tmp_path: Path, upstream: Path, tag: str,
     workdir = tmp_path / f"work-{tag}"
     workdir.mkdir()
     tag_version = TagVersion(tag, tags[tag], version)
-    return builder.BuildRequest("demo", git.mirror_path(loaded, "demo"), tag_version, "",
-                                canonicalize_name(name), 600.0, workdir, tmp_path / "pip-cache",
-                                tmp_path / "build-envs", sandbox=sandbox.for_config(loaded),
+    return builder.BuildRequest(repo_key="demo", mirror=git.mirror_path(loaded, "demo"), tag=tag_version,
+                                subdirectory="", distribution=canonicalize_name(name), timeout=600.0,
+                                workdir=workdir, pip_cache=tmp_path / "pip-cache",
+                                build_envs=tmp_path / "build-envs", sandbox=sandbox.for_config(loaded),
                                 settings=loaded.fetch.build_env)
 
 

@@ -33,9 +33,10 @@ def _request(make_config: ConfigMaker, tmp_path: Path, upstream: Path, tag: str,
     workdir.mkdir()
     tag_version = TagVersion(tag, tags[tag], version)
     name = canonicalize_name(distribution) if distribution else None
-    return builder.BuildRequest("demo", git.mirror_path(loaded, "demo"), tag_version, subdirectory, name,
-                                timeout, workdir, tmp_path / "pip-cache", tmp_path / "build-envs",
-                                sandbox=sandbox.for_config(loaded))
+    return builder.BuildRequest(repo_key="demo", mirror=git.mirror_path(loaded, "demo"), tag=tag_version,
+                                subdirectory=subdirectory, distribution=name, timeout=timeout,
+                                workdir=workdir, pip_cache=tmp_path / "pip-cache",
+                                build_envs=tmp_path / "build-envs", sandbox=sandbox.for_config(loaded))
 
 
 def test_build_passes_the_tag_version_and_commit_time(make_config: ConfigMaker, tmp_path: Path) -> None:

@@ -271,10 +271,12 @@ def test_state_backoff_doubles_up_to_the_cap() -> None:
 
 def test_state_survives_a_round_trip_and_a_corrupt_file(loaded_config: config.Config) -> None:
     record = repo_state.RepoState("a/b", distribution="demo", built={"1.0": "v1.0"})
-    record.last_build = repo_state.BuildRecord("v1.0", "1.0", "ok", 1.0, ["demo-1.0.tar.gz"])
+    record.last_build = repo_state.BuildRecord(tag="v1.0", version="1.0", result="ok", time=1.0,
+                                                files=["demo-1.0.tar.gz"])
     repo_state.save(loaded_config, record)
     assert repo_state.load(loaded_config, "a/b") == record
-    record.failed_builds["1.1"] = repo_state.FailedBuild("v1.1", "c" * 40, 2, 3.0)
+    record.failed_builds["1.1"] = repo_state.FailedBuild(tag="v1.1", commit="c" * 40, failures=2,
+                                                           next_attempt=3.0)
     repo_state.save(loaded_config, record)
     assert repo_state.load(loaded_config, "a/b") == record
     edited = json.loads(repo_state.path_of(loaded_config, "a/b").read_text())

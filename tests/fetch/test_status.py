@@ -39,7 +39,8 @@ def _record(loaded: config.Config, key: str, distribution: str, built: str, tag:
     record = repo_state.RepoState(key, distribution=distribution, refs={tag: "a" * 40, "docs": "b" * 40},
                              built={built: tag}, last_check=1_800_000_000.0, last_result="updated")
     files = [f"{distribution}-{built}.tar.gz"]
-    record.last_build = repo_state.BuildRecord(tag, built, "ok", 1_800_000_000.0, files)
+    record.last_build = repo_state.BuildRecord(tag=tag, version=built, result="ok", time=1_800_000_000.0,
+                                               files=files)
     repo_state.save(loaded, record)
 
 
@@ -127,7 +128,8 @@ def test_status_command_prints_json_and_text(make_config: ConfigMaker, tmp_path:
                              last_error="repository demo: cannot fetch: refused",
                              next_attempt=1_800_000_000.0)
     cause = "repository demo tag v1.0: build failed (exit status 1): RuntimeError: no version"
-    record.failed_builds["1.0"] = repo_state.FailedBuild("v1.0", "c" * 40, 3, 1_800_000_000.0, cause)
+    record.failed_builds["1.0"] = repo_state.FailedBuild(tag="v1.0", commit="c" * 40, failures=3,
+                                                       next_attempt=1_800_000_000.0, error=cause)
     repo_state.save(loaded, record)
     done = subprocess.run([sys.executable, "-m", "pypi_insiders", "-c", str(path), "status", "--json"],
                           capture_output=True, text=True, timeout=60, env=cli_env(), check=True)

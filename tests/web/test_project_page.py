@@ -29,7 +29,8 @@ def test_project_page_shows_releases_files_yanks_and_origin(make_config: ConfigM
     old = make_wheel(tmp_path / "d", "page-demo", "1.0")
     new = [make_wheel(tmp_path / "d", "page-demo", "2.0"), make_sdist(tmp_path / "d", "page-demo", "2.0")]
     loaded.paths.state.mkdir(parents=True, exist_ok=True)
-    origin = provenance.Origin("page", "https://git.example.invalid/page.git", "v2.0", COMMIT)
+    origin = provenance.Origin(repo="page", url="https://git.example.invalid/page.git", tag="v2.0",
+                               commit=COMMIT)
     provenance.record(loaded.paths.state, [p.name for p in new], origin)
     for path in (old, *new):
         store.add(path.name, path)
