@@ -141,7 +141,8 @@ class Store:
 
     def target(self, filename: str, project: NormalizedName | None = None) -> Path:
         """Where `add` puts a file: `<root>/<project>/<filename>`, the project from the name by default."""
-        return self.root / (project or parse_filename(filename).project) / filename
+        parsed = parse_filename(filename)  # a name that is no distribution never gets a place
+        return self.root / (project or parsed.project) / filename
 
     def contains(self, filename: str, *, project: NormalizedName | None = None) -> bool:
         """Whether a file of that name exists where `add` would put it."""

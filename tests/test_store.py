@@ -67,6 +67,16 @@ def test_store_add_publishes_under_the_project_and_accepts_identical_bytes(tmp_p
     assert [p.name for p in published.parent.iterdir()] == [wheel.name]  # no temp file left
 
 
+@pytest.mark.parametrize("filename", ["../foo-1.0.tar.gz", "foo-1.0.exe", ".foo-1.0.tar.gz.x.part"])
+def test_store_add_refuses_a_name_that_is_no_distribution_even_with_a_project(tmp_path: Path,
+                                                                              filename: str) -> None:
+    registry = tmp_path / "state" / "published-filenames.txt"
+    store = Store(tmp_path / "store", registry)
+    with pytest.raises(InvalidDistributionError):
+        store.add(filename, io.BytesIO(b"bytes"), project=canonicalize_name("foo"))
+    assert _tree(tmp_path) == []  # nothing placed, nothing recorded
+
+
 def test_store_add_never_overwrites_other_bytes(tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path / "src", "foo", "1.0")
     store = Store(tmp_path / "store")
