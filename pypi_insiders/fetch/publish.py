@@ -2,9 +2,9 @@
 
 The store is the default: `Store.add` links each file into place atomically, never
 overwrites, records the filename and refuses one published before, and the index's watcher
-publishes it. With `fetch.publish = "upload"` each file is
-POSTed like twine does; a file the target already has counts as published, so a run that was
-killed after some uploads simply carries on.
+publishes it. With `fetch.publish = "upload"` each file is POSTed like twine does; a file the
+target already has counts as published, so a run that was killed after some uploads simply
+carries on.
 """
 
 from __future__ import annotations
