@@ -253,7 +253,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the index (what pypi-insiders-index.service runs)")
-    p.add_argument("--listen", metavar="HOST:PORT", help="address to bind (default 127.0.0.1:31411)")
+    listen = f"{config.ServerConfig.host}:{config.ServerConfig.port}"  # the defaults
+    p.add_argument("--listen", metavar="HOST:PORT", help=f"address to bind (default {listen})")
     p.add_argument("--store", metavar="DIR", help="directory of distributions to serve")
     p.add_argument("--upstream", metavar="URL", help="simple index for names not held locally")
     p.add_argument("--fallback", choices=config.FALLBACKS,
