@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -28,6 +29,21 @@ def test_config_defaults_from_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (loaded.server.host, loaded.server.port) == ("127.0.0.1", 31411)
     assert loaded.upstream.fallback == "redirect"
     assert loaded.upload.enabled is False
+
+
+@pytest.mark.parametrize("section", ["server", "index", "upstream", "upload", "fetch", "access"])
+def test_config_defaults_are_the_models_own(section: str) -> None:
+    """The parsers read their defaults from the dataclasses: an empty file gives exactly those."""
+    loaded = getattr(config.from_mapping({}, None), section)
+    defaults = {f.name: f.default for f in dataclasses.fields(loaded) if f.default is not dataclasses.MISSING}
+    assert defaults
+    assert {name: getattr(loaded, name) for name in defaults} == defaults
+
+
+def test_config_repository_defaults_are_the_models_own(tmp_path: Path) -> None:
+    repo = config.from_mapping({"repos": {"demo": {"url": str(tmp_path)}}}, None).repos[0]
+    defaults = {f.name: f.default for f in dataclasses.fields(repo) if f.default is not dataclasses.MISSING}
+    assert {name: getattr(repo, name) for name in defaults} == defaults
 
 
 def test_config_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
