@@ -7,7 +7,7 @@ correctness.
 
     <state>/published-filenames.txt   every filename ever published; never reused (`store`)
     <state>/pinned-projects.txt       names served as local once; never given to upstream
-    <state>/yanked.json               yanks made at run time (`yank`, the yank API)
+    <state>/yanked.json               yanks made at run time (`yank`, the yank API), and its lock
     <state>/provenance.jsonl          repository, tag and commit of each fetched file
     <state>/repos/<slug>.json         one watched repository's state (tags, builds, back-off)
     <state>/update.lock               held by the update run (timer or manual)
@@ -20,6 +20,10 @@ correctness.
     <cache>/mirrors/<slug>.git        bare git mirrors of the watched repositories
     <cache>/builds/                   one work directory per build in progress
     <cache>/pip/, <cache>/build-envs/ the build environments' downloads and templates
+    serve.lock, in each directory     held by the serving instance (`directories`, which names it
+                                      for the index directory too)
+    stores/<instance>/, in each       the state and cache of a store named with `serve --store`
+                                      (`config.loader.with_store`): a layout of its own
 
 Every module asks this one for its paths instead of joining names onto `config.paths.state`.
 To add a file: a property here (a method when the name has a parameter), a line in the tree
