@@ -39,6 +39,9 @@ FORM_FIELDS_LIMIT = 8 * 1024 * 1024  # all text fields together; a long README d
 class Uploads:
     def __init__(self, config: Config, store: Store, auth: Authenticator | None = None) -> None:
         """`store` as writers open it (`Store.for_config`): its registry keeps names from coming back."""
+        if store.registry is None:
+            msg = "uploads need the store's filename registry: open the store with Store.for_config"
+            raise ValueError(msg)
         self.store = store
         self.max_size = config.upload.max_size
         # `is not None`: an Authenticator's len() is its number of users, and no users is falsy.

@@ -541,3 +541,9 @@ def test_upload_wheel_with_a_corrupt_member_is_refused(port: int, upload_config:
     assert reply.status == 400
     assert "demo_pkg/data.bin is corrupt" in reply.text
     assert tree(upload_config.paths.store) == []
+
+
+def test_upload_refuses_a_store_without_its_filename_registry(upload_config: Config) -> None:
+    """A bare Store would publish without recording names: a deleted file's name could come back."""
+    with pytest.raises(ValueError, match="filename registry"):
+        Uploads(upload_config, Store(upload_config.paths.store))
