@@ -232,7 +232,7 @@ def cmd_units(args: argparse.Namespace) -> int:
 
     loaded = _load(args)
     follow, lines = getattr(args, "follow", False), getattr(args, "lines", 50)
-    if config.layout_for(loaded.path).name == "system":
+    if config.locations_for(loaded.path).name == "system":
         return units.cli(args.command, args.unit_command, follow=follow, lines=lines)
     from pypi_insiders.service import user_services  # noqa: PLC0415
 

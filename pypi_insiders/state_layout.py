@@ -11,6 +11,10 @@ correctness.
     <state>/provenance.jsonl          repository, tag and commit of each fetched file
     <state>/repos/<slug>.json         one watched repository's state (tags, builds, back-off)
     <state>/update.lock               held by the update run (timer or manual)
+    <state>/watch.lock                held by `pypi-insiders watch`
+    <state>/background/<role>.*       pid, log and lock of a server or watcher started in the
+                                      background (without systemd)
+    <state>/serve.restart-only.json   the restart-only settings the running index started with
     <state>/known_hosts               SSH host keys of the repositories' servers
     <state>/users-last-use.json       when each upload/read user last authenticated
     <state>/failed-logins.json        failed logins, shared by the serving processes
@@ -80,6 +84,18 @@ class StateLayout:
     @property
     def update_lock(self) -> Path:
         return self.root / "update.lock"
+
+    @property
+    def watch_lock(self) -> Path:
+        return self.root / "watch.lock"
+
+    @property
+    def background(self) -> Path:
+        return self.root / "background"
+
+    @property
+    def running_settings(self) -> Path:
+        return self.root / "serve.restart-only.json"
 
     @property
     def known_hosts(self) -> Path:

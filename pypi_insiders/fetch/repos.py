@@ -190,7 +190,7 @@ def cli_add(config: Config, source: str, distribution: str | None, *, subdirecto
 def _per_user(config: Config) -> bool:
     """NAMESPACE/PROJECT without a credential: SSH with the user's keys for a per-user config,
     HTTPS for the system one (the service user has no keys; public repositories need none)."""
-    return config_module.layout_for(config.path).name != "system"
+    return config_module.locations_for(config.path).name != "system"
 
 
 def _cannot(what: str, path: Path, error: OSError) -> str:

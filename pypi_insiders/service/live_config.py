@@ -18,6 +18,7 @@ from pypi_insiders.config import Config
 from pypi_insiders.errors import ConfigError
 from pypi_insiders.files import atomic_write
 from pypi_insiders.http_client import display_url
+from pypi_insiders.state_layout import StateLayout
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,6 @@ def keep_overrides(old_file: Config, effective: Config, new_file: Config, *, war
     return replace(new_file, server=effective.server, paths=effective.paths, upstream=upstream)
 
 
-RUNNING_FILE = "serve.restart-only.json"
 
 
 def restart_only(file_config: Config) -> dict[str, str]:
@@ -65,13 +65,13 @@ def restart_only(file_config: Config) -> dict[str, str]:
 def record_running(file_config: Config, state_dir: Path) -> None:
     """What `check-config --reload` compares a changed file with: this process's start-up values."""
     data = {"pid": os.getpid(), "settings": restart_only(file_config)}
-    atomic_write(state_dir / RUNNING_FILE, json.dumps(data, indent=1).encode(), durable=False)
+    atomic_write(StateLayout(state_dir).running_settings, json.dumps(data, indent=1).encode(), durable=False)
 
 
 def changes_needing_restart(new_file: Config) -> tuple[int, list[str]] | None:
     """(PID, "server.listen: A -> B", ...) of the index running on this config's state, if any runs."""
     try:
-        data = json.loads((new_file.paths.state / RUNNING_FILE).read_text())
+        data = json.loads(StateLayout(new_file.paths.state).running_settings.read_text())
         pid, running = int(data["pid"]), dict(data["settings"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -84,7 +84,7 @@ def changes_needing_restart(new_file: Config) -> tuple[int, list[str]] | None:
 
 def forget_running(state_dir: Path) -> None:
     """At a clean stop; after a crash the PID check in `changes_needing_restart` tells."""
-    (state_dir / RUNNING_FILE).unlink(missing_ok=True)
+    StateLayout(state_dir).running_settings.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:

@@ -23,6 +23,7 @@ from pathlib import Path
 from pypi_insiders.config import Config
 from pypi_insiders.errors import UsageError
 from pypi_insiders.service import background
+from pypi_insiders.state_layout import StateLayout
 
 ROLES = {"server": "serve", "watcher": "watch"}
 USER_UNITS = {"server": "pypi-insiders-index.service", "watcher": "pypi-insiders-watcher.service"}
@@ -110,7 +111,7 @@ def _with_user_manager(role: str, action: str, argv: list[str], *, follow: bool,
 
 def _in_background(config: Config, role: str, action: str, argv: list[str], *, follow: bool,
                    lines: int) -> int:
-    files = background.Files.of(config.paths.state / "background", role)
+    files = background.Files.of(StateLayout(config.paths.state).background, role)
     if action in ("stop", "restart"):
         print(background.stop(role, files))
     if action in ("start", "restart"):

@@ -22,11 +22,11 @@ from pypi_insiders import sd
 from pypi_insiders.config import Config
 from pypi_insiders.errors import ConfigError, InsidersError, LockedError
 from pypi_insiders.files import LockBusy, exclusive_lock
+from pypi_insiders.state_layout import StateLayout
 from pypi_insiders.wording import counted
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = "watch.lock"
 STOP = "stop"
 
 
@@ -77,7 +77,7 @@ class Watcher:
 
     def run(self) -> int:
         """Hold the watcher lock (one watcher per state directory) and loop; 0 after a stop."""
-        lock = self.config.paths.state / LOCK_NAME
+        lock = StateLayout(self.config.paths.state).watch_lock
         lock.parent.mkdir(parents=True, exist_ok=True)
         try:
             with exclusive_lock(lock, wait=False):

@@ -20,6 +20,7 @@ import pytest
 
 from pypi_insiders import config
 from pypi_insiders.service import background
+from pypi_insiders.state_layout import StateLayout
 from tests.conftest import ConfigMaker
 from tests.support import git_fixtures as g
 from tests.support.server_fixtures import request, service_env, wait_for
@@ -39,7 +40,7 @@ def _cli(tmp_path: Path, config_file: Path, *argv: str,
 
 
 def _files(loaded: config.Config, role: str) -> background.Files:
-    return background.Files.of(loaded.paths.state / "background", role)
+    return background.Files.of(StateLayout(loaded.paths.state).background, role)
 
 
 @contextlib.contextmanager
