@@ -57,7 +57,7 @@ def test_cli_check_config_with_c_after_the_command(make_config: ConfigMaker) -> 
            "else the embedded default"),
 ])
 def test_cli_config_help_names_the_default_of_whoever_asks(euid: int, default: str) -> None:
-    """A user other than root never reads the system file (config/layout.py), so its help says so."""
+    """A user other than root never reads the system file (config/locations.py), so its help says so."""
     assert cli.config_help(euid) == f"config file ({default})"
 
 
