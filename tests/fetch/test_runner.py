@@ -303,7 +303,8 @@ def test_update_keeps_a_file_published_by_an_earlier_run(make_config: ConfigMake
     loaded = config.load(str(make_config(repos={"half": {"url": str(upstream)}})))
     earlier = make_sdist(loaded.paths.store / "half", "half", "1.0")
     # as the killed run did before the file appeared: the name stays this repository's
-    provenance.record(loaded.paths.state, [earlier.name], Origin("half", str(upstream), "v1.0", "0" * 40))
+    provenance.record(loaded.paths.state, [earlier.name], Origin(repo="half", url=str(upstream), tag="v1.0",
+                                                                      commit="0" * 40))
     before = earlier.read_bytes()
     assert runner.cli_update(loaded, []) == 0
     assert _store_files(loaded) == {"half/half-1.0-py3-none-any.whl", "half/half-1.0.tar.gz"}

@@ -257,8 +257,9 @@ def _request(make_config: ConfigMaker, tmp_path: Path, files: dict[str, str],
     workdir = tmp_path / "work"
     workdir.mkdir()
     tag_version = TagVersion(tag, tags[tag], version)
-    return builder.BuildRequest("demo", git.mirror_path(loaded, "demo"), tag_version, "", None, 600.0,
-                                workdir, None, loaded.paths.cache / "build-envs",
+    return builder.BuildRequest(repo_key="demo", mirror=git.mirror_path(loaded, "demo"), tag=tag_version,
+                                subdirectory="", distribution=None, timeout=600.0, workdir=workdir,
+                                pip_cache=None, build_envs=loaded.paths.cache / "build-envs",
                                 sandbox=sandbox.for_config(loaded))
 
 
