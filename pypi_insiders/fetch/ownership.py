@@ -18,7 +18,7 @@ from pypi_insiders.config import Config
 from pypi_insiders.errors import BuildError, InvalidDistributionError
 from pypi_insiders.fetch import repo_state
 from pypi_insiders.provenance import Provenance
-from pypi_insiders.store import parse_filename
+from pypi_insiders.store import Store, parse_filename
 
 
 class OwnershipError(BuildError):
@@ -47,10 +47,7 @@ def _store_owner(config: Config, repo_key: str, name: NormalizedName, built: Col
     `built`: versions this repository's state says it built (files published before provenance
     was recorded count as its own).
     """
-    try:
-        filenames = sorted(p.name for p in (config.paths.store / name).iterdir())
-    except OSError:
-        return None
+    filenames = sorted(Store(config.paths.store).files_of(name))
     provenance = Provenance(config.paths.state)
     for filename in filenames:
         try:
