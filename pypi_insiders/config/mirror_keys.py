@@ -15,18 +15,18 @@ from pypi_insiders.config.table import Table, one_of
 
 T = TypeVar("T")
 _PROJECT = re.compile(r"[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]")
-_DEFAULTS = UpstreamConfig(None, "")
 
 
 def mirror_keys(t: Table) -> dict[str, Any]:
     """The mirror's fields of UpstreamConfig; a bad value is recorded and its default kept."""
     return {
-        "offline": t.get("offline", bool, False),
-        "max_size": _parsed(t, "max_size", parse_size, _DEFAULTS.max_size),
-        "min_free": _parsed(t, "min_free", parse_size, _DEFAULTS.min_free),
-        "cooldown": _parsed(t, "cooldown", parse_duration, 0.0),
+        "offline": t.get("offline", bool, UpstreamConfig.offline),
+        "max_size": _parsed(t, "max_size", parse_size, UpstreamConfig.max_size),
+        "min_free": _parsed(t, "min_free", parse_size, UpstreamConfig.min_free),
+        "cooldown": _parsed(t, "cooldown", parse_duration, UpstreamConfig.cooldown),
         "cooldown_exempt": _names(t, "cooldown_exempt"),
-        "cooldown_unknown": t.get("cooldown_unknown", str, "hide", one_of("hide", "show")),
+        "cooldown_unknown": t.get("cooldown_unknown", str, UpstreamConfig.cooldown_unknown,
+                                  one_of("hide", "show")),
         "allow": _names(t, "allow"),
         "deny": _deny(t),
         "anonymous": t.get("anonymous", str, "", lambda v: one_of(*MIRROR_ANONYMOUS)(v) if v else None),

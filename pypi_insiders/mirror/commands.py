@@ -22,12 +22,13 @@ from pypi_insiders.errors import InsidersError, InvalidDistributionError, UsageE
 from pypi_insiders.files import atomic_write
 from pypi_insiders.http_client import HttpClient
 from pypi_insiders.index.layout import IndexLayout
-from pypi_insiders.index.pins import Pins, is_local, pins_path
+from pypi_insiders.index.pins import Pins, is_local
 from pypi_insiders.mirror.mirror import Mirror
 from pypi_insiders.mirror.page import MirroredFile
 from pypi_insiders.mirror.pages import PageNotFound, UpstreamFailed
 from pypi_insiders.mirror.requirements import Pin, read_pins
 from pypi_insiders.mirror.transfer import FetchFailed, Transfer
+from pypi_insiders.state_layout import StateLayout
 from pypi_insiders.store import parse_filename
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def prefetch(loaded: config.Config, mirror: Mirror, files: list[Path], *, host_o
         msg = "mirror prefetch needs upstream: upstream.offline is true or no upstream.url is known"
         raise UsageError(msg)
     pins = [pin for path in files for pin in read_pins(path)]
-    pinned = Pins(pins_path(loaded.paths.state))
+    pinned = Pins(StateLayout(loaded.paths.state).pinned_projects)
     roots = [str(loaded.paths.store), str(IndexLayout(loaded.paths.index).simple)]
     failures = 0
     for pin in pins:

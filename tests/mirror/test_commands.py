@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from pypi_insiders.cli import main
-from pypi_insiders.index.pins import pins_path, write_pins
+from pypi_insiders.index.pins import write_pins
+from pypi_insiders.state_layout import StateLayout
 from tests.conftest import ConfigMaker
 from tests.support.mirror_upstream import Upstream
 from tests.support.server_fixtures import ThreadedServer
@@ -71,7 +72,7 @@ def test_mirror_prefetch_never_asks_upstream_for_a_local_name(
         mirror_config: Path, upstream: tuple[Upstream, str], tmp_path: Path, data_dir: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     upstream[0].add("ours", "ours-1.0-py3-none-any.whl", b"impostor")
-    write_pins(pins_path(data_dir), ["ours"])
+    write_pins(StateLayout(data_dir).pinned_projects, ["ours"])
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("ours==1.0\n")
     assert main(["--config", str(mirror_config), "mirror", "prefetch", "-r", str(requirements)]) == 1

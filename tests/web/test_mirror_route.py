@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 from pypi_insiders import config
 from pypi_insiders.fetch import status as fetch_status
 from pypi_insiders.files import exclusive_lock
-from pypi_insiders.index.pins import pins_path, write_pins
+from pypi_insiders.index.pins import write_pins
+from pypi_insiders.state_layout import StateLayout
 from pypi_insiders.web.app import IndexApp, make_app
 from tests.conftest import ConfigMaker
 from tests.support.distfiles import make_wheel
@@ -309,7 +310,7 @@ def test_mirror_local_name_never_reaches_upstream_even_with_a_stale_page(
     url, app = start()
     assert fetch(url, "/simple/ours/").status == 200  # mirrored while it was not local
     before = len(fake.requests)
-    write_pins(pins_path(data_dir), ["ours"])
+    write_pins(StateLayout(data_dir).pinned_projects, ["ours"])
     assert app.fallback.is_local("ours")  # type: ignore[arg-type]
     assert fetch(url, "/simple/ours/").status == 404
     assert fetch(url, "/simple/ours/", Accept=JSON_TYPE).status == 404
@@ -694,7 +695,7 @@ def test_mirror_public_projects_go_upstream_only_for_callers_who_may_not_read_th
     sha = fake.add("ours", "ours-9.0-py3-none-any.whl", b"upstream's release")
     fake.add("private", "private-1.0-py3-none-any.whl", b"impostor")
     write_index(data_dir / "index", {})
-    write_pins(pins_path(data_dir), ["ours", "private"])
+    write_pins(StateLayout(data_dir).pinned_projects, ["ours", "private"])
     loaded = config.load(str(make_config(
         upstream={"url": upstream_url + "simple/", "fallback": "mirror", "min_free": 0,
                   "anonymous": "mirror"},
