@@ -25,8 +25,9 @@ Handler = Callable[[argparse.Namespace], int]
 _MIN_SECRET, _MAX_SECRET = 8, 1024
 
 
-def _load(args: argparse.Namespace) -> config.Config:
-    loaded = config.load(args.config)
+def _load(args: argparse.Namespace, *, reading: bool = False) -> config.Config:
+    """`reading`: the command only reads, so a member of the service's group gets the system's."""
+    loaded = config.load(args.config, reading=reading)
     if getattr(args, "command", None) == "serve":
         loaded = config.with_overrides(loaded, listen=args.listen, store=args.store,
                                        upstream=args.upstream, fallback=args.fallback)
@@ -55,8 +56,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    loaded = _load(args)
-    directories.prepare(loaded, create=False)
+    loaded = _load(args, reading=True)
+    directories.prepare(loaded, create=False, write=not config.reads_system_as_group(loaded.path))
     if args.reload:
         _refuse_restart_only_changes(loaded)
     warnings = [*loaded.upstream.skipped, *_proxy_warning(loaded)]
@@ -214,7 +215,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from pypi_insiders.fetch import status  # noqa: PLC0415
 
-    loaded = _load(args)
+    loaded = _load(args, reading=True)
     # The upstream cache it refreshes is the service's: as root, written as the service user.
     privileges.become_data_owner(loaded.paths.state)
     return status.cli_status(loaded, as_json=args.json)

@@ -25,8 +25,12 @@ def _directories(config: Config) -> tuple[tuple[str, Path], ...]:
             ("paths.data", config.paths.state), ("paths.cache", config.paths.cache))
 
 
-def prepare(config: Config, *, create: bool) -> None:
-    """Make sure the data directories exist (or can be made) and are writable where they must be."""
+def prepare(config: Config, *, create: bool, write: bool = True) -> None:
+    """Make sure the data directories exist (or can be made) and are writable where they must be.
+
+    `write=False`: readable is enough (a member of the service's group checking the system's).
+    """
+    mode, able = (os.W_OK | os.X_OK, "writable") if write else (os.R_OK | os.X_OK, "readable")
     problems: list[str] = []
     for name, path in _directories(config):
         if create:
@@ -37,8 +41,8 @@ def prepare(config: Config, *, create: bool) -> None:
                 continue
         if path.exists() and not path.is_dir():
             problems.append(f"{name}: {path} is not a directory")
-        elif path.exists() and not os.access(path, os.W_OK | os.X_OK):
-            problems.append(f"{name}: {path} is not writable by this user")
+        elif path.exists() and not os.access(path, mode):
+            problems.append(f"{name}: {path} is not {able} by this user")
     if problems:
         raise ConfigError(problems)
 

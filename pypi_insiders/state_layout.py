@@ -21,6 +21,7 @@ correctness.
     <cache>/index.sqlite3             the metadata cache behind the generated index
     <cache>/first-generation.json     the first generation's progress, while it runs
     <cache>/upstream-releases.json    newest public versions, for /status
+    <cache>/status.json               the status report /status reads (the service's parent writes it)
     <cache>/mirrors/<slug>.git        bare git mirrors of the watched repositories
     <cache>/builds/                   one work directory per build in progress
     <cache>/pip/, <cache>/build-envs/ the build environments' downloads and templates
@@ -127,6 +128,10 @@ class CacheLayout:
     @property
     def upstream_releases(self) -> Path:
         return self.root / "upstream-releases.json"
+
+    @property
+    def status_snapshot(self) -> Path:
+        return self.root / "status.json"
 
     @property
     def mirrors(self) -> Path:

@@ -66,5 +66,5 @@ def test_layers_only_sd_imports_systemd(path: Path) -> None:
 
 def test_layers_the_walk_sees_real_imports() -> None:
     """The check above would pass on nothing: prove it reads the imports it polices."""
-    assert "pypi_insiders.fetch.status" in _imports(PACKAGE / "service" / "serving.py")
+    assert "pypi_insiders.fetch.status" in _imports(PACKAGE / "service" / "status_refresh.py")
     assert "systemd.daemon" in _imports(PACKAGE / "sd.py") or "systemd" in _imports(PACKAGE / "sd.py")

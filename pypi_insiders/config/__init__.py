@@ -20,7 +20,7 @@ named in `state_layout`.
 from __future__ import annotations
 
 from pypi_insiders.config.loader import current_repos, from_mapping, load, with_overrides, with_store
-from pypi_insiders.config.locations import SYSTEM_CONFIG, choose_config, locations_for
+from pypi_insiders.config.locations import SYSTEM_CONFIG, choose_config, locations_for, reads_system_as_group
 from pypi_insiders.config.model import (
     DEFAULT_PORT,
     FALLBACKS,
@@ -47,5 +47,5 @@ __all__ = [
     "Fallback", "FetchConfig", "IndexConfig", "PathsConfig", "PublishTarget", "RepoConfig", "SandboxKind",
     "ServerConfig", "UploadConfig",
     "UpstreamConfig", "check_http_url", "choose_config", "current_repos", "from_mapping", "load",
-    "locations_for", "parse_listen", "parse_repo", "with_overrides", "with_store",
+    "locations_for", "parse_listen", "parse_repo", "reads_system_as_group", "with_overrides", "with_store",
 ]

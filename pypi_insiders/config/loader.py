@@ -19,9 +19,12 @@ from pypi_insiders.http_client import display_url
 _SECTIONS = {"server", "paths", "index", "yank", "upstream", "upload", "fetch", "repos", "access"}
 
 
-def load(explicit: str | None = None) -> Config:
-    """Read the config file in effect (or the embedded default when none exists), all of it checked."""
-    choice = defaults.choose_config(explicit)
+def load(explicit: str | None = None, *, reading: bool = False) -> Config:
+    """Read the config file in effect (or the embedded default when none exists), all of it checked.
+
+    `reading`: for a command that only reads (see `locations.choose_config`).
+    """
+    choice = defaults.choose_config(explicit, reading=reading)
     problems: list[str] = []
     data: dict[str, Any] = {}
     if choice.path is not None:

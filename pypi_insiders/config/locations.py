@@ -12,6 +12,7 @@ command line gets an instance directory of its own under the data and cache dire
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import os
 import pwd
@@ -55,6 +56,21 @@ def _account() -> str:
         return "user"
 
 
+def in_service_group() -> bool:
+    """Whether this process is in the service's group, which may read the system's state."""
+    try:
+        gid = grp.getgrnam(SERVICE_USER).gr_gid
+    except KeyError:
+        return False
+    return gid == os.getegid() or gid in os.getgroups()
+
+
+def reads_system_as_group(config_file: Path | None) -> bool:
+    """A group member reading the system's config and state, which only the service user writes."""
+    return (config_file is not None and _account() == "user" and _same_file(config_file, SYSTEM_CONFIG)
+            and in_service_group())
+
+
 def _xdg(var: str, fallback: str) -> Path:
     value = os.environ.get(var, "")
     return (Path(value) if value.startswith("/") else Path.home() / fallback) / "pypi-insiders"
@@ -64,9 +80,13 @@ def user_config_dir() -> Path:
     return _xdg("XDG_CONFIG_HOME", ".config")
 
 
-def choose_config(explicit: str | None) -> ConfigChoice:
+def choose_config(explicit: str | None, *, reading: bool = False) -> ConfigChoice:
     """-c, then $PYPI_INSIDERS_CONFIG (both must exist), then the first file found of:
     the system file for root and the service user, the per-user file for anyone but the latter.
+
+    `reading`: for the commands that only read (`status`, `check-config`), a member of the
+    service's group, who may read the system's state, gets the system file after the per-user
+    one, instead of an empty per-user state beside the system timer's next run.
     """
     if explicit:
         return ConfigChoice(Path(explicit), required=True, source="--config")
@@ -79,6 +99,8 @@ def choose_config(explicit: str | None) -> ConfigChoice:
         candidates.append((SYSTEM_CONFIG, "the system file"))
     if account != "service":
         candidates.append((user_config_dir() / CONFIG_NAME, "the per-user file"))
+    if reading and account == "user" and in_service_group():
+        candidates.append((SYSTEM_CONFIG, f"the system file, read as a member of the group {SERVICE_USER}"))
     for path, source in candidates:
         if path.exists():
             return ConfigChoice(path, required=False, source=source)

@@ -13,6 +13,8 @@ Threads of the parent, and what each may touch:
   index is already served (every local name pinned before binding; a local project without
   its page yet gets 503 + Retry-After, `index.progress`), then starts the watcher and sends READY=1.
 - `report_progress` (until then): the first generation's progress into the file `/status` reads.
+- `keep_fresh` (`status_refresh`): computes the status report (state files, upstream for
+  `public_projects`, systemctl) and writes the snapshot `/status` reads; reads `config` only.
 - the store watcher's observer and debounce threads: `generator.update_paths()` under that lock.
 - `reloader`: on SIGHUP, the new config into the app (a snapshot swap), the generator (its lock)
   and the watcher.

@@ -10,9 +10,9 @@ from types import FrameType
 
 from pypi_insiders.config import Config
 from pypi_insiders.errors import ConfigError
-from pypi_insiders.fetch import status as fetch_status
 from pypi_insiders.service import live_config
 from pypi_insiders.service.server import Server
+from pypi_insiders.status_report import Snapshot
 from pypi_insiders.web.app import make_app
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ class Serving:
         self.config = config
         self.config_arg = config_arg
         self.file_config = file_config or live_config.read_file(config_arg, config)
-        self.app = make_app(config, status=fetch_status)
+        self.app = make_app(config, status=Snapshot.in_cache(config.paths.cache))
         self.server: Server | None = None
         self.stopped = threading.Event()
         self.reload_requested = threading.Event()

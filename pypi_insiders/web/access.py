@@ -19,14 +19,16 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-from packaging.utils import NormalizedName
+from packaging.utils import NormalizedName, canonicalize_name
 
 from pypi_insiders.config import AccessConfig
 from pypi_insiders.index import pages
 from pypi_insiders.index.pins import Pins
+from pypi_insiders.status_report import StatusReport
 from pypi_insiders.web.forwarded import UNTRUSTED_PROXY
 from pypi_insiders.web.response import NO_STORE, Response, challenge, plain
 from pypi_insiders.web.scopes import EVERYTHING, NOTHING, Scope
@@ -73,13 +75,15 @@ class Policy:
         return plain("403 Forbidden", f"user {view.user.name!r} may not read this project", [NO_STORE],
                      vary_auth=True, project=project)
 
-    def status_allowed(self, view: View, data: Mapping[str, Any]) -> dict[str, Any]:
-        """`/status` with only the repositories whose distribution this caller may read."""
-        shown = dict(data)
-        if not view.read.everything:
-            shown["repositories"] = [repo for repo in data.get("repositories", [])
-                                     if repo.get("distribution") and view.read.covers(repo["distribution"])]
-        return shown
+    def status_allowed(self, view: View, report: StatusReport) -> StatusReport:
+        """`/status` as this caller may see it: a caller who may not read every project gets only
+        the repositories whose distribution it may read, and no configuration problem (it names
+        private repositories and paths)."""
+        if view.read.everything:
+            return report
+        shown = tuple(repo for repo in report.repositories
+                      if repo.distribution and view.read.covers(canonicalize_name(repo.distribution)))
+        return replace(report, repositories=shown, config_problem=None)
 
 
 class Unpinned(Pins):

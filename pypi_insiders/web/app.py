@@ -8,16 +8,14 @@ beyond that on the hot path but one access log entry (`access_log.py`, off with
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 from packaging.utils import NormalizedName, canonicalize_name
 
 from pypi_insiders.config import Config
-from pypi_insiders.errors import InsidersError
 from pypi_insiders.index import progress
 from pypi_insiders.index.layout import PACKAGES_URL, SIMPLE_URL, IndexLayout
 from pypi_insiders.index.pins import Pins
@@ -25,6 +23,7 @@ from pypi_insiders.mirror.mirror import Mirror
 from pypi_insiders.mirror.render import MIRROR_URL
 from pypi_insiders.project_names import is_normalized, is_valid
 from pypi_insiders.state_layout import CacheLayout, StateLayout
+from pypi_insiders.status_report import Snapshot
 from pypi_insiders.store import Store
 from pypi_insiders.web import (
     access,
@@ -33,6 +32,7 @@ from pypi_insiders.web import (
     mirror_route,
     page_cache,
     project_page,
+    status_page,
     upload,
     yank_api,
 )
@@ -59,15 +59,8 @@ _READ_ONLY = "GET, HEAD"
 _READ_METHODS = frozenset({"GET", "HEAD"})
 _UPLOAD_PATHS = upload.PATHS
 _MAX_TARGET = 8192  # path and query; what nginx accepts by default, far beyond any real URL
+_STATUS_RETRY_AFTER = 2  # seconds: the parent writes the first status snapshot right after it starts
 _MAX_NAME = 255  # a project is a directory: a longer name cannot be held, here or upstream
-
-
-class StatusReport(Protocol):
-    """What `/status` shows; the fetch stage provides it (`fetch.status`), passed in by the service."""
-
-    def collect(self, config: Config) -> dict[str, Any]: ...
-
-    def render_html(self, data: dict[str, Any]) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -90,7 +83,7 @@ class IndexApp:
 
     def __init__(self, config: Config, store: Store, fallback: Fallback, *,
                  pages: page_cache.PageCache | None = None, negotiator: Negotiator | None = None,
-                 status: StatusReport | None = None) -> None:
+                 status: Snapshot | None = None) -> None:
         self.store = store
         self.status = status
         self.fallback = fallback
@@ -296,18 +289,18 @@ class IndexApp:
             return plain("404 Not Found", "no status here")
         if view.user is None and not view.read.everything:
             return challenge("authentication required")
-        try:
-            data = self._live.policy.status_allowed(view, self.status.collect(self.config))
-        except InsidersError as error:
-            return plain("503 Service Unavailable", f"status not available: {error}")
+        report = self.status.read()  # written by the service's parent: no upstream, no systemctl here
+        if report is None:
+            return plain("503 Service Unavailable", "status not computed yet; try again in a few seconds",
+                         [("Retry-After", str(_STATUS_RETRY_AFTER))])
+        shown = self._live.policy.status_allowed(view, report)
         first = progress.read_str(self._live.progress_file)
-        data["index"] = {"generating": first is not None, **(first.as_status() if first else {})}
-        if self._live.mirror is not None:
-            data["mirror"] = self._live.mirror.mirror.status()
+        # the mirror's own numbers are this process's (its counters, its disk): read here, cheaply
+        mirror = self._live.mirror.mirror.status() if self._live.mirror is not None else None
         if as_json:
-            body, content_type = json.dumps(data, indent=1, default=str).encode(), "application/json"
+            body, content_type = status_page.as_json(shown, first, mirror), "application/json"
         else:
-            body, content_type = self.status.render_html(data).encode(), "text/html; charset=utf-8"
+            body, content_type = status_page.render_html(shown, first).encode(), "text/html; charset=utf-8"
         return Response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))),
                                    ("Cache-Control", "no-cache")], body, private=True)
 
@@ -336,7 +329,7 @@ def _with_query(location: str, environ: Environ) -> str:
 
 
 def make_app(config: Config, store: Store | None = None, *, fallback: Fallback | None = None,
-             pages: page_cache.PageCache | None = None, status: StatusReport | None = None) -> IndexApp:
+             pages: page_cache.PageCache | None = None, status: Snapshot | None = None) -> IndexApp:
     """The app for one config; the service keeps it to call `reconfigure` on SIGHUP."""
     store = store or Store.for_config(config)
     fallback = fallback or Fallback(config.upstream, Pins(StateLayout(config.paths.state).pinned_projects),

@@ -20,6 +20,7 @@ from pypi_insiders.errors import LockedError, UsageError
 from pypi_insiders.fetch import repo_state, runner, status
 from pypi_insiders.provenance import Origin, Provenance
 from pypi_insiders.store import Store
+from pypi_insiders.web import status_page
 from tests.conftest import ConfigMaker, to_toml
 from tests.support import git_fixtures as g
 from tests.support.distfiles import make_sdist
@@ -158,12 +159,13 @@ def test_update_failing_repository_does_not_stop_another(make_config: ConfigMake
     assert repo_state.load(loaded, "gone").failures == 2
 
     report = status.collect(loaded)
-    rows = {row["key"]: row for row in report["repositories"]}
-    assert rows["good"]["newest_tag"] == "v2.0"
-    assert rows["good"]["last_build"]["result"] == "ok"
-    assert "build failed" in rows["broken"]["last_error"]
-    assert [(b["version"], b["failures"]) for b in rows["broken"]["failed_builds"]] == [("1.0", 1)]
-    assert "broken" in status.render_html(report)
+    rows = {row.key: row for row in report.repositories}
+    assert rows["good"].newest_tag == "v2.0"
+    assert rows["good"].last_build is not None
+    assert rows["good"].last_build.result == "ok"
+    assert "build failed" in (rows["broken"].last_error or "")
+    assert [(b.version, b.failures) for b in rows["broken"].failed_builds] == [("1.0", 1)]
+    assert "broken" in status_page.render_html(report)
 
 
 @pytest.mark.slow
@@ -182,9 +184,10 @@ def test_update_a_broken_tag_does_not_hold_back_newer_ones(make_config: ConfigMa
     assert record.next_attempt is None
     assert set(record.failed_builds) == {"1.0"}
     # why v1.0 failed stays on show after v1.1 built: the backend's error, not "see the log"
-    shown = status.collect(loaded)["repositories"][0]
-    assert shown["last_build"]["result"] == "ok"
-    assert shown["failed_builds"][0]["error"] == (
+    shown = status.collect(loaded).repositories[0]
+    assert shown.last_build is not None
+    assert shown.last_build.result == "ok"
+    assert shown.failed_builds[0].error == (
         "repository demo tag v1.0: build failed (exit status 1): RuntimeError: this build fails on purpose")
 
     g.tag(repo, "v1.0", force=True)  # the tag now points at the fixed commit: retried at once

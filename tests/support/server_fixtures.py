@@ -24,6 +24,10 @@ from typing import Any, cast
 
 from waitress.server import create_server
 
+from pypi_insiders.config import Config
+from pypi_insiders.fetch import status as fetch_status
+from pypi_insiders.status_report import Snapshot
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent  # the venv running the tests, wherever it is
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -249,6 +253,12 @@ def stop_process(process: subprocess.Popen[str], timeout: float = 15.0) -> int:
             process.wait(timeout=timeout)
             raise
     return process.returncode
+
+
+def status_snapshot(loaded: Config) -> Snapshot:
+    """What the service's parent does for `/status`: compute the report and write its snapshot."""
+    fetch_status.refresh(loaded)
+    return Snapshot.in_cache(loaded.paths.cache)
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> bool:

@@ -19,7 +19,6 @@ import pytest
 
 from pypi_insiders import config
 from pypi_insiders.errors import ConfigError
-from pypi_insiders.fetch import status as fetch_status
 from pypi_insiders.web.app import IndexApp, make_app
 from pypi_insiders.web.passwords import hash_secret, make_token
 from pypi_insiders.web.scopes import parse_scope
@@ -34,6 +33,7 @@ from tests.support.server_fixtures import (
     basic,
     request,
     serve_process,
+    status_snapshot,
     wait_for,
     write_index,
 )
@@ -102,7 +102,7 @@ def make_team(make_config: ConfigMaker, data_dir: Path, tmp_path: Path, upstream
 def team(make_config: ConfigMaker, data_dir: Path, tmp_path: Path,
          upstream_server: ThreadedServer) -> Iterator[Team]:
     loaded, tokens = make_team(make_config, data_dir, tmp_path, upstream_server)
-    app = make_app(loaded, status=fetch_status)
+    app = make_app(loaded, status=status_snapshot(loaded))
     with ThreadedServer(app) as server:
         yield Team(server.url, upstream_server.url, app, data_dir, tmp_path / "users", tokens)
 
@@ -250,8 +250,10 @@ def test_access_page_cache_never_answers_one_caller_with_anothers_view(team: Tea
 def test_access_status_shows_only_readable_repositories(team: Team, make_config: ConfigMaker) -> None:
     repos = {"a/private": {"url": "file:///nowhere/a", "distribution": "private-pkg"},
              "b/other": {"url": "file:///nowhere/b", "distribution": "other-pkg"}}
-    team.app.reconfigure(config.load(str(make_config(repos=repos, access={"anonymous": "none"},
-                                                     upstream={"url": team.upstream + "simple/"}))))
+    loaded = config.load(str(make_config(repos=repos, access={"anonymous": "none"},
+                                         upstream={"url": team.upstream + "simple/"})))
+    team.app.reconfigure(loaded)
+    status_snapshot(loaded)  # the service's parent writes it in the background
     shown = json.loads(team.get("/status.json", team.as_user("member")).body)
     assert [repo["key"] for repo in shown["repositories"]] == ["a/private"]
     everything = json.loads(team.get("/status.json", team.as_user("sponsor")).body)
@@ -260,6 +262,26 @@ def test_access_status_shows_only_readable_repositories(team: Team, make_config:
     assert page.status == 200
     assert b"a/private" not in page.body
     assert page.header("Vary") == "Authorization"
+
+
+def test_access_status_config_problem_only_for_read_everything(
+        team: Team, make_config: ConfigMaker, tmp_path: Path) -> None:
+    """A broken drop-in's message names private repositories and paths: read `*` only (issue 22)."""
+    repos = {"a/private": {"url": "file:///nowhere/a", "distribution": "private-pkg"}}
+    loaded = config.load(str(make_config(repos=repos, access={"anonymous": "none"},
+                                         upstream={"url": team.upstream + "simple/"})))
+    (tmp_path / "repos.d").mkdir(exist_ok=True)
+    (tmp_path / "repos.d" / "secret-repo.toml").write_text("[repos.x\n")
+    team.app.reconfigure(loaded)
+    status_snapshot(loaded)
+    member = team.get("/status.json", team.as_user("member"))  # reads private-pkg only
+    assert json.loads(member.body)["config_problem"] is None
+    assert [repo["key"] for repo in json.loads(member.body)["repositories"]] == ["a/private"]
+    page = team.get("/status", team.as_user("member"))
+    assert (page.status, b"secret-repo" in page.body, b"configuration:" in page.body) == (200, False, False)
+    sponsor = json.loads(team.get("/status.json", team.as_user("sponsor")).body)  # reads *
+    assert "secret-repo.toml: not valid TOML" in sponsor["config_problem"]
+    assert b"secret-repo.toml" in team.get("/status", team.as_user("sponsor")).body
 
 
 # --------------------------------------------------------------------------- credentials

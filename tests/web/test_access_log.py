@@ -19,7 +19,6 @@ from packaging.utils import canonicalize_name
 
 from pypi_insiders import config, sd
 from pypi_insiders.errors import ConfigError
-from pypi_insiders.fetch import status as fetch_status
 from pypi_insiders.service.server import create_server
 from pypi_insiders.web import access_log
 from pypi_insiders.web.app import make_app
@@ -33,6 +32,7 @@ from tests.support.server_fixtures import (
     basic,
     request,
     serve_process,
+    status_snapshot,
     wait_for,
 )
 from tests.web import test_access as team_setup
@@ -102,7 +102,7 @@ def _audited(make_config: ConfigMaker, data_dir: Path, tmp_path: Path, entries: 
         loaded, tokens = team_setup.make_team(make_config, data_dir, tmp_path, upstream)
         loaded = replace(loaded, server=replace(loaded.server, trusted_proxy="127.0.0.1",
                                                     access_log=enabled))
-        app = make_app(loaded, status=fetch_status)
+        app = make_app(loaded, status=status_snapshot(loaded))
         if app.access_log is not None:
             entries.drain = app.access_log.drain
         with ThreadedServer(app, server=create_server(app, loaded)) as service:

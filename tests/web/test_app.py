@@ -18,14 +18,20 @@ from pathlib import Path
 import pytest
 
 from pypi_insiders import config, directories
-from pypi_insiders.fetch import status as fetch_status
 from pypi_insiders.files import atomic_write
 from pypi_insiders.web.app import make_app
 from pypi_insiders.web.negotiate import acceptable
 from pypi_insiders.web.page_cache import PageCache
 from tests.conftest import ConfigMaker
 from tests.support.distfiles import make_wheel
-from tests.support.server_fixtures import JSON_TYPE, Reply, ThreadedServer, request, write_index
+from tests.support.server_fixtures import (
+    JSON_TYPE,
+    Reply,
+    ThreadedServer,
+    request,
+    status_snapshot,
+    write_index,
+)
 
 WHEEL = "demo_pkg-1.0-py3-none-any.whl"
 
@@ -50,7 +56,7 @@ def served(make_config: ConfigMaker, data_dir: Path) -> Iterator[Served]:
     metadata = data_dir / "index" / "packages" / "demo-pkg" / f"{WHEEL}.metadata"
     metadata.parent.mkdir(parents=True)
     metadata.write_text("Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\n")
-    with ThreadedServer(make_app(loaded, status=fetch_status)) as server:
+    with ThreadedServer(make_app(loaded, status=status_snapshot(loaded))) as server:
         yield Served(server.url, data_dir, loaded)
 
 

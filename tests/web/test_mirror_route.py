@@ -27,7 +27,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pypi_insiders import config
-from pypi_insiders.fetch import status as fetch_status
 from pypi_insiders.files import exclusive_lock
 from pypi_insiders.index.pins import write_pins
 from pypi_insiders.state_layout import StateLayout
@@ -43,6 +42,7 @@ from tests.support.server_fixtures import (
     ThreadedServer,
     request,
     serve_process,
+    status_snapshot,
     wait_for,
     write_index,
 )
@@ -68,7 +68,8 @@ def start(make_config: ConfigMaker, data_dir: Path, upstream: tuple[Upstream, st
 
     def run(**keys: object) -> tuple[str, IndexApp]:
         table = {"url": upstream[1] + "simple/", "fallback": "mirror", "timeout": 3.0, "min_free": 0, **keys}
-        app = make_app(config.load(str(make_config(upstream=table))), status=fetch_status)
+        loaded = config.load(str(make_config(upstream=table)))
+        app = make_app(loaded, status=status_snapshot(loaded))
         servers.append(ThreadedServer(app, threads=8).__enter__())
         return servers[-1].url, app
 

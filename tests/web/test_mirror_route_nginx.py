@@ -8,13 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from pypi_insiders import config
-from pypi_insiders.fetch import status as fetch_status
 from pypi_insiders.service.server import create_server
 from pypi_insiders.web.app import make_app
 from tests.conftest import ConfigMaker
 from tests.support.mirror_upstream import Upstream
 from tests.support.nginx_fixtures import running_nginx
-from tests.support.server_fixtures import ThreadedServer, request, write_index
+from tests.support.server_fixtures import ThreadedServer, request, status_snapshot, write_index
 
 
 def test_mirror_behind_nginx_streams_a_miss_and_sends_a_hit_itself(
@@ -27,7 +26,7 @@ def test_mirror_behind_nginx_streams_a_miss_and_sends_a_hit_itself(
         loaded = config.load(str(make_config(upstream={"url": upstream.url + "simple/", "fallback": "mirror",
                                                        "min_free": 0})))
         loaded = replace(loaded, server=replace(loaded.server, trusted_proxy="127.0.0.1"))
-        app = make_app(loaded, status=fetch_status)
+        app = make_app(loaded, status=status_snapshot(loaded))
         with ThreadedServer(app, server=create_server(app, loaded)) as service, \
                 running_nginx(tmp_path / "nginx", service.url, data_dir / "store", data_dir / "index",
                               tmp_path / "cache") as nginx:

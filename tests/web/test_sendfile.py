@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 
 from pypi_insiders import cli, config
-from pypi_insiders.fetch import status as fetch_status
 from pypi_insiders.service.server import create_server
 from pypi_insiders.web.app import make_app
 from tests.conftest import ConfigMaker
 from tests.support.distfiles import make_wheel
 from tests.support.nginx_fixtures import Nginx, running_nginx
-from tests.support.server_fixtures import FakeUpstream, Reply, ThreadedServer, basic, request
+from tests.support.server_fixtures import FakeUpstream, Reply, ThreadedServer, basic, request, status_snapshot
 from tests.web import test_access as team_setup
 
 PRIVATE = f"/packages/private-pkg/{team_setup.PRIVATE_WHEEL}"
@@ -56,7 +55,7 @@ def front(make_config: ConfigMaker, data_dir: Path, tmp_path: Path) -> Iterator[
         loaded, tokens = team_setup.make_team(make_config, data_dir, tmp_path, upstream)
         make_wheel(data_dir / "store" / "private-pkg", "private-pkg", "1.1+insiders.2")
         loaded = replace(loaded, server=replace(loaded.server, trusted_proxy="127.0.0.1"))
-        app = make_app(loaded, status=fetch_status)
+        app = make_app(loaded, status=status_snapshot(loaded))
         store, index = data_dir / "store", data_dir / "index"
         with ThreadedServer(app, server=create_server(app, loaded)) as service, \
                 running_nginx(tmp_path / "nginx", service.url, store, index) as nginx:
@@ -209,7 +208,7 @@ def test_nginx_sample_in_front_of_the_shipped_config_opens_nothing(
         shipped = render_shipped_config(data_dir, tmp_path, upstream.url)
         loaded = config.load(str(shipped))
         assert (loaded.server.trusted_proxy, loaded.access.anonymous) == (None, "read")
-        app = make_app(loaded, status=fetch_status)
+        app = make_app(loaded, status=status_snapshot(loaded))
         store, index = data_dir / "store", data_dir / "index"
         with ThreadedServer(app, server=create_server(app, loaded)) as service, \
                 running_nginx(tmp_path / "nginx", service.url, store, index) as nginx:

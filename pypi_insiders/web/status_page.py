@@ -1,0 +1,69 @@
+"""`/status` and `/status.json`: the snapshot the service's parent wrote, as this caller may see it.
+
+The report (`status_report`) is computed off the request path; here it is only filtered
+(`access.Policy.status_allowed`) and shown, with the first generation's progress while it
+runs (`index/progress.py`). Nothing here asks upstream or runs a program.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping
+
+from pypi_insiders.index.progress import Progress
+from pypi_insiders.status_report import RepoStatus, StatusReport
+
+_COLUMNS = ("repository", "distribution", "last check", "newest tag", "last build", "result", "next run",
+            "problem")
+
+
+def as_json(report: StatusReport, first: Progress | None,
+            mirror: Mapping[str, object] | None = None) -> bytes:
+    """The report, the first generation's progress, and the mirror's numbers when it runs."""
+    index = {"generating": first is not None, **(first.as_status() if first else {})}
+    extra = {"mirror": mirror} if mirror is not None else {}
+    return json.dumps({**report.as_json(), "index": index, **extra}, indent=1, default=str).encode()
+
+
+def render_html(report: StatusReport, first: Progress | None = None) -> str:
+    rows = "\n".join(_row(repo, report.next_run) for repo in report.repositories)
+    body = rows or '<tr><td colspan="8">no repositories watched</td></tr>'
+    head = "".join(f"<th>{h}</th>" for h in _COLUMNS)
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>pypi-insiders status</title>"
+            "<style>td,th{padding:2px 8px;text-align:left}.problem{color:#a00}</style></head><body>\n"
+            '<p><a href="/">&larr; the index</a></p>\n'
+            f"{_index_line(first)}"
+            f"<h1>Watched repositories</h1>\n{_problem(report.config_problem)}"
+            f"<p>Generated {_cell(report.generated)}; next fetch run: "
+            f"{_cell(report.next_run or 'unknown')}.</p>\n<table>\n<tr>{head}</tr>\n{body}\n</table>\n"
+            "</body></html>\n")
+
+
+def _row(repo: RepoStatus, next_run: str | None) -> str:
+    build = repo.last_build
+    built = f"{build.version} {build.result}" if build else ""
+    failed = next((f.error for f in reversed(repo.failed_builds) if f.error), None)
+    problem = repo.last_error or failed or repo.warning or ""
+    cells = (repo.key, repo.distribution, repo.last_check, repo.newest_tag, built, repo.last_result,
+             repo.next_attempt or next_run)
+    return ("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in cells)
+            + f'<td class="problem">{_cell(problem)}</td></tr>')
+
+
+def _cell(value: object) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _index_line(first: Progress | None) -> str:
+    """The first generation's progress while it runs (see index/progress.py)."""
+    if first is None:
+        return ""
+    shown = first.as_status()
+    return (f'<p class="problem">The index is being generated: {_cell(shown["projects"])} local '
+            f'projects pinned, {_cell(shown["done"])} files and pages done after '
+            f'{_cell(shown["running_s"])} s; their pages answer 503 until written.</p>\n')
+
+
+def _problem(text: str | None) -> str:
+    return f'<p class="problem">configuration: {_cell(text)}</p>\n' if text else ""
