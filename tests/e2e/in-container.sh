@@ -576,6 +576,18 @@ PY
         -newer "$WORK/before-root-update" | head -5)
     [ -z "$owned_by_root" ] || fail "root-owned files left by update: $owned_by_root"
     ok "update run as root became the service user, credential handed over, nothing root-owned"
+
+    # A member of the service's group reads the system's status and config without root; the
+    # index's /status, computed by its parent, shows the timer's next run (asked of systemd).
+    useradd --create-home --groups pypi-insiders e2e-member || fail "useradd e2e-member"
+    member_status=$(runuser -u e2e-member -- pypi-insiders status) || fail "pypi-insiders status as a group member"
+    echo "$member_status" | grep '^gitthing: checked 2' >/dev/null \
+        || fail "a group member does not see the system's status: $member_status"
+    runuser -u e2e-member -- pypi-insiders check-config | grep '^/etc/pypi-insiders/config.toml: OK' >/dev/null \
+        || fail "check-config as a group member"
+    userdel --remove e2e-member 2>/dev/null || fail "userdel e2e-member"
+    wait_for 10 "/status.json shows the timer's next run" page_has "$(index_url /status.json)" '"next_run": "[A-Z]'
+    ok "a member of the group reads the system's status; /status shows the timer's next run"
 }
 
 # ------------------------------------------------------------------------------------------
