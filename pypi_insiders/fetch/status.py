@@ -115,6 +115,8 @@ def upstream_versions(config: Config, distributions: set[str], *, ask: bool = Tr
         cache: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError):
         cache = {}
+    if not isinstance(cache, dict):
+        cache = {}
     now = time.time()
     public = {d for d in distributions if canonicalize_name(d) in config.access.public_projects}
     stale = sorted(d for d in public

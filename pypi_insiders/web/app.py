@@ -59,7 +59,6 @@ _READ_ONLY = "GET, HEAD"
 _READ_METHODS = frozenset({"GET", "HEAD"})
 _UPLOAD_PATHS = upload.PATHS
 _MAX_TARGET = 8192  # path and query; what nginx accepts by default, far beyond any real URL
-_STATUS_RETRY_AFTER = 2  # seconds: the parent writes the first status snapshot right after it starts
 _MAX_NAME = 255  # a project is a directory: a longer name cannot be held, here or upstream
 
 
@@ -292,7 +291,7 @@ class IndexApp:
         report = self.status.read()  # written by the service's parent: no upstream, no systemctl here
         if report is None:
             return plain("503 Service Unavailable", "status not computed yet; try again in a few seconds",
-                         [("Retry-After", str(_STATUS_RETRY_AFTER))])
+                         [("Retry-After", str(status_page.RETRY_AFTER))])
         shown = self._live.policy.status_allowed(view, report)
         first = progress.read_str(self._live.progress_file)
         # the mirror's own numbers are this process's (its counters, its disk): read here, cheaply

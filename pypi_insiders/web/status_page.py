@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pypi_insiders.index.progress import Progress
 from pypi_insiders.status_report import RepoStatus, StatusReport
 
+RETRY_AFTER = 2  # seconds, until the first snapshot: the parent writes it right after it starts
 _COLUMNS = ("repository", "distribution", "last check", "newest tag", "last build", "result", "next run",
             "problem")
 
