@@ -15,7 +15,7 @@ from pypi_insiders.fetch import repo_state
 from pypi_insiders.service import status_refresh
 from pypi_insiders.status_report import Snapshot
 from tests.conftest import ConfigMaker
-from tests.server_fixtures import wait_for
+from tests.support.server_fixtures import wait_for
 
 
 @contextmanager

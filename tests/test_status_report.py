@@ -1,0 +1,54 @@
+"""The status report's snapshot: what a serving process reads back, and what it refuses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pypi_insiders.status_report import (
+    FailedBuild,
+    LastBuild,
+    RepoStatus,
+    Snapshot,
+    StatusReport,
+    write_snapshot,
+)
+
+BUILD = LastBuild(tag="v1", version="1", result="ok", time=None, files=("a.whl",))
+FAILED = FailedBuild(version="2", tag="v2", failures=1, next_attempt=None)
+REPORT = StatusReport(generated="2027-01-15T08:00:00Z", next_run="Fri 2027-01-15 09:00:00 UTC", repositories=(
+    RepoStatus(key="demo", url="/srv/demo", distribution="demo", failures=1, last_build=BUILD,
+               failed_builds=(FAILED,)),))
+
+
+def test_status_report_snapshot_round_trip(tmp_path: Path) -> None:
+    write_snapshot(tmp_path / "status.json", REPORT)
+    assert Snapshot.in_cache(tmp_path).read() == REPORT
+
+
+def test_status_report_snapshot_of_another_version_still_reads(tmp_path: Path) -> None:
+    """A field added later (unknown here) is ignored; one this version has but the file lacks
+    takes its default: an upgrade never shows a broken /status while the parent catches up."""
+    data = REPORT.as_json()
+    data["queue"] = {"waiting": 3}
+    data["repositories"][0]["last_delivery"] = "2027-01-15T08:00:00Z"
+    del data["repositories"][0]["warning"]
+    (tmp_path / "status.json").write_text(json.dumps(data))
+    assert Snapshot.in_cache(tmp_path).read() == REPORT
+
+
+@pytest.mark.parametrize("content", [
+    b"", b"\xff", b"[]", b'{"generated": 1}', b'{"next_run": null}',
+    b'{"generated": null, "repositories": {}}',
+    b'{"generated": null, "repositories": [{"key": "x"}]}',
+    b'{"generated": null, "repositories": [{"key": "x", "url": "u", "failed_builds": [1]}]}',
+])
+def test_status_report_snapshot_that_is_not_one_reads_as_none(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "status.json").write_bytes(content)
+    assert Snapshot.in_cache(tmp_path).read() is None
+
+
+def test_status_report_snapshot_missing_reads_as_none(tmp_path: Path) -> None:
+    assert Snapshot.in_cache(tmp_path).read() is None
