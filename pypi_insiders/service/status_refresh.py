@@ -4,8 +4,8 @@ Computing the report asks upstream (for `public_projects`) and systemd (the time
 neither belongs in a waitress thread. This thread does it instead, and writes the snapshot
 (`status_report`) that every serving process reads. It looks every second whether anything
 the report is read from changed (a few stats, `fetch.status.input_stamp`: `repos add`, a
-fetch run) and then writes a new one; at the latest every minute it writes one anyway, for
-the timer's next run and upstream's releases (cached on disk for five minutes).
+fetch run) and then writes a new one; every 15 seconds it writes one anyway, for the timer's
+next run (one `systemctl show`) and upstream's releases (cached on disk for five minutes).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pypi_insiders.fetch import status as fetch_status
 log = logging.getLogger(__name__)
 
 POLL = 1.0  # seconds between looks at the inputs
-MAX_AGE = 60.0  # seconds after which the snapshot is written again though nothing changed
+MAX_AGE = 15.0  # seconds after which the snapshot is written again though nothing changed
 
 
 def keep_fresh(current: Callable[[], Config], stopped: threading.Event, *,
