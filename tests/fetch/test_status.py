@@ -262,8 +262,10 @@ def test_status_snapshot_reads_back_what_was_written(make_config: ConfigMaker) -
     path = make_config(repos={"demo": {"url": "/srv/demo"}})
     loaded = config.load(str(path))
     record = repo_state.RepoState("demo", last_check=1.0, last_result="failed", failures=2)
-    record.failed_builds["1.0"] = repo_state.FailedBuild("v1.0", "c" * 40, 3, 1_800_000_000.0)
-    record.last_build = repo_state.BuildRecord("v0.9", "0.9", "ok", 1.0, ["demo-0.9.tar.gz"])
+    record.failed_builds["1.0"] = repo_state.FailedBuild(tag="v1.0", commit="c" * 40, failures=3,
+                                                         next_attempt=1_800_000_000.0)
+    record.last_build = repo_state.BuildRecord(tag="v0.9", version="0.9", result="ok", time=1.0,
+                                               files=["demo-0.9.tar.gz"])
     repo_state.save(loaded, record)
     written = status.refresh(loaded)
     assert Snapshot.in_cache(loaded.paths.cache).read() == written
