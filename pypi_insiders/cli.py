@@ -56,11 +56,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from pypi_insiders import webhook_secrets  # noqa: PLC0415
+
     loaded = _load(args, reading=True)
     directories.prepare(loaded, create=False, write=not config.reads_system_as_group(loaded.path))
     if args.reload:
         _refuse_restart_only_changes(loaded)
-    warnings = [*loaded.upstream.skipped, *_proxy_warning(loaded)]
+    hook_problems = webhook_secrets.check(loaded)
+    errors = [p for p in hook_problems if not p.startswith("warning: ")]
+    if errors:
+        raise ConfigError(errors)
+    warnings = [*loaded.upstream.skipped, *_proxy_warning(loaded),
+                *(p.removeprefix("warning: ") for p in hook_problems if p.startswith("warning: "))]
     if args.json:
         print(json.dumps({**_summary(loaded), "sources": dict(loaded.sources), "warnings": warnings},
                          indent=2))
@@ -74,7 +81,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-_SOURCE_OF = {"state": "data"}
+_SOURCE_OF = {"state": "data", "webhook secrets": "webhook-secrets"}
 
 
 def _refuse_restart_only_changes(loaded: config.Config) -> None:
@@ -119,6 +126,9 @@ def _summary(loaded: config.Config) -> dict[str, object]:
         "anonymous": f"{loaded.access.anonymous} ({loaded.access.reason})",
         "public_projects": ", ".join(sorted(loaded.access.public_projects)) or "none",
         "repositories": len(loaded.repos),
+        "webhooks": (f"enabled ({sum(r.webhook_secret is not None for r in loaded.repos)} with a secret)"
+                     if loaded.webhooks.enabled else "disabled"),
+        "webhook secrets": str(loaded.webhooks.secrets_dir),
     }
 
 
@@ -209,7 +219,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     loaded = _load(args)
     privileges.become_data_owner(loaded.paths.state, loaded.fetch.credentials_dir)
-    return runner.cli_update(loaded, [], force=False)
+    return runner.cli_fetch(loaded, trigger=sd.trigger_unit())
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -83,6 +83,36 @@ def _create_temp(path: Path) -> tuple[int, str]:
     raise FileExistsError(msg)
 
 
+def create_exclusive(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = True) -> bool:
+    """Create `path` whole with `data` unless it exists: True when this call made it.
+
+    The bytes go to a temp file first (`.NAME.*.tmp`, which no `*.queued`-style glob matches),
+    then a hard link gives them the final name, which fails when the name is taken: nobody ever
+    sees the file empty or half written, and two creators cannot both win.
+    """
+    fd, tmp_name = _create_temp(path)
+    try:
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp_name, path)
+        except FileExistsError:
+            return False
+        if durable:
+            fsync_directory(path.parent)
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)  # noqa: PTH108 - the path is a str here
+
+
 def write_derived(path: Path, data: bytes) -> None:
     """An atomic, non-durable write of a file the index derives, making its directory on the
     first miss: one failed create per new directory, and no mkdir per file once it exists

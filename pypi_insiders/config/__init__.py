@@ -38,6 +38,7 @@ from pypi_insiders.config.model import (
     ServerConfig,
     UploadConfig,
     UpstreamConfig,
+    WebhooksConfig,
 )
 from pypi_insiders.config.repo_tables import parse_repo
 from pypi_insiders.config.table import check_http_url, parse_listen
@@ -45,7 +46,7 @@ from pypi_insiders.config.table import check_http_url, parse_listen
 __all__ = [
     "DEFAULT_PORT", "FALLBACKS", "SYSTEM_CONFIG", "AccessConfig", "Anonymous", "BuildPolicy", "Config",
     "Fallback", "FetchConfig", "IndexConfig", "PathsConfig", "PublishTarget", "RepoConfig", "SandboxKind",
-    "ServerConfig", "UploadConfig",
-    "UpstreamConfig", "check_http_url", "choose_config", "current_repos", "from_mapping", "load",
+    "ServerConfig", "UploadConfig", "UpstreamConfig", "WebhooksConfig",
+    "check_http_url", "choose_config", "current_repos", "from_mapping", "load",
     "locations_for", "parse_listen", "parse_repo", "reads_system_as_group", "with_overrides", "with_store",
 ]

@@ -10,13 +10,14 @@ from typing import Any, cast
 from pypi_insiders import pipconf
 from pypi_insiders.config import locations as defaults
 from pypi_insiders.config import sections
-from pypi_insiders.config.model import FALLBACKS, Config, Fallback, RepoConfig
+from pypi_insiders.config.model import FALLBACKS, Config, Fallback, FetchConfig, RepoConfig, WebhooksConfig
 from pypi_insiders.config.repo_tables import parse_repos, read_toml
 from pypi_insiders.config.table import Table, check_http_url, one_of, parse_listen
 from pypi_insiders.errors import ConfigError
 from pypi_insiders.http_client import display_url
 
-_SECTIONS = {"server", "paths", "index", "yank", "upstream", "upload", "fetch", "repos", "access"}
+_SECTIONS = {"server", "paths", "index", "yank", "upstream", "upload", "fetch", "repos", "access",
+             "webhooks"}
 
 
 def load(explicit: str | None = None, *, reading: bool = False) -> Config:
@@ -52,11 +53,20 @@ def from_mapping(data: Mapping[str, Any], path: Path | None, problems: list[str]
     fetch = sections.fetch(root, locations, sources)
     repos = parse_repos(root, fetch)
     access = sections.access(root, server)
+    webhooks = sections.webhooks(root, locations, sources)
     root.finish(_SECTIONS)
+    _check_secrets_dir(webhooks, fetch, problems, str(path or "<embedded default>"))
     if problems:
         raise ConfigError(problems)
     return Config(path=path, server=server, paths=paths, index=index, upstream=upstream, upload=upload,
-                  fetch=fetch, repos=repos, sources=sources, access=access)
+                  fetch=fetch, repos=repos, sources=sources, access=access, webhooks=webhooks)
+
+
+def _check_secrets_dir(webhooks: WebhooksConfig, fetch: FetchConfig, problems: list[str], where: str) -> None:
+    """The index must never be handed the git credentials: a shared directory is refused."""
+    if webhooks.secrets_dir.absolute() == fetch.credentials_dir.absolute():
+        problems.append(f"{where}: webhooks.secrets_dir: must not be fetch.credentials_dir "
+                        f"({fetch.credentials_dir}): the index would read every git credential")
 
 
 def current_repos(config: Config) -> tuple[RepoConfig, ...]:

@@ -119,6 +119,8 @@ class RepoConfig:
     min_version: Version | None = None
     credential: str | None = None
     username: str | None = None
+    # A file in `webhooks.secrets_dir` (never the git credentials directory): one secret a line.
+    webhook_secret: str | None = None
 
 
 SandboxKind = Literal["bwrap", "off"]
@@ -142,6 +144,18 @@ class FetchConfig:
     sandbox: SandboxKind = "bwrap"
     # pip's settings (PIP_*) for installing build requirements: the service's and `update`'s alike
     build_env: Mapping[str, str] = field(default_factory=dict)
+
+
+DEFAULT_MAX_BODY = 1024 * 1024  # tag events are a few KiB; this leaves room for branch pushes
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhooksConfig:
+    """`POST /-/hooks/KEY`: a forge's push wakes the fetcher. Off unless enabled: the route 404s."""
+
+    secrets_dir: Path
+    enabled: bool = False
+    max_body: int = DEFAULT_MAX_BODY
 
 
 Anonymous = Literal["read", "none"]
@@ -172,6 +186,7 @@ class Config:
     # piece ("config", "store", "repos.d", ...) -> where its location came from, for check-config.
     sources: Mapping[str, str] = field(default_factory=dict)
     access: AccessConfig = AccessConfig()
+    webhooks: WebhooksConfig = WebhooksConfig(secrets_dir=Path("/etc/pypi-insiders/webhook-secrets"))
 
     def repo(self, key: str) -> RepoConfig | None:
         return next((r for r in self.repos if r.key == key), None)

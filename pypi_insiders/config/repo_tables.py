@@ -15,7 +15,7 @@ from pypi_insiders.config.model import BUILD_POLICIES, BuildPolicy, FetchConfig,
 from pypi_insiders.config.table import Table, one_of
 
 _REPO_KEYS = {"url", "distribution", "subdirectory", "tag_pattern", "build", "min_version",
-              "credential", "username"}
+              "credential", "username", "webhook_secret"}
 
 
 def _check_regex(value: str) -> str | None:
@@ -63,6 +63,7 @@ def parse_repo(key: str, data: Mapping[str, Any], where: str, source: Path | Non
         min_version=Version(min_version) if min_version else None,
         credential=t.get("credential", str, "", _check_credential_name) or None,
         username=t.get("username", str, "") or None,
+        webhook_secret=t.get("webhook_secret", str, "", _check_credential_name) or None,
     )
     t.finish(_REPO_KEYS)
     return repo if len(problems) == before else None

@@ -15,6 +15,7 @@ from pypi_insiders.config.locations import Locations
 from pypi_insiders.config.mirror_keys import mirror_keys
 from pypi_insiders.config.model import (
     ANONYMOUS,
+    DEFAULT_MAX_BODY,
     FALLBACKS,
     PUBLISH_TARGETS,
     SANDBOX_KINDS,
@@ -29,6 +30,7 @@ from pypi_insiders.config.model import (
     ServerConfig,
     UploadConfig,
     UpstreamConfig,
+    WebhooksConfig,
     default_processes,
 )
 from pypi_insiders.config.table import (
@@ -224,3 +226,19 @@ def access(root: Table, server: ServerConfig) -> AccessConfig:
                             public_projects=frozenset(names))
     default, reason = default_anonymous(server)
     return AccessConfig(anonymous=default, reason=reason, public_projects=frozenset(names))
+
+
+_MAX_BODY_LIMIT = 64 * 1024 * 1024  # GitHub's own cap is 25 MB; past this a body is not a hint
+
+
+def webhooks(root: Table, locations: Locations, sources: Sources) -> WebhooksConfig:
+    """[webhooks]: off by default; secrets live in a directory of their own, beside the config."""
+    t = root.table("webhooks")
+    enabled = t.get("enabled", bool, False)
+    max_body = t.get("max_body", int, DEFAULT_MAX_BODY,
+                     lambda v: None if 1024 <= v <= _MAX_BODY_LIMIT
+                     else f"must be 1024 to {_MAX_BODY_LIMIT} bytes")
+    secrets = t.get("secrets_dir", str, "")
+    t.finish()
+    secrets_dir = _beside("webhooks.secrets_dir", secrets, locations, sources, "webhook-secrets")
+    return WebhooksConfig(secrets_dir=secrets_dir, enabled=enabled, max_body=max_body)
