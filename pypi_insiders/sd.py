@@ -23,6 +23,11 @@ IDENTIFIER = "pypi-insiders"
 ACCESS_LOG = "pypi_insiders.web.access_log"  # the per-request entries, which -q turns off
 
 
+def trigger_unit() -> str | None:
+    """The unit that started this service (a timer, a path unit), as systemd says in $TRIGGER_UNIT."""
+    return os.environ.get("TRIGGER_UNIT") or None
+
+
 def under_journald() -> bool:
     """systemd sets JOURNAL_STREAM when stderr is connected to the journal."""
     return bool(os.environ.get("JOURNAL_STREAM")) and _journal is not None

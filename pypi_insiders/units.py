@@ -16,6 +16,7 @@ from pypi_insiders.errors import SystemdError, UsageError
 INDEX_SERVICE = "pypi-insiders-index.service"
 FETCH_SERVICE = "pypi-insiders-fetch.service"
 FETCH_TIMER = "pypi-insiders-fetch.timer"
+FETCH_PATH = "pypi-insiders-fetch.path"  # starts the fetch service when a webhook queued a repository
 # sd_booted(3): systemd creates this directory at boot; nothing else does.
 SYSTEMD_RUNTIME = Path("/run/systemd/system")
 # How long a query about a unit's existence may take before we call systemd unresponsive.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -43,7 +42,8 @@ def test_webhook_config_errors_name_the_key(make_config: ConfigMaker, tables: di
         config.load(str(make_config(**tables)))
 
 
-def test_webhook_config_refuses_the_git_credentials_directory(make_config: ConfigMaker, tmp_path: Path) -> None:
+def test_webhook_config_refuses_the_git_credentials_directory(make_config: ConfigMaker,
+                                                              tmp_path: Path) -> None:
     path = make_config(webhooks={"secrets_dir": str(tmp_path / "credentials")})
     with pytest.raises(ConfigError, match=r"webhooks\.secrets_dir: must not be fetch\.credentials_dir"):
         config.load(str(path))
@@ -124,7 +124,7 @@ def test_webhook_secret_create_is_0600_and_never_replaces(make_config: ConfigMak
     assert secret is not None
     assert len(secret) == 64
     path = loaded.webhooks.secrets_dir / "hook-x"
-    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert path.stat().st_mode & 0o777 == 0o600
     assert path.read_text() == f"{secret}\n"
     assert webhook_secrets.create(loaded, "hook-x") is None
     assert path.read_text() == f"{secret}\n"

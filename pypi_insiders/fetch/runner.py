@@ -15,13 +15,13 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
-from pypi_insiders import sd
+from pypi_insiders import fetch_queue, sd
 from pypi_insiders.config import Config, RepoConfig
 from pypi_insiders.directories import prepare
 from pypi_insiders.errors import (
@@ -38,6 +38,7 @@ from pypi_insiders.http_client import display_url
 from pypi_insiders.provenance import Origin
 from pypi_insiders.state_layout import CacheLayout, StateLayout
 from pypi_insiders.store import Store
+from pypi_insiders.units import FETCH_PATH
 from pypi_insiders.wording import counted, utc
 
 log = logging.getLogger(__name__)
@@ -55,24 +56,86 @@ class DueBuildsError(BuildError):
         self.cause = cause  # the first failure's cause, for the run's summary line
 
 
-def cli_update(config: Config, repo_keys: list[str], *, force: bool = False) -> int:
+def cli_update(config: Config, repo_keys: list[str], *, force: bool = False, wait: bool = False) -> int:
+    """Update these repositories (all by default), the queued ones first; their queue entries are
+    claimed first of all, so a push during the run queues (and, on systemd, starts) one more run."""
     repos = select(config, repo_keys)
     prepare(config, create=True)
-    build_sandbox = sandbox.for_config(config)  # says so when builds run unsandboxed
-    if build_sandbox is not None:
-        build_sandbox.check()  # a host that cannot make it refuses before anything is fetched
-    with run_lock(StateLayout(config.paths.state).update_lock):
-        clear_stale_builds(CacheLayout(config.paths.cache).builds)
-        outcomes: Counter[str] = Counter()
-        failures: list[str] = []
-        for number, repo in enumerate(repos, 1):
-            sd.status(f"updating {repo.key} ({number}/{len(repos)})")
-            outcome = update_repo(config, repo, force=force, failures=failures)
-            outcomes[outcome] += 1
-            if sys.stderr.isatty():
-                print(f"[{number}/{len(repos)}] {repo.key}: {outcome}", file=sys.stderr)
+    check_sandbox(config)
+    with run_lock(StateLayout(config.paths.state).update_lock, wait=wait):
+        claimed = fetch_queue.claim(fetch_queue.queue_dir(config.paths.state),
+                                    set(repo_keys) if repo_keys else None)
+        first = [r for key in claimed if (r := config.repo(key)) is not None and r in repos]
+        repos = first + [r for r in repos if r not in first]
+        outcomes, failures = _update_all(config, repos, force=force)
     log_summary(len(repos), outcomes, failures)
     return 1 if outcomes["failed"] else 0
+
+
+def cli_fetch(config: Config, *, trigger: str | None) -> int:
+    """What the units run. Started by the path unit: only the queued repositories, the queue
+    re-claimed until it stays empty (a burst of pushes is one run, not one run each), at most
+    `MAX_PASSES` times; started by the timer or by hand: every repository. Either way the lock is
+    waited for: a path-triggered run failing on a busy lock would be restarted at once by the
+    path unit (the queue is still full) until the start limit took the path unit down.
+    """
+    if trigger != FETCH_PATH:
+        return cli_update(config, [], wait=True)
+    prepare(config, create=True)
+    queue = fetch_queue.queue_dir(config.paths.state)
+    outcomes: Counter[str] = Counter()
+    failures: list[str] = []
+    total = 0
+    with run_lock(StateLayout(config.paths.state).update_lock, wait=True):
+        for _pass in range(MAX_PASSES):
+            repos = _known(config, fetch_queue.claim(queue))
+            if not repos:
+                break
+            log.info("started by %s: %d queued %s", trigger, len(repos),
+                     "repository" if len(repos) == 1 else "repositories", extra={"STEP": "queue"})
+            done, failed = _update_all(config, repos, force=False)
+            outcomes.update(done)
+            failures += failed
+            total += len(repos)
+    log_summary(total, outcomes, failures)
+    return 1 if outcomes["failed"] else 0
+
+
+MAX_PASSES = 10  # then the run ends, and the path unit starts the next one for what is left
+
+
+def _known(config: Config, keys: list[str]) -> list[RepoConfig]:
+    """The claimed keys' repositories; a key no longer configured is dropped with a warning."""
+    found: list[RepoConfig] = []
+    for key in keys:
+        repo = config.repo(key)
+        if repo is None:
+            log.warning("queued repository %r is not configured (any more): dropped", key[:200],
+                        extra={"REPO": key[:200], "STEP": "queue"})
+        else:
+            found.append(repo)
+    return found
+
+
+def _update_all(config: Config, repos: list[RepoConfig], *, force: bool) -> tuple[Counter[str], list[str]]:
+    clear_stale_builds(CacheLayout(config.paths.cache).builds)
+    outcomes: Counter[str] = Counter()
+    failures: list[str] = []
+    for number, repo in enumerate(repos, 1):
+        sd.status(f"updating {repo.key} ({number}/{len(repos)})")
+        outcome = update_repo(config, repo, force=force, failures=failures)
+        outcomes[outcome] += 1
+        if sys.stderr.isatty():
+            print(f"[{number}/{len(repos)}] {repo.key}: {outcome}", file=sys.stderr)
+    return outcomes, failures
+
+
+def check_sandbox(config: Config) -> None:
+    """Before anything is fetched: a host that cannot make the build sandbox refuses the run
+    (and one running builds unsandboxed says so)."""
+    build_sandbox = sandbox.for_config(config)
+    if build_sandbox is not None:
+        build_sandbox.check()
 
 
 def select(config: Config, repo_keys: list[str]) -> list[RepoConfig]:
@@ -87,15 +150,22 @@ def select(config: Config, repo_keys: list[str]) -> list[RepoConfig]:
 
 
 @contextmanager
-def run_lock(path: Path) -> Iterator[None]:
-    """An flock the kernel drops when the process dies, so a killed run never blocks the next."""
+def run_lock(path: Path, *, wait: bool = False) -> Iterator[None]:
+    """An flock the kernel drops when the process dies, so a killed run never blocks the next.
+
+    `wait`: block until the holder is done (the units' runs) instead of failing at once.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with exclusive_lock(path, wait=False):
-            yield
-    except LockBusy:
-        msg = f"another update is running (it holds {path}); try again later"
-        raise LockedError(msg) from None
+    with ExitStack() as held:
+        try:
+            held.enter_context(exclusive_lock(path, wait=False))
+        except LockBusy:
+            if not wait:
+                msg = f"another update is running (it holds {path}); try again later"
+                raise LockedError(msg) from None
+            log.info("another run holds %s: waiting for it", path, extra={"STEP": "lock"})
+            held.enter_context(exclusive_lock(path, wait=True))
+        yield
 
 
 def clear_stale_builds(directory: Path) -> None:

@@ -29,6 +29,7 @@ from pypi_insiders.web import (
     access,
     access_log,
     file_route,
+    hooks,
     mirror_route,
     page_cache,
     project_page,
@@ -94,6 +95,7 @@ class IndexApp:
         self.auth = Authenticator(config.upload.users_file, state.users_last_use,
                                   FailedLogins(shared=state.failed_logins))
         self.projects = project_page.ProjectPages(config.paths.index, config.paths.state)
+        self.hooks = hooks.Hooks(self.auth.failed_logins)
         # A [server] setting: a reload keeps the one the service started with.
         self.access_log = access_log.AccessLog() if config.server.access_log else None
         self.forwarding = Forwarding(config.server.trusted_proxy, config.paths.state)  # [server]: no reload
@@ -148,6 +150,8 @@ class IndexApp:
         path: str = environ.get("PATH_INFO") or "/"
         if len(path) + len(environ.get("QUERY_STRING", "")) > _MAX_TARGET:
             return plain("414 URI Too Long", f"request target longer than {_MAX_TARGET} characters")
+        if path.startswith(hooks.HOOKS_URL):  # a forge's push: any method, answered by the hook
+            return self.hooks.answer(self.config, environ, path[len(hooks.HOOKS_URL):])
         if method in _READ_METHODS:
             return self._read_as(environ, path)
         if method == "POST" and (path in _UPLOAD_PATHS or path in yank_api.PATHS):
