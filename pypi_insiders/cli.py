@@ -203,6 +203,10 @@ def cmd_repos(args: argparse.Namespace) -> int:
                              username=args.username)
     if args.repos_command == "remove":
         return repos.cli_remove(loaded, args.key)
+    if args.repos_command == "hook":
+        from pypi_insiders.fetch import repo_hooks  # noqa: PLC0415
+
+        return repo_hooks.cli_hook(loaded, args.key, base_url=args.url)
     return repos.cli_list(loaded, as_json=args.json)
 
 
@@ -293,7 +297,7 @@ def _users_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _repos_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("repos", help="manage watched git repositories")
-    repos = p.add_subparsers(dest="repos_command", required=True, metavar="{add,list,remove}")
+    repos = p.add_subparsers(dest="repos_command", required=True, metavar="{add,list,remove,hook}")
     add = repos.add_parser("add", help="watch a repository (NAMESPACE/PROJECT[:DIST] or a git URL)")
     add.add_argument("source", help="NAMESPACE/PROJECT, NAMESPACE/PROJECT:DISTRIBUTION or a git URL")
     add.add_argument("distribution", nargs="?", help="distribution name (default: from its metadata)")
@@ -307,6 +311,9 @@ def _repos_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     remove.add_argument("key", help="the repository as `repos list` shows it")
     listing = repos.add_parser("list", help="list watched repositories")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
+    hook = repos.add_parser("hook", help="the webhook URL and secret of a repository, and how to set it up")
+    hook.add_argument("key", help="the repository as `repos list` shows it")
+    hook.add_argument("--url", metavar="BASE", help="the index's public URL (default: its listen address)")
     p.set_defaults(handler=cmd_repos)
 
 
