@@ -12,6 +12,7 @@ SHIPPED_PORT=31411
 INDEX=pypi-insiders-index.service
 FETCH=pypi-insiders-fetch.service
 TIMER=pypi-insiders-fetch.timer
+PATH_UNIT=pypi-insiders-fetch.path
 CONFIG=/etc/pypi-insiders/config.toml
 STORE=/var/lib/pypi-insiders/store
 WORK=/srv/e2e                  # not /tmp: the services have a private /tmp
@@ -31,7 +32,7 @@ ok() { printf '[e2e %4ss] ok: %s\n' "$(( $(date +%s) - start ))" "$*"; }
 fail() {
     printf '[e2e %4ss] FAILED: %s\n' "$(( $(date +%s) - start ))" "$*" >&2
     echo "--- journal of the pypi-insiders units (last 80 lines)" >&2
-    journalctl -u "$INDEX" -u "$FETCH" -u "$TIMER" --no-pager -n 80 >&2 || true
+    journalctl -u "$INDEX" -u "$FETCH" -u "$TIMER" -u "$PATH_UNIT" --no-pager -n 80 >&2 || true
     exit 1
 }
 upstream_pid=""
@@ -221,6 +222,12 @@ test_installed() {
     [ "$(systemctl is-enabled $INDEX)" = enabled ] || fail "$INDEX not enabled"
     [ "$(systemctl is-enabled $TIMER)" = enabled ] || fail "$TIMER not enabled"
     wait_for 10 "$TIMER is active" unit_active $TIMER
+    [ "$(systemctl is-enabled $PATH_UNIT)" = enabled ] || fail "$PATH_UNIT not enabled"
+    wait_for 10 "$PATH_UNIT is active" unit_active $PATH_UNIT
+    [ "$(stat -c '%U:%G %a' /etc/pypi-insiders/webhook-secrets)" = "root:pypi-insiders 750" ] \
+        || fail "/etc/pypi-insiders/webhook-secrets is $(stat -c '%U:%G %a' /etc/pypi-insiders/webhook-secrets)"
+    [ "$(stat -c '%U:%G' /var/lib/pypi-insiders/fetch-queue)" = "pypi-insiders:pypi-insiders" ] \
+        || fail "owner of /var/lib/pypi-insiders/fetch-queue"
     # as shipped, the upstream is the index pip on this machine uses
     pypi-insiders check-config | grep -E '^  upstream: https?://' >/dev/null \
         || fail "no default upstream from pip: $(pypi-insiders check-config | grep upstream)"
@@ -274,7 +281,7 @@ test_security() {
     man_option=()
     command -v man >/dev/null || man_option=(--man=no)   # no man-db in a minimal system
     verify_out=$(systemd-analyze verify "${man_option[@]}" /lib/systemd/system/$INDEX \
-                     /lib/systemd/system/$FETCH /lib/systemd/system/$TIMER 2>&1) \
+                     /lib/systemd/system/$FETCH /lib/systemd/system/$TIMER /lib/systemd/system/$PATH_UNIT 2>&1) \
         || fail "systemd-analyze verify: $verify_out"
     [ -z "$verify_out" ] || fail "systemd-analyze verify printed: $verify_out"
     ok "systemd-analyze verify: clean"
@@ -595,6 +602,179 @@ PY
 }
 
 # ------------------------------------------------------------------------------------------
+# deliver EVENT PAYLOAD [DELIVERY ID]: a GitHub-signed delivery for gitthing; prints "STATUS MS".
+# The secret is read from its file here, never passed on a command line.
+deliver() {
+    python3 - "$(index_url /-/hooks/gitthing)" "$@" <<'PY'
+import hashlib, hmac, sys, time, urllib.request, uuid
+url, event, payload = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+delivery = sys.argv[4] if len(sys.argv) > 4 else str(uuid.uuid4())
+secret = open("/etc/pypi-insiders/webhook-secrets/hook-gitthing", "rb").read().splitlines()[0].strip()
+headers = {"Content-Type": "application/json", "X-GitHub-Event": event, "X-GitHub-Delivery": delivery,
+           "X-Hub-Signature-256": "sha256=" + hmac.new(secret, payload, hashlib.sha256).hexdigest()}
+began = time.monotonic()
+try:
+    with urllib.request.urlopen(urllib.request.Request(url, payload, headers), timeout=10) as answer:
+        status = answer.status
+except urllib.error.HTTPError as error:
+    status = error.code
+print(status, round((time.monotonic() - began) * 1000, 1))
+PY
+}
+fetch_runs() { journalctl -u $FETCH --no-pager -o cat | grep -c '^Starting pypi-insiders-fetch.service' || true; }
+fetch_idle() { [ "$(systemctl is-active $FETCH || true)" = inactive ] && [ -z "$(ls -A /var/lib/pypi-insiders/fetch-queue)" ]; }
+
+test_webhook() {
+    step "a signed tag-push delivery: the path unit builds the tag; a burst coalesces; the timer still works"
+    local out secret answer runs_before runs total creds
+    mkdir -p /etc/systemd/system/$FETCH.d
+    printf '[Service]\nEnvironment=PIP_NO_INDEX=1 PIP_FIND_LINKS=/usr/share/python-wheels\n' \
+        > /etc/systemd/system/$FETCH.d/offline.conf
+    systemctl daemon-reload
+    write_config off $'webhook_secret = "hook-gitthing"\n\n[webhooks]\nenabled = true'
+    out=$(pypi-insiders repos hook gitthing) || fail "pypi-insiders repos hook gitthing"
+    echo "$out" | grep "^URL:    http://127.0.0.1:$PORT/-/hooks/gitthing$" >/dev/null || fail "repos hook URL: $out"
+    secret=$(echo "$out" | sed -n 's/^secret: \([0-9a-f]\{64\}\)$/\1/p')
+    [ -n "$secret" ] || fail "repos hook printed no new secret: $out"
+    [ "$(stat -c '%U %a' /etc/pypi-insiders/webhook-secrets/hook-gitthing)" = "root 600" ] \
+        || fail "the secret file is $(stat -c '%U %a' /etc/pypi-insiders/webhook-secrets/hook-gitthing)"
+    pypi-insiders repos hook gitthing | grep -- "$secret" >/dev/null && fail "repos hook printed the secret twice"
+    pypi-insiders check-config >/dev/null || fail "check-config with webhooks on"
+    systemctl restart $INDEX || fail "restart the index to load the new secret"
+    wait_for 30 "$INDEX back" page_has "$(index_url /simple/)" "<html"
+    creds=$(ls "/run/credentials/$INDEX")
+    [ "$creds" = hook_hook-gitthing ] || fail "the index's credentials are: $creds (want only the hook secret)"
+    ok "the index holds the webhook secret and no git credential"
+
+    answer=$(deliver ping '{"zen": "e2e", "hook_id": 1}')
+    [ "${answer%% *}" = 200 ] || fail "ping: $answer"
+    answer=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H 'X-GitHub-Event: push' \
+        -H 'X-Hub-Signature-256: sha256=0000000000000000000000000000000000000000000000000000000000000000' \
+        -d '{"ref": "refs/tags/v9"}' "$(index_url /-/hooks/gitthing)")
+    [ "$answer" = 401 ] || fail "a wrong signature: HTTP $answer"
+    [ "$(http_code -d '{}' "$(index_url /-/hooks/nothing-here)")" = 404 ] || fail "an unknown key is not 404"
+    ok "ping 200, wrong signature 401, unknown key 404"
+
+    # --- one tag, push to install
+    wait_for 60 "no fetch run in progress" fetch_idle
+    git_commit 2.0.0
+    python3 - "$(index_url /simple/gitthing/)" "$(index_url /simple/)" "$WORK/venv/bin/pip" <<'PY' > "$WORK/webhook-timing" \
+        || fail "push to install: $(cat "$WORK/webhook-timing")"
+import hashlib, hmac, json, subprocess, sys, time, urllib.request, uuid
+page, simple, pip = sys.argv[1], sys.argv[2], sys.argv[3]
+secret = open("/etc/pypi-insiders/webhook-secrets/hook-gitthing", "rb").read().splitlines()[0].strip()
+payload = json.dumps({"ref": "refs/tags/v2.0.0", "created": True, "deleted": False,
+                      "before": "0" * 40, "after": "1" * 40}).encode()
+headers = {"Content-Type": "application/json", "X-GitHub-Event": "push", "X-GitHub-Delivery": str(uuid.uuid4()),
+           "X-Hub-Signature-256": "sha256=" + hmac.new(secret, payload, hashlib.sha256).hexdigest()}
+def show(prop):
+    out = subprocess.run(["systemctl", "show", "-p", prop, "--value", "pypi-insiders-fetch.service"],
+                         capture_output=True, text=True).stdout.strip()
+    return int(out) if out.isdigit() else 0
+started_before = show("ExecMainStartTimestampMonotonic")
+t0 = time.monotonic()
+with urllib.request.urlopen(urllib.request.Request(page.replace("/simple/gitthing/", "/-/hooks/gitthing"),
+                                                   payload, headers), timeout=10) as answer:
+    status = answer.status
+t_hook = time.monotonic()
+t_pub = None
+while time.monotonic() - t0 < 120:
+    with urllib.request.urlopen(page, timeout=10) as answer:
+        if b"gitthing-2.0.0-py3-none-any.whl" in answer.read():
+            t_pub = time.monotonic()
+            break
+    time.sleep(0.05)
+if t_pub is None:
+    sys.exit("gitthing 2.0.0 was not published within 120 s")
+started = show("ExecMainStartTimestampMonotonic")
+done = subprocess.run([pip, "install", "-q", "--index-url", simple, "gitthing==2.0.0"], capture_output=True,
+                      text=True, timeout=120)
+t_pip = time.monotonic()
+if done.returncode:
+    sys.exit(f"pip install gitthing==2.0.0: {done.stderr[-500:]}")
+start_s = (started / 1e6 - t0) if started != started_before else float("nan")
+print(f"status={status} hook_ms={(t_hook - t0) * 1000:.1f} queue_to_start_s={start_s - (t_hook - t0):.2f} "
+      f"start_to_published_s={t_pub - t0 - start_s:.2f} pip_s={t_pip - t_pub:.2f} total_s={t_pip - t0:.2f}")
+PY
+    cat "$WORK/webhook-timing"
+    grep '^status=202 ' "$WORK/webhook-timing" >/dev/null || fail "the tag push was not queued"
+    total=$(sed -n 's/.*total_s=\([0-9.]*\).*/\1/p' "$WORK/webhook-timing")
+    awk -v t="$total" 'BEGIN { exit !(t < 5.0) }' || echo "NOTE: push to install took $total s, over the 5 s target"
+    awk -v t="$total" 'BEGIN { exit !(t < 60.0) }' || fail "push to install took $total s"
+    journalctl -u $INDEX -o verbose --no-pager OUTCOME=queued | grep -E '^\s+DELIVERY=' >/dev/null \
+        || fail "no journal entry with OUTCOME=queued and DELIVERY="
+    journalctl -u $FETCH --no-pager | grep "started by $PATH_UNIT: 1 queued repository" >/dev/null \
+        || fail "the run was not started by $PATH_UNIT"
+    ok "tag pushed, delivery sent, pip installed gitthing==2.0.0 in $total s"
+
+    # --- 50 deliveries in one second: at most two runs, the path unit still active
+    wait_for 60 "no fetch run in progress" fetch_idle
+    runs_before=$(fetch_runs)
+    python3 - "$(index_url /-/hooks/gitthing)" <<'PY' > "$WORK/burst" || fail "burst: $(cat "$WORK/burst")"
+import hashlib, hmac, json, threading, time, urllib.request, uuid
+url = __import__("sys").argv[1]
+secret = open("/etc/pypi-insiders/webhook-secrets/hook-gitthing", "rb").read().splitlines()[0].strip()
+results = []
+def send(n):
+    payload = json.dumps({"ref": f"refs/tags/v2.0.{n}", "created": True, "after": "2" * 40}).encode()
+    headers = {"Content-Type": "application/json", "X-GitHub-Event": "push", "X-GitHub-Delivery": str(uuid.uuid4()),
+               "X-Hub-Signature-256": "sha256=" + hmac.new(secret, payload, hashlib.sha256).hexdigest()}
+    began = time.monotonic()
+    with urllib.request.urlopen(urllib.request.Request(url, payload, headers), timeout=10) as answer:
+        results.append((answer.status, answer.read().strip().decode(), (time.monotonic() - began) * 1000))
+t0 = time.monotonic()
+threads = []
+for n in range(50):
+    threads.append(threading.Thread(target=send, args=(n,)))
+    threads[-1].start()
+    time.sleep(max(0.0, t0 + (n + 1) * 0.02 - time.monotonic()))
+for thread in threads:
+    thread.join()
+ms = sorted(r[2] for r in results)
+outcomes = {o: sum(1 for r in results if r[1] == o) for o in sorted({r[1] for r in results})}
+print(f"sent={len(results)} in {time.monotonic() - t0:.2f}s statuses={sorted({r[0] for r in results})} "
+      f"outcomes={outcomes} median_ms={ms[len(ms) // 2]:.1f} max_ms={ms[-1]:.1f}")
+PY
+    cat "$WORK/burst"
+    grep '^sent=50 .*statuses=\[202\]' "$WORK/burst" >/dev/null || fail "burst answers: $(cat "$WORK/burst")"
+    wait_for 60 "the burst's runs are over" fetch_idle
+    sleep 2  # a run the path unit would start last comes within this
+    wait_for 60 "the burst's runs are over" fetch_idle
+    runs=$(( $(fetch_runs) - runs_before ))
+    unit_active $PATH_UNIT || fail "$PATH_UNIT is $(systemctl is-active $PATH_UNIT || true) after the burst"
+    [ "$runs" -ge 1 ] && [ "$runs" -le 2 ] || fail "50 deliveries gave $runs fetch runs (want 1 or 2)"
+    ok "50 deliveries in about a second: $runs fetch run(s); $PATH_UNIT active"
+
+    # --- replay: the same delivery id again is a duplicate
+    answer=$(deliver push '{"ref": "refs/tags/v2.0.0", "created": true, "after": "3333333333333333333333333333333333333333"}' replay-e2e-1)
+    answer=$(deliver push '{"ref": "refs/tags/v2.0.0", "created": true, "after": "3333333333333333333333333333333333333333"}' replay-e2e-1)
+    [ "${answer%% *}" = 200 ] || fail "a replay answered $answer"
+
+    # --- without the path unit, the timer still builds the tag
+    wait_for 60 "no fetch run in progress" fetch_idle
+    systemctl stop $PATH_UNIT
+    git_commit 2.1.0
+    answer=$(deliver push '{"ref": "refs/tags/v2.1.0", "created": true, "after": "4444444444444444444444444444444444444444"}')
+    [ "${answer%% *}" = 202 ] || fail "delivery with the path unit stopped: $answer"
+    sleep 2
+    [ -n "$(ls -A /var/lib/pypi-insiders/fetch-queue)" ] || fail "the entry was taken with the path unit stopped"
+    mkdir -p /etc/systemd/system/$TIMER.d
+    printf '[Timer]\nOnCalendar=\nOnActiveSec=2s\nRandomizedDelaySec=0\nAccuracySec=1s\n' \
+        > /etc/systemd/system/$TIMER.d/soon.conf
+    systemctl daemon-reload
+    systemctl restart $TIMER
+    wait_for 180 "the timer fired and gitthing 2.1.0 is served" \
+        page_has "$(index_url /simple/gitthing/)" "gitthing-2.1.0-py3-none-any.whl"
+    wait_for 60 "the timer's run claimed the queue" fetch_idle
+    rm -r /etc/systemd/system/$TIMER.d /etc/systemd/system/$FETCH.d
+    systemctl daemon-reload
+    systemctl restart $TIMER
+    systemctl start $PATH_UNIT
+    if journalctl --no-pager | grep -- "$secret" >/dev/null; then fail "the webhook secret is in the journal"; fi
+    ok "with $PATH_UNIT stopped, the timer built the tag; the secret is nowhere in the journal"
+}
+
+# ------------------------------------------------------------------------------------------
 test_cli() {
     step "pypi-insiders server|watcher drive the units"
     pypi-insiders server status >/dev/null || fail "pypi-insiders server status"
@@ -744,7 +924,8 @@ test_purge() {
     ok "after remove: config, data and user kept"
     DEBIAN_FRONTEND=noninteractive apt-get purge -y -q pypi-insiders >/dev/null || fail "apt-get purge"
     for path in /etc/pypi-insiders /var/lib/pypi-insiders /var/cache/pypi-insiders \
-                /etc/systemd/system/multi-user.target.wants/$INDEX /etc/systemd/system/timers.target.wants/$TIMER; do
+                /etc/systemd/system/multi-user.target.wants/$INDEX /etc/systemd/system/timers.target.wants/$TIMER \
+                /etc/systemd/system/paths.target.wants/$PATH_UNIT; do
         [ ! -e "$path" ] || fail "purge left $path"
     done
     if getent passwd pypi-insiders >/dev/null; then fail "purge left the user"; fi
@@ -756,8 +937,8 @@ test_purge() {
 # ------------------------------------------------------------------------------------------
 # Sections run in this order, each relying on the ones before; naming some (after PORT) runs
 # only those, for working on one part of the package.
-ALL_SECTIONS=(installed footprint security upstream pip journal upload yank nginx reload fetch cli user_units broken
-              port_in_use reinstall stop purge)
+ALL_SECTIONS=(installed footprint security upstream pip journal upload yank nginx reload fetch webhook cli user_units
+              broken port_in_use reinstall stop purge)
 sections=("${@:2}")
 [ ${#sections[@]} -gt 0 ] || sections=("${ALL_SECTIONS[@]}")
 for section in "${sections[@]}"; do
