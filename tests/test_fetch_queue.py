@@ -145,3 +145,23 @@ def test_update_named_repositories_claim_only_their_entries(make_config: ConfigM
     fetch_queue.enqueue(_queue(loaded), "two")
     assert runner.cli_update(loaded, ["one"]) == 0
     assert [k for k, _ in fetch_queue.pending(_queue(loaded))] == ["two"]
+
+
+def test_fetch_path_run_takes_what_is_queued_meanwhile(make_config: ConfigMaker, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A push during (or just after) a pass is taken by the same run: a burst is one run."""
+    caplog.set_level(logging.INFO)
+    loaded = _repos(make_config, tmp_path)
+    fetch_queue.enqueue(_queue(loaded), "one")
+    later = threading.Timer(0.3, fetch_queue.enqueue, (_queue(loaded), "one"))
+    later.start()
+    began = time.monotonic()
+    try:
+        assert runner.cli_fetch(loaded, trigger=FETCH_PATH) == 0
+    finally:
+        later.join(10)
+    assert time.monotonic() - began >= runner.SETTLE
+    assert fetch_queue.pending(_queue(loaded)) == []
+    passes = [r.getMessage() for r in caplog.records if getattr(r, "STEP", None) == "queue"]
+    assert passes == [f"started by {FETCH_PATH}: 1 queued repository",
+                      "queued during the run: 1 queued repository"]

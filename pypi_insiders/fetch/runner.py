@@ -73,11 +73,12 @@ def cli_update(config: Config, repo_keys: list[str], *, force: bool = False, wai
 
 
 def cli_fetch(config: Config, *, trigger: str | None) -> int:
-    """What the units run. Started by the path unit: only the queued repositories, the queue
-    re-claimed until it stays empty (a burst of pushes is one run, not one run each), at most
-    `MAX_PASSES` times; started by the timer or by hand: every repository. Either way the lock is
-    waited for: a path-triggered run failing on a busy lock would be restarted at once by the
-    path unit (the queue is still full) until the start limit took the path unit down.
+    """What the units run. Started by the path unit: only the queued repositories, then the queue
+    again after each pass, for `SETTLE` seconds, so a burst of pushes is one run and not one run
+    each (at most `MAX_PASSES` passes; what is left starts the next run). Started by the timer or
+    by hand: every repository. Either way the lock is waited for: a path-triggered run failing
+    on a busy lock would be restarted at once by the path unit (the queue is still full) until
+    the start limit took the path unit down.
     """
     if trigger != FETCH_PATH:
         return cli_update(config, [], wait=True)
@@ -87,12 +88,12 @@ def cli_fetch(config: Config, *, trigger: str | None) -> int:
     failures: list[str] = []
     total = 0
     with run_lock(StateLayout(config.paths.state).update_lock, wait=True):
-        for _pass in range(MAX_PASSES):
-            repos = _known(config, fetch_queue.claim(queue))
+        for number in range(MAX_PASSES):
+            repos = _known(config, _claim_within(queue, SETTLE if number else 0.0))
             if not repos:
                 break
-            log.info("started by %s: %d queued %s", trigger, len(repos),
-                     "repository" if len(repos) == 1 else "repositories", extra={"STEP": "queue"})
+            log.info("%s: %d queued %s", f"started by {trigger}" if not number else "queued during the run",
+                     len(repos), "repository" if len(repos) == 1 else "repositories", extra={"STEP": "queue"})
             done, failed = _update_all(config, repos, force=False)
             outcomes.update(done)
             failures += failed
@@ -102,6 +103,18 @@ def cli_fetch(config: Config, *, trigger: str | None) -> int:
 
 
 MAX_PASSES = 10  # then the run ends, and the path unit starts the next one for what is left
+SETTLE = 1.0  # seconds a path-triggered run waits for more entries before it ends
+_SETTLE_POLL = 0.05
+
+
+def _claim_within(queue: Path, settle: float) -> list[str]:
+    """The queued keys, waiting up to `settle` seconds for one to arrive when there is none."""
+    deadline = time.monotonic() + settle
+    while True:
+        keys = fetch_queue.claim(queue)
+        if keys or time.monotonic() >= deadline:
+            return keys
+        time.sleep(_SETTLE_POLL)
 
 
 def _known(config: Config, keys: list[str]) -> list[RepoConfig]:

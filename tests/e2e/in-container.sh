@@ -679,10 +679,13 @@ with urllib.request.urlopen(urllib.request.Request(page.replace("/simple/gitthin
 t_hook = time.monotonic()
 t_pub = None
 while time.monotonic() - t0 < 120:
-    with urllib.request.urlopen(page, timeout=10) as answer:
-        if b"gitthing-2.0.0-py3-none-any.whl" in answer.read():
-            t_pub = time.monotonic()
-            break
+    try:
+        with urllib.request.urlopen(page, timeout=10) as answer:
+            if b"gitthing-2.0.0-py3-none-any.whl" in answer.read():
+                t_pub = time.monotonic()
+                break
+    except urllib.error.HTTPError:  # 404 until the project's first file is published
+        pass
     time.sleep(0.05)
 if t_pub is None:
     sys.exit("gitthing 2.0.0 was not published within 120 s")
