@@ -75,10 +75,10 @@ def cli_update(config: Config, repo_keys: list[str], *, force: bool = False, wai
 def cli_fetch(config: Config, *, trigger: str | None) -> int:
     """What the units run. Started by the path unit: only the queued repositories, then the queue
     again after each pass, for `SETTLE` seconds, so a burst of pushes is one run and not one run
-    each (at most `MAX_PASSES` passes; what is left starts the next run). Started by the timer or
-    by hand: every repository. Either way the lock is waited for: a path-triggered run failing
-    on a busy lock would be restarted at once by the path unit (the queue is still full) until
-    the start limit took the path unit down.
+    each (for `MAX_RUN` seconds at most; what is left then starts the next run). Started by the
+    timer or by hand: every repository. Either way the lock is waited for: a path-triggered run
+    failing on a busy lock would be restarted at once by the path unit (the queue is still full)
+    until the start limit took the path unit down.
     """
     if trigger != FETCH_PATH:
         return cli_update(config, [], wait=True)
@@ -88,33 +88,39 @@ def cli_fetch(config: Config, *, trigger: str | None) -> int:
     failures: list[str] = []
     total = 0
     with run_lock(StateLayout(config.paths.state).update_lock, wait=True):
-        for number in range(MAX_PASSES):
-            repos = _known(config, _claim_within(queue, SETTLE if number else 0.0))
+        ends = time.monotonic() + MAX_RUN
+        first = True
+        while first or time.monotonic() < ends:
+            repos = _known(config, fetch_queue.claim(queue) if first else _claim_within(queue, SETTLE))
             if not repos:
                 break
-            log.info("%s: %d queued %s", f"started by {trigger}" if not number else "queued during the run",
+            log.info("%s: %d queued %s", f"started by {trigger}" if first else "queued during the run",
                      len(repos), "repository" if len(repos) == 1 else "repositories", extra={"STEP": "queue"})
             done, failed = _update_all(config, repos, force=False)
             outcomes.update(done)
             failures += failed
             total += len(repos)
+            first = False
     log_summary(total, outcomes, failures)
     return 1 if outcomes["failed"] else 0
 
 
-MAX_PASSES = 10  # then the run ends, and the path unit starts the next one for what is left
+MAX_RUN = 600.0  # seconds of passes after the first; then the path unit starts a new run if needed
 SETTLE = 1.0  # seconds a path-triggered run waits for more entries before it ends
-_SETTLE_POLL = 0.05
+_GATHER = 0.25  # once an entry is there, the others of a burst this long after it come along
+_POLL = 0.05
 
 
 def _claim_within(queue: Path, settle: float) -> list[str]:
-    """The queued keys, waiting up to `settle` seconds for one to arrive when there is none."""
+    """The queued keys, waiting up to `settle` seconds for one to arrive; a burst's entries that
+    follow within `_GATHER` are taken together (one fetch for the lot, not one each)."""
     deadline = time.monotonic() + settle
-    while True:
-        keys = fetch_queue.claim(queue)
-        if keys or time.monotonic() >= deadline:
-            return keys
-        time.sleep(_SETTLE_POLL)
+    while not fetch_queue.pending(queue):
+        if time.monotonic() >= deadline:
+            return []
+        time.sleep(_POLL)
+    time.sleep(_GATHER)
+    return fetch_queue.claim(queue)
 
 
 def _known(config: Config, keys: list[str]) -> list[RepoConfig]:
