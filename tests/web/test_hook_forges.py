@@ -13,7 +13,7 @@ import pytest
 
 from pypi_insiders.web import hook_forges
 from pypi_insiders.web.hook_forges import Delivery
-from tests import hook_fixtures as h
+from tests.support import hook_fixtures as h
 
 # GitHub's documentation ("Validating webhook deliveries"): this secret and payload give this digest.
 GITHUB_SECRET = b"It's a Secret to Everybody"

@@ -18,9 +18,9 @@ from pypi_insiders import config, deliveries, fetch_queue
 from pypi_insiders.config import Config
 from pypi_insiders.files import exclusive_lock
 from pypi_insiders.web.app import make_app
-from tests import hook_fixtures as h
 from tests.conftest import ConfigMaker
-from tests.server_fixtures import ThreadedServer, request
+from tests.support import hook_fixtures as h
+from tests.support.server_fixtures import ThreadedServer, request
 
 KEY = "team/project"
 URL = "/-/hooks/team/project"

@@ -10,10 +10,10 @@ import pytest
 from pypi_insiders import config
 from pypi_insiders.cli import main
 from pypi_insiders.web.app import make_app
-from tests import git_fixtures as g
-from tests import hook_fixtures as h
 from tests.conftest import ConfigMaker
-from tests.server_fixtures import ThreadedServer, request
+from tests.support import git_fixtures as g
+from tests.support import hook_fixtures as h
+from tests.support.server_fixtures import ThreadedServer, request
 
 
 def test_repos_hook_makes_the_secret_once_and_names_it(make_config: ConfigMaker, tmp_path: Path,
