@@ -82,6 +82,12 @@ def cli_fetch(config: Config, *, trigger: str | None) -> int:
     """
     if trigger != FETCH_PATH:
         return cli_update(config, [], wait=True)
+    return run_queued(config, f"started by {trigger}")
+
+
+def run_queued(config: Config, why: str) -> int:
+    """Only the queued repositories, pass after pass (see `cli_fetch`); also local mode's run
+    when a webhook woke the watcher (`service/queue_watch.py`)."""
     prepare(config, create=True)
     queue = fetch_queue.queue_dir(config.paths.state)
     outcomes: Counter[str] = Counter()
@@ -94,7 +100,7 @@ def cli_fetch(config: Config, *, trigger: str | None) -> int:
             repos = _known(config, fetch_queue.claim(queue) if first else _claim_within(queue, SETTLE))
             if not repos:
                 break
-            log.info("%s: %d queued %s", f"started by {trigger}" if first else "queued during the run",
+            log.info("%s: %d queued %s", why if first else "queued during the run",
                      len(repos), "repository" if len(repos) == 1 else "repositories", extra={"STEP": "queue"})
             done, failed = _update_all(config, repos, force=False)
             outcomes.update(done)
