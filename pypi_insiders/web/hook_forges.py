@@ -12,10 +12,13 @@ tag and commit are never used (the fetcher reads the configured remote).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
 import string
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,14 +29,16 @@ Environ = Mapping[str, Any]
 _ZERO_SHA = frozenset({"0" * 40, "0" * 64})
 _HEX = frozenset(string.hexdigits)
 _MAX_ID = 128  # a delivery id is a UUID or a GUID; anything longer is cut for the journal
+TOLERANCE = 300  # seconds a Standard Webhooks timestamp may be off, as the specification says
+_MAX_SIGNATURES = 8  # `webhook-signature` may list several; more is not a rotation
 # (event header, forge) in the order a forge is recognised: Forgejo also sends X-Gitea-Event
 # and X-GitHub-Event, Gitea X-GitHub-Event, so the most specific name comes first.
 _FORGES = (("HTTP_X_FORGEJO_EVENT", "forgejo"), ("HTTP_X_GITEA_EVENT", "gitea"),
            ("HTTP_X_GITLAB_EVENT", "gitlab"), ("HTTP_X_EVENT_KEY", "bitbucket"),
            ("HTTP_X_GITHUB_EVENT", "github"))
 _DELIVERY_HEADERS = ("HTTP_X_FORGEJO_DELIVERY", "HTTP_X_GITEA_DELIVERY", "HTTP_X_GITHUB_DELIVERY",
-                     "HTTP_IDEMPOTENCY_KEY", "HTTP_X_GITLAB_EVENT_UUID", "HTTP_X_GITLAB_WEBHOOK_UUID",
-                     "HTTP_X_REQUEST_UUID", "HTTP_X_REQUEST_ID")
+                     "HTTP_IDEMPOTENCY_KEY", "HTTP_WEBHOOK_ID", "HTTP_X_GITLAB_EVENT_UUID",
+                     "HTTP_X_GITLAB_WEBHOOK_UUID", "HTTP_X_REQUEST_UUID", "HTTP_X_REQUEST_ID")
 
 
 @dataclass(frozen=True)
@@ -73,21 +78,28 @@ def hex_hmac(secret: bytes, body: bytes) -> str:
 def signature_scheme(environ: Environ) -> str | None:
     """The name of the first signature header present, or None (unsigned)."""
     for header in ("HTTP_X_HUB_SIGNATURE_256", "HTTP_X_FORGEJO_SIGNATURE", "HTTP_X_GITEA_SIGNATURE",
-                   "HTTP_X_HUB_SIGNATURE", "HTTP_X_GITLAB_TOKEN"):
+                   "HTTP_X_HUB_SIGNATURE", "HTTP_WEBHOOK_SIGNATURE", "HTTP_X_GITLAB_TOKEN"):
         if environ.get(header):
             return header
     return None
 
 
-def verify(environ: Environ, body: bytes, secrets: tuple[bytes, ...]) -> str:
+def verify(environ: Environ, body: bytes, secrets: tuple[bytes, ...], now: float | None = None) -> str:
     """"" when a secret signs (or, for GitLab, is) this delivery; else why not, for the journal."""
     scheme = signature_scheme(environ)
     if scheme is None:
         return "unsigned"
     value = str(environ[scheme]).strip()
+    if scheme == "HTTP_WEBHOOK_SIGNATURE":
+        return standard_webhook(environ, body, secrets, time.time() if now is None else now)
     if scheme == "HTTP_X_GITLAB_TOKEN":
         given = value.encode("utf-8", "surrogateescape")
         return "" if _any_equal(given, secrets) else "wrong token"
+    return _hex_signature(scheme, value, body, secrets)
+
+
+def _hex_signature(scheme: str, value: str, body: bytes, secrets: tuple[bytes, ...]) -> str:
+    """HMAC-SHA256 in hex: `sha256=HEX` (GitHub, Bitbucket, Gitea's copy) or bare (Gitea, Forgejo)."""
     if scheme in ("HTTP_X_HUB_SIGNATURE_256", "HTTP_X_HUB_SIGNATURE"):
         algorithm, equals, value = value.partition("=")
         if not equals:
@@ -98,6 +110,37 @@ def verify(environ: Environ, body: bytes, secrets: tuple[bytes, ...]) -> str:
         return "malformed signature"
     given = value.lower().encode()
     return "" if _any_equal(given, tuple(hex_hmac(s, body).encode() for s in secrets)) else "wrong signature"
+
+
+def standard_webhook(environ: Environ, body: bytes, secrets: tuple[bytes, ...], now: float) -> str:
+    """GitLab's signing token (the Standard Webhooks scheme): HMAC-SHA256 of `id.timestamp.body`
+    under the base64 key after `whsec_`, base64 in `webhook-signature: v1,SIG [v1,SIG ...]`, and a
+    timestamp within `TOLERANCE` seconds, so a captured delivery cannot be replayed later."""
+    delivery = str(environ.get("HTTP_WEBHOOK_ID", ""))
+    stamp = str(environ.get("HTTP_WEBHOOK_TIMESTAMP", ""))
+    if not delivery or not stamp.isdigit():
+        return "malformed signature"
+    if abs(now - int(stamp)) > TOLERANCE:
+        return "stale timestamp"
+    signed = f"{delivery}.{stamp}.".encode() + body
+    given = [part[3:].encode() for part in str(environ["HTTP_WEBHOOK_SIGNATURE"]).split()
+             if part.startswith("v1,")]
+    expected = tuple(base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
+                     for key in map(_standard_key, secrets) if key)
+    matched = False
+    for candidate in given[:_MAX_SIGNATURES]:
+        matched |= _any_equal(candidate, expected)
+    return "" if matched else "wrong signature"
+
+
+def _standard_key(secret: bytes) -> bytes:
+    """The key a `whsec_` secret stands for; b"" for a secret of another kind."""
+    if not secret.startswith(b"whsec_"):
+        return b""
+    try:
+        return base64.b64decode(secret[6:], validate=True)
+    except binascii.Error:
+        return b""
 
 
 def _any_equal(given: bytes, accepted: tuple[bytes, ...]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import base64
 import hashlib
 import hmac
 import json
@@ -22,6 +23,10 @@ GITHUB_SIGNATURE = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f43
 # RFC 4231, test case 2: HMAC-SHA256 as bare hex, the way Gitea and Forgejo send it.
 RFC_KEY, RFC_DATA = b"Jefe", b"what do ya want for nothing?"
 RFC_DIGEST = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+# The Standard Webhooks specification's reference vector (GitLab's signing token uses the scheme).
+SW_SECRET = b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SW_ID, SW_TIME, SW_BODY = "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}'
+SW_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
 def test_hook_forges_vectors_match_hashlib() -> None:
@@ -57,6 +62,34 @@ def test_hook_forges_verify(environ: dict[str, str], secret: bytes, body: bytes,
     assert hook_forges.verify(environ, body, (secret,)) == result
 
 
+def _standard(signature: str = SW_SIGNATURE, **more: str) -> dict[str, str]:
+    return {"HTTP_WEBHOOK_ID": SW_ID, "HTTP_WEBHOOK_TIMESTAMP": str(SW_TIME),
+            "HTTP_WEBHOOK_SIGNATURE": signature, **more}
+
+
+@pytest.mark.parametrize(
+    ("environ", "secret", "now", "result"),
+    [
+        (_standard(), SW_SECRET, SW_TIME, ""),
+        (_standard(), SW_SECRET, SW_TIME + 300, ""),
+        (_standard(f"v1,{'A' * 44} {SW_SIGNATURE}"), SW_SECRET, SW_TIME, ""),  # several: one matches
+        (_standard(), SW_SECRET, SW_TIME + 301, "stale timestamp"),
+        (_standard(), SW_SECRET, SW_TIME - 301, "stale timestamp"),
+        (_standard(), b"whsec_" + base64.b64encode(b"another key of 32 bytes, really!"), SW_TIME,
+         "wrong signature"),
+        (_standard(), SW_SECRET[6:], SW_TIME, "wrong signature"),  # not a whsec_ secret
+        (_standard(SW_SIGNATURE.replace("v1,", "v2,")), SW_SECRET, SW_TIME, "wrong signature"),
+        (_standard(HTTP_WEBHOOK_ID=""), SW_SECRET, SW_TIME, "malformed signature"),
+        (_standard(HTTP_WEBHOOK_TIMESTAMP="yesterday"), SW_SECRET, SW_TIME, "malformed signature"),
+        # the GitLab token beside it is not looked at: the stronger scheme decides
+        (_standard(HTTP_X_GITLAB_TOKEN=SW_SECRET.decode()), b"whsec_" + base64.b64encode(b"x" * 32), SW_TIME,
+         "wrong signature"),
+    ],
+)
+def test_hook_forges_standard_webhooks(environ: dict[str, str], secret: bytes, now: int, result: str) -> None:
+    assert hook_forges.verify(environ, SW_BODY, (secret,), now=now) == result
+
+
 def test_hook_forges_either_secret_of_a_rotation_verifies() -> None:
     environ = {"HTTP_X_HUB_SIGNATURE_256": GITHUB_SIGNATURE}
     assert hook_forges.verify(environ, GITHUB_BODY, (b"the next secret", GITHUB_SECRET)) == ""
@@ -68,7 +101,7 @@ def test_hook_forges_compare_only_in_constant_time() -> None:
     header name, an algorithm), and the secrets meet the request only in hmac.compare_digest."""
     tree = ast.parse(Path(hook_forges.__file__).read_text())
     functions = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
-    for name in ("verify", "_any_equal"):
+    for name in ("verify", "_hex_signature", "standard_webhook", "_any_equal"):
         for node in ast.walk(functions[name]):
             if isinstance(node, ast.Compare) and any(isinstance(op, ast.Eq | ast.NotEq) for op in node.ops):
                 assert all(isinstance(c, ast.Constant) for c in node.comparators), ast.unparse(node)

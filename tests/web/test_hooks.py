@@ -3,7 +3,11 @@ across processes, coalescing, and an answer in milliseconds while a fetch run ho
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import io
+import json
 import logging
 import multiprocessing
 import os
@@ -284,3 +288,24 @@ def test_hooks_journal_fields_and_nothing_secret(hooked: tuple[Config, ThreadedS
         text = record.getMessage() + repr(vars(record))
         for secret in (h.SECRET, marker, "wrong-token-that-must-not-be-logged", signature[7:]):
             assert secret not in text
+
+
+def test_hooks_gitlab_signing_token_and_its_timestamp(make_config: ConfigMaker) -> None:
+    """A GitLab signing token (`whsec_...`) beside the secret, as during a rotation: a fresh
+    signature queues, a captured one replayed after the window is 401."""
+    loaded = _config(make_config)
+    token = "whsec_" + base64.b64encode(b"gitlab signing key of 32 bytes!!").decode()
+    (loaded.webhooks.secrets_dir / "hook-p").write_text(f"{h.SECRET}\n{token}\n")
+    body = json.dumps({"object_kind": "tag_push", "after": "b" * 40}).encode()
+
+    def signed(stamp: int, delivery: str) -> dict[str, str]:
+        key = base64.b64decode(token.removeprefix("whsec_"))
+        mac = hmac.new(key, f"{delivery}.{stamp}.".encode() + body, hashlib.sha256).digest()
+        return {"Content-Type": "application/json", "X-Gitlab-Event": "Tag Push Hook", "webhook-id": delivery,
+                "webhook-timestamp": str(stamp), "webhook-signature": "v1," + base64.b64encode(mac).decode()}
+
+    with ThreadedServer(make_app(loaded)) as server:
+        stale = request(server.url, URL, "POST", signed(int(time.time()) - 600, "msg_old"), body=body)
+        fresh = request(server.url, URL, "POST", signed(int(time.time()), "msg_new"), body=body)
+    assert stale.status == 401
+    assert (fresh.status, fresh.body) == (202, b"queued\n")
