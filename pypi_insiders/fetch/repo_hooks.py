@@ -54,6 +54,8 @@ Set it up on the forge (content type JSON; the secret above):
   GitHub:    Settings > Webhooks > Add webhook: Payload URL, Secret; events: "Let me select
              individual events" > "Branch or tag creation" (or "Just the push event").
   GitLab:    Settings > Webhooks > Add new webhook: URL, Secret token; trigger: "Tag push events" only.
+             Where GitLab offers a signing token (whsec_...), add it as a second line of the
+             secret file: the body is then signed and a replay refused after five minutes.
   Forgejo/Gitea: Settings > Webhooks > Add webhook > Forgejo (Gitea): Target URL, POST,
              application/json, Secret; trigger: "Custom events" > "Create" (or "Push").
   Bitbucket: Repository settings > Webhooks > Add webhook: URL, Secret; trigger: "Repository push".
