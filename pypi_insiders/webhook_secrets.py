@@ -23,7 +23,7 @@ from pypi_insiders.files import create_exclusive
 SYSTEMD_PREFIX = "hook_"  # LoadCredential=hook:DIR names each file hook_<file name> (systemd 252)
 MIN_LENGTH = 16  # a secret shorter than this is guessable by the failed-attempt limit's clients
 _MAX_SIZE = 4096
-_MAX_LINES = 2  # the current secret and, during a rotation, the next
+_MAX_LINES = 4  # the current secret, the next during a rotation, and GitLab signing tokens
 
 
 def candidates(config: Config, name: str) -> list[Path]:
@@ -65,7 +65,7 @@ def _parse(path: Path, owner: str) -> tuple[bytes, ...]:
         raise CredentialError(msg) from None
     lines = [line.strip() for line in data.splitlines() if line.strip()]
     if len(data) > _MAX_SIZE or len(lines) > _MAX_LINES:
-        msg = f"{owner}: {path} must hold one secret a line, at most {_MAX_LINES} (during a rotation)"
+        msg = f"{owner}: {path} must hold one secret a line, at most {_MAX_LINES}"
         raise CredentialError(msg)
     if not lines:
         msg = f"{owner}: {path} is empty"
