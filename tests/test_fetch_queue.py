@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 
 from pypi_insiders import fetch_queue
@@ -27,3 +28,15 @@ def test_fetch_queue_a_damaged_entry_is_removed_not_left_to_loop(tmp_path: Path)
     (queue / "empty.queued").write_bytes(b"")
     assert fetch_queue.claim(queue) == []
     assert list(queue.iterdir()) == []
+
+
+def test_fetch_queue_the_path_unit_watches_exactly_the_entries() -> None:
+    """The unit's glob and this module's names are one contract: entries match it, temp files do not."""
+    unit = Path(__file__).resolve().parent.parent / "systemd" / "pypi-insiders-fetch.path"
+    lines = unit.read_text().splitlines()
+    globs = [line.split("=", 1)[1] for line in lines if line.startswith("PathExistsGlob=")]
+    state = Path("/var/lib/pypi-insiders")
+    assert globs == [f"{fetch_queue.queue_dir(state)}/*{fetch_queue.SUFFIX}"]
+    name = fetch_queue.entry_name("team/project")
+    assert fnmatch.fnmatch(name, f"*{fetch_queue.SUFFIX}")
+    assert not fnmatch.fnmatch(f".{name}.0123abcd.tmp", f"*{fetch_queue.SUFFIX}")
