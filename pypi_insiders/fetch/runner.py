@@ -107,7 +107,10 @@ def run_queued(config: Config, why: str) -> int:
             failures += failed
             total += len(repos)
             first = False
-    log_summary(total, outcomes, failures)
+    if total:
+        log_summary(total, outcomes, failures)
+    else:  # a run the path unit started for an entry another run took: nothing to report
+        log.info("%s: nothing queued (any more)", why, extra={"STEP": "queue"})
     return 1 if outcomes["failed"] else 0
 
 

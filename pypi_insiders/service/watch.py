@@ -18,10 +18,11 @@ from collections.abc import Callable
 from types import FrameType
 
 from pypi_insiders import config as config_module
-from pypi_insiders import sd
+from pypi_insiders import fetch_queue, sd
 from pypi_insiders.config import Config
 from pypi_insiders.errors import ConfigError, InsidersError, LockedError
 from pypi_insiders.files import LockBusy, exclusive_lock
+from pypi_insiders.service.queue_watch import QUEUED, QueueWatch
 from pypi_insiders.state_layout import StateLayout
 from pypi_insiders.wording import counted
 
@@ -58,10 +59,13 @@ class Wake:
 Fetch = Callable[[Config, list[str]], int]
 
 
-def fetch_all(config: Config, _reasons: list[str]) -> int:
-    """One run over every repository, what the system timer's `fetch` does."""
+def fetch_all(config: Config, reasons: list[str]) -> int:
+    """One run over every repository, what the system timer's `fetch` does; woken only by the
+    queue (a webhook), only the queued ones, what the path unit's run does."""
     from pypi_insiders.fetch import runner  # noqa: PLC0415 - the loop itself needs no dulwich
 
+    if reasons and all(reason == QUEUED for reason in reasons):
+        return runner.run_queued(config, "woken by a webhook")
     return runner.cli_update(config, [], force=False)
 
 
@@ -142,6 +146,12 @@ def describe(seconds: float) -> str:
 
 
 def watch(config_arg: str | None, config: Config) -> int:
+    """The loop, woken also by the fetch queue (local mode's pypi-insiders-fetch.path)."""
     watcher = Watcher(config_arg, config)
     watcher.install_signals()
-    return watcher.run()
+    queue = QueueWatch(fetch_queue.queue_dir(config.paths.state), watcher.wake.now)
+    queue.start()
+    try:
+        return watcher.run()
+    finally:
+        queue.stop()
