@@ -89,6 +89,7 @@ def run_queued(config: Config, why: str) -> int:
     """Only the queued repositories, pass after pass (see `cli_fetch`); also local mode's run
     when a webhook woke the watcher (`service/queue_watch.py`)."""
     prepare(config, create=True)
+    check_sandbox(config)
     queue = fetch_queue.queue_dir(config.paths.state)
     outcomes: Counter[str] = Counter()
     failures: list[str] = []
