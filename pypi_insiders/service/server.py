@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from waitress.server import create_server as _waitress_server
 
 from pypi_insiders.config import Config
-from pypi_insiders.web import upload
+from pypi_insiders.web import hooks, upload
 from pypi_insiders.web.app import IndexApp
 from pypi_insiders.web.body_limit import limit_bodies
 from pypi_insiders.web.head import keep_head_connections
@@ -36,7 +36,10 @@ def create_server(app: IndexApp, config: Config, sock: socket.socket | None = No
         connection_limit=1000, clear_untrusted_proxy_headers=False,
         max_request_body_size=config.upload.max_size + _BODY_SLACK, **where)
     keep_head_connections(server)
-    limit_bodies(server, upload.PATHS)
+    # Webhook deliveries up to [webhooks] max_body, when webhooks are on at start (a reload that
+    # turns them on or raises max_body keeps 64 KiB at this layer until a restart).
+    limit_bodies(server, upload.PATHS,
+                 (hooks.HOOKS_URL, config.webhooks.max_body if config.webhooks.enabled else 0))
     served: Server = server
     return served
 

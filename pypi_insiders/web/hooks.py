@@ -29,7 +29,7 @@ from pypi_insiders import deliveries, fetch_queue, webhook_secrets
 from pypi_insiders.config import Config, RepoConfig
 from pypi_insiders.errors import CredentialError
 from pypi_insiders.web import hook_forges
-from pypi_insiders.web.auth import FailedLogins
+from pypi_insiders.web.auth import FailedLogins, failure_key
 from pypi_insiders.web.response import Response, plain
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ class Hooks:
             log.debug("hook for %r: no such hook", key[:200])
             return plain("404 Not Found", "not found")
         delivery = hook_forges.describe(environ)
-        done = self._refusal(config, environ) or self._verified(config, environ, repo, secrets, delivery)
+        done = (self._refusal(config, environ, repo)
+                or self._verified(config, environ, repo, secrets, delivery))
         level = (logging.ERROR if done.status.startswith("5") else
                  logging.WARNING if done.outcome.startswith("refused") else logging.INFO)
         if level == logging.INFO or self._refusals.admit():
@@ -97,7 +98,7 @@ class Hooks:
             log.warning("webhook for %s: %s", repo.key, error, extra={"REPO": repo.key})
             return None
 
-    def _refusal(self, config: Config, environ: Mapping[str, Any]) -> _Outcome | None:
+    def _refusal(self, config: Config, environ: Mapping[str, Any], repo: RepoConfig) -> _Outcome | None:
         """A refusal decided on the headers alone, before the body is read; else None."""
         if environ.get("REQUEST_METHOD") != "POST":
             return _Outcome("405 Method Not Allowed", "refused:method", "webhooks are POSTed",
@@ -108,7 +109,7 @@ class Hooks:
         if int(text) > config.webhooks.max_body:
             return _Outcome("413 Content Too Large", "refused:too large",
                             f"the body is larger than {config.webhooks.max_body} bytes (webhooks.max_body)")
-        wait = self.failed.retry_after(str(environ.get("REMOTE_ADDR") or "-"))
+        wait = self.failed.retry_after(_failure_key(environ, repo))
         if wait:
             return _Outcome("429 Too Many Requests", "refused:too many failures",
                             f"too many failed attempts; retry in {wait} s", (("Retry-After", str(wait)),))
@@ -122,7 +123,7 @@ class Hooks:
             return _Outcome("400 Bad Request", "refused:short body", "the body is shorter than its length")
         why = hook_forges.verify(environ, body, secrets)
         if why:
-            self.failed.failed(str(environ.get("REMOTE_ADDR") or "-"))
+            self.failed.failed(_failure_key(environ, repo))
             return _Outcome("401 Unauthorized", f"refused:{why}", "missing or wrong signature",
                             (("WWW-Authenticate", 'HMAC realm="pypi-insiders"'),))
         kind = hook_forges.classify(delivery, hook_forges.payload(environ, body))
@@ -135,6 +136,11 @@ class Hooks:
             log.warning("webhook for %s: cannot record the delivery: %s", repo.key, error,
                         extra={"REPO": repo.key})
         return done
+
+
+def _failure_key(environ: Mapping[str, Any], repo: RepoConfig) -> str:
+    """Failures count per client (an IPv6 client's /64) and hook, as logins count per user."""
+    return failure_key(str(environ.get("REMOTE_ADDR") or "-"), f"hook:{repo.key}")
 
 
 def _accepted(config: Config, repo: RepoConfig, delivery: hook_forges.Delivery, kind: str) -> _Outcome:

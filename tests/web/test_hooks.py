@@ -4,6 +4,7 @@ across processes, coalescing, and an answer in milliseconds while a fetch run ho
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import io
@@ -21,6 +22,7 @@ import pytest
 from pypi_insiders import config, deliveries, fetch_queue
 from pypi_insiders.config import Config
 from pypi_insiders.files import exclusive_lock
+from pypi_insiders.service.server import create_server
 from pypi_insiders.web.app import make_app
 from tests.conftest import ConfigMaker
 from tests.support import hook_fixtures as h
@@ -309,3 +311,34 @@ def test_hooks_gitlab_signing_token_and_its_timestamp(make_config: ConfigMaker) 
         fresh = request(server.url, URL, "POST", signed(int(time.time()), "msg_new"), body=body)
     assert stale.status == 401
     assert (fresh.status, fresh.body) == (202, b"queued\n")
+
+
+def _service_server(loaded: Config) -> ThreadedServer:
+    """The server as the service makes it: its request parser limits bodies before the app."""
+    app = make_app(loaded)
+    return ThreadedServer(app, server=create_server(app, loaded))
+
+
+def test_hooks_the_service_takes_a_delivery_up_to_max_body_and_refuses_more_unread(
+        make_config: ConfigMaker) -> None:
+    loaded = _config(make_config)
+    loaded = dataclasses.replace(loaded, webhooks=dataclasses.replace(loaded.webhooks, max_body=200_000))
+    large = dict(h.github_tag_push(), padding="x" * 100_000)  # past the 64 KiB of other requests
+    with _service_server(loaded) as server:
+        reply = _post(server, h.github("push", large))
+        assert (reply.status, reply.body) == (202, b"queued\n")
+        port = int(server.url.rsplit(":", 1)[1].strip("/"))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            began = time.monotonic()
+            conn.sendall(f"POST {URL} HTTP/1.1\r\nHost: x\r\nContent-Length: 200001\r\n"
+                         "X-GitHub-Event: push\r\n\r\n".encode())  # the body is never sent
+            answer = conn.recv(200)
+        assert answer.startswith(b"HTTP/1.1 413 "), answer
+        assert time.monotonic() - began < 5
+
+
+def test_hooks_with_webhooks_off_at_start_large_bodies_stay_refused(make_config: ConfigMaker) -> None:
+    loaded = _config(make_config, enabled=False)
+    with _service_server(loaded) as server:
+        reply = _post(server, h.github("push", dict(h.github_tag_push(), padding="x" * 100_000)))
+    assert reply.status == 413
