@@ -22,14 +22,14 @@ from typing import Any
 
 from pypi_insiders.fetch_queue import entry_name
 from pypi_insiders.files import atomic_write
+from pypi_insiders.state_layout import StateLayout
 
-DELIVERIES_DIR = "hook-deliveries"
 KEEP = 72 * 3600.0
 _PRUNE_EVERY = 3600.0
 
 
 def deliveries_dir(state: Path) -> Path:
-    return state / DELIVERIES_DIR
+    return StateLayout(state).hook_deliveries
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,14 @@ import re
 from pathlib import Path
 
 from pypi_insiders.files import create_exclusive
+from pypi_insiders.state_layout import StateLayout
 
-QUEUE_DIR = "fetch-queue"
 SUFFIX = ".queued"
 _MAX_KEY = 4096
 
 
 def queue_dir(state: Path) -> Path:
-    return state / QUEUE_DIR
+    return StateLayout(state).fetch_queue
 
 
 def entry_name(key: str) -> str:

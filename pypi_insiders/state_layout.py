@@ -18,6 +18,10 @@ correctness.
     <state>/known_hosts               SSH host keys of the repositories' servers
     <state>/users-last-use.json       when each upload/read user last authenticated
     <state>/failed-logins.json        failed logins, shared by the serving processes
+    <state>/fetch-queue/<slug>.queued repositories a webhook queued (`fetch_queue`; watched by
+                                      pypi-insiders-fetch.path)
+    <state>/hook-deliveries/          delivery ids seen and each repository's last delivery
+                                      (`deliveries`)
     <cache>/index.sqlite3             the metadata cache behind the generated index
     <cache>/first-generation.json     the first generation's progress, while it runs
     <cache>/upstream-releases.json    newest public versions, for /status
@@ -109,6 +113,14 @@ class StateLayout:
     @property
     def failed_logins(self) -> Path:
         return self.root / "failed-logins.json"
+
+    @property
+    def fetch_queue(self) -> Path:
+        return self.root / "fetch-queue"
+
+    @property
+    def hook_deliveries(self) -> Path:
+        return self.root / "hook-deliveries"
 
 
 @dataclass(frozen=True)
