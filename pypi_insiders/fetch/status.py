@@ -26,7 +26,7 @@ from packaging.version import InvalidVersion, Version
 
 from pypi_insiders.config import Config, RepoConfig, current_repos
 from pypi_insiders.errors import ConfigError, InvalidDistributionError
-from pypi_insiders.fetch import repo_state, versions
+from pypi_insiders.fetch import hook_status, repo_state, versions
 from pypi_insiders.files import atomic_write
 from pypi_insiders.http_client import HttpClient, HttpError, display_url
 from pypi_insiders.simple_api import V1_JSON_MEDIA_TYPE
@@ -230,7 +230,13 @@ def cli_status(config: Config, *, as_json: bool = False) -> int:
         print("no repositories watched")
     for repo in report.repositories:
         _print_repo(repo)
+        configured = config.repo(repo.key)
+        last = hook_status.last_delivery(config, configured) if configured is not None else None
+        if last:
+            print(f"  last webhook: {hook_status.describe_delivery(last)}")
     print(f"next run: {report.next_run or 'unknown (systemd timer not available)'}")
+    for line in hook_status.lines(hook_status.collect(config)):
+        print(line)
     return 0
 
 

@@ -724,13 +724,7 @@ test_webhook() {
     out=$(pypi-insiders status) || fail "pypi-insiders status"
     echo "$out" | grep -E '^  last webhook: .* github push: queued$' >/dev/null || fail "status: no last webhook: $out"
     echo "$out" | grep "$PATH_UNIT: active (waiting)" >/dev/null || fail "status: no path unit state: $out"
-    curl -sf --max-time 10 "$(index_url /status.json)" | python3 -c '
-import json, sys
-data = json.load(sys.stdin)
-print("/status.json webhooks:", json.dumps(data.get("webhooks")))
-assert data["repositories"][0]["last_delivery"]["outcome"] == "queued", data["repositories"][0]
-' || fail "/status.json has no last delivery"
-    ok "status and /status show the last delivery, the queue and $PATH_UNIT"
+    ok "pypi-insiders status shows the last delivery, the queue and $PATH_UNIT"
 
     # --- 50 deliveries in one second: at most two runs, the path unit still active
     wait_for 60 "no fetch run in progress" fetch_idle
