@@ -56,6 +56,35 @@ class FailedBuild:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Delivery:
+    """A repository's last webhook delivery, as the index recorded it (`deliveries`)."""
+
+    time: str
+    forge: str
+    event: str
+    delivery: str
+    outcome: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueuedFetch:
+    """A repository waiting in the fetch queue, since when (ISO 8601 UTC)."""
+
+    key: str
+    queued: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Webhooks:
+    """Push-triggered builds: on or off, the queue, and pypi-insiders-fetch.path's state (None
+    without systemd or the unit; a path unit stopped by its trigger limit must be visible)."""
+
+    enabled: bool
+    queue: tuple[QueuedFetch, ...] = ()
+    path_unit: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class RepoStatus:
     """One watched repository; times are ISO 8601 UTC strings, None when never."""
 
@@ -73,6 +102,7 @@ class RepoStatus:
     failed_builds: tuple[FailedBuild, ...] = ()
     upstream_version: str | None = None  # asked only for `[access] public_projects`
     warning: str | None = None
+    last_delivery: Delivery | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +113,7 @@ class StatusReport:
     next_run: str | None = None
     config_problem: str | None = None  # names private repositories and paths: for read `*` only
     repositories: tuple[RepoStatus, ...] = ()
+    webhooks: Webhooks | None = None
 
     def as_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -33,7 +33,7 @@ def test_status_report_snapshot_of_another_version_still_reads(tmp_path: Path) -
     takes its default: an upgrade never shows a broken /status while the parent catches up."""
     data = REPORT.as_json()
     data["queue"] = {"waiting": 3}
-    data["repositories"][0]["last_delivery"] = "2027-01-15T08:00:00Z"
+    data["repositories"][0]["pushed_by"] = "2027-01-15T08:00:00Z"
     del data["repositories"][0]["warning"]
     (tmp_path / "status.json").write_text(json.dumps(data))
     assert Snapshot.in_cache(tmp_path).read() == REPORT

@@ -10,10 +10,10 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 from pypi_insiders import deliveries, fetch_queue
 from pypi_insiders.config import Config, RepoConfig
+from pypi_insiders.status_report import Delivery, QueuedFetch, Webhooks
 from pypi_insiders.units import FETCH_PATH, SYSTEMD_RUNTIME
 
 _QUERY_TIMEOUT = 5.0
@@ -41,31 +41,40 @@ def path_unit_state(runtime: Path = SYSTEMD_RUNTIME) -> str | None:
     return state if result in ("success", "") else f"{state}, {result}"
 
 
-def last_delivery(config: Config, repo: RepoConfig) -> dict[str, Any] | None:
+def last_delivery(config: Config, repo: RepoConfig) -> Delivery | None:
     found = deliveries.last(deliveries.deliveries_dir(config.paths.state), repo.key)
-    return found.as_status() if found is not None else None
+    if found is None:
+        return None
+    return Delivery(time=_iso(found.time), forge=found.forge, event=found.event,
+                    delivery=found.delivery, outcome=found.outcome)
 
 
-def collect(config: Config) -> dict[str, Any]:
+def collect(config: Config) -> Webhooks:
     """The webhooks part of the status: on or off, the queue, the path unit."""
     queue = fetch_queue.pending(fetch_queue.queue_dir(config.paths.state))
-    return {"enabled": config.webhooks.enabled,
-            "queue": [{"key": key, "queued": _iso(when)} for key, when in queue],
-            "path_unit": path_unit_state()}
+    return Webhooks(enabled=config.webhooks.enabled,
+                    queue=tuple(QueuedFetch(key=key, queued=_iso(when)) for key, when in queue),
+                    path_unit=path_unit_state())
 
 
-def describe_delivery(last: dict[str, Any] | None) -> str:
+def inputs(config: Config) -> list[Path]:
+    """The directories a delivery or a claim changes (entries are replaced atomically, which
+    changes the directory): the status snapshot is written again when one of them changed."""
+    return [deliveries.deliveries_dir(config.paths.state) / "last", fetch_queue.queue_dir(config.paths.state)]
+
+
+def describe_delivery(last: Delivery | None) -> str:
     """One line of a repository's last delivery, for the command and the page."""
-    if not last:
+    if last is None:
         return "none"
-    return f"{last['time']} {last['forge']} {last['event'] or '-'}: {last['outcome']}"
+    return f"{last.time} {last.forge} {last.event or '-'}: {last.outcome}"
 
 
-def lines(data: dict[str, Any] | None) -> list[str]:
+def lines(data: Webhooks | None) -> list[str]:
     """The command's lines about webhooks (none while they are off and nothing is queued)."""
-    if not data or (not data["enabled"] and not data["queue"]):
+    if data is None or (not data.enabled and not data.queue):
         return []
-    queued = ", ".join(f"{q['key']} (since {q['queued']})" for q in data["queue"]) or "empty"
-    unit = data["path_unit"] or "unknown (systemd not available)"
-    return [f"webhooks: {'enabled' if data['enabled'] else 'disabled'}; fetch queue: {queued}; "
+    queued = ", ".join(f"{q.key} (since {q.queued})" for q in data.queue) or "empty"
+    unit = data.path_unit or "unknown (systemd not available)"
+    return [f"webhooks: {'enabled' if data.enabled else 'disabled'}; fetch queue: {queued}; "
             f"{FETCH_PATH}: {unit}"]

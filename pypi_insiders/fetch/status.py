@@ -18,6 +18,7 @@ import logging
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -182,9 +183,10 @@ def collect(config: Config, *, ask_upstream: bool = True) -> StatusReport:
     for repo in repos:
         record = records[repo.key]
         name = repo.distribution or record.distribution
-        repositories.append(repo_status(repo, record, upstream.get(name) if name else None))
+        status = repo_status(repo, record, upstream.get(name) if name else None)
+        repositories.append(replace(status, last_delivery=hook_status.last_delivery(config, repo)))
     return StatusReport(generated=_iso(time.time()), next_run=next_run(), config_problem=problem,
-                        repositories=tuple(repositories))
+                        repositories=tuple(repositories), webhooks=hook_status.collect(config))
 
 
 def refresh(config: Config, *, ask_upstream: bool = True) -> StatusReport:
@@ -208,6 +210,7 @@ def input_stamp(config: Config) -> Stamp:
     if config.fetch.repos_dir.is_dir():
         paths.extend(sorted(config.fetch.repos_dir.glob("*.toml")))
     paths.append(StateLayout(config.paths.state).repos)
+    paths.extend(hook_status.inputs(config))
     stamp = []
     for path in paths:
         try:
@@ -230,12 +233,10 @@ def cli_status(config: Config, *, as_json: bool = False) -> int:
         print("no repositories watched")
     for repo in report.repositories:
         _print_repo(repo)
-        configured = config.repo(repo.key)
-        last = hook_status.last_delivery(config, configured) if configured is not None else None
-        if last:
-            print(f"  last webhook: {hook_status.describe_delivery(last)}")
+        if repo.last_delivery is not None:
+            print(f"  last webhook: {hook_status.describe_delivery(repo.last_delivery)}")
     print(f"next run: {report.next_run or 'unknown (systemd timer not available)'}")
-    for line in hook_status.lines(hook_status.collect(config)):
+    for line in hook_status.lines(report.webhooks):
         print(line)
     return 0
 

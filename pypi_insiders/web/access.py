@@ -83,7 +83,11 @@ class Policy:
             return report
         shown = tuple(repo for repo in report.repositories
                       if repo.distribution and view.read.covers(canonicalize_name(repo.distribution)))
-        return replace(report, repositories=shown, config_problem=None)
+        hooks = report.webhooks
+        if hooks is not None:  # a queued key names a repository too
+            keys = {repo.key for repo in shown}
+            hooks = replace(hooks, queue=tuple(q for q in hooks.queue if q.key in keys))
+        return replace(report, repositories=shown, config_problem=None, webhooks=hooks)
 
 
 class Unpinned(Pins):

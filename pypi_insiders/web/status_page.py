@@ -12,11 +12,11 @@ import json
 from collections.abc import Mapping
 
 from pypi_insiders.index.progress import Progress
-from pypi_insiders.status_report import RepoStatus, StatusReport
+from pypi_insiders.status_report import RepoStatus, StatusReport, Webhooks
 
 RETRY_AFTER = 2  # seconds, until the first snapshot: the parent writes it right after it starts
 _COLUMNS = ("repository", "distribution", "last check", "newest tag", "last build", "result", "next run",
-            "problem")
+            "last webhook", "problem")
 
 
 def as_json(report: StatusReport, first: Progress | None,
@@ -29,7 +29,7 @@ def as_json(report: StatusReport, first: Progress | None,
 
 def render_html(report: StatusReport, first: Progress | None = None) -> str:
     rows = "\n".join(_row(repo, report.next_run) for repo in report.repositories)
-    body = rows or '<tr><td colspan="8">no repositories watched</td></tr>'
+    body = rows or '<tr><td colspan="9">no repositories watched</td></tr>'
     head = "".join(f"<th>{h}</th>" for h in _COLUMNS)
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>pypi-insiders status</title>"
             "<style>td,th{padding:2px 8px;text-align:left}.problem{color:#a00}</style></head><body>\n"
@@ -37,7 +37,8 @@ def render_html(report: StatusReport, first: Progress | None = None) -> str:
             f"{_index_line(first)}"
             f"<h1>Watched repositories</h1>\n{_problem(report.config_problem)}"
             f"<p>Generated {_cell(report.generated)}; next fetch run: "
-            f"{_cell(report.next_run or 'unknown')}.</p>\n<table>\n<tr>{head}</tr>\n{body}\n</table>\n"
+            f"{_cell(report.next_run or 'unknown')}.</p>\n{_webhooks(report.webhooks)}"
+            f"<table>\n<tr>{head}</tr>\n{body}\n</table>\n"
             "</body></html>\n")
 
 
@@ -46,8 +47,10 @@ def _row(repo: RepoStatus, next_run: str | None) -> str:
     built = f"{build.version} {build.result}" if build else ""
     failed = next((f.error for f in reversed(repo.failed_builds) if f.error), None)
     problem = repo.last_error or failed or repo.warning or ""
+    hook = repo.last_delivery
+    delivered = f"{hook.time} {hook.forge} {hook.event or '-'}: {hook.outcome}" if hook else None
     cells = (repo.key, repo.distribution, repo.last_check, repo.newest_tag, built, repo.last_result,
-             repo.next_attempt or next_run)
+             repo.next_attempt or next_run, delivered)
     return ("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in cells)
             + f'<td class="problem">{_cell(problem)}</td></tr>')
 
@@ -68,3 +71,12 @@ def _index_line(first: Progress | None) -> str:
 
 def _problem(text: str | None) -> str:
     return f'<p class="problem">configuration: {_cell(text)}</p>\n' if text else ""
+
+
+def _webhooks(hooks: Webhooks | None) -> str:
+    """Push-triggered builds, while they are on or something is queued: the queue and the path unit."""
+    if hooks is None or (not hooks.enabled and not hooks.queue):
+        return ""
+    queued = ", ".join(f"{q.key} (since {q.queued})" for q in hooks.queue) or "empty"
+    return (f"<p>Webhooks {'enabled' if hooks.enabled else 'disabled'}; fetch queue: {_cell(queued)}; "
+            f"path unit: {_cell(hooks.path_unit or 'unknown')}.</p>\n")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pypi_insiders import config
+from pypi_insiders import config, fetch_queue
 from pypi_insiders.errors import ConfigError
 from pypi_insiders.web.app import IndexApp, make_app
 from pypi_insiders.web.passwords import hash_secret, make_token
@@ -282,6 +282,26 @@ def test_access_status_config_problem_only_for_read_everything(
     sponsor = json.loads(team.get("/status.json", team.as_user("sponsor")).body)  # reads *
     assert "secret-repo.toml: not valid TOML" in sponsor["config_problem"]
     assert b"secret-repo.toml" in team.get("/status", team.as_user("sponsor")).body
+
+
+def test_access_status_queue_shows_only_repositories_the_caller_may_read(
+        team: Team, make_config: ConfigMaker) -> None:
+    """A queued fetch names its repository: a caller sees only the queue entries of the
+    repositories it is shown (issue 24), everything for read `*`."""
+    repos = {"a/private": {"url": "file:///nowhere/a", "distribution": "private-pkg"},
+             "b/secret": {"url": "file:///nowhere/b", "distribution": "secret-pkg"}}
+    loaded = config.load(str(make_config(repos=repos, access={"anonymous": "none"},
+                                         webhooks={"enabled": True},
+                                         upstream={"url": team.upstream + "simple/"})))
+    for key in repos:
+        fetch_queue.enqueue(fetch_queue.queue_dir(loaded.paths.state), key)
+    team.app.reconfigure(loaded)
+    status_snapshot(loaded)
+    member = json.loads(team.get("/status.json", team.as_user("member")).body)  # reads private-pkg only
+    assert [q["key"] for q in member["webhooks"]["queue"]] == ["a/private"]
+    assert b"b/secret" not in team.get("/status", team.as_user("member")).body
+    sponsor = json.loads(team.get("/status.json", team.as_user("sponsor")).body)  # reads *
+    assert sorted(q["key"] for q in sponsor["webhooks"]["queue"]) == ["a/private", "b/secret"]
 
 
 # --------------------------------------------------------------------------- credentials
