@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import pypi_insiders
 from pypi_insiders import config
 from pypi_insiders.fetch import repo_state, status
 from pypi_insiders.http_client import Credentials, HttpClient
@@ -371,9 +372,16 @@ def test_status_group_member_reads_the_system_state(system_tree: Path) -> None:
             path.chmod(0o750 if path.is_dir() else 0o640)
     (system_tree / "scratch").mkdir()
     (system_tree / "home").mkdir()
+    # The code under test as `nobody` may read it: the Debian build runs from a copy under a
+    # directory only root may enter (mktemp -d), so its own copy would not import.
+    code = system_tree / "code"
+    shutil.copytree(Path(pypi_insiders.__file__).resolve().parent, code / "pypi_insiders",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for path in (code, *code.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
     def as_nobody(groups: str, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**cli_env(), "HOME": str(system_tree / "home")}
+        env = {**cli_env(), "HOME": str(system_tree / "home"), "PYTHONPATH": str(code)}
         for name in ("PYPI_INSIDERS_CONFIG", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
             env.pop(name, None)
         return subprocess.run(
