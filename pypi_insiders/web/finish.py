@@ -1,10 +1,10 @@
 """The one step between a route's `Response` and what waitress sends.
 
 Every answer passes here, in this order: the conditional GET (RFC 9110 13: 304 when the
-client's copy is current), HEAD (the headers of GET, no body), and the body as the iterable
-waitress sends best. Routes only say what their answer is; a rule written here holds for
-every route, old and new. (Whom an answer is for is settled by the Response itself:
-`response.one_caller`.)
+client's copy is current), HEAD (the headers of GET, no body), a file's byte range
+(`ranges.py`: 206 or 416), and the body as the iterable waitress sends best. Routes only say
+what their answer is; a rule written here holds for every route, old and new. (Whom an
+answer is for is settled by the Response itself: `response.one_caller`.)
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import replace
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Any, BinaryIO, Final
 
+from pypi_insiders.web import ranges
 from pypi_insiders.web.response import FileBody, Headers, Response, plain
 
 CHUNK: Final = 256 * 1024
@@ -38,6 +39,8 @@ def finish(environ: Mapping[str, Any], response: Response) -> tuple[Response, It
         kept = [(k, v) for k, v in response.headers if k in _KEPT_BY_304]
         return replace(response, status=_NOT_MODIFIED, headers=kept, body=b""), ()
     body = response.body
+    if isinstance(body, FileBody) and response.code == 200:
+        response = replace(response, headers=[*response.headers, ranges.ACCEPT_RANGES])
     if environ.get("REQUEST_METHOD") == "HEAD":
         _close(body)
         return response, ()
@@ -82,20 +85,39 @@ def _in_memory(environ: Mapping[str, Any], body: bytes) -> Iterable[bytes]:
 
 
 def _file(environ: Mapping[str, Any], response: Response, body: FileBody) -> tuple[Response, Iterable[bytes]]:
+    part: ranges.ByteRange | None = None
+    if response.code == 200:
+        try:
+            part = ranges.requested(environ, body.size, response.etag)
+        except ranges.Unsatisfiable:
+            refused = plain("416 Range Not Satisfiable", "the range starts past the end of the file",
+                            [("Content-Range", f"bytes */{body.size}")])
+            answer = replace(response, status=refused.status, headers=refused.headers, body=refused.body,
+                             etag="", proxy_sends=None)
+            return answer, _in_memory(environ, refused.text.encode() + b"\n")
     try:
         stream = open(body.path, "rb")  # noqa: SIM115,PTH123 - closed by the server
     except OSError:  # deleted since the route saw it
         gone = plain("404 Not Found", "no such file")
         return finish(environ, replace(response, status=gone.status, headers=gone.headers, body=gone.body,
                                        etag="", private=False, vary_auth=False))
+    length = body.size
+    if part is not None:
+        stream.seek(part.first)
+        length = part.length
+        kept = [(k, v) for k, v in response.headers if k != "Content-Length"]
+        response = replace(response, status="206 Partial Content", headers=[
+            *kept, ("Content-Range", part.content_range), ("Content-Length", str(length))])
     wrapper = environ.get("wsgi.file_wrapper")
-    sent: Iterable[bytes] = wrapper(stream, CHUNK) if wrapper else _chunks(stream)
+    # waitress's wrapper sends Content-Length bytes from where the file stands
+    sent: Iterable[bytes] = wrapper(stream, CHUNK) if wrapper else _chunks(stream, length)
     return response, sent
 
 
-def _chunks(stream: BinaryIO) -> Iterable[bytes]:
+def _chunks(stream: BinaryIO, length: int) -> Iterable[bytes]:
     with stream:
-        while chunk := stream.read(CHUNK):
+        while length > 0 and (chunk := stream.read(min(CHUNK, length))):
+            length -= len(chunk)
             yield chunk
 
 

@@ -110,7 +110,8 @@ def test_finish_head_has_the_headers_of_get_and_never_opens_the_file(tmp_path: P
     missing = FileBody(str(tmp_path / "gone.whl"), 10)
     answer = Response("200 OK", [("Content-Length", "10")], missing)
     sent, body = finish({"REQUEST_METHOD": "HEAD"}, answer)
-    assert (sent.status, sent.headers, _joined(body)) == ("200 OK", [("Content-Length", "10")], b"")
+    assert (sent.status, sent.headers, _joined(body)) == (
+        "200 OK", [("Content-Length", "10"), ("Accept-Ranges", "bytes")], b"")
 
 
 def test_finish_head_closes_a_streamed_body() -> None:
