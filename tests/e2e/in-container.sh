@@ -480,6 +480,84 @@ test_nginx() {
 }
 
 # ------------------------------------------------------------------------------------------
+test_mirror() {
+    step "fallback = \"mirror\" in the shipped unit: fetched once, verified, kept, served by nginx, survives upstream"
+    local wheel sha name kept dead base before code
+    name=upthing-2.0-py3-none-any.whl
+    wheel="$WORK/upstream/files/$name"
+    sha=$(sha256sum "$wheel" | cut -d' ' -f1)
+    kept="/var/cache/pypi-insiders/mirror/files/${sha:0:2}/$sha/$name"
+    before="$WORK/config.before-mirror"
+    cp "$CONFIG" "$before"
+    sed -i 's/^fallback = ".*"$/fallback = "mirror"/' "$CONFIG"
+    grep '^fallback = "mirror"$' "$CONFIG" >/dev/null || fail "fallback = mirror not set in $CONFIG"
+    pypi-insiders check-config || fail "check-config refused fallback = mirror"
+    systemctl restart $INDEX || fail "restart with fallback = mirror"
+    wait_for 30 "$INDEX active with the mirror" page_has "$(index_url /simple/)" "<html"
+    wait_for 10 "upthing's page is rendered here, linking to this index" \
+        page_has "$(index_url /simple/upthing/)" "href=\"../../mirror/upthing/$sha/$name#sha256=$sha\""
+    [ "$(http_code "$(index_url /simple/localthing/)")" = 200 ] || fail "mirror: localthing's page"
+    if curl -sf --max-time 10 "$(index_url /simple/localthing/)" | grep 'localthing-9.9' >/dev/null; then
+        fail "mirror: upstream's localthing 9.9 reached the local name's page"
+    fi
+    # a client that reaches nothing but the index: every proxy is a dead port, the index exempt
+    dead=$(free_port)
+    mirror_pip() {
+        HTTP_PROXY="http://127.0.0.1:$dead" HTTPS_PROXY="http://127.0.0.1:$dead" NO_PROXY=127.0.0.1 \
+            timeout 180 "$WORK/venv/bin/pip" install -q --force-reinstall --index-url "$(index_url /simple/)" "$@"
+    }
+    mirror_pip upthing localthing || fail "pip install through the mirror, the index its only reachable host"
+    [ "$("$WORK/venv/bin/python" -c 'import localthing; print(localthing.VERSION)')" = 1.0 ] \
+        || fail "mirror: localthing did not come from the store"
+    [ -f "$kept" ] || fail "mirror: $kept was not stored (the unit's sandbox must let it write its cache)"
+    cmp -s "$kept" "$wheel" || fail "mirror: the stored bytes differ from upstream's"
+    [ "$(stat -c '%U:%G %a' "$kept")" = "pypi-insiders:pypi-insiders 640" ] \
+        || fail "mirror: $kept is $(stat -c '%U:%G %a' "$kept"), want pypi-insiders:pypi-insiders 640"
+    stored() { journalctl -u $INDEX --no-pager -o cat RESULT=stored SHA256="$sha" | grep "$name" >/dev/null; }
+    wait_for 10 "the journal has the stored file, with RESULT and SHA256 fields" stored
+    wait_for 20 "/status.json counts the mirror's miss" page_has "$(index_url /status.json)" '"misses": [1-9]'
+    ok "pip installed upthing through the mirror; its verified bytes are kept 0640 in the cache"
+
+    kill "$upstream_pid"
+    wait "$upstream_pid" 2>/dev/null || true
+    upstream_pid=""
+    systemctl restart $INDEX || fail "restart with upstream stopped"
+    wait_for 30 "$INDEX active with upstream stopped" page_has "$(index_url /simple/)" "<html"
+    mirror_pip upthing || fail "pip install from the mirror after a restart with upstream stopped"
+    ok "with upstream stopped, after a restart, upthing installs from the mirror's disk"
+    python3 -m http.server "$upstream_port" --bind 127.0.0.1 --directory "$WORK/upstream" \
+        >>"$WORK/upstream.log" 2>&1 &
+    upstream_pid=$!
+    wait_for 10 "upstream stand-in back on port $upstream_port" page_has "http://127.0.0.1:$upstream_port/simple/upthing/" upthing
+
+    # behind the sample nginx site (test_nginx set it up): the service names the file, nginx sends it
+    sed -i "s/^listen = \"127.0.0.1:$PORT\"\$/&\ntrusted_proxy = \"127.0.0.1\"/" "$CONFIG"
+    printf '\n[access]\nanonymous = "read"\n' >> "$CONFIG"
+    systemctl restart $INDEX || fail "restart with trusted_proxy and the mirror"
+    wait_for 30 "$INDEX active with trusted_proxy and the mirror" page_has "$(index_url /simple/)" "<html"
+    curl -sf --max-time 10 -o "$WORK/accel-body" -D "$WORK/accel-headers" -H 'X-Sendfile-Type: X-Accel-Redirect' \
+        "$(index_url "/mirror/upthing/$sha/$name")" || fail "mirror: a hit asked for by nginx"
+    grep -i "^x-accel-redirect: /-/mirror/${sha:0:2}/$sha/$name" "$WORK/accel-headers" >/dev/null \
+        || fail "mirror: no X-Accel-Redirect to /-/mirror/: $(cat "$WORK/accel-headers")"
+    [ ! -s "$WORK/accel-body" ] || fail "mirror: the service sent the bytes itself beside X-Accel-Redirect"
+    nginx -c "$WORK/nginx/nginx.conf" || fail "nginx did not start again"
+    nginx_pid_file="$WORK/nginx/nginx.pid"
+    base="http://127.0.0.1:$(sed -n 's/^ *listen 127.0.0.1:\([0-9]*\);/\1/p' "$WORK/nginx/site.conf" | head -1)"
+    wait_for 10 "nginx serves the mirrored page" page_has "$base/simple/upthing/" "$name"
+    code=$(curl -s --max-time 10 -o "$WORK/nginx-mirrored" -w '%{http_code}' "$base/mirror/upthing/$sha/$name")
+    [ "$code" = 200 ] || fail "nginx: the mirrored file answered $code ($(tail -3 "$WORK/nginx/error.log"))"
+    cmp -s "$WORK/nginx-mirrored" "$wheel" || fail "nginx: the mirrored file's bytes differ"
+    code=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' "$base/-/mirror/${sha:0:2}/$sha/$name")
+    [ "$code" = 404 ] || fail "nginx: its internal /-/mirror/ location answered a client directly ($code)"
+    ok "nginx sends a mirrored file from the cache on the service's X-Accel-Redirect; /-/mirror/ stays internal"
+    kill "$(cat "$nginx_pid_file")"
+    nginx_pid_file=""
+    cp "$before" "$CONFIG"
+    systemctl restart $INDEX || fail "restart without the mirror"
+    wait_for 30 "$INDEX active without the mirror" page_has "$(index_url /simple/)" "<html"
+}
+
+# ------------------------------------------------------------------------------------------
 test_reload() {
     step "an edited config takes effect on reload"
     main_pid=$(systemctl show -p MainPID --value $INDEX)
@@ -956,7 +1034,7 @@ test_purge() {
 # ------------------------------------------------------------------------------------------
 # Sections run in this order, each relying on the ones before; naming some (after PORT) runs
 # only those, for working on one part of the package.
-ALL_SECTIONS=(installed footprint security upstream pip journal upload yank nginx reload fetch webhook cli user_units
+ALL_SECTIONS=(installed footprint security upstream pip journal upload yank nginx mirror reload fetch webhook cli user_units
               broken port_in_use reinstall stop purge)
 sections=("${@:2}")
 [ ${#sections[@]} -gt 0 ] || sections=("${ALL_SECTIONS[@]}")
