@@ -13,8 +13,10 @@ Git fetches are the exception: dulwich brings its own urllib3 pool (see `fetch.g
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import re
+import socket
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -245,6 +247,16 @@ class Stream:
         except HTTPError as error:
             msg = f"{self.url}: {_reason(error)}"
             raise HttpError(msg) from None
+
+    def abort(self) -> None:
+        """Cut the connection now, from any thread: a read blocked on it ends with HttpError.
+        For a deadline over the whole body, which the idle timeout cannot give (a trickle of
+        one byte every few seconds never lets a read time out)."""
+        connection = getattr(self._raw, "_connection", None)
+        sock = getattr(connection, "sock", None)
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         """A body read to its end returns the connection to the pool; any other is dropped."""

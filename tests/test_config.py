@@ -253,6 +253,13 @@ def test_config_processes_default_to_one_per_usable_core(make_config: ConfigMake
         ('deny = ["evil[x]"]', r'upstream\.deny\[0\]: expected "name" or "name<specifiers>"'),
         ('anonymous = "all"', r"upstream\.anonymous: must be one of 'mirror', 'redirect', 'none'"),
         ('offline = "yes"', r"upstream\.offline: expected true or false"),
+        ('max_file_size = "huge"', r"upstream\.max_file_size: expected a size in bytes"),
+        ('max_file_size = -1', r"upstream\.max_file_size: must be 0 or more"),
+        ('file_timeout = "a while"', r"upstream\.file_timeout: expected a duration"),
+        ('file_timeout = -1', r"upstream\.file_timeout: must be 0 or more"),
+        ('file_timeout = "2 months"', r"upstream\.file_timeout: expected a duration .*months and years"),
+        ('keep_removed = "no"', r"upstream\.keep_removed: expected true or false"),
+        ('keep_remove = true', r"upstream\.keep_remove: unknown key \(did you mean 'keep_removed'\?\)"),
         ('cooldwn = 3', r"upstream\.cooldwn: unknown key \(did you mean 'cooldown'\?\)"),
     ],
 )
@@ -300,6 +307,20 @@ def test_config_mirror_keys_parsed(tmp_path: Path) -> None:
     assert up.allow == {"a", "b-c"}
     assert [str(r) for r in up.deny] == ["evil", "bad<1.4,>=1.2"]
     assert up.cooldown_unknown == "show"
+
+
+def test_config_mirror_operational_keys(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[upstream]\n")
+    up = config.load(str(path)).upstream
+    assert (up.max_file_size, up.file_timeout, up.keep_removed) == (4 * 1024**3, 900.0, False)
+    path.write_text('[upstream]\nmax_file_size = "512 MiB"\nfile_timeout = "30 minutes"\n'
+                    'keep_removed = true\n')
+    up = config.load(str(path)).upstream
+    assert (up.max_file_size, up.file_timeout, up.keep_removed) == (512 * 1024**2, 1800.0, True)
+    path.write_text('[upstream]\nmax_file_size = "0"\nfile_timeout = "PT2H"\n')
+    up = config.load(str(path)).upstream
+    assert (up.max_file_size, up.file_timeout) == (0, 7200.0)
 
 
 @pytest.mark.parametrize(

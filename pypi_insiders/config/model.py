@@ -90,6 +90,9 @@ class UpstreamConfig:
     offline: bool = False  # never open a connection: pages from disk, listing files on disk
     max_size: int = 10 * 1024**3  # bytes of files kept; least recently used evicted beyond (0: no cap)
     min_free: int = 1024**3  # below this much free disk a file is verified and passed through, unstored
+    max_file_size: int = 4 * 1024**3  # an upstream file larger than this is refused (0: no limit)
+    file_timeout: float = 900.0  # seconds one whole file download may take (0: no deadline)
+    keep_removed: bool = False  # keep files no stored page lists any more (upstream deleted them)
     cooldown: float = 0.0  # seconds a file must have been public before it is listed (0: off)
     cooldown_exempt: frozenset[NormalizedName] = frozenset()
     cooldown_unknown: CooldownUnknown = "hide"  # files without upload-time: hidden, as uv and pip do

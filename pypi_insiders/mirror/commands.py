@@ -48,12 +48,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"verified: {mirror.sweeper.usage()[1]} files good, {len(bad)} deleted")
             return 1 if bad else 0
         if args.mirror_command == "sweep":
-            parts = mirror.sweeper.clean_tmp()
-            unlisted = mirror.sweeper.drop_unlisted()
-            freed = mirror.sweeper.evict()
+            swept = mirror.sweeper.sweep()  # the very sweep the service runs every five minutes
             used, count = mirror.sweeper.usage()
-            print(f"swept: {parts} dead downloads removed, {unlisted} files no page lists dropped, "
-                  f"{freed} bytes evicted; {count} files, {used} bytes kept")
+            print(f"swept: {swept.summary()}; {count} files, {used} bytes kept")
             return 0
         return purge(mirror, canonicalize_name(args.name))
 
@@ -109,7 +106,7 @@ def _prefetch_one(mirror: Mirror, pin: Pin, *, host_only: bool) -> int:
 
 
 def _keep(mirror: Mirror, pin: Pin, item: MirroredFile) -> int:
-    hidden = mirror.policy.hidden(pin.name, item)
+    hidden = mirror.policy.hidden(pin.name, item) or mirror.downloads.too_large(item.size)
     if hidden is not None:
         print(f"refused {item.filename}: {hidden}")
         return 1

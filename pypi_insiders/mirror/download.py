@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -35,6 +36,7 @@ from pypi_insiders.mirror.layout import METADATA, MirrorLayout
 from pypi_insiders.mirror.metadata_files import fetch_metadata
 from pypi_insiders.mirror.page import MirroredFile
 from pypi_insiders.mirror.stats import MirrorStats
+from pypi_insiders.mirror.sweep import ask_for_sweep
 from pypi_insiders.mirror.transfer import (
     CHUNK,
     Body,
@@ -86,16 +88,34 @@ class Downloads:
 
     def fetch(self, name: NormalizedName, item: MirroredFile) -> Path | Transfer:
         """The stored file (someone finished it meanwhile) or a transfer to send."""
+        self._refuse_if_too_large(name, item, item.size)
         self.layout.locks.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.layout.lock(item.sha256), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return self._follow(fd, name, item)
-        except BaseException:
-            os.close(fd)
-            raise
-        return self._lead(fd, name, item)
+        lock = self.layout.lock(item.sha256)
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return self._follow(fd, name, item)
+            except BaseException:
+                os.close(fd)
+                raise
+            if _same_file(fd, lock):
+                return self._lead(fd, name, item)
+            os.close(fd)  # the sweep removed this lock file while we opened it: take the new one
+
+    def too_large(self, size: int | None) -> str | None:
+        """Why a file of `size` bytes is refused (upstream.max_file_size), or None."""
+        limit = self.settings.max_file_size
+        if limit and size is not None and size > limit:
+            return f"{size} bytes, more than upstream.max_file_size ({limit} bytes)"
+        return None
+
+    def _refuse_if_too_large(self, name: NormalizedName, item: MirroredFile, size: int | None) -> None:
+        refused = self.too_large(size)
+        if refused is not None:
+            journal(logging.WARNING, "refused", name, item, "toolarge", refused)
+            raise FetchFailed(refused)
 
     def _lead(self, fd: int, name: NormalizedName, item: MirroredFile) -> Path | Transfer:
         try:
@@ -113,6 +133,8 @@ class Downloads:
         if size is None:  # the leader's body releases the lock
             return self._whole_then_serve(fd, name, item, stream)
         keep = self._room_for(size)
+        if not keep:
+            ask_for_sweep(self.layout)  # the parent evicts: the next file may be kept again
         body = self._leader_body(fd, name, item, stream, size, keep=keep)
         return Transfer(size, Body(body, lambda: release(fd, stream)))
 
@@ -141,6 +163,11 @@ class Downloads:
             journal(logging.ERROR if stream.status == 200 else logging.WARNING, "not fetched",
                      name, item, "mismatch" if stream.status == 200 else "failed", problem)
             raise FetchFailed(problem)
+        try:
+            self._refuse_if_too_large(name, item, declared)
+        except FetchFailed:
+            stream.close()
+            raise
         return stream
 
     def _auth(self, url: str) -> Credentials | None:
@@ -163,16 +190,17 @@ class Downloads:
         part = self.layout.part(item.sha256)
         out = create_part(part) if keep else None
         digest, got, held, ok, detached = hashlib.sha256(), 0, b"", False, False
+        deadline = _Deadline(self.settings.file_timeout, stream)
         try:
             try:
                 for chunk in stream.chunks(CHUNK):
                     got += len(chunk)
-                    if size is not None and got > size:
-                        journal(logging.ERROR, "refused", name, item, "overlong",
-                                 f"upstream sent more than the page's {size} bytes")
+                    refused = self._refused_midway(got, size, deadline)
+                    if refused is not None:
+                        journal(logging.ERROR, "refused", name, item, *refused)
                         return
                     digest.update(chunk)
-                    out = write_chunk(out, part, chunk, name, item)
+                    out = self._write(out, part, chunk, name, item)
                     if held and not detached:
                         try:
                             yield held
@@ -180,7 +208,8 @@ class Downloads:
                             detached = True  # the client left; finish for the followers
                     held = chunk
             except HttpError as error:
-                journal(logging.ERROR, "refused", name, item, "truncated", str(error))
+                journal(logging.ERROR, "refused", name, item, *(
+                    ("timeout", deadline.reason(got)) if deadline.passed() else ("truncated", str(error))))
                 return
             if (size is not None and got != size) or digest.hexdigest() != item.sha256:
                 result = "truncated" if size is not None and got < size else "mismatch"
@@ -200,6 +229,7 @@ class Downloads:
             if not detached:
                 yield held
         finally:
+            deadline.cancel()
             stream.close()
             if out is not None:
                 os.close(out)
@@ -210,6 +240,25 @@ class Downloads:
                     hook()
             if fd is not None:
                 os.close(fd)
+
+    def _write(self, out: int | None, part: Path, chunk: bytes, name: NormalizedName,
+               item: MirroredFile) -> int | None:
+        """Write on; a disk that fills up mid-file asks the parent for a sweep."""
+        kept = write_chunk(out, part, chunk, name, item)
+        if out is not None and kept is None:
+            ask_for_sweep(self.layout)
+        return kept
+
+    def _refused_midway(self, got: int, size: int | None, deadline: _Deadline) -> tuple[str, str] | None:
+        """(RESULT, detail) when the transfer must stop now: too many bytes, or too late."""
+        if size is not None and got > size:
+            return "overlong", f"upstream sent more than the page's {size} bytes"
+        too_large = self.too_large(got)
+        if too_large is not None:
+            return "toolarge", f"upstream sent {too_large.replace(' bytes,', ' bytes so far,', 1)}"
+        if deadline.passed():
+            return "timeout", deadline.reason(got)
+        return None
 
     def _publish(self, out: int, part: Path, item: MirroredFile) -> None:
         os.fsync(out)
@@ -228,7 +277,7 @@ class Downloads:
         final = self.layout.file(item.sha256, item.filename)
         if final.is_file():
             return final
-        msg = "upstream's file failed verification"
+        msg = "upstream's file was refused (the log says why)"
         raise FetchFailed(msg)
 
     def _follow(self, fd: int, name: NormalizedName, item: MirroredFile) -> Path | Transfer:
@@ -305,3 +354,35 @@ class Downloads:
         url = item.url + METADATA
         return fetch_metadata(self.layout, self.settings, self.client, name=name, item=item,
                               auth=self._auth(url))
+
+
+class _Deadline:
+    """upstream.file_timeout over one whole download. Checked at every chunk, and enforced by a
+    timer that cuts the connection: a read waiting for a whole chunk from a trickling upstream
+    never times out on its own (each byte resets the idle timeout)."""
+
+    def __init__(self, seconds: float, stream: Stream) -> None:
+        self.seconds, self.began = seconds, time.monotonic()
+        self._timer = threading.Timer(seconds, stream.abort) if seconds else None
+        if self._timer is not None:
+            self._timer.daemon = True
+            self._timer.name = "mirror-file-timeout"
+            self._timer.start()
+
+    def passed(self) -> bool:
+        return bool(self.seconds) and time.monotonic() - self.began >= self.seconds
+
+    def reason(self, got: int) -> str:
+        return f"{got} bytes in {self.seconds:g} s (upstream.file_timeout); the download was stopped"
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether `fd` is still the file at `path` (the sweep deletes old, free lock files)."""
+    try:
+        return os.fstat(fd).st_ino == path.stat().st_ino
+    except OSError:
+        return False

@@ -8,6 +8,7 @@
     mirror/locks/<sha>.lock, page-<name>.lock       flocks: one fetch across processes
     mirror/kept/<sha>                               prefetched: never evicted
     mirror/stats                                    counters for /status, shared by all processes
+    mirror/sweep-wanted                             a worker asks the service's parent for a sweep
 
 Files are keyed by their sha256, so bytes upstream changes land at a new path and old bytes
 are never served for a new hash. Every path is built from a checked hash and filename only.
@@ -77,6 +78,10 @@ class MirrorLayout:
     @property
     def stats(self) -> Path:
         return self.root / "stats"
+
+    @property
+    def sweep_request(self) -> Path:
+        return self.root / "sweep-wanted"
 
     def page(self, name: NormalizedName) -> Path:
         return self.pages / f"{name}.json"

@@ -16,7 +16,7 @@ from pypi_insiders.mirror.page import MirroredFile
 from pypi_insiders.mirror.pages import PageSource
 from pypi_insiders.mirror.policy import Clock, MirrorPolicy
 from pypi_insiders.mirror.stats import MirrorStats
-from pypi_insiders.mirror.sweep import Sweeper
+from pypi_insiders.mirror.sweep import Sweeper, ask_for_sweep
 
 
 class Mirror:
@@ -40,6 +40,8 @@ class Mirror:
         if settings.url != old.url and old.url is not None:
             for page in self.layout.pages.glob("*.json"):
                 page.unlink(missing_ok=True)
+        if settings.max_size and (not old.max_size or settings.max_size < old.max_size):
+            ask_for_sweep(self.layout)  # a lower cap: the service's parent evicts now, not in 5 min
         self.settings = settings
         self.policy = MirrorPolicy(settings, self._clock) if self._clock else MirrorPolicy(settings)
         self.pages.settings = self.downloads.settings = self.sweeper.settings = settings

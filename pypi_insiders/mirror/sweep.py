@@ -1,4 +1,11 @@
-"""Keeping the mirror's disk in bounds: LRU eviction past `max_size`, purge, verify.
+"""Keeping the mirror's disk in bounds: the sweep, LRU eviction past `max_size`, purge, verify.
+
+A sweep (`Sweeper.sweep`, one function for the service's parent, which runs it every five
+minutes and when a worker asks, and for `pypi-insiders mirror sweep`) evicts past `max_size`,
+drops the files no stored page lists (unless `keep_removed`), removes dead `.part` files and
+lock files unused for a day, and says what it freed in one journal line. A worker asks by
+creating `mirror/sweep-wanted` (`ask_for_sweep`), which the parent polls: no request, HTTP or
+other, can make it delete anything but what the sweep would delete anyway.
 
 Eviction deletes the least recently used files (oldest mtime: a hit refreshes it, at most
 hourly) until the total is under 90 % of the cap. It never deletes a prefetched file (a mark
@@ -14,6 +21,7 @@ import hashlib
 import logging
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +35,39 @@ from pypi_insiders.mirror.page import BadPageError, from_bytes
 log = logging.getLogger(__name__)
 
 _LOW_WATER: Final = 0.9
+_LOCK_AGE: Final = 86400.0  # seconds a lock file stays after its last creation
+_SWEEP_LOCK: Final = "sweep.lock"
+
+
+def ask_for_sweep(layout: MirrorLayout) -> None:
+    """Ask the service's parent for a sweep soon (a file passed through unstored, a lower cap)."""
+    with contextlib.suppress(OSError):
+        layout.sweep_request.touch()
+
+
+@dataclass
+class Swept:
+    """What one sweep removed."""
+
+    evicted: int = 0
+    evicted_bytes: int = 0
+    unlisted: int = 0
+    unlisted_bytes: int = 0
+    parts: int = 0
+    locks: int = 0
+
+    @property
+    def files(self) -> int:
+        return self.evicted + self.unlisted
+
+    @property
+    def bytes(self) -> int:
+        return self.evicted_bytes + self.unlisted_bytes
+
+    def summary(self) -> str:
+        return (f"{self.files} files, {self.bytes} bytes freed ({self.evicted} evicted past max_size, "
+                f"{self.unlisted} no page lists any more); {self.parts} dead downloads and {self.locks} old "
+                "lock files removed")
 
 
 @dataclass(frozen=True)
@@ -57,34 +98,50 @@ class Sweeper:
         sizes = [f.size for f in self.stored()]
         return sum(sizes), len(sizes)
 
+    def sweep(self) -> Swept:
+        """The whole sweep, one process at a time (a second one waits, then finds little to do)."""
+        swept = Swept()
+        self.layout.locks.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(self.layout.locks / _SWEEP_LOCK):
+            swept.parts = self.clean_tmp()
+            if not self.settings.keep_removed:
+                swept.unlisted, swept.unlisted_bytes = self.drop_unlisted()
+            swept.evicted, swept.evicted_bytes = self.evict()
+            swept.locks = self.clean_locks()
+        _report(swept)
+        return swept
+
     def evict_if_over(self) -> int:
         """Run after a file is stored: one process sweeps at a time, the others skip."""
         if not self.settings.max_size:
             return 0
         try:
-            with exclusive_lock(self.layout.locks / "sweep.lock", wait=False):
-                return self.evict()
+            with exclusive_lock(self.layout.locks / _SWEEP_LOCK, wait=False):
+                swept = Swept()
+                swept.evicted, swept.evicted_bytes = self.evict()
         except LockBusy:
             return 0
+        _report(swept)
+        return swept.evicted_bytes
 
-    def evict(self) -> int:
-        """Bytes freed. Oldest first, until under 90 % of max_size."""
+    def evict(self) -> tuple[int, int]:
+        """(files, bytes) freed. Oldest first, until under 90 % of max_size."""
         cap = self.settings.max_size
         files = sorted(self.stored(), key=lambda f: f.mtime)
         total = sum(f.size for f in files)
         if not cap or total <= cap:
-            return 0
-        freed = 0
+            return 0, 0
+        count = freed = 0
         for item in files:
             if total - freed <= cap * _LOW_WATER:
                 break
             if self.layout.keep_mark(item.sha256).exists() or not self._remove(item.sha256):
                 continue
-            freed += item.size
-            log.info("mirror evicted %s (%d bytes)", item.path.name, item.size,
-                     extra={"FILE": item.path.name, "SHA256": item.sha256, "BYTES": str(item.size),
-                            "RESULT": "evicted"})
-        return freed
+            count, freed = count + 1, freed + item.size
+            log.debug("mirror evicted %s (%d bytes)", item.path.name, item.size,
+                      extra={"FILE": item.path.name, "SHA256": item.sha256, "BYTES": str(item.size),
+                             "RESULT": "evicted"})
+        return count, freed
 
     def _remove(self, sha256: str) -> bool:
         """Delete one file's directory, unless it is being written right now."""
@@ -98,23 +155,25 @@ class Sweeper:
     def remove(self, sha256: str) -> bool:
         return self._remove(sha256)
 
-    def drop_unlisted(self) -> int:
-        """Files no stored page lists any more (upstream deleted them, or the project was
-        purged): never served again, so their bytes go. Prefetched files stay."""
+    def drop_unlisted(self) -> tuple[int, int]:
+        """(files, bytes) of files no stored page lists any more (upstream deleted them, or the
+        project was purged): never served again, so their bytes go. Prefetched files stay."""
         listed: set[str] = set()
         for page_file in self.layout.pages.glob("*.json"):
             try:
                 listed.update(f.sha256 for f in from_bytes(page_file.read_bytes()).files)
+            except FileNotFoundError:
+                continue  # dropped meanwhile: it lists nothing now
             except (OSError, BadPageError):
-                return 0  # a page we cannot read might list anything: delete nothing
-        dropped = 0
+                return 0, 0  # a page we cannot read might list anything: delete nothing
+        count = freed = 0
         for item in list(self.stored()):
             if item.sha256 not in listed and not self.layout.keep_mark(item.sha256).exists() \
                     and self._remove(item.sha256):
-                dropped += 1
-                log.info("mirror dropped %s: no page lists it", item.path.name,
-                         extra={"FILE": item.path.name, "SHA256": item.sha256, "RESULT": "removed"})
-        return dropped
+                count, freed = count + 1, freed + item.size
+                log.debug("mirror dropped %s: no page lists it", item.path.name,
+                          extra={"FILE": item.path.name, "SHA256": item.sha256, "RESULT": "removed"})
+        return count, freed
 
     def verify(self) -> list[StoredFile]:
         """Re-hash every stored file against the hash its path names; delete and return the bad."""
@@ -145,6 +204,33 @@ class Sweeper:
                 except LockBusy:
                     continue
         return removed
+
+    def clean_locks(self) -> int:
+        """Lock files older than a day that nobody holds: one is left by every file ever
+        fetched. A fetcher that opened one just before it went checks, once it holds the flock,
+        that the path is still its file (`download._same_file`), so two never lead at once."""
+        removed = 0
+        cutoff = time.time() - _LOCK_AGE
+        with contextlib.suppress(FileNotFoundError):
+            for lock in self.layout.locks.glob("*.lock"):
+                if lock.name == _SWEEP_LOCK:
+                    continue
+                try:
+                    if lock.stat().st_mtime >= cutoff:
+                        continue
+                    with exclusive_lock(lock, wait=False):
+                        lock.unlink()
+                        removed += 1
+                except (LockBusy, FileNotFoundError):
+                    continue
+        return removed
+
+
+def _report(swept: Swept) -> None:
+    """One journal line per sweep that freed anything."""
+    if swept.files or swept.parts or swept.locks:
+        log.info("mirror sweep: %s", swept.summary(),
+                 extra={"RESULT": "swept", "FILES": str(swept.files), "BYTES": str(swept.bytes)})
 
 
 def _dirs(path: str) -> Iterator[os.DirEntry[str]]:

@@ -15,6 +15,8 @@ Threads of the parent, and what each may touch:
 - `report_progress` (until then): the first generation's progress into the file `/status` reads.
 - `keep_fresh` (`status_refresh`): computes the status report (state files, upstream for
   `public_projects`, systemctl) and writes the snapshot `/status` reads; reads `config` only.
+- `keep_swept` (`mirror_sweep`, with fallback = "mirror"): the mirror's sweep every five
+  minutes and when a worker asks (`mirror/sweep-wanted`); reads `config` only.
 - the store watcher's observer and debounce threads: `generator.update_paths()` under that lock.
 - `reloader`: on SIGHUP, the new config into the app (a snapshot swap), the generator (its lock)
   and the watcher.

@@ -26,7 +26,7 @@ from pypi_insiders.config import Config
 from pypi_insiders.errors import AddressInUseError, ConfigError
 from pypi_insiders.index import progress
 from pypi_insiders.index.layout import IndexLayout
-from pypi_insiders.service import live_config, processes, status_refresh
+from pypi_insiders.service import live_config, mirror_sweep, processes, status_refresh
 from pypi_insiders.service.server import Server, answers, create_server, listening, url_of
 from pypi_insiders.service.serving import Serving, install_signals, reloader, thread
 from pypi_insiders.service.worker import serve_worker
@@ -114,6 +114,7 @@ class Service(Serving):
         self._scan.start()
         thread(report_progress, self, projects)
         thread(status_refresh.keep_fresh, lambda: self.config, self.stopped)  # after the fork
+        thread(mirror_sweep.keep_swept, lambda: self.config, self.stopped)
         return url
 
     @property

@@ -184,7 +184,8 @@ class MirrorRoutes:
         path = self.mirror.downloads.on_disk(item)
         if path is None and self.mirror.settings.offline:
             return plain("404 Not Found", "no such file (not cached here, and upstream.offline is true)")
-        if path is None and environ["REQUEST_METHOD"] == "HEAD" and item.size is not None:
+        if path is None and environ["REQUEST_METHOD"] == "HEAD" and item.size is not None \
+                and self.mirror.downloads.too_large(item.size) is None:  # else the GET's 502
             return Response("200 OK", [*_FILE_HEADERS, ("Content-Length", str(item.size)), ("ETag", etag)],
                             private=view.private)
         if path is None:

@@ -123,7 +123,7 @@ def test_mirror_sweep_drops_files_no_page_lists_any_more(
     page.write_text(json.dumps(stored))  # as a refresh after upstream deleted 2.0 writes it
     capsys.readouterr()
     assert main(["--config", str(mirror_config), "mirror", "sweep"]) == 0
-    assert "1 files no page lists dropped" in capsys.readouterr().out
+    assert "(0 evicted past max_size, 1 no page lists any more)" in capsys.readouterr().out
     assert kept(tmp_path) == ["far-1.0-py3-none-any.whl"]
 
 
