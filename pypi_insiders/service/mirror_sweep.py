@@ -30,7 +30,7 @@ MIN_GAP: Final = 10.0  # seconds at least between two sweeps a flood of requests
 def keep_swept(current: Callable[[], Config], stopped: threading.Event, *,
                every: float = EVERY, poll: float = POLL, min_gap: float = MIN_GAP) -> None:
     """Until `stopped`: a sweep every `every` seconds, or once asked, while fallback is mirror."""
-    last = time.monotonic()
+    last = time.monotonic() - min_gap  # a request at once is taken at once; the first round in `every`
     failure = ""
     while not stopped.wait(poll):
         config = current()
@@ -40,7 +40,7 @@ def keep_swept(current: Callable[[], Config], stopped: threading.Event, *,
         since = time.monotonic() - last
         if since < every and not (since >= min_gap and _asked(layout)):
             continue
-        last = time.monotonic()
+        last = time.monotonic() - min_gap  # a request at once is taken at once; the first round in `every`
         try:
             Sweeper(layout, config.upstream).sweep()
             failure = ""

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pypi_insiders.cli import main
+from pypi_insiders.files import exclusive_lock
 from pypi_insiders.index.pins import write_pins
+from pypi_insiders.mirror.layout import MirrorLayout
 from pypi_insiders.state_layout import StateLayout
 from tests.conftest import ConfigMaker
 from tests.support.mirror_upstream import Upstream
@@ -106,10 +110,13 @@ def test_mirror_verify_sweep_and_purge(
     assert not (tmp_path / "cache" / "mirror" / "pages" / "far.json").exists()
 
 
-def test_mirror_sweep_drops_files_no_page_lists_any_more(
-        mirror_config: Path, upstream: tuple[Upstream, str], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("keep_removed", [False, True])
+def test_mirror_sweep_drops_files_no_page_lists_any_more_unless_keep_removed(
+        make_config: ConfigMaker, upstream: tuple[Upstream, str], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], keep_removed: bool) -> None:
     fake, _ = upstream
+    mirror_config = make_config(upstream={"url": upstream[1] + "simple/", "fallback": "mirror",
+                                          "min_free": 0, "keep_removed": keep_removed})
     fake.add("far", "far-1.0-py3-none-any.whl", b"stays")
     fake.add("far", "far-2.0-py3-none-any.whl", b"removed upstream")
     requirements = tmp_path / "requirements.txt"
@@ -123,8 +130,52 @@ def test_mirror_sweep_drops_files_no_page_lists_any_more(
     page.write_text(json.dumps(stored))  # as a refresh after upstream deleted 2.0 writes it
     capsys.readouterr()
     assert main(["--config", str(mirror_config), "mirror", "sweep"]) == 0
-    assert "(0 evicted past max_size, 1 no page lists any more)" in capsys.readouterr().out
-    assert kept(tmp_path) == ["far-1.0-py3-none-any.whl"]
+    if keep_removed:
+        assert "swept: 0 files, 0 bytes freed" in capsys.readouterr().out
+        assert kept(tmp_path) == ["far-1.0-py3-none-any.whl", "far-2.0-py3-none-any.whl"]
+    else:
+        assert "(0 evicted past max_size, 1 no page lists any more)" in capsys.readouterr().out
+        assert kept(tmp_path) == ["far-1.0-py3-none-any.whl"]
+
+
+def test_mirror_sweep_removes_old_free_lock_files_and_says_so_in_one_line(
+        mirror_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    layout = MirrorLayout.under(tmp_path / "cache")
+    layout.ensure()
+    old, held, recent = (layout.lock(str(n) * 64) for n in range(3))
+    for lock in (old, held, recent):
+        lock.touch()
+    for lock in (old, held):
+        os.utime(lock, (time.time() - 2 * 86400,) * 2)
+    with exclusive_lock(held):
+        assert main(["--config", str(mirror_config), "mirror", "sweep"]) == 0
+    assert (old.exists(), held.exists(), recent.exists()) == (False, True, True)
+    out, err = capsys.readouterr()
+    assert "1 old lock files removed" in out
+    assert len([line for line in err.splitlines() if "mirror sweep:" in line]) == 1  # the journal's line
+    assert main(["--config", str(mirror_config), "mirror", "sweep"]) == 0
+    assert not held.exists()  # free now
+    capsys.readouterr()
+    assert main(["--config", str(mirror_config), "mirror", "sweep"]) == 0
+    assert "mirror sweep:" not in capsys.readouterr().err  # nothing freed: nothing said
+    assert recent.exists()
+
+
+def test_mirror_prefetch_refuses_a_file_larger_than_max_file_size(
+        make_config: ConfigMaker, upstream: tuple[Upstream, str], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    fake, _ = upstream
+    fake.add("far", "far-1.0-py3-none-any.whl", b"x" * 2000)
+    config_file = make_config(upstream={"url": upstream[1] + "simple/", "fallback": "mirror", "min_free": 0,
+                                        "max_file_size": 1000})
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("far==1.0\n")
+    assert main(["--config", str(config_file), "mirror", "prefetch", "-r", str(requirements)]) == 1
+    assert ("refused far-1.0-py3-none-any.whl: 2000 bytes, more than upstream.max_file_size "
+            "(1000 bytes)") in capsys.readouterr().out
+    assert fake.count("/files/") == 0
+    assert kept(tmp_path) == []
+    assert not list((tmp_path / "cache" / "mirror" / "kept").iterdir())
 
 
 def test_mirror_prefetch_host_only_keeps_sdists_and_wheels_this_machine_installs(

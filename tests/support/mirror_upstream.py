@@ -1,6 +1,7 @@
 """A stand-in upstream for the mirror's tests: PEP 691 JSON pages with PEP 700 fields, files
 served by a second route, and faults a test injects per file (5xx, hang, cut mid-body, wrong
-bytes, overlong, slow) or per page (5xx, older serial). It counts every request it gets.
+bytes, overlong, slow, a trickle of 1 KiB every 0.2 s, no size on the page) or per page (5xx,
+older serial). It counts every request it gets.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class Upstream:
                      "hashes": {"sha256": sha}, "requires-python": ">=3.8",
                      "yanked": self.yanked.get(filename, False),
                      "size": len(data), "upload-time": stamp}
-            if not self.sizes:
+            if not self.sizes or self.faults.get(filename) == "unsized":  # the file keeps Content-Length
                 del entry["size"]
             if filename in self.metadata:
                 entry["core-metadata"] = {"sha256": hashlib.sha256(self.metadata[filename]).hexdigest()}
@@ -114,6 +115,12 @@ class Upstream:
 
     def _chunks(self, data: bytes, fault: str | None) -> Iterator[bytes]:
         step = 64 * 1024
+        if fault == "trickle":  # never idle for a second, never done soon
+            for start in range(0, len(data), 1024):
+                if self.release.wait(0.2):
+                    return
+                yield data[start:start + 1024]
+            return
         for start in range(0, len(data), step):
             if fault == "hang" and start >= len(data) // 2:
                 self.release.wait(10)
