@@ -48,8 +48,9 @@ class Sweeping:
     """keep_swept in a thread of its own, stopped (and joined) at the end of the test."""
 
     def __init__(self, loaded: config.Config, **timing: float) -> None:
+        self.config = loaded  # what the thread reads at each round: a reload replaces it
         self.stopped = threading.Event()
-        self.thread = threading.Thread(target=keep_swept, args=(lambda: loaded, self.stopped),
+        self.thread = threading.Thread(target=keep_swept, args=(lambda: self.config, self.stopped),
                                        kwargs={"poll": 0.02, **timing}, daemon=True)
 
     def __enter__(self) -> Sweeping:
@@ -108,6 +109,17 @@ def test_mirror_sweep_never_runs_when_the_fallback_is_not_the_mirror(
         time.sleep(0.5)
     assert unlisted.exists()
     assert layout.sweep_request.exists()
+
+
+def test_mirror_sweep_keeps_removed_files_while_keep_removed_says_so(
+        make_config: ConfigMaker, layout: MirrorLayout) -> None:
+    keeping = config.load(str(make_config(upstream={"fallback": "mirror", "keep_removed": True})))
+    unlisted = stored(layout, "gone-1.0-py3-none-any.whl", b"upstream deleted it")
+    with Sweeping(keeping, every=0.05) as sweeping:
+        time.sleep(0.5)
+        assert unlisted.exists()
+        sweeping.config = config.load(str(make_config(upstream={"fallback": "mirror"})))  # reloaded
+        assert wait_for(lambda: not unlisted.exists(), timeout=5)
 
 
 @pytest.fixture

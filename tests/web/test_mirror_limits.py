@@ -148,3 +148,26 @@ def test_mirror_file_timeout_stops_a_trickling_upstream_and_its_followers(
     fake.faults.clear()  # upstream recovered: the next request fetches the file again
     assert request(url, path).body == data
     assert len(stored_files(app)) == 1
+
+
+def test_mirror_limits_apply_on_reload(
+        make_config: ConfigMaker, data_dir: Path, upstream: tuple[Upstream, str]) -> None:
+    fake, upstream_url = upstream
+    data = b"r" * 200_000
+    sha = fake.add("far", WHEEL, data)
+    write_index(data_dir / "index", {})
+    table = {"url": upstream_url + "simple/", "fallback": "mirror", "timeout": 3.0, "min_free": 0}
+    app = make_app(config.load(str(make_config(upstream=table))))
+    path = f"/mirror/far/{sha}/{WHEEL}"
+    with ThreadedServer(app, threads=4) as server:
+        app.reconfigure(config.load(str(make_config(upstream={**table, "max_file_size": 1000}))))
+        assert request(server.url, path).status == 502
+        assert fake.count("/files/") == 0
+        app.reconfigure(config.load(str(make_config(upstream={**table, "file_timeout": 0.5}))))
+        fake.faults[WHEEL] = "trickle"
+        began = time.monotonic()
+        status, _length, got = short_read(server.url, path)
+        assert (status, got < len(data)) == (200, True)
+        assert time.monotonic() - began < 2.5
+        fake.release.set()  # ends the trickle upstream is still sending
+        assert nothing_kept(app)
