@@ -21,7 +21,6 @@ import hashlib
 import logging
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -33,6 +32,7 @@ from packaging.utils import NormalizedName
 from pypi_insiders.config import UpstreamConfig
 from pypi_insiders.http_client import Credentials, HttpClient, HttpError, Stream, split_credentials
 from pypi_insiders.mirror.layout import METADATA, MirrorLayout
+from pypi_insiders.mirror.limits import Deadline, refused_midway, too_large
 from pypi_insiders.mirror.metadata_files import fetch_metadata
 from pypi_insiders.mirror.page import MirroredFile
 from pypi_insiders.mirror.stats import MirrorStats
@@ -105,14 +105,10 @@ class Downloads:
             os.close(fd)  # the sweep removed this lock file while we opened it: take the new one
 
     def too_large(self, size: int | None) -> str | None:
-        """Why a file of `size` bytes is refused (upstream.max_file_size), or None."""
-        limit = self.settings.max_file_size
-        if limit and size is not None and size > limit:
-            return f"{size} bytes, more than upstream.max_file_size ({limit} bytes)"
-        return None
+        return too_large(self.settings, size)
 
     def _refuse_if_too_large(self, name: NormalizedName, item: MirroredFile, size: int | None) -> None:
-        refused = self.too_large(size)
+        refused = too_large(self.settings, size)
         if refused is not None:
             journal(logging.WARNING, "refused", name, item, "toolarge", refused)
             raise FetchFailed(refused)
@@ -190,12 +186,12 @@ class Downloads:
         part = self.layout.part(item.sha256)
         out = create_part(part) if keep else None
         digest, got, held, ok, detached = hashlib.sha256(), 0, b"", False, False
-        deadline = _Deadline(self.settings.file_timeout, stream)
+        deadline = Deadline(self.settings.file_timeout, stream)
         try:
             try:
                 for chunk in stream.chunks(CHUNK):
                     got += len(chunk)
-                    refused = self._refused_midway(got, size, deadline)
+                    refused = refused_midway(self.settings, got, size, deadline)
                     if refused is not None:
                         journal(logging.ERROR, "refused", name, item, *refused)
                         return
@@ -248,17 +244,6 @@ class Downloads:
         if out is not None and kept is None:
             ask_for_sweep(self.layout)
         return kept
-
-    def _refused_midway(self, got: int, size: int | None, deadline: _Deadline) -> tuple[str, str] | None:
-        """(RESULT, detail) when the transfer must stop now: too many bytes, or too late."""
-        if size is not None and got > size:
-            return "overlong", f"upstream sent more than the page's {size} bytes"
-        too_large = self.too_large(got)
-        if too_large is not None:
-            return "toolarge", f"upstream sent {too_large.replace(' bytes,', ' bytes so far,', 1)}"
-        if deadline.passed():
-            return "timeout", deadline.reason(got)
-        return None
 
     def _publish(self, out: int, part: Path, item: MirroredFile) -> None:
         os.fsync(out)
@@ -354,30 +339,6 @@ class Downloads:
         url = item.url + METADATA
         return fetch_metadata(self.layout, self.settings, self.client, name=name, item=item,
                               auth=self._auth(url))
-
-
-class _Deadline:
-    """upstream.file_timeout over one whole download. Checked at every chunk, and enforced by a
-    timer that cuts the connection: a read waiting for a whole chunk from a trickling upstream
-    never times out on its own (each byte resets the idle timeout)."""
-
-    def __init__(self, seconds: float, stream: Stream) -> None:
-        self.seconds, self.began = seconds, time.monotonic()
-        self._timer = threading.Timer(seconds, stream.abort) if seconds else None
-        if self._timer is not None:
-            self._timer.daemon = True
-            self._timer.name = "mirror-file-timeout"
-            self._timer.start()
-
-    def passed(self) -> bool:
-        return bool(self.seconds) and time.monotonic() - self.began >= self.seconds
-
-    def reason(self, got: int) -> str:
-        return f"{got} bytes in {self.seconds:g} s (upstream.file_timeout); the download was stopped"
-
-    def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
 
 
 def _same_file(fd: int, path: Path) -> bool:
