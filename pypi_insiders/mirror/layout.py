@@ -7,6 +7,8 @@
     mirror/tmp/<sha>.part                           a download in flight
     mirror/locks/<sha>.lock, page-<name>.lock       flocks: one fetch across processes
     mirror/kept/<sha>                               prefetched: never evicted
+    mirror/gone/<name>                              its page was dropped (upstream said 404, or
+                                                    the name became local): its files go next sweep
     mirror/stats                                    counters for /status, shared by all processes
     mirror/sweep-wanted                             a worker asks the service's parent for a sweep
 
@@ -102,6 +104,13 @@ class MirrorLayout:
     def keep_mark(self, sha256: str) -> Path:
         return self.kept / sha256
 
+    @property
+    def gone(self) -> Path:
+        return self.root / "gone"
+
+    def gone_mark(self, name: NormalizedName) -> Path:
+        return self.gone / name
+
     def ensure(self) -> None:
         """Make the tree; refuse one written by a layout this code does not know."""
         marker = self.root / "LAYOUT"
@@ -112,7 +121,7 @@ class MirrorLayout:
         if found is not None and found != LAYOUT_VERSION:
             msg = f"{marker}: mirror layout {found!r}, this version reads {LAYOUT_VERSION!r}; move it away"
             raise InsidersError(msg)
-        for directory in (self.pages, self.files, self.tmp, self.locks, self.kept):
+        for directory in (self.pages, self.files, self.tmp, self.locks, self.kept, self.gone):
             directory.mkdir(parents=True, exist_ok=True)
         if found is None:
             atomic_write(marker, f"{LAYOUT_VERSION}\n".encode())

@@ -8,6 +8,7 @@ With `offline = true` nothing here opens a connection.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -79,9 +80,19 @@ class PageSource:
                 self._memory.popitem(last=False)
         return page
 
-    def forget(self, name: NormalizedName) -> None:
-        """Drop the stored page (the name became local, or it was purged)."""
-        self.layout.page(name).unlink(missing_ok=True)
+    def forget(self, name: NormalizedName, *, gone: bool = False) -> None:
+        """Drop the stored page (the name became local, or it was purged). `gone`: no page of
+        it will list its files again (upstream said 404, or it is local now), so the sweep
+        drops them too; a page dropped for another reason (a new upstream URL) leaves its
+        files, which the next page of that name may list again."""
+        try:
+            self.layout.page(name).unlink()
+        except FileNotFoundError:
+            gone = False  # nothing was mirrored (or it was marked already)
+        if gone:
+            with contextlib.suppress(OSError):
+                self.layout.gone.mkdir(parents=True, exist_ok=True)
+                self.layout.gone_mark(name).touch()
         with self._lock:
             self._memory.pop(name, None)
 
@@ -114,7 +125,7 @@ class PageSource:
                 if page is not None:
                     log.info("upstream no longer has %s: its mirrored page is dropped", name,
                              extra={"PROJECT": name, "RESULT": "removed"})
-                    self.forget(name)
+                    self.forget(name, gone=True)
                 raise
             self._failures.pop(name, None)
             atomic_write(self.layout.page(name), fresh.to_bytes(), 0o644, durable=False)

@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Final
 
 from pypi_insiders.config import UpstreamConfig
+from pypi_insiders.errors import InvalidDistributionError
 from pypi_insiders.files import LockBusy, exclusive_lock
 from pypi_insiders.mirror.layout import METADATA, MirrorLayout, is_sha256
 from pypi_insiders.mirror.page import BadPageError, from_bytes
+from pypi_insiders.store import parse_filename
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +158,13 @@ class Sweeper:
         return self._remove(sha256)
 
     def drop_unlisted(self) -> tuple[int, int]:
-        """(files, bytes) of files no stored page lists any more (upstream deleted them, or the
-        project was purged): never served again, so their bytes go. Prefetched files stay."""
+        """(files, bytes) of files upstream deleted: their project's stored page lists them no
+        more, or the page itself was dropped because upstream no longer has the project (or the
+        name became local: `mirror/gone/`). Never served again, so their bytes go. A project
+        without a page for another reason (a new upstream URL) keeps its files: the next page
+        may list them again. Prefetched files stay."""
         listed: set[str] = set()
+        paged: set[str] = set()
         for page_file in self.layout.pages.glob("*.json"):
             try:
                 listed.update(f.sha256 for f in from_bytes(page_file.read_bytes()).files)
@@ -166,13 +172,18 @@ class Sweeper:
                 continue  # dropped meanwhile: it lists nothing now
             except (OSError, BadPageError):
                 return 0, 0  # a page we cannot read might list anything: delete nothing
+            paged.add(page_file.stem)
+        gone = {mark.name for mark in _entries(self.layout.gone)}
         count = freed = 0
         for item in list(self.stored()):
-            if item.sha256 not in listed and not self.layout.keep_mark(item.sha256).exists() \
-                    and self._remove(item.sha256):
-                count, freed = count + 1, freed + item.size
-                log.debug("mirror dropped %s: no page lists it", item.path.name,
-                          extra={"FILE": item.path.name, "SHA256": item.sha256, "RESULT": "removed"})
+            if item.sha256 in listed or _project(item.path.name) not in paged | gone \
+                    or self.layout.keep_mark(item.sha256).exists() or not self._remove(item.sha256):
+                continue
+            count, freed = count + 1, freed + item.size
+            log.debug("mirror dropped %s: upstream no longer lists it", item.path.name,
+                      extra={"FILE": item.path.name, "SHA256": item.sha256, "RESULT": "removed"})
+        for name in gone:
+            (self.layout.gone / name).unlink(missing_ok=True)
         return count, freed
 
     def verify(self) -> list[StoredFile]:
@@ -231,6 +242,20 @@ def _report(swept: Swept) -> None:
     if swept.files or swept.parts or swept.locks:
         log.info("mirror sweep: %s", swept.summary(),
                  extra={"RESULT": "swept", "FILES": str(swept.files), "BYTES": str(swept.bytes)})
+
+
+def _project(filename: str) -> str | None:
+    try:
+        return parse_filename(filename).project
+    except InvalidDistributionError:
+        return None
+
+
+def _entries(directory: Path) -> list[Path]:
+    try:
+        return list(directory.iterdir())
+    except FileNotFoundError:
+        return []
 
 
 def _dirs(path: str) -> Iterator[os.DirEntry[str]]:

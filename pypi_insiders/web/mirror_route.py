@@ -74,7 +74,7 @@ class MirrorRoutes:
 
     def _refused(self, name: NormalizedName, view: View, *, unpinned: bool) -> Response | None:
         if not unpinned and self.fallback.is_local(name):
-            self.mirror.pages.forget(name)  # mirrored before it became ours: never shown again
+            self.mirror.pages.forget(name, gone=True)  # mirrored before it became ours: never shown again
             return plain("404 Not Found", "project has no files here (pinned to local)")
         reason = self.mirror.policy.refused(name)
         if reason is not None:

@@ -138,6 +138,31 @@ def test_mirror_sweep_drops_files_no_page_lists_any_more_unless_keep_removed(
         assert kept(tmp_path) == ["far-1.0-py3-none-any.whl"]
 
 
+def test_mirror_sweep_drops_a_project_upstream_deleted_but_not_files_of_a_page_dropped_for_a_new_url(
+        make_config: ConfigMaker, upstream: tuple[Upstream, str], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    fake, _ = upstream
+    fake.add("far", "far-1.0-py3-none-any.whl", b"far")
+    fake.add("near", "near-1.0-py3-none-any.whl", b"near")
+    config_file = make_config(upstream={"url": upstream[1] + "simple/", "fallback": "mirror",
+                                        "min_free": 0, "cache_ttl": 0})
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("far==1.0\nnear==1.0\n")
+    assert main(["--config", str(config_file), "mirror", "prefetch", "-r", str(requirements)]) == 0
+    for mark in (tmp_path / "cache" / "mirror" / "kept").iterdir():
+        mark.unlink()  # no longer prefetched
+    (tmp_path / "cache" / "mirror" / "pages" / "near.json").unlink()  # as a new upstream.url does
+    del fake.projects["far"]  # upstream deleted the project: its page answers 404 now
+    requirements.write_text("far==1.0\n")
+    assert main(["--config", str(config_file), "mirror", "prefetch", "-r", str(requirements)]) == 1
+    assert not (tmp_path / "cache" / "mirror" / "pages" / "far.json").exists()
+    capsys.readouterr()
+    assert main(["--config", str(config_file), "mirror", "sweep"]) == 0
+    assert "(0 evicted past max_size, 1 no page lists any more)" in capsys.readouterr().out
+    assert kept(tmp_path) == ["near-1.0-py3-none-any.whl"]
+    assert not list((tmp_path / "cache" / "mirror" / "gone").iterdir())
+
+
 def test_mirror_sweep_removes_old_free_lock_files_and_says_so_in_one_line(
         mirror_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     layout = MirrorLayout.under(tmp_path / "cache")

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from packaging.utils import NormalizedName
 
 from pypi_insiders import config
 from pypi_insiders.mirror.layout import MirrorLayout
@@ -31,6 +32,12 @@ def stored(layout: MirrorLayout, filename: str, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
+
+
+def removed_upstream(layout: MirrorLayout, filename: str, data: bytes) -> Path:
+    """A kept file of a project upstream no longer has (its page answered 404 and was dropped)."""
+    layout.gone_mark(NormalizedName(filename.split("-", maxsplit=1)[0])).touch()
+    return stored(layout, filename, data)
 
 
 def kept(layout: MirrorLayout) -> list[str]:
@@ -71,7 +78,7 @@ def test_mirror_sweep_runs_every_interval_dropping_unlisted_files_and_dead_downl
         make_config: ConfigMaker, layout: MirrorLayout, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     loaded = config.load(str(make_config(upstream={"fallback": "mirror"})))
-    unlisted = stored(layout, "gone-1.0-py3-none-any.whl", b"upstream deleted it" * 100)
+    unlisted = removed_upstream(layout, "gone-1.0-py3-none-any.whl", b"upstream deleted it" * 100)
     dead = layout.part("d" * 64)
     dead.write_bytes(b"a dead leader's")
     with Sweeping(loaded, every=0.3):
@@ -103,7 +110,7 @@ def test_mirror_sweep_runs_soon_after_a_worker_asks(
 def test_mirror_sweep_never_runs_when_the_fallback_is_not_the_mirror(
         make_config: ConfigMaker, layout: MirrorLayout) -> None:
     loaded = config.load(str(make_config(upstream={"fallback": "proxy"})))
-    unlisted = stored(layout, "gone-1.0-py3-none-any.whl", b"kept: no mirror runs")
+    unlisted = removed_upstream(layout, "gone-1.0-py3-none-any.whl", b"kept: no mirror runs")
     ask_for_sweep(layout)
     with Sweeping(loaded, every=0.05, min_gap=0):
         time.sleep(0.5)
@@ -114,7 +121,7 @@ def test_mirror_sweep_never_runs_when_the_fallback_is_not_the_mirror(
 def test_mirror_sweep_keeps_removed_files_while_keep_removed_says_so(
         make_config: ConfigMaker, layout: MirrorLayout) -> None:
     keeping = config.load(str(make_config(upstream={"fallback": "mirror", "keep_removed": True})))
-    unlisted = stored(layout, "gone-1.0-py3-none-any.whl", b"upstream deleted it")
+    unlisted = removed_upstream(layout, "gone-1.0-py3-none-any.whl", b"upstream deleted it")
     with Sweeping(keeping, every=0.05) as sweeping:
         time.sleep(0.5)
         assert unlisted.exists()
@@ -158,7 +165,7 @@ def test_service_sweeps_after_a_file_is_passed_through_below_min_free(
         "url": upstream_url + "simple/", "fallback": "mirror", "min_free": "1000 TiB"})
     layout = MirrorLayout.under(tmp_path / "cache")
     layout.ensure()
-    unlisted = stored(layout, "gone-1.0-py3-none-any.whl", b"upstream deleted it")
+    unlisted = removed_upstream(layout, "gone-1.0-py3-none-any.whl", b"upstream deleted it")
     with serve_process(config_file) as running:
         time.sleep(1.5)
         assert unlisted.exists()  # the five minutes have not passed
