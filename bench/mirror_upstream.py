@@ -1,6 +1,8 @@
 """A stand-in upstream index for the mirror benchmark: every file in a directory of wheels,
 as PEP 691 JSON (with PEP 700 size and upload-time, from the file's mtime) or HTML pages, the
 files sent with wsgi.file_wrapper, and `/-/count` saying how many file requests it served.
+Each wheel's METADATA is offered as a PEP 658 file (`<wheel>.metadata`, written beside it), as
+the real upstream does, so installers resolve from those small files, through a mirror too.
 
     python -m bench.mirror_upstream WHEELS_DIR PORT
 """
@@ -13,6 +15,7 @@ import os
 import sys
 import threading
 import time
+import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -34,6 +37,7 @@ class StandIn:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.files: dict[str, list[tuple[str, str, int, float]]] = defaultdict(list)
+        self.metadata: dict[str, str] = {}  # wheel filename -> its METADATA's sha256
         for path in sorted(directory.iterdir()):
             if path.suffix in (".whl", ".gz", ".zip"):
                 digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.stat().st_size < 2**27 \
@@ -41,6 +45,8 @@ class StandIn:
                 stat = path.stat()
                 self.files[canonicalize_name(_project(path.name))].append(
                     (path.name, digest, stat.st_size, stat.st_mtime))
+                if path.suffix == ".whl" and (metadata := _metadata(path)) is not None:
+                    self.metadata[path.name] = metadata
         self.served = 0
         self.lock = threading.Lock()
 
@@ -57,7 +63,7 @@ class StandIn:
             return self._page(parts[1], "json" in environ.get("HTTP_ACCEPT", ""), start_response)
         if len(parts) == 2 and parts[0] == "files" and (self.directory / parts[1]).is_file():
             with self.lock:
-                self.served += 1
+                self.served += not parts[1].endswith(".metadata")
             path = self.directory / parts[1]
             start_response("200 OK", [("Content-Type", "application/octet-stream"),
                                       ("Content-Length", str(path.stat().st_size))])
@@ -84,17 +90,44 @@ class StandIn:
         entries = self.files[name]
         if as_json:
             files = [{"filename": f, "url": f"../../files/{f}", "hashes": {"sha256": h}, "size": s,
-                      "upload-time": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(m))}
+                      "upload-time": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(m)),
+                      **({"core-metadata": {"sha256": self.metadata[f]}} if f in self.metadata else {})}
                      for f, h, s, m in entries]
             body = json.dumps({"meta": {"api-version": "1.1"}, "name": name, "files": files}).encode()
             content_type = JSON_TYPE
         else:
-            body = ("<!DOCTYPE html><html><body>" + "".join(
-                f'<a href="../../files/{f}#sha256={h}">{f}</a>\n' for f, h, _s, _m in entries)
-                    + "</body></html>").encode()
+            body = _html(self, entries).encode()
             content_type = "text/html"
         start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
         return [body]
+
+
+def _html(stand_in: StandIn, entries: list[tuple[str, str, int, float]]) -> str:
+    def attribute(filename: str) -> str:
+        digest = stand_in.metadata.get(filename)
+        if not digest:
+            return ""
+        return f' data-core-metadata="sha256={digest}" data-dist-info-metadata="sha256={digest}"'
+    return ("<!DOCTYPE html><html><body>" + "".join(
+        f'<a href="../../files/{f}#sha256={h}"{attribute(f)}>{f}</a>\n' for f, h, _s, _m in entries)
+            + "</body></html>")
+
+
+def _metadata(wheel: Path) -> str | None:
+    """The wheel's METADATA written beside it as `<wheel>.metadata`, and its sha256."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            member = next((n for n in archive.namelist()
+                           if n.count("/") == 1 and n.endswith(".dist-info/METADATA")), None)
+            if member is None:
+                return None
+            data = archive.read(member)
+    except zipfile.BadZipFile:
+        return None
+    target = wheel.with_name(wheel.name + ".metadata")
+    if not target.exists() or target.read_bytes() != data:
+        target.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def _sha256_file(path: Path) -> str:
@@ -110,8 +143,7 @@ def static_tree(stand_in: StandIn, root: Path) -> None:
     for name, entries in stand_in.files.items():
         page = root / "simple" / name
         page.mkdir(parents=True, exist_ok=True)
-        (page / "index.html").write_text("<!DOCTYPE html><html><body>" + "".join(
-            f'<a href="../../files/{f}#sha256={h}">{f}</a>\n' for f, h, _s, _m in entries) + "</body></html>")
+        (page / "index.html").write_text(_html(stand_in, entries))
 
 
 if __name__ == "__main__":
