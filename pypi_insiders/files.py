@@ -39,6 +39,24 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = 
     `durable=False` skips the fsync: right for derived files that a restart regenerates anyway.
     `group` gives the new file that group (the service reads the users file through it).
     """
+    tmp_name = _write_temp(path, data, mode, durable=durable, group=group)
+    try:
+        os.replace(tmp_name, path)  # noqa: PTH105 - the temp path is a str
+    except BaseException:
+        _discard(tmp_name)
+        raise
+
+
+_temp_numbers = itertools.count()  # next() on it is atomic: threads never share a number
+
+
+def _write_temp(path: Path, data: bytes, mode: int, *, durable: bool,
+                group: int | None = None) -> str:
+    """A temp file beside `path` holding all of `data` with `mode` (and `group`), closed.
+
+    Returns its name for the caller to give the final name to; on any failure the temp file
+    is gone again, so neither caller can leave one behind.
+    """
     fd, tmp_name = _create_temp(path)
     try:
         try:
@@ -52,14 +70,15 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = 
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp_name, path)  # noqa: PTH105 - the temp path is a str
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)  # noqa: PTH108 - the path is a str here
+        _discard(tmp_name)
         raise
+    return tmp_name
 
 
-_temp_numbers = itertools.count()  # next() on it is atomic: threads never share a number
+def _discard(tmp_name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp_name)  # noqa: PTH108 - the path is a str here
 
 
 def _create_temp(path: Path) -> tuple[int, str]:
@@ -90,17 +109,8 @@ def create_exclusive(path: Path, data: bytes, mode: int = 0o644, *, durable: boo
     then a hard link gives them the final name, which fails when the name is taken: nobody ever
     sees the file empty or half written, and two creators cannot both win.
     """
-    fd, tmp_name = _create_temp(path)
+    tmp_name = _write_temp(path, data, mode, durable=durable)
     try:
-        try:
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
         try:
             os.link(tmp_name, path)
         except FileExistsError:
@@ -109,8 +119,7 @@ def create_exclusive(path: Path, data: bytes, mode: int = 0o644, *, durable: boo
             fsync_directory(path.parent)
         return True
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)  # noqa: PTH108 - the path is a str here
+        _discard(tmp_name)
 
 
 def write_derived(path: Path, data: bytes) -> None:
