@@ -8,20 +8,16 @@ asked only when systemd runs; nothing here fails the page: a missing piece reads
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 from pypi_insiders import deliveries, fetch_queue
 from pypi_insiders.config import Config, RepoConfig
 from pypi_insiders.status_report import Delivery, QueuedFetch, Webhooks
 from pypi_insiders.units import FETCH_PATH, SYSTEMD_RUNTIME
+from pypi_insiders.wording import utc
 
 _QUERY_TIMEOUT = 5.0
 _PROPERTIES = "LoadState,ActiveState,SubState,Result"
-
-
-def _iso(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
 def path_unit_state(runtime: Path = SYSTEMD_RUNTIME) -> str | None:
@@ -45,7 +41,7 @@ def last_delivery(config: Config, repo: RepoConfig) -> Delivery | None:
     found = deliveries.last(deliveries.deliveries_dir(config.paths.state), repo.key)
     if found is None:
         return None
-    return Delivery(time=_iso(found.time), forge=found.forge, event=found.event,
+    return Delivery(time=utc(found.time), forge=found.forge, event=found.event,
                     delivery=found.delivery, outcome=found.outcome)
 
 
@@ -53,7 +49,7 @@ def collect(config: Config) -> Webhooks:
     """The webhooks part of the status: on or off, the queue, the path unit."""
     queue = fetch_queue.pending(fetch_queue.queue_dir(config.paths.state))
     return Webhooks(enabled=config.webhooks.enabled,
-                    queue=tuple(QueuedFetch(key=key, queued=_iso(when)) for key, when in queue),
+                    queue=tuple(QueuedFetch(key=key, queued=utc(when)) for key, when in queue),
                     path_unit=path_unit_state())
 
 

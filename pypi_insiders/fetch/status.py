@@ -42,6 +42,7 @@ from pypi_insiders.status_report import (
 )
 from pypi_insiders.store import parse_filename
 from pypi_insiders.units import FETCH_TIMER
+from pypi_insiders.wording import utc
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,8 @@ _MAX_PAGE = 16 * 1024 * 1024
 
 
 def _iso(timestamp: float | None) -> str | None:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp)) if timestamp else None
+    """`wording.utc`, or None for a moment that never happened (unset or 0)."""
+    return utc(timestamp) if timestamp else None
 
 
 def next_run() -> str | None:
@@ -185,7 +187,7 @@ def collect(config: Config, *, ask_upstream: bool = True) -> StatusReport:
         name = repo.distribution or record.distribution
         status = repo_status(repo, record, upstream.get(name) if name else None)
         repositories.append(replace(status, last_delivery=hook_status.last_delivery(config, repo)))
-    return StatusReport(generated=_iso(time.time()), next_run=next_run(), config_problem=problem,
+    return StatusReport(generated=utc(time.time()), next_run=next_run(), config_problem=problem,
                         repositories=tuple(repositories), webhooks=hook_status.collect(config))
 
 
