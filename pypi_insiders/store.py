@@ -6,11 +6,11 @@ regexes, and a file is published by an atomic no-overwrite link, so a client nev
 partial file and a published file is never replaced.
 
 This module owns publishing for every writer (the fetcher, uploads, `remove`): what the store
-holds (`contains`, `files_of`, `versions`, `copies`), where a file goes and how it gets there
-(`add`), and the record of every filename ever published (`FilenameRegistry`, kept in the state
-directory): like the public index, a filename once used is never accepted again, not even
-after its file was deleted. Writers open the store with `Store.for_config`, which brings the
-registry; a bare `Store(root)` reads and places files but records nothing.
+holds (`contains`, `files_of`, `distributions_of`, `versions`, `copies`), where a file goes and
+how it gets there (`add`), and the record of every filename ever published (`FilenameRegistry`,
+kept in the state directory): like the public index, a filename once used is never accepted
+again, not even after its file was deleted. Writers open the store with `Store.for_config`,
+which brings the registry; a bare `Store(root)` reads and places files but records nothing.
 """
 
 from __future__ import annotations
@@ -159,17 +159,25 @@ class Store:
         except OSError:
             return []
 
-    def versions(self, project: NormalizedName, kind: Kind) -> set[Version]:
-        """Versions of the project with a file of that kind in its directory, whoever put it there."""
-        found: set[Version] = set()
+    def distributions_of(self, project: NormalizedName) -> dict[str, ParsedFilename]:
+        """The files in the project's directory that are distributions of that project, by name.
+
+        Anything else there (a README, another project's file dropped in by hand) is no
+        release of the project: neither its versions nor its ownership count it.
+        """
+        found: dict[str, ParsedFilename] = {}
         for name in self.files_of(project):
             try:
                 parsed = parse_filename(name)
             except InvalidDistributionError:
                 continue
-            if parsed.kind == kind and parsed.project == project:
-                found.add(parsed.version)
+            if parsed.project == project:
+                found[name] = parsed
         return found
+
+    def versions(self, project: NormalizedName, kind: Kind) -> set[Version]:
+        """Versions of the project with a file of that kind in its directory, whoever put it there."""
+        return {p.version for p in self.distributions_of(project).values() if p.kind == kind}
 
     def copies(self, filename: str) -> list[Path]:
         """Every file of that name anywhere below the root (dropped in by hand, or where `add` put it)."""

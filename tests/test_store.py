@@ -176,6 +176,11 @@ def test_store_answers_what_it_holds(tmp_path: Path) -> None:
         "README", wheel.name, "foo_bar-2.0-py3-none-any.whl", "foo_bar-4.0.tar.gz",
         "other-5.0-py3-none-any.whl"]
     assert store.files_of(canonicalize_name("missing")) == []
+    assert {name: (str(p.version), p.kind) for name, p in
+            store.distributions_of(canonicalize_name("foo-bar")).items()} == {
+        wheel.name: ("1.0", "wheel"), "foo_bar-2.0-py3-none-any.whl": ("2.0", "wheel"),
+        "foo_bar-4.0.tar.gz": ("4.0", "sdist")}  # no README, no other project's, no partial file
+    assert store.distributions_of(canonicalize_name("missing")) == {}
     assert store.versions(canonicalize_name("foo-bar"), "wheel") == {Version("1.0"), Version("2.0")}
     assert store.versions(canonicalize_name("foo-bar"), "sdist") == {Version("4.0")}
     by_hand = "foo_bar-3.0-py3-none-any.whl"

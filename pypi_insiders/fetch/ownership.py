@@ -15,10 +15,10 @@ from collections.abc import Collection
 from packaging.utils import NormalizedName, canonicalize_name
 
 from pypi_insiders.config import Config
-from pypi_insiders.errors import BuildError, InvalidDistributionError
+from pypi_insiders.errors import BuildError
 from pypi_insiders.fetch import repo_state
 from pypi_insiders.provenance import Provenance
-from pypi_insiders.store import Store, parse_filename
+from pypi_insiders.store import Store
 
 
 class OwnershipError(BuildError):
@@ -47,15 +47,9 @@ def _store_owner(config: Config, repo_key: str, name: NormalizedName, built: Col
     `built`: versions this repository's state says it built (files published before provenance
     was recorded count as its own).
     """
-    filenames = sorted(Store(config.paths.store).files_of(name))
+    distributions = Store(config.paths.store).distributions_of(name)
     provenance = Provenance(config.paths.state)
-    for filename in filenames:
-        try:
-            parsed = parse_filename(filename)
-        except InvalidDistributionError:
-            continue
-        if parsed.project != name:
-            continue
+    for filename, parsed in sorted(distributions.items()):
         origin = provenance.of(filename)
         if origin is None and str(parsed.version) in built:
             continue
