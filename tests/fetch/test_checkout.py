@@ -98,18 +98,11 @@ def test_checkout_version_from_git_builds_and_installs(make_config: ConfigMaker,
     assert (tmp_path / "target" / module / "__init__.py").read_text() == f"VERSION = {version!r}\n"
 
 
-PDM_CALL_PYPROJECT = """[build-system]
-requires = ["pdm-backend"]
-build-backend = "pdm.backend"
-
-[project]
-name = "{name}"
-dynamic = ["version"]
-
+PDM_CALL_PYPROJECT = g.dynamic_version_pyproject(["pdm-backend"], "pdm.backend", """\
 [tool.pdm.version]
 source = "call"
 getter = "scripts.get_version:get_version"
-"""
+""")
 
 # as mkdocstrings-python's scripts/get_version.py does: ask git through the scm getter's own code
 PDM_GET_VERSION = '''
@@ -121,14 +114,8 @@ def get_version():
     return tag.lstrip("v")
 '''
 
-UV_DYNAMIC_PYPROJECT = """[build-system]
-requires = ["hatchling", "uv-dynamic-versioning"]
-build-backend = "hatchling.build"
-
-[project]
-name = "{name}"
-dynamic = ["version"]
-
+UV_DYNAMIC_PYPROJECT = g.dynamic_version_pyproject(
+    ["hatchling", "uv-dynamic-versioning"], "hatchling.build", """\
 [tool.hatch.version]
 source = "uv-dynamic-versioning"
 
@@ -139,7 +126,7 @@ pattern = "default-unprefixed"
 
 [tool.hatch.build.targets.wheel]
 packages = ["{module}"]
-"""
+""")
 
 
 @pytest.mark.network

@@ -9,6 +9,7 @@ writes a real sdist and wheel. Real third-party backends are in `BACKEND_PYPROJE
 from __future__ import annotations
 
 import base64
+import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -101,45 +102,42 @@ build-backend = "intree_backend"
 backend-path = ["."]
 """
 
-BACKEND_PYPROJECTS = {
-    "setuptools": """[build-system]
-requires = ["setuptools>=64", "setuptools-scm>=8"]
-build-backend = "setuptools.build_meta"
+_DYNAMIC_VERSION_PYPROJECT = """[build-system]
+requires = {requires}
+build-backend = "{backend}"
 
 [project]
-name = "{name}"
+name = "{{name}}"
 dynamic = ["version"]
 
+"""
+
+
+def dynamic_version_pyproject(requires: list[str], backend: str, tables: str) -> str:
+    """A pyproject.toml whose backend finds the version itself (from git), `{name}` and `{module}`
+    left to format: backends differ only in what they require and in their own `tables`."""
+    return _DYNAMIC_VERSION_PYPROJECT.format(requires=json.dumps(requires), backend=backend) + tables
+
+
+BACKEND_PYPROJECTS = {
+    "setuptools": dynamic_version_pyproject(
+        ["setuptools>=64", "setuptools-scm>=8"], "setuptools.build_meta", """\
 [tool.setuptools]
 packages = ["{module}"]
 
 [tool.setuptools_scm]
-""",
-    "hatchling": """[build-system]
-requires = ["hatchling", "hatch-vcs"]
-build-backend = "hatchling.build"
-
-[project]
-name = "{name}"
-dynamic = ["version"]
-
+"""),
+    "hatchling": dynamic_version_pyproject(["hatchling", "hatch-vcs"], "hatchling.build", """\
 [tool.hatch.version]
 source = "vcs"
 
 [tool.hatch.build.targets.wheel]
 packages = ["{module}"]
-""",
-    "pdm-backend": """[build-system]
-requires = ["pdm-backend"]
-build-backend = "pdm.backend"
-
-[project]
-name = "{name}"
-dynamic = ["version"]
-
+"""),
+    "pdm-backend": dynamic_version_pyproject(["pdm-backend"], "pdm.backend", """\
 [tool.pdm.version]
 source = "scm"
-""",
+"""),
 }
 
 
