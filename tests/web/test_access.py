@@ -20,14 +20,12 @@ import pytest
 from pypi_insiders import config, fetch_queue
 from pypi_insiders.errors import ConfigError
 from pypi_insiders.web.app import IndexApp, make_app
-from pypi_insiders.web.passwords import hash_secret, make_token
-from pypi_insiders.web.scopes import parse_scope
+from pypi_insiders.web.passwords import hash_secret
 from pypi_insiders.web.users import User
 from tests.conftest import ConfigMaker
 from tests.support.distfiles import make_wheel
 from tests.support.server_fixtures import (
     JSON_TYPE,
-    FakeUpstream,
     Reply,
     ThreadedServer,
     basic,
@@ -35,13 +33,17 @@ from tests.support.server_fixtures import (
     serve_process,
     status_snapshot,
     wait_for,
-    write_index,
 )
-
-SECRET = "team-secret-1"
-PRIVATE_WHEEL = "private_pkg-1.0-py3-none-any.whl"
-PUBLIC_WHEEL = "public_pkg-9.9.1-py3-none-any.whl"
-CHALLENGE = 'Basic realm="pypi-insiders"'
+from tests.support.team_fixtures import (
+    CHALLENGE,
+    PRIVATE_WHEEL,
+    PUBLIC_WHEEL,
+    SECRET,
+    make_team,
+    request_as,
+    team_upstream,
+    write_users,
+)
 
 
 @dataclass
@@ -54,48 +56,16 @@ class Team:
     tokens: dict[str, str]
 
     def get(self, path: str, auth: str | None = None, **headers: str) -> Reply:
-        sent = {k.replace("_", "-"): v for k, v in headers.items()}
-        if auth is not None:
-            sent["Authorization"] = auth
-        return request(self.url, path, headers=sent)
+        return request_as(self.url, path, auth, **headers)
 
     def as_user(self, name: str) -> str:
         return basic(name, self.tokens.get(name, SECRET))
 
 
-def write_users(path: Path, users: list[User]) -> None:
-    path.write_text("".join(user.line() + "\n" for user in users))
-
-
 @pytest.fixture
 def upstream_server() -> Iterator[ThreadedServer]:
-    fake = FakeUpstream(projects={"public-pkg": {"public_pkg-9.9-py3-none-any.whl": b"public build"},
-                                  "remote-only": {"remote_only-1.0-py3-none-any.whl": b"remote"}})
-    with ThreadedServer(fake.app) as server:
+    with team_upstream() as server:
         yield server
-
-
-def make_team(make_config: ConfigMaker, data_dir: Path, tmp_path: Path, upstream: ThreadedServer,
-              *, anonymous: str = "none", fallback: str = "redirect") -> tuple[config.Config, dict[str, str]]:
-    store = data_dir / "store"
-    make_wheel(store / "private-pkg", "private-pkg", "1.0")
-    make_wheel(store / "public-pkg", "public-pkg", "9.9.1")
-    write_index(data_dir / "index", {"private-pkg": [f"private-pkg/{PRIVATE_WHEEL}"],
-                                     "public-pkg": [f"public-pkg/{PUBLIC_WHEEL}"]})
-    metadata = data_dir / "index" / "packages" / "private-pkg" / f"{PRIVATE_WHEEL}.metadata"
-    metadata.parent.mkdir(parents=True)
-    metadata.write_text("Metadata-Version: 2.1\nName: private-pkg\nVersion: 1.0\n")
-    tokens = {"ci": make_token("ci")}
-    write_users(tmp_path / "users", [
-        User("sponsor", hash_secret(SECRET), read=parse_scope("*"), upload=parse_scope("")),
-        User("member", hash_secret(SECRET), read=parse_scope("Private_Pkg"), upload=parse_scope("")),
-        User("ci", hash_secret(tokens["ci"]), read=parse_scope("public-pkg"), upload=parse_scope(""),
-             token=True),
-    ])
-    loaded = config.load(str(make_config(
-        upstream={"url": upstream.url + "simple/", "fallback": fallback, "timeout": 5.0},
-        access={"anonymous": anonymous, "public_projects": ["Public.Pkg"]})))
-    return loaded, tokens
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from pypi_insiders.web import access_log
 from pypi_insiders.web.app import make_app
 from pypi_insiders.web.response import Response
 from tests.conftest import ConfigMaker
+from tests.support import team_fixtures as team_setup
 from tests.support.distfiles import make_wheel
 from tests.support.server_fixtures import (
     FakeUpstream,
@@ -35,7 +36,6 @@ from tests.support.server_fixtures import (
     status_snapshot,
     wait_for,
 )
-from tests.web import test_access as team_setup
 
 FIELDS = ("CLIENT", "USER", "PROJECT", "FILE", "STATUS", "BYTES", "DURATION_MS")
 PRIVATE = f"/packages/private-pkg/{team_setup.PRIVATE_WHEEL}"
@@ -75,10 +75,7 @@ class Audited:
     store: Path
 
     def get(self, path: str, auth: str | None = None, **headers: str) -> Reply:
-        sent = {k.replace("_", "-"): v for k, v in headers.items()}
-        if auth is not None:
-            sent["Authorization"] = auth
-        return request(self.url, path, headers=sent)
+        return team_setup.request_as(self.url, path, auth, **headers)
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 A real nginx master (Debian's nginx-light) runs the shipped sample, rendered with test ports
 and paths, in front of the app on waitress made as the service makes it. Read access is the
-team of test_access.py: anonymous = "none", users with read scopes, a public project.
+team of test_access.py (`tests/support/team_fixtures.py`): anonymous = "none", users with read
+scopes, a public project.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from pypi_insiders import cli, config
 from pypi_insiders.service.server import create_server
 from pypi_insiders.web.app import make_app
 from tests.conftest import ConfigMaker
+from tests.support import team_fixtures as team_setup
 from tests.support.distfiles import make_wheel
 from tests.support.nginx_fixtures import Nginx, running_nginx
 from tests.support.server_fixtures import FakeUpstream, Reply, ThreadedServer, basic, request, status_snapshot
-from tests.web import test_access as team_setup
 
 PRIVATE = f"/packages/private-pkg/{team_setup.PRIVATE_WHEEL}"
 PUBLIC = f"/packages/public-pkg/{team_setup.PUBLIC_WHEEL}"
@@ -37,10 +38,7 @@ class Front:
     tokens: dict[str, str]
 
     def get(self, path: str, auth: str | None = None, method: str = "GET", **headers: str) -> Reply:
-        sent = {k.replace("_", "-"): v for k, v in headers.items()}
-        if auth is not None:
-            sent["Authorization"] = auth
-        return request(self.nginx.url, path, method, headers=sent)
+        return team_setup.request_as(self.nginx.url, path, auth, method, **headers)
 
     def user(self, name: str) -> str:
         token = self.tokens.get(name)
@@ -49,9 +47,7 @@ class Front:
 
 @pytest.fixture
 def front(make_config: ConfigMaker, data_dir: Path, tmp_path: Path) -> Iterator[Front]:
-    fake = FakeUpstream(projects={"public-pkg": {"public_pkg-9.9-py3-none-any.whl": b"public build"},
-                                  "remote-only": {"remote_only-1.0-py3-none-any.whl": b"remote"}})
-    with ThreadedServer(fake.app) as upstream:
+    with team_setup.team_upstream() as upstream:
         loaded, tokens = team_setup.make_team(make_config, data_dir, tmp_path, upstream)
         make_wheel(data_dir / "store" / "private-pkg", "private-pkg", "1.1+insiders.2")
         loaded = replace(loaded, server=replace(loaded.server, trusted_proxy="127.0.0.1"))
