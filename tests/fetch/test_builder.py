@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name
 
-from pypi_insiders import config
 from pypi_insiders.errors import BuildError
-from pypi_insiders.fetch import build_output, builder, git, sandbox
-from pypi_insiders.fetch.versions import TagVersion, version_of_tag
+from pypi_insiders.fetch import build_output, builder
 from tests.conftest import ConfigMaker
 from tests.support import git_fixtures as g
+from tests.support.build_fixtures import build_request
 from tests.support.process_fixtures import gone_within, watching_processes_in
 
 pytestmark = pytest.mark.slow
@@ -25,18 +24,10 @@ pytestmark = pytest.mark.slow
 def _request(make_config: ConfigMaker, tmp_path: Path, upstream: Path, tag: str, *,
              subdirectory: str = "", distribution: str | None = None,
              timeout: float = 600.0) -> builder.BuildRequest:
-    loaded = config.load(str(make_config(repos={"demo": {"url": str(upstream)}})))
-    tags = git.update(loaded, loaded.repos[0]).tags
-    version = version_of_tag(tag)
-    assert version is not None
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    tag_version = TagVersion(tag, tags[tag], version)
-    name = canonicalize_name(distribution) if distribution else None
-    return builder.BuildRequest(repo_key="demo", mirror=git.mirror_path(loaded, "demo"), tag=tag_version,
-                                subdirectory=subdirectory, distribution=name, timeout=timeout,
-                                workdir=workdir, pip_cache=tmp_path / "pip-cache",
-                                build_envs=tmp_path / "build-envs", sandbox=sandbox.for_config(loaded))
+    """With a pip cache and build environments of the test's own."""
+    return build_request(make_config, tmp_path, upstream, tag, subdirectory=subdirectory,
+                         distribution=distribution, timeout=timeout, pip_cache=tmp_path / "pip-cache",
+                         build_envs=tmp_path / "build-envs")
 
 
 def test_build_passes_the_tag_version_and_commit_time(make_config: ConfigMaker, tmp_path: Path) -> None:

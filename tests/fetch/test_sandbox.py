@@ -31,12 +31,12 @@ from dulwich.repo import Repo
 
 from pypi_insiders import config
 from pypi_insiders.errors import BuildError
-from pypi_insiders.fetch import builder, git, runner, sandbox
+from pypi_insiders.fetch import builder, git, runner
 from pypi_insiders.fetch.sandbox import SandboxError
-from pypi_insiders.fetch.versions import TagVersion, version_of_tag
 from pypi_insiders.store import Store
 from tests.conftest import ConfigMaker
 from tests.support import git_fixtures as g
+from tests.support.build_fixtures import build_request
 
 pytestmark = pytest.mark.slow
 
@@ -250,17 +250,7 @@ def _request(make_config: ConfigMaker, tmp_path: Path, files: dict[str, str],
              tag: str = "v1.0") -> builder.BuildRequest:
     upstream = g.init_repo(tmp_path / "up", files)
     g.tag(upstream, tag)
-    loaded = config.load(str(make_config(repos={"demo": {"url": str(upstream)}})))
-    tags = git.update(loaded, loaded.repos[0]).tags
-    version = version_of_tag(tag)
-    assert version is not None
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    tag_version = TagVersion(tag, tags[tag], version)
-    return builder.BuildRequest(repo_key="demo", mirror=git.mirror_path(loaded, "demo"), tag=tag_version,
-                                subdirectory="", distribution=None, timeout=600.0, workdir=workdir,
-                                pip_cache=None, build_envs=loaded.paths.cache / "build-envs",
-                                sandbox=sandbox.for_config(loaded))
+    return build_request(make_config, tmp_path, upstream, tag)
 
 
 def _repo_with_links(path: Path, files: dict[str, str], links: dict[str, str]) -> Path:
