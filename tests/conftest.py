@@ -52,26 +52,32 @@ def data_dir(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def make_config(tmp_path: Path, data_dir: Path) -> ConfigMaker:
-    """Write a config whose every path is inside tmp_path; keyword tables are merged in."""
+def config_maker(root: Path) -> ConfigMaker:
+    """Write `root/config.toml` with every path inside `root` (data in `root/data`) and no
+    upstream (fallback off); keyword tables are merged in."""
 
     def make(**tables: Mapping[str, Any]) -> Path:
         data: dict[str, Any] = {
             "server": {"listen": "127.0.0.1:0"},
-            "paths": {"data": str(data_dir), "cache": str(tmp_path / "cache")},
+            "paths": {"data": str(root / "data"), "cache": str(root / "cache")},
             "upstream": {"url": "http://127.0.0.1:9/simple/", "fallback": "off"},
-            "upload": {"users_file": str(tmp_path / "users")},
-            "fetch": {"repos_dir": str(tmp_path / "repos.d"),
-                      "credentials_dir": str(tmp_path / "credentials")},
+            "upload": {"users_file": str(root / "users")},
+            "fetch": {"repos_dir": str(root / "repos.d"),
+                      "credentials_dir": str(root / "credentials")},
         }
         for name, table in tables.items():
             data[name] = {**data.get(name, {}), **table}
-        path = tmp_path / "config.toml"
+        path = root / "config.toml"
         path.write_text(to_toml(data))
         return path
 
     return make
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, data_dir: Path) -> ConfigMaker:
+    """Write a config whose every path is inside tmp_path, the data in `data_dir` (tmp_path/data)."""
+    return config_maker(tmp_path)
 
 
 @pytest.fixture

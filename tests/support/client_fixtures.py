@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import ConfigMaker, to_toml
+from tests.conftest import config_maker
 from tests.support.distfiles import make_wheel
 from tests.support.server_fixtures import FakeUpstream, Running, ThreadedServer, serve_process, service_env
 
@@ -54,7 +54,7 @@ def team_server(root: Path) -> Iterator[Team]:
     make_wheel(root / "data" / "store" / "public-pkg", "public-pkg", "9.9.1")
     make_wheel(root / "data" / "store" / "private-pkg", "private-pkg", "1.0")
     with ThreadedServer(fake.app) as upstream:
-        maker = _config_maker(root)
+        maker = config_maker(root)
         config_file = maker(upstream={"url": upstream.url + "simple/", "fallback": "redirect"},
                             access={"anonymous": "none", "public_projects": ["public-pkg"]},
                             upload={"enabled": True})
@@ -64,23 +64,6 @@ def team_server(root: Path) -> Iterator[Team]:
         with serve_process(config_file) as served:
             yield Team(served, config_file, token, readonly, fake)
             assert token not in served.output()
-
-
-def _config_maker(root: Path) -> ConfigMaker:
-    def make(**tables: dict[str, object]) -> Path:
-        data: dict[str, dict[str, object]] = {
-            "server": {"listen": "127.0.0.1:0"},
-            "paths": {"data": str(root / "data"), "cache": str(root / "cache")},
-            "upload": {"users_file": str(root / "users")},
-            "fetch": {"repos_dir": str(root / "repos.d"), "credentials_dir": str(root / "credentials")},
-        }
-        for name, table in tables.items():
-            data[name] = {**data.get(name, {}), **table}
-        path = root / "config.toml"
-        path.write_text(to_toml(data))
-        return path
-
-    return make
 
 
 def client_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
