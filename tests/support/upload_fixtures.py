@@ -20,15 +20,25 @@ from typing import Any
 from waitress import wasyncore
 from waitress.server import create_server
 
+from pypi_insiders import config, directories
 from pypi_insiders.config import Config
 from pypi_insiders.index.generate import Generator
 from pypi_insiders.index.store_watcher import Watcher
-from pypi_insiders.web import app
+from pypi_insiders.web import app, passwords
+from tests.conftest import ConfigMaker
 from tests.support.server_fixtures import service_env
 
 BOUNDARY = "----insiders-test-boundary-7f3a"
 Field = tuple[str, str]
 SECRET = "twine-secret-123"  # alice's upload token in the tests that add her
+
+
+def upload_config(make_config: ConfigMaker, secret: str) -> Config:
+    """Uploads on, 1 MB at most, the directories made, and alice an upload user with `secret`."""
+    loaded = config.load(str(make_config(upload={"enabled": True, "max_size_mb": 1})))
+    directories.prepare(loaded, create=True)
+    loaded.upload.users_file.write_text(f"alice:{passwords.hash_secret(secret)}\n")
+    return loaded
 
 
 @dataclass(frozen=True)

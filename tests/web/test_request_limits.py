@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from pypi_insiders import config, directories
+from pypi_insiders import config
 from pypi_insiders.config import Config
 from pypi_insiders.index import generate
 from pypi_insiders.service.server import create_server
-from pypi_insiders.web import passwords
 from pypi_insiders.web.app import make_app
 from pypi_insiders.web.upload_checks import MAX_FILENAME_BYTES
 from tests.conftest import ConfigMaker
+from tests.support import upload_fixtures
 from tests.support.distfiles import make_wheel
 from tests.support.server_fixtures import FakeUpstream, ThreadedServer, basic, request, write_index
 from tests.support.upload_fixtures import multipart, post, running_app, tree, twine_fields
@@ -122,10 +122,7 @@ def test_limits_overlong_request_target_is_414(make_config: ConfigMaker, data_di
 
 @pytest.fixture
 def upload_config(make_config: ConfigMaker) -> Config:
-    loaded = config.load(str(make_config(upload={"enabled": True, "max_size_mb": 1})))
-    directories.prepare(loaded, create=True)
-    loaded.upload.users_file.write_text(f"alice:{passwords.hash_secret('pw')}\n")
-    return loaded
+    return upload_fixtures.upload_config(make_config, "pw")
 
 
 def _upload_named(port: int, directory: Path, name: str) -> tuple[int, str]:

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 from packaging.utils import canonicalize_name
 
-from pypi_insiders import config, directories
 from pypi_insiders.config import Config
 from pypi_insiders.state_layout import StateLayout
 from pypi_insiders.store import Store
@@ -31,15 +30,12 @@ from pypi_insiders.web.index_visibility import IndexView
 from pypi_insiders.web.multipart import BodyReader, Parser
 from pypi_insiders.web.upload import Uploads
 from tests.conftest import ConfigMaker
+from tests.support import upload_fixtures
 from tests.support.distfiles import make_sdist, make_wheel
-from tests.support.server_fixtures import wait_for
+from tests.support.server_fixtures import basic, wait_for
 from tests.support.upload_fixtures import BOUNDARY, Reply, multipart, post, running_app, tree, twine_fields
 
 SECRET = "correct horse battery"
-
-
-def basic(name: str, secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{name}:{secret}".encode()).decode()
 
 
 AUTH = basic("alice", SECRET)
@@ -47,10 +43,7 @@ AUTH = basic("alice", SECRET)
 
 @pytest.fixture
 def upload_config(make_config: ConfigMaker) -> Config:
-    loaded = config.load(str(make_config(upload={"enabled": True, "max_size_mb": 1})))
-    directories.prepare(loaded, create=True)
-    loaded.upload.users_file.write_text(f"alice:{passwords.hash_secret(SECRET)}\n")
-    return loaded
+    return upload_fixtures.upload_config(make_config, SECRET)
 
 
 @pytest.fixture
