@@ -18,6 +18,7 @@ from pypi_insiders import __version__, config, directories, maintain, privileges
 from pypi_insiders.errors import ConfigError, InsidersError, UsageError
 from pypi_insiders.http_client import display_url
 from pypi_insiders.state_layout import StateLayout
+from pypi_insiders.wording import utc
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +146,8 @@ def cmd_users(args: argparse.Namespace) -> int:
         return 0
     last_use = users.read_last_use(StateLayout(loaded.paths.state).users_last_use)
     for user in users.read_users(path).values():
-        expires = users.format_time(user.expires) if user.expires is not None else "never"
-        used = users.format_time(last_use[user.name]) if user.name in last_use else "never"
+        expires = utc(user.expires) if user.expires is not None else "never"
+        used = utc(last_use[user.name]) if user.name in last_use else "never"
         print(f"{user.name}\t{'token' if user.token else 'password'}\tread={user.read}\t"
               f"upload={user.upload or '-'}\texpires={expires}\tlast-use={used}")
     return 0
@@ -170,7 +171,7 @@ def _users_add(args: argparse.Namespace, path: Path) -> int:
         print(f"API token for {args.name}: shown once; use it as the password with user name "
               f"{args.name!r} or {users.TOKEN_USER!r}", file=sys.stderr)
     print(f"{'changed' if existed else 'added'} user {args.name} in {path}: read={read} "
-          f"upload={upload or '-'} expires={users.format_time(expires) if expires else 'never'}",
+          f"upload={upload or '-'} expires={utc(expires) if expires else 'never'}",
           file=sys.stderr if args.token else sys.stdout)
     return 0
 

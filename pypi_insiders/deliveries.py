@@ -23,6 +23,7 @@ from typing import Any
 from pypi_insiders.fetch_queue import entry_name
 from pypi_insiders.files import atomic_write
 from pypi_insiders.state_layout import StateLayout
+from pypi_insiders.wording import utc
 
 KEEP = 72 * 3600.0
 _PRUNE_EVERY = 3600.0
@@ -41,7 +42,7 @@ class LastDelivery:
     outcome: str
 
     def as_status(self) -> dict[str, Any]:
-        return {**asdict(self), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.time))}
+        return {**asdict(self), "time": utc(self.time)}
 
 
 def first_time(directory: Path, delivery: str, now: float | None = None) -> bool:

@@ -36,7 +36,7 @@ from pypi_insiders.files import atomic_write, exclusive_lock
 from pypi_insiders.web import passwords
 from pypi_insiders.web import users as users_file
 from pypi_insiders.web.users import TOKEN_USER, User
-from pypi_insiders.wording import counted
+from pypi_insiders.wording import counted, utc
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class Authenticator:
             users, found = self._verify_once(str(header), key, str(environ.get("REMOTE_ADDR", "-")))
         if found.expired(now):
             raise AuthError(401, f"the credentials of user {found.name!r} expired on "
-                              f"{users_file.format_time(found.expires or now)}", refused=True)
+                              f"{utc(found.expires or now)}", refused=True)
         if now - self._used.get(found.name, 0.0) >= _LAST_USE_EVERY:
             self._note_use(found.name, now)
         return found

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from pypi_insiders.files import atomic_write
+from pypi_insiders.wording import utc
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class Forwarding:
                    "that is your reverse proxy")
         log.warning("%s", message)
         if self.note is not None:
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            stamp = utc(time.time())
             try:
                 atomic_write(self.note, f"{stamp}: {message}\n".encode(), 0o640, durable=False)
             except OSError as error:

@@ -31,7 +31,6 @@ from pypi_insiders.web.scopes import EVERYTHING, NOTHING, Scope, parse_scope
 log = logging.getLogger(__name__)
 
 TOKEN_USER: Final = "__token__"  # noqa: S105 - the user name twine sends with API tokens
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # shown
 _FILE_TIME = "%Y%m%dT%H%M%SZ"  # written: ISO 8601's basic format, no ':' to split a line on
 MAX_DAYS: Final = 36500
 
@@ -58,10 +57,6 @@ class User:
         if self.token:
             fields.append("token")
         return ":".join(fields)
-
-
-def format_time(seconds: float) -> str:
-    return time.strftime(_TIME_FORMAT, time.gmtime(seconds))
 
 
 def _parse_time(text: str) -> float:
