@@ -5,7 +5,6 @@ the watcher publishing them, and pip installing what was uploaded from the same 
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import socket
 import subprocess
@@ -27,7 +26,16 @@ from tests.support.server_fixtures import (
     twine_program,
     wait_for,
 )
-from tests.support.upload_fixtures import BOUNDARY, SECRET, multipart, post, tree, twine_fields, with_alice
+from tests.support.upload_fixtures import (
+    BOUNDARY,
+    SECRET,
+    multipart,
+    post,
+    post_headers_only,
+    tree,
+    twine_fields,
+    with_alice,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -144,15 +152,8 @@ def test_upload_refusals_through_serve_leave_the_store_untouched(server: Running
         reply = post(port, body, auth=auth)
         assert reply.status == status, f"{what}: {reply.status} {reply.text}"
         assert tree(store) == [], what
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:  # only headers: the service refuses from Content-Length alone, without waiting for a body
-        conn.putrequest("POST", "/legacy/")
-        conn.putheader("Content-Type", f"multipart/form-data; boundary={BOUNDARY}")
-        conn.putheader("Content-Length", str(500 * 1024 * 1024))
-        conn.endheaders()
-        assert conn.getresponse().status == 413
-    finally:
-        conn.close()
+    # only headers: the service refuses from Content-Length alone, without waiting for a body
+    assert post_headers_only(port, 500 * 1024 * 1024) == 413
     assert tree(store) == []
 
 

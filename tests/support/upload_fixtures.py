@@ -135,6 +135,22 @@ def post(port: int, body: bytes, *, auth: str | None, path: str = "/legacy/",
         conn.close()
 
 
+def post_headers_only(port: int, content_length: int, *, auth: str | None = None) -> int:
+    """The status of an upload POST that announces `content_length` bytes and sends none of them:
+    a server that waits for the body instead of refusing from the header alone times this out."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.putrequest("POST", "/legacy/")
+        if auth is not None:
+            conn.putheader("Authorization", auth)
+        conn.putheader("Content-Type", f"multipart/form-data; boundary={BOUNDARY}")
+        conn.putheader("Content-Length", str(content_length))
+        conn.endheaders()
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
 def tree(root: Path) -> list[str]:
     """Every file below root, hidden ones included: what 'nothing written' is checked against."""
     found = []

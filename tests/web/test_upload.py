@@ -327,18 +327,7 @@ def test_upload_body_shorter_than_content_length_is_refused(upload_config: Confi
 def test_upload_oversized_content_length_is_refused_before_the_body(port: int,
                                                                     upload_config: Config) -> None:
     """Only headers are sent: the answer must come without the server waiting for 50 MB."""
-    import http.client  # noqa: PLC0415
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.putrequest("POST", "/legacy/")
-        conn.putheader("Authorization", AUTH)
-        conn.putheader("Content-Type", f"multipart/form-data; boundary={BOUNDARY}")
-        conn.putheader("Content-Length", str(50 * 1024 * 1024))
-        conn.endheaders()
-        assert conn.getresponse().status == 413
-    finally:
-        conn.close()
+    assert upload_fixtures.post_headers_only(port, 50 * 1024 * 1024, auth=AUTH) == 413
     assert tree(upload_config.paths.store) == []
 
 
