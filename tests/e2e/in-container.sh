@@ -488,11 +488,13 @@ test_mirror() {
     sha=$(sha256sum "$wheel" | cut -d' ' -f1)
     kept="/var/cache/pypi-insiders/mirror/files/${sha:0:2}/$sha/$name"
     before="$WORK/config.before-mirror"
+    # five restarts in a few seconds: systemd's start limit (5 in 10 s) is reset before each one
+    restart_index() { systemctl reset-failed $INDEX; systemctl restart $INDEX; }
     cp "$CONFIG" "$before"
     sed -i 's/^fallback = ".*"$/fallback = "mirror"/' "$CONFIG"
     grep '^fallback = "mirror"$' "$CONFIG" >/dev/null || fail "fallback = mirror not set in $CONFIG"
     pypi-insiders check-config || fail "check-config refused fallback = mirror"
-    systemctl restart $INDEX || fail "restart with fallback = mirror"
+    restart_index || fail "restart with fallback = mirror"
     wait_for 30 "$INDEX active with the mirror" page_has "$(index_url /simple/)" "<html"
     wait_for 10 "upthing's page is rendered here, linking to this index" \
         page_has "$(index_url /simple/upthing/)" "href=\"../../mirror/upthing/$sha/$name#sha256=$sha\""
@@ -521,7 +523,7 @@ test_mirror() {
     kill "$upstream_pid"
     wait "$upstream_pid" 2>/dev/null || true
     upstream_pid=""
-    systemctl restart $INDEX || fail "restart with upstream stopped"
+    restart_index || fail "restart with upstream stopped"
     wait_for 30 "$INDEX active with upstream stopped" page_has "$(index_url /simple/)" "<html"
     mirror_pip upthing || fail "pip install from the mirror after a restart with upstream stopped"
     ok "with upstream stopped, after a restart, upthing installs from the mirror's disk"
@@ -533,7 +535,7 @@ test_mirror() {
     # behind the sample nginx site (test_nginx set it up): the service names the file, nginx sends it
     sed -i "s/^listen = \"127.0.0.1:$PORT\"\$/&\ntrusted_proxy = \"127.0.0.1\"/" "$CONFIG"
     printf '\n[access]\nanonymous = "read"\n' >> "$CONFIG"
-    systemctl restart $INDEX || fail "restart with trusted_proxy and the mirror"
+    restart_index || fail "restart with trusted_proxy and the mirror"
     wait_for 30 "$INDEX active with trusted_proxy and the mirror" page_has "$(index_url /simple/)" "<html"
     curl -sf --max-time 10 -o "$WORK/accel-body" -D "$WORK/accel-headers" -H 'X-Sendfile-Type: X-Accel-Redirect' \
         "$(index_url "/mirror/upthing/$sha/$name")" || fail "mirror: a hit asked for by nginx"
@@ -553,7 +555,7 @@ test_mirror() {
     kill "$(cat "$nginx_pid_file")"
     nginx_pid_file=""
     cp "$before" "$CONFIG"
-    systemctl restart $INDEX || fail "restart without the mirror"
+    restart_index || fail "restart without the mirror"
     wait_for 30 "$INDEX active without the mirror" page_has "$(index_url /simple/)" "<html"
 }
 
