@@ -233,7 +233,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     loaded = _load(args, reading=True)
     # The upstream cache it refreshes is the service's: as root, written as the service user.
     privileges.become_data_owner(loaded.paths.state)
-    return status.cli_status(loaded, as_json=args.json)
+    section = None
+    if loaded.upstream.fallback == "mirror":
+        from pypi_insiders.mirror import mirror  # noqa: PLC0415
+
+        try:
+            section = mirror.scanned_now(loaded.paths.cache, loaded.upstream)
+        except OSError as error:  # the repositories' status is still worth showing
+            print(f"pypi-insiders: cannot read the mirror: {error}", file=sys.stderr)
+    return status.cli_status(loaded, as_json=args.json, mirror=section)
 
 
 def cmd_mirror(args: argparse.Namespace) -> int:

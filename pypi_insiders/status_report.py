@@ -10,7 +10,8 @@ need them.
 Adding a field: give the dataclass a field with a default, fill it in `fetch/status.py`, show
 it where wanted. The snapshot's JSON follows the dataclasses (`as_json` and `from_json` walk
 their fields), so neither needs a change, and a snapshot written before the field existed
-still reads (the default applies).
+still reads (the default applies). The mirror's section (`MirrorStatus`) is the exception: the
+fetch stage may not import the mirror, so the parent's thread fills it (`service/status_refresh.py`).
 """
 
 from __future__ import annotations
@@ -85,6 +86,30 @@ class Webhooks:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MirrorStatus:
+    """The caching mirror (`fallback = "mirror"`): its disk, as last scanned, and its counters.
+
+    The scan (`scanned_at`) walks every kept file, so the parent makes it seldom
+    (`service/status_refresh.py`); the counters are read from `mirror/stats` at every change.
+    `max_size` is None without a cap. The field names are `/status.json`'s: scripts read them.
+    """
+
+    bytes_used: int
+    files: int
+    max_size: int | None
+    min_free: int
+    free_disk: int | None
+    offline: bool
+    hits: int = 0
+    misses: int = 0
+    bytes_from_upstream: int = 0
+    stale_pages_served: int = 0
+    last_upstream_error: str | None = None  # worded with `display_url`: never a credential
+    last_upstream_error_at: str | None = None
+    scanned_at: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class RepoStatus:
     """One watched repository; times are ISO 8601 UTC strings, None when never."""
 
@@ -114,6 +139,7 @@ class StatusReport:
     config_problem: str | None = None  # names private repositories and paths: for read `*` only
     repositories: tuple[RepoStatus, ...] = ()
     webhooks: Webhooks | None = None
+    mirror: MirrorStatus | None = None  # with `upstream.fallback = "mirror"` only
 
     def as_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -35,6 +35,7 @@ from pypi_insiders.state_layout import CacheLayout, StateLayout
 from pypi_insiders.status_report import (
     FailedBuild,
     LastBuild,
+    MirrorStatus,
     RepoStatus,
     StatusReport,
     snapshot_path,
@@ -42,7 +43,7 @@ from pypi_insiders.status_report import (
 )
 from pypi_insiders.store import parse_filename
 from pypi_insiders.units import FETCH_TIMER
-from pypi_insiders.wording import utc
+from pypi_insiders.wording import counted, size, utc
 
 log = logging.getLogger(__name__)
 
@@ -224,8 +225,9 @@ def input_stamp(config: Config) -> Stamp:
     return tuple(stamp)
 
 
-def cli_status(config: Config, *, as_json: bool = False) -> int:
-    report = collect(config)
+def cli_status(config: Config, *, as_json: bool = False, mirror: MirrorStatus | None = None) -> int:
+    """`mirror`: the mirror's section, made by the caller (this stage may not import the mirror)."""
+    report = replace(collect(config), mirror=mirror)
     if as_json:
         print(json.dumps(report.as_json(), indent=2))
         return 0
@@ -240,7 +242,26 @@ def cli_status(config: Config, *, as_json: bool = False) -> int:
     print(f"next run: {report.next_run or 'unknown (systemd timer not available)'}")
     for line in hook_status.lines(report.webhooks):
         print(line)
+    for line in mirror_lines(report.mirror):
+        print(line)
     return 0
+
+
+def mirror_lines(mirror: MirrorStatus | None) -> list[str]:
+    """The command's lines about the caching mirror (none unless `fallback = "mirror"`)."""
+    if mirror is None:
+        return []
+    cap = f"of {size(mirror.max_size)}" if mirror.max_size else "(no max_size)"
+    free = size(mirror.free_disk) if mirror.free_disk is not None else "unknown"
+    shown = [f"mirror: {size(mirror.bytes_used)} {cap} in {counted(mirror.files, 'file')}; free disk {free} "
+             f"(min_free {size(mirror.min_free)}){'; offline' if mirror.offline else ''}",
+             f"  {counted(mirror.hits, 'hit')}, {counted(mirror.misses, 'miss', 'misses')}, "
+             f"{size(mirror.bytes_from_upstream)} from upstream, "
+             f"{counted(mirror.stale_pages_served, 'stale page')} served"]
+    if mirror.last_upstream_error:
+        shown.append(f"  ! last upstream error ({mirror.last_upstream_error_at or 'time unknown'}): "
+                     f"{mirror.last_upstream_error}")
+    return shown
 
 
 def _print_repo(repo: RepoStatus) -> None:

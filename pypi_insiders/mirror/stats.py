@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Final, NamedTuple
 
 _COUNTERS: Final = ("hits", "misses", "bytes_upstream", "stale_pages")
 _HEAD: Final = struct.Struct("<4qdH")  # the counters, the last error's time, its length
@@ -67,10 +67,30 @@ class MirrorStats:
         _HEAD.pack_into(self._map, 0, *values, at, len(data))
         self._map[_HEAD.size:_HEAD.size + len(data)] = data
 
-    def as_status(self) -> dict[str, Any]:
-        with self._locked():
-            (hits, misses, upstream, stale), at, text = self._read()
-        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)) if at else None
-        return {"hits": hits, "misses": misses, "bytes_from_upstream": upstream,
-                "stale_pages_served": stale, "last_upstream_error": text or None,
-                "last_upstream_error_at": when}
+
+class Counts(NamedTuple):
+    hits: int = 0
+    misses: int = 0
+    bytes_upstream: int = 0
+    stale_pages: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None  # seconds since the epoch
+
+
+def read_counts(path: Path) -> Counts:
+    """The counters as another process sees them, read-only: `status` run by a member of the
+    service's group may read the file, not lock it for writing. No file yet: all zero."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return Counts()
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # writers take it exclusively: no half-written update
+        data = os.pread(fd, _SIZE, 0)
+    finally:
+        os.close(fd)  # closing drops the flock
+    if len(data) < _SIZE:
+        return Counts()
+    hits, misses, upstream, stale, at, length = _HEAD.unpack_from(data, 0)
+    text = data[_HEAD.size:_HEAD.size + min(length, _ERROR_MAX)].decode("utf-8", "replace")
+    return Counts(hits, misses, upstream, stale, text or None, at or None)

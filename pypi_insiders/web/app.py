@@ -297,11 +297,11 @@ class IndexApp:
             return plain("503 Service Unavailable", "status not computed yet; try again in a few seconds",
                          [("Retry-After", str(status_page.RETRY_AFTER))])
         shown = self._live.policy.status_allowed(view, report)
+        if self._live.mirror is None and shown.mirror is not None:  # a snapshot from before a reload
+            shown = replace(shown, mirror=None)
         first = progress.read_str(self._live.progress_file)
-        # the mirror's own numbers are this process's (its counters, its disk): read here, cheaply
-        mirror = self._live.mirror.mirror.status() if self._live.mirror is not None else None
         if as_json:
-            body, content_type = status_page.as_json(shown, first, mirror), "application/json"
+            body, content_type = status_page.as_json(shown, first), "application/json"
         else:
             body, content_type = status_page.render_html(shown, first).encode(), "text/html; charset=utf-8"
         return Response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))),

@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Mapping
 
 from pypi_insiders.index.progress import Progress
-from pypi_insiders.status_report import RepoStatus, StatusReport, Webhooks
+from pypi_insiders.status_report import MirrorStatus, RepoStatus, StatusReport, Webhooks
+from pypi_insiders.wording import size
 
 RETRY_AFTER = 2  # seconds, until the first snapshot: the parent writes it right after it starts
 _COLUMNS = ("repository", "distribution", "last check", "newest tag", "last build", "result", "next run",
             "last webhook", "problem")
 
 
-def as_json(report: StatusReport, first: Progress | None,
-            mirror: Mapping[str, object] | None = None) -> bytes:
-    """The report, the first generation's progress, and the mirror's numbers when it runs."""
+def as_json(report: StatusReport, first: Progress | None) -> bytes:
+    """The report and the first generation's progress; `mirror` only while the mirror runs."""
     index = {"generating": first is not None, **(first.as_status() if first else {})}
-    extra = {"mirror": mirror} if mirror is not None else {}
-    return json.dumps({**report.as_json(), "index": index, **extra}, indent=1, default=str).encode()
+    shown = report.as_json()
+    if shown.get("mirror") is None:
+        shown.pop("mirror", None)
+    return json.dumps({**shown, "index": index}, indent=1, default=str).encode()
 
 
 def render_html(report: StatusReport, first: Progress | None = None) -> str:
@@ -39,6 +40,7 @@ def render_html(report: StatusReport, first: Progress | None = None) -> str:
             f"<p>Generated {_cell(report.generated)}; next fetch run: "
             f"{_cell(report.next_run or 'unknown')}.</p>\n{_webhooks(report.webhooks)}"
             f"<table>\n<tr>{head}</tr>\n{body}\n</table>\n"
+            f"{_mirror(report.mirror)}"
             "</body></html>\n")
 
 
@@ -80,3 +82,27 @@ def _webhooks(hooks: Webhooks | None) -> str:
     queued = ", ".join(f"{q.key} (since {q.queued})" for q in hooks.queue) or "empty"
     return (f"<p>Webhooks {'enabled' if hooks.enabled else 'disabled'}; fetch queue: {_cell(queued)}; "
             f"path unit: {_cell(hooks.path_unit or 'unknown')}.</p>\n")
+
+
+def _mirror(mirror: MirrorStatus | None) -> str:
+    """The caching mirror (`fallback = "mirror"`): its disk as last scanned, and its counters."""
+    if mirror is None:
+        return ""
+    cap = f"of {size(mirror.max_size)}" if mirror.max_size else "(no max_size)"
+    free = size(mirror.free_disk) if mirror.free_disk is not None else "unknown"
+    rows = "".join(f"<tr><th>{name}</th><td>{_cell(value)}</td></tr>\n" for name, value in (
+        ("used", f"{size(mirror.bytes_used)} {cap}"), ("files", mirror.files),
+        ("free disk", f"{free} (below {size(mirror.min_free)} files pass through unstored)"),
+        ("hits", mirror.hits), ("misses", mirror.misses),
+        ("from upstream", size(mirror.bytes_from_upstream)),
+        ("stale pages served", mirror.stale_pages_served),
+        ("offline", "yes: upstream is never contacted" if mirror.offline else "no")))
+    error = mirror.last_upstream_error
+    if error:
+        when = mirror.last_upstream_error_at or "unknown"
+        rows += (f'<tr><th>last upstream error</th><td class="problem">{_cell(when)}: {_cell(error)}'
+                 "</td></tr>\n")
+    else:
+        rows += "<tr><th>last upstream error</th><td>none</td></tr>\n"
+    return (f"<h1>Mirror</h1>\n<p>Disk scanned {_cell(mirror.scanned_at or 'never')}.</p>\n"
+            f"<table>\n{rows}</table>\n")

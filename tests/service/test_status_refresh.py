@@ -1,35 +1,23 @@
-"""The parent's status refresher: a new snapshot when its inputs change, a warning once per cause."""
+"""The parent's status refresher: a new snapshot when its inputs change, a warning once per cause;
+the mirror's section, its counters followed at once and its disk scanned seldom."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
 from pathlib import Path
 
 import pytest
 
 from pypi_insiders import config
 from pypi_insiders.fetch import repo_state
-from pypi_insiders.service import status_refresh
-from pypi_insiders.status_report import Snapshot
+from pypi_insiders.mirror.layout import MirrorLayout
+from pypi_insiders.mirror.stats import MirrorStats
+from pypi_insiders.status_report import MirrorStatus, Snapshot
 from tests.conftest import ConfigMaker
-from tests.support.server_fixtures import wait_for
-
-
-@contextmanager
-def refreshing(loaded: config.Config) -> Iterator[Snapshot]:
-    stopped = threading.Event()
-    worker = threading.Thread(target=status_refresh.keep_fresh, args=(lambda: loaded, stopped),
-                              kwargs={"poll": 0.05}, daemon=True)
-    worker.start()
-    try:
-        yield Snapshot.in_cache(loaded.paths.cache)
-    finally:
-        stopped.set()
-        worker.join(timeout=10)
-        assert not worker.is_alive()
+from tests.support.dir_opens import DirectoryOpens
+from tests.support.server_fixtures import refreshing, wait_for
 
 
 def test_status_refresh_follows_a_state_file(make_config: ConfigMaker) -> None:
@@ -54,3 +42,52 @@ def test_status_refresh_survives_a_cache_it_cannot_write(
         assert wait_for(lambda: snapshot.read() is not None)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
+
+
+def _mirror(snapshot: Snapshot) -> MirrorStatus | None:
+    report = snapshot.read()
+    return report.mirror if report is not None else None
+
+
+def _keep(layout: MirrorLayout, data: bytes) -> None:
+    """A verified file as the mirror stores it (its path is the layout's to spell)."""
+    path = layout.file(hashlib.sha256(data).hexdigest(), "far-1.0-py3-none-any.whl")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data)
+
+
+def test_status_refresh_follows_the_mirror_counters_and_scans_the_disk_seldom(
+        make_config: ConfigMaker) -> None:
+    table = {"fallback": "mirror", "max_size": "1 MiB", "min_free": 0}
+    loaded = config.load(str(make_config(upstream=table)))
+    layout = MirrorLayout.under(loaded.paths.cache)
+    layout.ensure()
+    _keep(layout, b"x" * 1000)
+    stats = MirrorStats(layout.stats)
+    with DirectoryOpens(layout.files) as opens, refreshing(loaded, max_age=60) as snapshot:
+        assert wait_for(lambda: _mirror(snapshot) is not None)
+        first = _mirror(snapshot)
+        assert first is not None
+        assert (first.bytes_used, first.files, first.max_size, first.hits) == (1000, 1, 1024 * 1024, 0)
+        time.sleep(0.5)  # ten looks at the inputs, nothing changed: no second scan
+        assert opens.count() == 1
+        stats.add(hits=3, stale_pages=1)  # counters only: the snapshot follows, the disk is not scanned
+        assert wait_for(lambda: (_mirror(snapshot) or first).hits == 3)
+        assert opens.count() == 1
+        _keep(layout, b"y" * 500)
+        stats.add(misses=1, bytes_upstream=500)  # a file came: the next look scans
+        assert wait_for(lambda: (_mirror(snapshot) or first).files == 2)
+        shown = _mirror(snapshot)
+        assert shown is not None
+        assert (shown.bytes_used, shown.misses, shown.bytes_from_upstream, shown.stale_pages_served) == \
+            (1500, 1, 500, 1)
+        assert opens.count() == 2
+
+
+def test_status_refresh_has_no_mirror_section_without_the_mirror(make_config: ConfigMaker) -> None:
+    loaded = config.load(str(make_config(upstream={"fallback": "redirect"})))
+    with refreshing(loaded) as snapshot:
+        assert wait_for(lambda: snapshot.read() is not None)
+        report = snapshot.read()
+        assert report is not None
+        assert report.mirror is None

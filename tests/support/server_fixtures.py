@@ -26,6 +26,7 @@ from waitress.server import create_server
 
 from pypi_insiders.config import Config
 from pypi_insiders.fetch import status as fetch_status
+from pypi_insiders.service import status_refresh
 from pypi_insiders.status_report import Snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -259,6 +260,21 @@ def status_snapshot(loaded: Config) -> Snapshot:
     """What the service's parent does for `/status`: compute the report and write its snapshot."""
     fetch_status.refresh(loaded)
     return Snapshot.in_cache(loaded.paths.cache)
+
+
+@contextmanager
+def refreshing(loaded: Config, poll: float = 0.05, max_age: float = 15.0) -> Iterator[Snapshot]:
+    """The service parent's status thread (`status_refresh.keep_fresh`), polling fast, until the end."""
+    stopped = threading.Event()
+    worker = threading.Thread(target=status_refresh.keep_fresh, args=(lambda: loaded, stopped),
+                              kwargs={"poll": poll, "max_age": max_age}, daemon=True)
+    worker.start()
+    try:
+        yield Snapshot.in_cache(loaded.paths.cache)
+    finally:
+        stopped.set()
+        worker.join(timeout=10)
+        assert not worker.is_alive()
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> bool:
