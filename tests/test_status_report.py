@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from pypi_insiders.status_report import (
     FailedBuild,
     LastBuild,
+    MirrorStatus,
     RepoStatus,
     Snapshot,
     StatusReport,
@@ -28,6 +30,15 @@ def test_status_report_snapshot_round_trip(tmp_path: Path) -> None:
     assert Snapshot.in_cache(tmp_path).read() == REPORT
 
 
+def test_status_report_snapshot_round_trip_with_the_mirror(tmp_path: Path) -> None:
+    mirror = MirrorStatus(bytes_used=10, files=1, max_size=None, min_free=0, free_disk=None, offline=True,
+                          hits=2, last_upstream_error="http://127.0.0.1:1/simple/x/ answered 500",
+                          last_upstream_error_at="2027-01-15T08:00:00Z", scanned_at="2027-01-15T08:00:01Z")
+    report = replace(REPORT, mirror=mirror)
+    write_snapshot(tmp_path / "status.json", report)
+    assert Snapshot.in_cache(tmp_path).read() == report
+
+
 def test_status_report_snapshot_of_another_version_still_reads(tmp_path: Path) -> None:
     """A field added later (unknown here) is ignored; one this version has but the file lacks
     takes its default: an upgrade never shows a broken /status while the parent catches up."""
@@ -44,6 +55,9 @@ def test_status_report_snapshot_of_another_version_still_reads(tmp_path: Path) -
     b'{"generated": null, "repositories": {}}',
     b'{"generated": null, "repositories": [{"key": "x"}]}',
     b'{"generated": null, "repositories": [{"key": "x", "url": "u", "failed_builds": [1]}]}',
+    b'{"generated": null, "mirror": {"bytes_used": 1}}',
+    b'{"generated": null, "mirror": {"bytes_used": "1", "files": 0, "max_size": null, "min_free": 0, '
+    b'"free_disk": null, "offline": false}}',
 ])
 def test_status_report_snapshot_that_is_not_one_reads_as_none(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "status.json").write_bytes(content)

@@ -1,4 +1,4 @@
-"""Counts and times as every message shows them (wording.py)."""
+"""Counts, sizes and times as every message shows them (wording.py)."""
 
 from __future__ import annotations
 
@@ -27,3 +27,11 @@ def test_wording_utc_names_its_zone(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+@pytest.mark.parametrize(("count", "text"), [
+    (0, "0 bytes"), (1, "1 byte"), (1023, "1023 bytes"), (1024, "1.0 KiB"), (1536, "1.5 KiB"),
+    (1024**2, "1.0 MiB"), (10 * 1024**3, "10.0 GiB"), (2048 * 1024**4, "2048.0 TiB"),
+])
+def test_wording_size_in_powers_of_1024(count: int, text: str) -> None:
+    assert wording.size(count) == text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grp
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,8 @@ import pypi_insiders
 from pypi_insiders import config
 from pypi_insiders.fetch import repo_state, status
 from pypi_insiders.http_client import Credentials, HttpClient
+from pypi_insiders.mirror.layout import MirrorLayout
+from pypi_insiders.mirror.stats import MirrorStats
 from pypi_insiders.status_report import Snapshot
 from pypi_insiders.web import status_page
 from pypi_insiders.web.app import make_app
@@ -142,6 +145,31 @@ def test_status_command_prints_json_and_text(make_config: ConfigMaker, tmp_path:
     assert "  ! repository demo: cannot fetch: refused" in text
     assert "  next try 2027-01-15T08:00:00Z (after 2 failure(s))" in text
     assert f"  ! v1.0 failed to build 3 time(s); next try 2027-01-15T08:00:00Z: {cause}" in text
+    assert "mirror" not in text  # fallback is not the mirror
+
+
+def test_status_command_shows_the_mirror(make_config: ConfigMaker) -> None:
+    path = make_config(upstream={"url": "http://up:s3cret@127.0.0.1:9/simple/", "fallback": "mirror",
+                                 "max_size": "1 GiB", "min_free": "1 MiB"})
+    loaded = config.load(str(path))
+    layout = MirrorLayout.under(loaded.paths.cache)
+    layout.ensure()
+    kept = layout.file("ab" * 32, "a-1.0-py3-none-any.whl")
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"a" * 2048)
+    stats = MirrorStats(layout.stats)
+    stats.add(hits=5, misses=1, bytes_upstream=2048, stale_pages=1)
+    stats.error("http://127.0.0.1:9/simple/a/ answered 500 (s3cret)")
+    text = _cli(path, "status")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[-3].startswith("mirror: 2.0 KiB of 1.0 GiB in 1 file; free disk ")
+    assert lines[-3].endswith(" (min_free 1.0 MiB)")
+    assert lines[-2] == "  5 hits, 1 miss, 2.0 KiB from upstream, 1 stale page served"
+    error = r"  ! last upstream error \([-0-9T:]+Z\): http://127.0.0.1:9/simple/a/ answered 500 \(\*\*\*\)"
+    assert re.fullmatch(error, lines[-1])
+    shown = json.loads(_cli(path, "status", "--json").stdout)["mirror"]
+    assert (shown["bytes_used"], shown["files"], shown["hits"], shown["max_size"]) == (2048, 1, 5, 1024**3)
 
 
 def _cli(path: Path, *args: str) -> subprocess.CompletedProcess[str]:

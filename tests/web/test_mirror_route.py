@@ -29,9 +29,11 @@ from hypothesis import strategies as st
 from pypi_insiders import config
 from pypi_insiders.files import exclusive_lock
 from pypi_insiders.index.pins import write_pins
+from pypi_insiders.service import status_refresh
 from pypi_insiders.state_layout import StateLayout
 from pypi_insiders.web.app import IndexApp, make_app
 from tests.conftest import ConfigMaker
+from tests.support.dir_opens import DirectoryOpens
 from tests.support.distfiles import make_wheel
 from tests.support.mirror_upstream import Upstream
 from tests.support.raw_server import RawServer, reply
@@ -40,6 +42,7 @@ from tests.support.server_fixtures import (
     FakeUpstream,
     Reply,
     ThreadedServer,
+    refreshing,
     request,
     serve_process,
     status_snapshot,
@@ -510,27 +513,97 @@ def test_mirror_kill_9_mid_download_leaves_nothing_that_is_served(
     assert not list((layout / "tmp").iterdir())
 
 
+def mirror_status(url: str) -> dict[str, Any]:
+    """`/status.json`'s mirror section; empty until the parent's thread wrote one."""
+    reply = fetch(url, "/status.json")
+    section: dict[str, Any] = json.loads(reply.body).get("mirror") or {} if reply.status == 200 else {}
+    return section
+
+
 def test_mirror_status_section_counts_hits_misses_and_stale_pages(
-        start: Start, upstream: tuple[Upstream, str]) -> None:
+        start: Start, upstream: tuple[Upstream, str], tmp_path: Path) -> None:
+    """HTML and JSON both, from the snapshot the parent's thread (`refreshing`) writes."""
     fake, _ = upstream
     sha = fake.add("far", "far-1.0-py3-none-any.whl", b"z" * 1000)
     url, _app = start(cache_ttl=0, max_size="1 MiB")
     path = f"/mirror/far/{sha}/far-1.0-py3-none-any.whl"
-    fetch(url, path)
-    fetch(url, path)
+    with refreshing(config.load(str(tmp_path / "config.toml"))):
+        assert fetch(url, path).status == 200  # a miss
+        assert fetch(url, path).status == 200  # a hit
+        fake.faults["page:far"] = "500"
+        fetch(url, "/simple/far/")
+        assert wait_for(lambda: mirror_status(url).get("stale_pages_served", 0) >= 1)
+        mirror = mirror_status(url)
+        assert mirror["bytes_used"] == 1000
+        assert mirror["files"] == 1
+        assert mirror["max_size"] == 1024 * 1024
+        assert (mirror["hits"], mirror["misses"], mirror["bytes_from_upstream"]) == (1, 1, 1000)
+        assert "answered 500" in mirror["last_upstream_error"]
+        assert mirror["last_upstream_error_at"].endswith("Z")
+        assert mirror["offline"] is False
+        assert mirror["min_free"] == 0
+        assert mirror["free_disk"] > 0
+        page = fetch(url, "/status").body.decode()
+        assert "<h1>Mirror</h1>" in page
+        for row in ("<th>used</th><td>1000 bytes of 1.0 MiB</td>", "<th>files</th><td>1</td>",
+                    "<th>hits</th><td>1</td>", "<th>misses</th><td>1</td>",
+                    "<th>from upstream</th><td>1000 bytes</td>", "<th>offline</th><td>no</td>"):
+            assert row in page
+        error = r'<th>last upstream error</th><td class="problem">[-0-9T:]+Z: [^<]*answered 500'
+        assert re.search(error, page)
+        # Another process on the same mirror (a worker of [server] processes) adds to the same counts.
+        other, _app = start(cache_ttl=0, max_size="1 MiB")
+        fetch(other, path)
+        assert wait_for(lambda: mirror_status(url).get("hits") == 2)
+
+
+def test_mirror_status_never_shows_upstreams_credentials(
+        start: Start, upstream: tuple[Upstream, str], tmp_path: Path) -> None:
+    fake, upstream_url = upstream
+    fake.add("far", "far-1.0-py3-none-any.whl", b"far")
+    sha = fake.add("near", "near-1.0-py3-none-any.whl", b"near")
     fake.faults["page:far"] = "500"
-    fetch(url, "/simple/far/")
-    mirror = json.loads(fetch(url, "/status.json").body)["mirror"]
-    assert mirror["bytes_used"] == 1000
-    assert mirror["max_size"] == 1024 * 1024
-    assert (mirror["hits"], mirror["misses"], mirror["bytes_from_upstream"]) == (1, 1, 1000)
-    assert mirror["stale_pages_served"] >= 1
-    assert "answered 500" in mirror["last_upstream_error"]
-    assert mirror["offline"] is False
-    # Another process on the same mirror (a worker of [server] processes) adds to the same counts.
-    other, _app = start(cache_ttl=0, max_size="1 MiB")
-    fetch(other, path)
-    assert json.loads(fetch(url, "/status.json").body)["mirror"]["hits"] == 2
+    fake.faults["near-1.0-py3-none-any.whl"] = "500"
+    secret_url = upstream_url.replace("http://", "http://mirror-user:s3cret-pass@") + "simple/"
+    url, _app = start(url=secret_url)
+    with refreshing(config.load(str(tmp_path / "config.toml"))):
+        assert fetch(url, "/simple/far/").status >= 500
+        assert wait_for(lambda: "answered 500" in (mirror_status(url).get("last_upstream_error") or ""))
+        assert fetch(url, f"/mirror/near/{sha}/near-1.0-py3-none-any.whl").status >= 500
+        assert wait_for(lambda: "near-1.0" in (mirror_status(url).get("last_upstream_error") or ""))
+        shown = [fetch(url, "/status.json").body, fetch(url, "/status").body]
+    assert any(h.get("HTTP_AUTHORIZATION") for h in fake.headers)  # the credentials were in use
+    for body in shown:
+        assert b"s3cret-pass" not in body
+        assert b"mirror-user" not in body
+        assert b"near-1.0-py3-none-any.whl answered 5" in body
+
+
+def test_mirror_status_requests_scan_nothing_and_ask_upstream_nothing(
+        make_config: ConfigMaker, data_dir: Path, tmp_path: Path, upstream: tuple[Upstream, str]) -> None:
+    """The real service: its parent scans the mirror's disk; two hundred requests to /status and
+    /status.json later, the kernel saw no walk of the tree and upstream no request."""
+    fake, upstream_url = upstream
+    sha = fake.add("far", "far-1.0-py3-none-any.whl", b"f" * 2000)
+    write_index(data_dir / "index", {})
+    config_file = make_config(server={"listen": "127.0.0.1:0", "processes": 1},
+                              upstream={"url": upstream_url + "simple/", "fallback": "mirror", "min_free": 0})
+    path = f"/mirror/far/{sha}/far-1.0-py3-none-any.whl"
+    with serve_process(config_file) as running:
+        assert fetch(running.url, path).status == 200
+        assert fetch(running.url, path).status == 200
+        assert wait_for(lambda: mirror_status(running.url).get("misses") == 1)
+        assert wait_for(lambda: mirror_status(running.url).get("hits") == 1)
+        assert mirror_status(running.url)["bytes_used"] == 2000
+        asked = len(fake.requests)
+        began = time.monotonic()
+        with DirectoryOpens(tmp_path / "cache" / "mirror" / "files") as opens:
+            for number in range(200):
+                assert fetch(running.url, "/status.json" if number % 2 else "/status").status == 200
+            scans = opens.count()
+        elapsed = time.monotonic() - began
+    assert scans <= 1 + elapsed // status_refresh.MAX_AGE, (scans, elapsed)  # the parent's own, if due
+    assert len(fake.requests) == asked
 
 
 # ------------------------------------------------------------------ any path
