@@ -14,7 +14,8 @@ Threads of the parent, and what each may touch:
   its page yet gets 503 + Retry-After, `index.progress`), then starts the watcher and sends READY=1.
 - `report_progress` (until then): the first generation's progress into the file `/status` reads.
 - `keep_fresh` (`status_refresh`): computes the status report (state files, upstream for
-  `public_projects`, systemctl) and writes the snapshot `/status` reads; reads `config` only.
+  `public_projects`, systemctl; the mirror's counters, read-only, and a scan of its files) and
+  writes the snapshot `/status` reads; reads `config` only.
 - `keep_swept` (`mirror_sweep`, with fallback = "mirror"): the mirror's sweep every five
   minutes and when a worker asks (`mirror/sweep-wanted`); reads `config` only.
 - the store watcher's observer and debounce threads: `generator.update_paths()` under that lock.
