@@ -30,14 +30,15 @@ log = logging.getLogger(__name__)
 
 POLL = 1.0  # seconds between looks at the inputs
 MAX_AGE = 15.0  # seconds after which the snapshot is written again though nothing changed
-SCAN_SHARE = 0.1  # the mirror's disk scan may take at most this share of the thread's time
+SCAN_SHARE = 0.1  # the mirror's disk scan takes at most this share of the time while files come
+IDLE_SHARE = 0.01  # and at most this share while none do
 
 
 class MirrorWatch:
-    """The mirror's section, its disk scanned seldom: every kept file is stat'ed, which takes
-    seconds on a large mirror. A scan runs when files may have come (the misses changed) or
-    MAX_AGE passed (eviction, `mirror sweep`), and never sooner after the last one than ten
-    times that one's own duration."""
+    """The mirror's section, its disk scanned seldom: every kept file is stat'ed (0.4 s for
+    20,000 files here). A scan runs when files may have come (the misses changed), at most
+    SCAN_SHARE of the time; else after MAX_AGE (eviction, `mirror sweep` change the disk too),
+    at most IDLE_SHARE of the time: a large idle mirror is scanned less often than that."""
 
     def __init__(self, max_age: float = MAX_AGE) -> None:
         self.max_age = max_age
@@ -66,8 +67,8 @@ class MirrorWatch:
         now = time.monotonic()
         last = self._usage
         if last is not None and last[0] == config.paths.cache:
-            due = misses != self._misses or now - last[2] >= self.max_age
-            if not due or now - last[2] < last[3] / SCAN_SHARE:
+            wait = last[3] / SCAN_SHARE if misses != self._misses else max(self.max_age, last[3] / IDLE_SHARE)
+            if now - last[2] < wait:
                 return last[1]
         usage = mirror.scan(config.paths.cache, config.upstream)
         self._usage = (config.paths.cache, usage, now, time.monotonic() - now)
