@@ -29,6 +29,7 @@ from tests.support.server_fixtures import (
     Reply,
     ThreadedServer,
     basic,
+    refreshing,
     request,
     serve_process,
     status_snapshot,
@@ -505,3 +506,21 @@ def test_access_check_config_says_which_policy_and_why(make_config: ConfigMaker,
     out = capsys.readouterr().out
     assert "anonymous: none (default: the index listens on 0.0.0.0, beyond loopback)" in out
     assert "public_projects: public-pkg" in out
+
+
+def test_access_status_mirror_section_for_whoever_may_see_status(
+        team: Team, make_config: ConfigMaker) -> None:
+    """The mirror's numbers name no private project: every caller shown /status sees them, a
+    caller refused /status sees nothing of them."""
+    loaded = config.load(str(make_config(access={"anonymous": "none"},
+                                         upstream={"url": team.upstream + "simple/", "fallback": "mirror"})))
+    team.app.reconfigure(loaded)
+    with refreshing(loaded):
+        sponsor = team.as_user("sponsor")
+        assert wait_for(lambda: "mirror" in json.loads(team.get("/status.json", sponsor).body))
+        for user in ("sponsor", "member", "ci"):
+            assert json.loads(team.get("/status.json", team.as_user(user)).body)["mirror"]["hits"] == 0, user
+            assert b"<h1>Mirror</h1>" in team.get("/status", team.as_user(user)).body, user
+        refused = team.get("/status.json")
+        assert refused.status == 401
+        assert b"hits" not in refused.body
