@@ -90,7 +90,7 @@ class MirrorStatus:
     """The caching mirror (`fallback = "mirror"`): its disk, as last scanned, and its counters.
 
     The scan (`scanned_at`) walks every kept file, so the parent makes it seldom
-    (`service/status_refresh.py`); the counters are read from `mirror/stats` at every change.
+    (`service/status_refresh.py`); the counters, from `mirror/stats`, at every look (every second).
     `max_size` is None without a cap. The field names are `/status.json`'s: scripts read them.
     """
 

@@ -69,6 +69,8 @@ class MirrorStats:
 
 
 class Counts(NamedTuple):
+    """The counters at one moment, for `/status` (all zero before the first request)."""
+
     hits: int = 0
     misses: int = 0
     bytes_upstream: int = 0
