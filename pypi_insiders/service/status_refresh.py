@@ -36,14 +36,16 @@ IDLE_SHARE = 0.01  # and at most this share while none do
 
 class MirrorWatch:
     """The mirror's section, its disk scanned seldom: every kept file is stat'ed (0.4 s for
-    20,000 files here). A scan runs when files may have come (the misses changed), at most
-    SCAN_SHARE of the time; else after MAX_AGE (eviction, `mirror sweep` change the disk too),
-    at most IDLE_SHARE of the time: a large idle mirror is scanned less often than that."""
+    20,000 files here). A scan runs when files may have come (the misses changed; and once
+    more at the next look), at most SCAN_SHARE of the time; else after MAX_AGE (eviction and
+    `mirror sweep` change the disk too), at most IDLE_SHARE of the time: a large idle mirror
+    is scanned less often than every MAX_AGE."""
 
     def __init__(self, max_age: float = MAX_AGE) -> None:
         self.max_age = max_age
         self._usage: tuple[Path, mirror.Usage, float, float] | None = None  # cache, usage, when, took
         self._misses = -1
+        self._settle = False
         self._failure = ""
 
     def section(self, config: Config) -> MirrorStatus | None:
@@ -67,11 +69,15 @@ class MirrorWatch:
         now = time.monotonic()
         last = self._usage
         if last is not None and last[0] == config.paths.cache:
-            wait = last[3] / SCAN_SHARE if misses != self._misses else max(self.max_age, last[3] / IDLE_SHARE)
+            busy = misses != self._misses or self._settle
+            wait = last[3] / SCAN_SHARE if busy else max(self.max_age, last[3] / IDLE_SHARE)
             if now - last[2] < wait:
                 return last[1]
         usage = mirror.scan(config.paths.cache, config.upstream)
         self._usage = (config.paths.cache, usage, now, time.monotonic() - now)
+        # A miss is counted just before its file is published (and maybe others evicted): the
+        # scan for it runs once more at the next look, when the disk has settled.
+        self._settle = last is not None and misses != self._misses
         self._misses = misses
         return usage
 
