@@ -518,6 +518,9 @@ test_mirror() {
     stored() { journalctl -u $INDEX --no-pager -o cat RESULT=stored SHA256="$sha" | grep "$name" >/dev/null; }
     wait_for 10 "the journal has the stored file, with RESULT and SHA256 fields" stored
     wait_for 20 "/status.json counts the mirror's miss" page_has "$(index_url /status.json)" '"misses": [1-9]'
+    wait_for 20 "/status shows the mirror's section" page_has "$(index_url /status)" '<th>misses</th><td>[1-9]'
+    pypi-insiders status | grep '^mirror: .* in [1-9][0-9]* files\?; free disk' >/dev/null \
+        || fail "pypi-insiders status shows no mirror line: $(pypi-insiders status 2>&1)"
     ok "pip installed upthing through the mirror; its verified bytes are kept 0640 in the cache"
 
     kill "$upstream_pid"
