@@ -24,7 +24,7 @@ from pypi_insiders.web import status_page
 from tests.conftest import ConfigMaker, to_toml
 from tests.support import git_fixtures as g
 from tests.support.distfiles import make_sdist
-from tests.support.process_fixtures import gone_within, processes_in
+from tests.support.process_fixtures import gone_within, processes_in, sandboxed
 from tests.support.server_fixtures import VENV_BIN, request, serve_process, service_env, wait_for
 
 TOKEN = "runner-token"
@@ -223,7 +223,7 @@ def test_update_killed_midway_leaves_nothing_in_the_store(make_config: ConfigMak
     seen: set[int] = set()
     try:
         deadline = time.monotonic() + 120
-        while not (seen := processes_in(builds)):
+        while not sandboxed(seen := processes_in(builds)):
             assert process.poll() is None, "the update ended before the build started"
             assert time.monotonic() < deadline, "the build never started"
             time.sleep(0.05)

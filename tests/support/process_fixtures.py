@@ -37,6 +37,18 @@ def processes_in(directory: Path) -> set[int]:
     return found
 
 
+def sandboxed(pids: set[int]) -> bool:
+    """Whether one of them runs inside a sandbox already (another PID namespace than ours): bwrap
+    has then set its parent-death signal. Killing its parent before that (between the fork and
+    bwrap's prctl, a few milliseconds) is a race bwrap cannot see."""
+    ours = Path("/proc/self/ns/pid").readlink()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/ns/pid").readlink() != ours:
+                return True
+    return False
+
+
 def gone_within(pid: int, seconds: float) -> bool:
     """Whether the process ends (or is a zombie waiting for its new parent) within the time."""
     deadline = time.monotonic() + seconds
