@@ -16,11 +16,11 @@ from pathlib import Path
 
 from packaging.utils import NormalizedName
 
-from pypi_insiders.errors import InvalidDistributionError, StoreError
+from pypi_insiders.errors import StoreError
 from pypi_insiders.index import store_scan, work_pool
 from pypi_insiders.index.layout import IndexLayout
 from pypi_insiders.index.metadata_cache import Cache, FileRecord
-from pypi_insiders.index.work_pool import Outcome, Reader
+from pypi_insiders.index.work_pool import Outcome, Reader, Unservable
 from pypi_insiders.store import Store, is_hidden
 
 log = logging.getLogger(__name__)
@@ -187,17 +187,13 @@ class StoreSync:
                rows: list[FileRecord] | None = None) -> None:
         """Records what `_read` found, in the thread that owns the transaction; into `rows`, to be
         written together, when given."""
-        directory, _, filename = relpath.rpartition("/")
+        directory = relpath.rpartition("/")[0]
         if outcome is None:
             if previous is not None:
                 self._drop(previous, changes)
             return
-        if isinstance(outcome, InvalidDistributionError):
-            broken = self._broken(self.store.path_of(relpath), relpath, previous,
-                                  str(outcome).removeprefix(f"{filename}: "))
-            if broken is None:
-                return
-            record = broken
+        if isinstance(outcome, Unservable):
+            record = self._broken(relpath, previous, outcome)
         else:
             record = FileRecord(
                 relpath=relpath, dir=directory, size=outcome.size, mtime_ns=outcome.mtime_ns,
@@ -219,19 +215,17 @@ class StoreSync:
         if rows is None:
             self._checkpoint(changes.files_read)
 
-    def _broken(self, path: Path, relpath: str, previous: FileRecord | None,
-                reason: str) -> FileRecord | None:
-        """Remembered as broken, so the warning is given once per version of the file."""
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            return None
-        log.warning("not serving %s: %s", relpath, reason, extra={"FILE": str(path)})
-        return FileRecord(relpath=relpath, dir=relpath.rpartition("/")[0], size=stat.st_size,
-                          mtime_ns=stat.st_mtime_ns, project=None, version=None, kind=None, sha256=None,
+    def _broken(self, relpath: str, previous: FileRecord | None, outcome: Unservable) -> FileRecord:
+        """Remembered as broken, so the warning is given once per version of the file; by the
+        stat from before the read (see Unservable), so a file read while being written is read
+        again once whole."""
+        log.warning("not serving %s: %s", relpath, outcome.reason,
+                    extra={"FILE": str(self.store.path_of(relpath))})
+        return FileRecord(relpath=relpath, dir=relpath.rpartition("/")[0], size=outcome.size,
+                          mtime_ns=outcome.mtime_ns, project=None, version=None, kind=None, sha256=None,
                           requires_python=None, metadata_sha256=None,
-                          upload_time_ns=previous.upload_time_ns if previous else stat.st_mtime_ns,
-                          error=reason)
+                          upload_time_ns=previous.upload_time_ns if previous else outcome.mtime_ns,
+                          error=outcome.reason)
 
     def _drop(self, record: FileRecord, changes: Changes) -> None:
         self._cache.delete_file(record.relpath)

@@ -40,7 +40,23 @@ from pypi_insiders.store import Store
 
 log = logging.getLogger(__name__)
 
-Outcome = FileInfo | InvalidDistributionError | None  # None: the file is gone
+
+
+@dataclass(frozen=True)
+class Unservable:
+    """A file that must not be served: why, and its (size, mtime_ns) from before it was read.
+
+    The stat must not be taken after the read: a file still being written is read as broken,
+    and a stat taken once it is whole would make the cache believe the whole file was read
+    and found broken, so neither the watcher's notice nor a rescan would read it again.
+    """
+
+    reason: str
+    size: int
+    mtime_ns: int
+
+
+Outcome = FileInfo | Unservable | None  # None: the file is gone
 Reader = Callable[[list[str]], Iterator[Outcome]]
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -54,15 +70,21 @@ def read_one(store_root: str, index_root: str, relpath: str) -> Outcome:
     """One file's facts, its metadata file written; safe in any thread or process."""
     store = Store(Path(store_root))
     path = store.path_of(relpath)
+    filename = relpath.rpartition("/")[2]
+    try:
+        before = path.stat()  # a broken file is remembered by this stat: see Unservable
+    except FileNotFoundError:
+        return None
     if path.is_symlink() and not path.resolve().is_relative_to(_real(store_root)):
         # The app refuses to serve it (it checks where links lead), so it must not be listed.
-        return InvalidDistributionError(f"{path.name}: a symbolic link out of the store")
+        return Unservable("a symbolic link out of the store", before.st_size, before.st_mtime_ns)
     try:
-        info = inspect(path, relpath.rpartition("/")[2])
+        info = inspect(path, filename)
     except FileNotFoundError:
         return None
     except InvalidDistributionError as error:
-        return error
+        reason = str(error).removeprefix(f"{filename}: ")
+        return Unservable(reason, before.st_size, before.st_mtime_ns)
     if info.metadata is None:
         return info
     write_derived(IndexLayout(Path(index_root)).metadata_file(relpath), info.metadata)
