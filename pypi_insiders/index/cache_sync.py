@@ -94,6 +94,10 @@ class StoreSync:
         self.drop_dirs(self._cache.dirs_with_files(top) - seen, changes)
         self._cache.forget_tree(top, keep=seen)
 
+    def still_there(self, directories: set[str]) -> set[str]:
+        """Those of `directories` a walk would list now (made again since one missed them)."""
+        return {d for d in directories if store_scan.reachable(self._root, d)}
+
     def drop_dirs(self, directories: set[str], changes: Changes) -> None:
         for directory in directories:
             for record in self._cache.files_in_dir(directory).values():

@@ -102,12 +102,16 @@ class Generator:
             self._settings = self._configured.with_yanks(self._yanks.reasons())
             # Due from the last run's rows, before this run's reads recreate any of the index.
             stale = due.stale_projects(self._cache, self.layout, self._settings)
-            with self._work(len(changed) + len(stale)) as work:
+            # Every directory holding rows has a fingerprint row (maybe invalidated), so the
+            # snapshot lists every candidate without reading the files table. One the walk
+            # missed may be back by now, its new files already recorded by update_paths:
+            # diffed, not dropped, or they would vanish from their pages until the next scan.
+            missed = set(known) - seen
+            back = self._sync.still_there(missed)
+            with self._work(len(changed) + len(back) + len(stale)) as work:
                 run = Run()
-                self._sync.sync_dirs(changed, run, work.read)
-                # Every directory holding rows has a fingerprint row (maybe invalidated), so the
-                # snapshot lists every candidate without reading the files table.
-                self._sync.drop_dirs(set(known) - seen, run)
+                self._sync.sync_dirs(changed + sorted(back), run, work.read)
+                self._sync.drop_dirs(missed - back, run)
                 run.dirty |= stale
                 self._publish(run, full=True, work=work)
             projects, files = self._cache.totals()

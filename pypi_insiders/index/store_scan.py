@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 from collections.abc import Iterator
 
 from pypi_insiders.store import is_hidden
@@ -73,3 +74,20 @@ def walk_fingerprints(root: str, top: str = "") -> Iterator[tuple[str, bytes]]:
         files, subdirectories = found
         stack.extend(join(directory, name) for name in subdirectories)
         yield directory, fingerprint(files)
+
+
+def reachable(root: str, directory: str) -> bool:
+    """Whether `walk_fingerprints` would list `directory` now: each part a visible directory,
+    not a symlink."""
+    path = root
+    for part in directory.split("/"):
+        if is_hidden(part):
+            return False
+        path = join(path, part)
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            return False
+        if not stat.S_ISDIR(mode):
+            return False
+    return True

@@ -526,6 +526,35 @@ def test_generator_reads_again_a_file_found_broken_while_it_was_written(
     assert len(project_json(cfg, "rho")["files"]) == len(tails)
 
 
+def test_generator_keeps_the_new_files_of_a_directory_back_after_the_walk_missed_it(
+        cfg: config.Config, generator: Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory away while the full scan walks, back with a new file (recorded by its
+    update_paths) before the scan takes the lock: diffed again, not dropped with its rows.
+    The walk really runs; the wrapper only fixes when the directory comes and goes."""
+    store = cfg.paths.store
+    old = make_wheel(store / "tau", "tau", "1.0")
+    generator.generate_all()
+    walk = generator._sync.changed_dirs
+    added: list[str] = []
+
+    def walk_while_tau_is_away(top: str, known: dict[str, bytes]) -> tuple[list[str], set[str]]:
+        (store / "tau").rename(store / ".tau-away")  # hidden: not walked
+        try:
+            return walk(top, known)
+        finally:
+            (store / ".tau-away").rename(store / "tau")
+            added.append(make_wheel(store / "tau", "tau", "2.0").name)
+            generator.update_paths([f"tau/{added[0]}"])
+
+    monkeypatch.setattr(generator._sync, "changed_dirs", walk_while_tau_is_away)
+    generator.generate_all()
+    assert [f["filename"] for f in project_json(cfg, "tau")["files"]] == [old.name, *added]
+    monkeypatch.undo()
+    read_before = generator.stats.files_read
+    generator.generate_all()
+    assert generator.stats.files_read == read_before  # its rows and fingerprint agree with the store
+
+
 def test_generator_pins_from_two_processes_are_merged(cfg: config.Config, generator: Generator) -> None:
     make_wheel(cfg.paths.store / "rho", "rho", "1.0")
     generator.generate_all()
