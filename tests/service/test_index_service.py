@@ -4,6 +4,7 @@ the watcher publishing new files, and the pinned-name rule end to end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -148,22 +149,63 @@ def _notifications(sock: socket.socket, until: str, timeout: float) -> list[str]
     return seen
 
 
+class _Notifications:
+    """Every datagram sent to a notify socket, read by a thread from the moment it is bound.
+
+    Read from the start, not once serve answers: the socket queues only
+    net.unix.max_dgram_qlen (10) datagrams, and the pings of a slow start would fill it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.messages: list[str] = []
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(path)
+        self._sock.settimeout(0.1)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._read)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._done.is_set():
+            with contextlib.suppress(TimeoutError):
+                self.messages.append(self._sock.recv(4096).decode())
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self._sock.close()
+
+    def after(self, first: str, then: str, *, start: int = 0, timeout: float = 30.0) -> list[str] | None:
+        """The messages from `start` on once one holding `then` has come after one holding
+        `first` (waiting up to `timeout`); None if none did."""
+        def found() -> bool:
+            sent = self.messages[start:]
+            index = next((i for i, m in enumerate(sent) if first in m), None)
+            return index is not None and any(then in m for m in sent[index + 1:])
+        return self.messages[start:] if wait_for(found, timeout=timeout) else None
+
+
 def test_service_notifies_ready_after_generation_and_pings_the_watchdog(make_config: ConfigMaker,
                                                                         store: Path, tmp_path: Path) -> None:
-    path = str(tmp_path / "notify.sock")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.bind(path)
-        env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"}
+    notifications = _Notifications(str(tmp_path / "notify.sock"))
+    try:
+        env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
         with serve_process(make_config(), env=env) as running:
-            messages = _notifications(sock, "WATCHDOG=1", timeout=10)
+            # Pings may come before READY=1 too (a loaded host makes the first generation slow):
+            # what must hold is the order of STATUS and READY, and pings once ready.
+            messages = notifications.after("READY=1", "WATCHDOG=1")
+            assert messages is not None, notifications.messages
             ready = next(i for i, m in enumerate(messages) if "READY=1" in m)
             assert any("STATUS=generating" in m for m in messages[:ready])
             assert running.url in messages[ready]
-            assert any("WATCHDOG=1" in m for m in messages[ready:])
+            sent = len(notifications.messages)
             running.process.send_signal(signal.SIGHUP)
-            assert any("RELOADING=1" in m for m in _notifications(sock, "RELOADING=1", timeout=10))
+            reloaded = notifications.after("RELOADING=1", "READY=1", start=sent)
+            assert reloaded is not None, notifications.messages
             assert stop_process(running.process) == 0
-            assert any("STOPPING=1" in m for m in _notifications(sock, "STOPPING=1", timeout=5))
+            assert wait_for(lambda: any("STOPPING=1" in m for m in notifications.messages[sent:]))
+    finally:
+        notifications.close()
 
 
 def _children(pid: int) -> set[int]:
