@@ -64,9 +64,10 @@ def ensure_wheels(directory: Path, big_mb: int) -> None:
 
 
 @contextmanager
-def stand_in(wheels: Path, static: Path, log: Path) -> Iterator[Server]:
+def stand_in(wheels: Path, static: Path, log: Path, *, pep658: bool = False) -> Iterator[Server]:
     port = free_port()
-    argv = [str(VENV_PYTHON), "-m", "bench.mirror_upstream", str(wheels), str(port), str(static)]
+    argv = [str(VENV_PYTHON), "-m", "bench.mirror_upstream", str(wheels), str(port), str(static),
+            *(["pep658"] if pep658 else [])]
     with running("stand-in", argv, port, log, env=_clean_env()) as server:
         _wait(server.url + "/-/count")
         yield server
@@ -265,6 +266,9 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/pypi-insiders-bench/mirror"))  # noqa: S108
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--big-mb", type=int, default=1024)
+    parser.add_argument("--pep658", action="store_true",
+                        help="the stand-in offers each wheel's METADATA as a PEP 658 file (pip 23.0.1 "
+                             "rejects some)")
     parser.add_argument("--peers", action="store_true",
                         help="also proxpi and devpi-server (installed once from the package registry)")
     args = parser.parse_args()
@@ -272,7 +276,7 @@ def main() -> int:
     ensure_wheels(wheels, args.big_mb)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    with stand_in(wheels, static, work / "stand-in.log") as upstream, \
+    with stand_in(wheels, static, work / "stand-in.log", pep658=args.pep658) as upstream, \
             nginx_static(work / "nginx", static, wheels) as nginx:
         report = {"installs": installs(args, upstream, nginx, work),
                   "big_file": concurrent_and_throughput(upstream, nginx, work),

@@ -1,10 +1,13 @@
 """A stand-in upstream index for the mirror benchmark: every file in a directory of wheels,
 as PEP 691 JSON (with PEP 700 size and upload-time, from the file's mtime) or HTML pages, the
 files sent with wsgi.file_wrapper, and `/-/count` saying how many file requests it served.
-Each wheel's METADATA is offered as a PEP 658 file (`<wheel>.metadata`, written beside it), as
-the real upstream does, so installers resolve from those small files, through a mirror too.
+With `pep658` after the static directory, each wheel's METADATA is offered as a PEP 658 file
+(`<wheel>.metadata`, written beside it), as the real upstream does, so installers resolve
+from those small files, through a mirror too. It is off by default: bookworm's pip 23.0.1
+rejects the metadata of some current wheels ("inconsistent Name": `Name: mypy_extensions`
+for the project mypy-extensions), whoever serves it.
 
-    python -m bench.mirror_upstream WHEELS_DIR PORT
+    python -m bench.mirror_upstream WHEELS_DIR PORT [STATIC_DIR [pep658]]
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def _project(filename: str) -> str:
 
 
 class StandIn:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, pep658: bool = False) -> None:
         self.directory = directory
         self.files: dict[str, list[tuple[str, str, int, float]]] = defaultdict(list)
         self.metadata: dict[str, str] = {}  # wheel filename -> its METADATA's sha256
@@ -45,7 +48,7 @@ class StandIn:
                 stat = path.stat()
                 self.files[canonicalize_name(_project(path.name))].append(
                     (path.name, digest, stat.st_size, stat.st_mtime))
-                if path.suffix == ".whl" and (metadata := _metadata(path)) is not None:
+                if pep658 and path.suffix == ".whl" and (metadata := _metadata(path)) is not None:
                     self.metadata[path.name] = metadata
         self.served = 0
         self.lock = threading.Lock()
@@ -147,7 +150,7 @@ def static_tree(stand_in: StandIn, root: Path) -> None:
 
 
 if __name__ == "__main__":
-    app = StandIn(Path(sys.argv[1]))
+    app = StandIn(Path(sys.argv[1]), pep658=sys.argv[4:5] == ["pep658"])
     if len(sys.argv) > 3:
         static_tree(app, Path(sys.argv[3]))
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
