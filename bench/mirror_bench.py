@@ -3,7 +3,7 @@ beside nginx serving the same files statically (the machine's limit) and install
 from the stand-in upstream; one file fetched by 16 clients at once; a large file's throughput
 and the service's memory while a 1 GB file streams through a cold mirror.
 
-    .venv/bin/python -m bench.mirror_bench [--runs 5] [--big-mb 1024] [--pep658] [--peers] [--workdir DIR]
+    .venv/bin/python -m bench.mirror_bench [--runs 3] [--warm-runs 10] [--big-mb 1024] [--pep658] [--peers] [--workdir DIR]
 
 The wheels (black's and rich's dependency trees) are downloaded once with pip, through the
 host's own pip configuration, into the work directory (never the repository). Every server
@@ -158,9 +158,10 @@ def _servers(args: argparse.Namespace) -> dict[str, Starter]:
 
 
 def installs(args: argparse.Namespace, upstream: Server, static: Server, work: Path) -> dict[str, Any]:
-    """Medians of `--runs`. The warm installs alternate between the servers within each run, and
-    run before any cold one: a cold server starting or stopping beside a warm measurement
-    would load the machine under it."""
+    """Medians: of `--warm-runs` for nginx, the stand-in and the warm mirrors, which alternate
+    between the servers within each run and run before any cold one (a cold server starting
+    or stopping beside a warm measurement would load the machine under it); of `--runs` for
+    the cold ones. A pip install varies by a few tenths of a second between identical runs."""
     results: dict[str, Any] = {}
     servers = _servers(args)
     with contextlib.ExitStack() as stack:
@@ -170,7 +171,7 @@ def installs(args: argparse.Namespace, upstream: Server, static: Server, work: P
             install("uv", _index(server), work)  # fills its cache
         for tool in ("uv", "pip"):
             times: dict[str, list[float]] = {"nginx-static": [], "stand-in direct": []}
-            for _run in range(args.runs):
+            for _run in range(args.warm_runs):
                 times["nginx-static"].append(install(tool, static.url + "/simple/", work))
                 times["stand-in direct"].append(install(tool, upstream.url + "/simple/", work))
                 for name in servers:
@@ -271,7 +272,8 @@ def memory_while_streaming(upstream: Server, work: Path, big_mb: int) -> dict[st
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/pypi-insiders-bench/mirror"))  # noqa: S108
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=3, help="cold installs per server and tool")
+    parser.add_argument("--warm-runs", type=int, default=10, help="warm installs per server and tool")
     parser.add_argument("--big-mb", type=int, default=1024)
     parser.add_argument("--pep658", action="store_true",
                         help="the stand-in offers each wheel's METADATA as a PEP 658 file (pip 23.0.1 "
