@@ -3,7 +3,8 @@ beside nginx serving the same files statically (the machine's limit) and install
 from the stand-in upstream; one file fetched by 16 clients at once; a large file's throughput
 and the service's memory while a 1 GB file streams through a cold mirror.
 
-    .venv/bin/python -m bench.mirror_bench [--runs 3] [--warm-runs 10] [--big-mb 1024] [--pep658] [--peers] [--workdir DIR]
+    .venv/bin/python -m bench.mirror_bench [--runs 3] [--warm-runs 10] [--big-mb 1024]
+        [--pep658] [--peers] [--workdir DIR]
 
 The wheels (black's and rich's dependency trees) are downloaded once with pip, through the
 host's own pip configuration, into the work directory (never the repository). Every server
