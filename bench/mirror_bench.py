@@ -180,6 +180,9 @@ def installs(args: argparse.Namespace, upstream: Server, static: Server, work: P
             results[tool] = times
     for tool in ("uv", "pip"):
         for run in range(args.runs):
+            # the direct install again, beside the cold ones it is the yardstick of
+            results[tool].setdefault("stand-in direct, cold phase", []).append(
+                install(tool, upstream.url + "/simple/", work))
             for name, start in servers.items():
                 state = work / f"cold-{name}-{tool}-{run}"
                 with start(state, upstream.url) as cold:
