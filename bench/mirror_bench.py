@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -163,7 +164,7 @@ def installs(args: argparse.Namespace, upstream: Server, static: Server, work: P
     between the servers within each run and run before any cold one (a cold server starting
     or stopping beside a warm measurement would load the machine under it); of `--runs` for
     the cold ones. A pip install varies by a few tenths of a second between identical runs."""
-    results: dict[str, Any] = {}
+    results: dict[str, dict[str, list[float]]] = {}
     servers = _servers(args)
     with contextlib.ExitStack() as stack:
         warm = {name: stack.enter_context(start(work / f"warm-{name}", upstream.url))
@@ -178,6 +179,7 @@ def installs(args: argparse.Namespace, upstream: Server, static: Server, work: P
                 for name in servers:
                     times.setdefault(f"{name} warm", []).append(install(tool, _index(warm[name]), work))
             results[tool] = times
+        results["walk"] = walks(args, upstream, static, warm)
     for tool in ("uv", "pip"):
         for run in range(args.runs):
             # the direct install again, beside the cold ones it is the yardstick of
@@ -188,8 +190,42 @@ def installs(args: argparse.Namespace, upstream: Server, static: Server, work: P
                 with start(state, upstream.url) as cold:
                     results[tool].setdefault(f"{name} cold", []).append(install(tool, _index(cold), work))
                 shutil.rmtree(state, ignore_errors=True)
-    return {tool: {name: round(statistics.median(spent), 3) for name, spent in times.items()}
+    return {tool: {name: round(statistics.median(spent), 4) for name, spent in times.items()}
             for tool, times in results.items()}
+
+
+def walks(args: argparse.Namespace, upstream: Server, static: Server,
+          warm: dict[str, Server]) -> dict[str, list[float]]:
+    """What an installer asks of an index, without the installer: every project page of the
+    trees (HTML, as pip and nginx's static tree agree on), then every file on it, one request
+    after another. An install's own work is about 90 % of its time and varies by more than the
+    servers differ; this is the servers' share alone, alternating, `--warm-runs` times."""
+    indexes = {"nginx-static": static.url + "/simple/"} | {f"{n} warm": _index(s) for n, s in warm.items()}
+    names = [n for n in _projects(upstream.url + "/simple/") if n not in ("bigfile", "hugefile")]
+    spent: dict[str, list[float]] = {name: [] for name in indexes}
+    for _run in range(args.warm_runs):
+        for name, index in indexes.items():
+            spent[name].append(_walk(index, names))
+    return spent
+
+
+def _projects(root: str) -> list[str]:
+    with urllib.request.urlopen(root, timeout=30) as response:  # noqa: S310 - loopback, ours
+        return re.findall(r'href="([^"/]+)/"', response.read().decode())
+
+
+def _walk(index: str, names: list[str]) -> float:
+    began = time.perf_counter()
+    for name in names:
+        page = index.rstrip("/") + "/" + name + "/"
+        asked = urllib.request.Request(page, headers={"Accept": "text/html"})  # noqa: S310 - loopback
+        with urllib.request.urlopen(asked, timeout=30) as response:  # noqa: S310 - loopback, ours
+            links = re.findall(r'href="([^"#]+)', response.read().decode())
+        for link in links:
+            with urllib.request.urlopen(urllib.parse.urljoin(page, link), timeout=60) as response:  # noqa: S310
+                while response.read(1 << 20):
+                    pass
+    return time.perf_counter() - began
 
 
 def _index(server: Server) -> str:
