@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,40 +16,23 @@ import pytest
 from pypi_insiders import config
 from pypi_insiders.web.app import IndexApp, make_app
 from tests.conftest import ConfigMaker
+from tests.support.mirror_fixtures import Start, mirror_servers, short_read, stand_in_upstream, stored_files
 from tests.support.mirror_upstream import Upstream
-from tests.support.server_fixtures import ThreadedServer, request, status_snapshot, write_index
-from tests.web.test_mirror_route import short_read, stored_files
+from tests.support.server_fixtures import ThreadedServer, request, write_index
 
-Start = Callable[..., tuple[str, IndexApp]]
 WHEEL = "far-1.0-py3-none-any.whl"
 
 
 @pytest.fixture
 def upstream() -> Iterator[tuple[Upstream, str]]:
-    fake = Upstream()
-    with ThreadedServer(fake.app, threads=8) as server:
-        try:
-            yield fake, server.url
-        finally:
-            fake.release.set()  # before the server stops: it waits for held answers
+    with stand_in_upstream() as served:
+        yield served
 
 
 @pytest.fixture
 def start(make_config: ConfigMaker, data_dir: Path, upstream: tuple[Upstream, str]) -> Iterator[Start]:
-    write_index(data_dir / "index", {})
-    servers: list[ThreadedServer] = []
-
-    def run(**keys: object) -> tuple[str, IndexApp]:
-        table = {"url": upstream[1] + "simple/", "fallback": "mirror", "timeout": 3.0, "min_free": 0, **keys}
-        loaded = config.load(str(make_config(upstream=table)))
-        app = make_app(loaded, status=status_snapshot(loaded))
-        servers.append(ThreadedServer(app, threads=8).__enter__())
-        return servers[-1].url, app
-
-    yield run
-    upstream[0].release.set()
-    for server in servers:
-        server.stop()
+    with mirror_servers(make_config, data_dir, upstream) as run:
+        yield run
 
 
 def ours(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:

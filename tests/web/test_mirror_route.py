@@ -17,7 +17,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -31,10 +31,11 @@ from pypi_insiders.files import exclusive_lock
 from pypi_insiders.index.pins import write_pins
 from pypi_insiders.service import status_refresh
 from pypi_insiders.state_layout import StateLayout
-from pypi_insiders.web.app import IndexApp, make_app
+from pypi_insiders.web.app import make_app
 from tests.conftest import ConfigMaker
 from tests.support.dir_opens import DirectoryOpens
 from tests.support.distfiles import make_wheel
+from tests.support.mirror_fixtures import Start, mirror_servers, short_read, stand_in_upstream, stored_files
 from tests.support.mirror_upstream import Upstream
 from tests.support.raw_server import RawServer, reply
 from tests.support.server_fixtures import (
@@ -45,67 +46,27 @@ from tests.support.server_fixtures import (
     refreshing,
     request,
     serve_process,
-    status_snapshot,
     wait_for,
     write_index,
 )
 
-Start = Callable[..., tuple[str, IndexApp]]
 DAY = 86400.0
 
 
 @pytest.fixture
 def upstream() -> Iterator[tuple[Upstream, str]]:
-    fake = Upstream()
-    with ThreadedServer(fake.app, threads=8) as server:
-        try:
-            yield fake, server.url
-        finally:
-            fake.release.set()  # before the server stops: it waits for held answers
+    with stand_in_upstream() as served:
+        yield served
 
 
 @pytest.fixture
 def start(make_config: ConfigMaker, data_dir: Path, upstream: tuple[Upstream, str]) -> Iterator[Start]:
-    write_index(data_dir / "index", {})
-    servers: list[ThreadedServer] = []
-
-    def run(**keys: object) -> tuple[str, IndexApp]:
-        table = {"url": upstream[1] + "simple/", "fallback": "mirror", "timeout": 3.0, "min_free": 0, **keys}
-        loaded = config.load(str(make_config(upstream=table)))
-        app = make_app(loaded, status=status_snapshot(loaded))
-        servers.append(ThreadedServer(app, threads=8).__enter__())
-        return servers[-1].url, app
-
-    yield run
-    upstream[0].release.set()
-    for server in servers:
-        server.stop()
+    with mirror_servers(make_config, data_dir, upstream) as run:
+        yield run
 
 
 def fetch(url: str, path: str, **headers: str) -> Reply:
     return request(url, path, headers=headers)
-
-
-def short_read(url: str, path: str) -> tuple[int, int, int]:
-    """(status, announced length, bytes received) of a body that may be cut short."""
-    host, _, port = url.removeprefix("http://").rstrip("/").rpartition(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        length = int(response.getheader("Content-Length") or -1)
-        try:
-            got = len(response.read())
-        except http.client.IncompleteRead as cut:
-            got = len(cut.partial)
-        return response.status, length, got
-    finally:
-        conn.close()
-
-
-def stored_files(app: IndexApp) -> list[Path]:
-    assert app.mirror is not None
-    return sorted(p for p in app.mirror.layout.files.rglob("*") if p.is_file())
 
 
 def target(entry: dict[str, Any]) -> str:
