@@ -116,7 +116,8 @@ def test_status_says_once_when_upstream_refuses_the_credentials(
     loaded = _config(make_config, url.replace("http://", "http://mirror:wrong-pw@"))
     with HttpClient() as client:
         assert status.newest_public(loaded, "demo", client) is None
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"
+                and r.name.startswith("pypi_insiders")]
     assert warnings == [f"newest public release of demo unknown: {url}demo/ answered 401"]
     assert "wrong-pw" not in caplog.text
 
