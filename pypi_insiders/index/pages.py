@@ -18,7 +18,7 @@ from packaging.version import InvalidVersion, Version
 
 from pypi_insiders.index.layout import FILE_LINK_PREFIX
 from pypi_insiders.index.metadata_cache import FileRecord
-from pypi_insiders.simple_api import API_VERSION
+from pypi_insiders.simple_api import API_VERSION, html_link, json_file
 
 _META = f'<meta name="pypi:repository-version" content="{API_VERSION}">'
 TRACKS_API_VERSION = "1.2"  # PEP 708 added `tracks` in version 1.2 of the simple API
@@ -52,35 +52,15 @@ def _sort_key(record: FileRecord) -> tuple[Version, str]:
 
 
 def _html_link(record: FileRecord, yanked: Mapping[str, str]) -> str:
-    attributes = [f'href="{escape(file_url(record))}"']
-    if record.requires_python:
-        attributes.append(f'data-requires-python="{escape(record.requires_python)}"')
-    if record.metadata_sha256:
-        value = f"sha256={record.metadata_sha256}"
-        attributes.append(f'data-core-metadata="{value}" data-dist-info-metadata="{value}"')
-    reason = yanked.get(record.version or "")
-    if reason is not None:
-        attributes.append(f'data-yanked="{escape(reason)}"')
-    return f"    <a {' '.join(attributes)}>{escape(record.filename)}</a><br>\n"
+    return html_link(file_url(record), record.filename, requires_python=record.requires_python,
+                     core_metadata=record.metadata_sha256, yanked=yanked.get(record.version or ""))
 
 
 def _json_file(record: FileRecord, yanked: Mapping[str, str]) -> dict[str, object]:
-    entry: dict[str, object] = {
-        "filename": record.filename,
-        "url": file_url(record),
-        "hashes": {"sha256": record.sha256},
-    }
-    if record.requires_python:
-        entry["requires-python"] = record.requires_python
-    if record.metadata_sha256:
-        # PEP 714 allows the old name only in HTML: pip 22.3 to 23.1 (bookworm ships 23.0.1)
-        # crash on a JSON "dist-info-metadata" object.
-        entry["core-metadata"] = {"sha256": record.metadata_sha256}
-    reason = yanked.get(record.version or "")
-    entry["yanked"] = False if reason is None else (reason or True)
-    entry["size"] = record.size
-    entry["upload-time"] = upload_time(record.upload_time_ns)
-    return entry
+    return json_file(file_url(record), record.filename, record.sha256,
+                     requires_python=record.requires_python, core_metadata=record.metadata_sha256,
+                     yanked=yanked.get(record.version or ""), size=record.size,
+                     upload_time=upload_time(record.upload_time_ns))
 
 
 def project_pages(project: NormalizedName, files: Sequence[FileRecord],

@@ -18,7 +18,7 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from pypi_insiders.mirror.page import MirroredFile
-from pypi_insiders.simple_api import API_VERSION
+from pypi_insiders.simple_api import API_VERSION, html_link, json_file
 
 MIRROR_URL: Final = "/mirror/"  # the route files are served under
 _LINK_PREFIX: Final = "../../mirror/"  # from /simple/<name>/ to MIRROR_URL
@@ -37,34 +37,22 @@ def _ordered(files: Sequence[MirroredFile]) -> list[MirroredFile]:
     return sorted(files, key=lambda f: (Version(f.version), f.filename))
 
 
+def _yanked(item: MirroredFile) -> str | None:
+    """The reason, "" for none given, None when not yanked (as `simple_api` takes it)."""
+    if item.yanked is False:
+        return None
+    return item.yanked if isinstance(item.yanked, str) else ""
+
+
 def _html_link(name: NormalizedName, item: MirroredFile) -> str:
-    attributes = [f'href="{escape(_url(name, item))}"']
-    if item.requires_python:
-        attributes.append(f'data-requires-python="{escape(item.requires_python)}"')
-    if item.core_metadata:
-        value = f"sha256={item.core_metadata}"
-        attributes.append(f'data-core-metadata="{value}" data-dist-info-metadata="{value}"')
-    if item.yanked is not False:
-        reason = item.yanked if isinstance(item.yanked, str) else ""
-        attributes.append(f'data-yanked="{escape(reason)}"')
-    if item.upload_time:
-        attributes.append(f'data-upload-time="{item.upload_time}"')
-    return f"    <a {' '.join(attributes)}>{escape(item.filename)}</a><br>\n"
+    return html_link(_url(name, item), item.filename, requires_python=item.requires_python,
+                     core_metadata=item.core_metadata, yanked=_yanked(item), upload_time=item.upload_time)
 
 
 def _json_file(name: NormalizedName, item: MirroredFile) -> dict[str, object]:
-    entry: dict[str, object] = {"filename": item.filename, "url": _url(name, item),
-                                "hashes": {"sha256": item.sha256}}
-    if item.requires_python:
-        entry["requires-python"] = item.requires_python
-    if item.core_metadata:
-        entry["core-metadata"] = {"sha256": item.core_metadata}
-    entry["yanked"] = item.yanked
-    if item.size is not None:
-        entry["size"] = item.size
-    if item.upload_time:
-        entry["upload-time"] = item.upload_time
-    return entry
+    return json_file(_url(name, item), item.filename, item.sha256, requires_python=item.requires_python,
+                     core_metadata=item.core_metadata, yanked=_yanked(item), size=item.size,
+                     upload_time=item.upload_time)
 
 
 def html_page(name: NormalizedName, files: Sequence[MirroredFile]) -> bytes:
